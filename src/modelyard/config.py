@@ -1,0 +1,53 @@
+"""Configuration from the environment, read once into a typed object and passed in.
+
+| variable | default |
+| --- | --- |
+| MODELYARD_HOME | ~/.modelyard |
+| MODELYARD_DATABASE_URL | sqlite:///$MODELYARD_HOME/modelyard.db |
+| MODELYARD_STORAGE_URL | file://$MODELYARD_HOME/artifacts |
+| MODELYARD_CAPACITY | detected (NVML, psutil), e.g. "gpus=0,cpus=2,memory=8G" |
+| MODELYARD_HEARTBEAT_TIMEOUT | 60 (seconds of supervisor silence before an attempt is lost) |
+| MODELYARD_WEBHOOKS | comma-separated URLs POSTed on every job's final state |
+| MODELYARD_MAX_SNAPSHOT | 200M (largest workdir snapshot accepted) |
+| MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelyard.jobs.units import parse_duration, parse_size
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    storage_url: str
+    capacity: str | None = None
+    heartbeat_timeout: float = 60.0
+    webhooks: tuple[str, ...] = ()
+    max_snapshot_bytes: int = 200 * 1024 * 1024
+    stop_grace: float = 10.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where supervisors unpack code and write outputs on this machine."""
+        return self.home / "runs"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("MODELYARD_HOME") or Path.home() / ".modelyard").expanduser().resolve()
+        return cls(
+            home=home,
+            database_url=env.get("MODELYARD_DATABASE_URL") or f"sqlite:///{home / 'modelyard.db'}",
+            storage_url=env.get("MODELYARD_STORAGE_URL") or (home / "artifacts").as_uri(),
+            capacity=env.get("MODELYARD_CAPACITY") or None,
+            heartbeat_timeout=parse_duration(env.get("MODELYARD_HEARTBEAT_TIMEOUT", "60")),
+            webhooks=tuple(u.strip() for u in env.get("MODELYARD_WEBHOOKS", "").split(",") if u.strip()),
+            max_snapshot_bytes=parse_size(env.get("MODELYARD_MAX_SNAPSHOT", "200M")),
+            stop_grace=parse_duration(env.get("MODELYARD_STOP_GRACE", "10")),
+        )

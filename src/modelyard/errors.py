@@ -1,0 +1,56 @@
+"""The one domain exception and its codes.
+
+    ModelyardError(code, message, field=None)
+        code -> HTTP status in ``HTTP_STATUS`` (the server's single handler uses it)
+
+Raised anywhere below the API; the server turns it into a JSON error
+``{"error": {"code", "message", "field"}}`` and the CLI into one line on stderr.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(str, enum.Enum):
+    INVALID = "invalid"  # bad input: names the field and the reason
+    NOT_FOUND = "not_found"
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    CONFLICT = "conflict"  # a state change that is not allowed now
+    UNSATISFIABLE = "unsatisfiable"  # asks for more than the platform has
+    TOO_LARGE = "too_large"
+    UNAVAILABLE = "unavailable"  # a backing service (database, storage) failed
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.UNSATISFIABLE: 422,
+    ErrorCode.TOO_LARGE: 413,
+    ErrorCode.UNAVAILABLE: 503,
+}
+
+
+class ModelyardError(Exception):
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": {"code": self.code.value, "message": self.message, "field": self.field}}
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def not_found(what: str) -> ModelyardError:
+    return ModelyardError(ErrorCode.NOT_FOUND, f"{what} not found")

@@ -1,0 +1,130 @@
+"""The job spec: what a user asks to run, validated, from CLI flags or a YAML file.
+
+A spec is pure data. ``JobSpec.from_sources`` merges a YAML file with flags
+(flags win). Validation errors name the field and the reason.
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from modelyard.jobs.units import parse_duration, parse_size
+
+DEFAULT_MAX_RUNTIME = 72 * 3600.0
+DEFAULT_SYNC_INTERVAL = 600.0
+ENV_RESERVED_PREFIX = "MODELYARD_"
+
+
+class Resources(BaseModel):
+    """What a job holds while it runs. ``memory`` is in bytes (0: no reservation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: int = Field(0, ge=0, description="whole GPUs")
+    cpus: float = Field(1.0, ge=0, description="CPU cores")
+    memory: int = Field(0, ge=0, description="bytes of memory")
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_size(v)
+        return v
+
+    def fits_in(self, other: "Resources") -> bool:
+        return self.gpus <= other.gpus and self.cpus <= other.cpus + 1e-9 and self.memory <= other.memory
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(gpus=self.gpus + other.gpus, cpus=self.cpus + other.cpus, memory=self.memory + other.memory)
+
+    def __sub__(self, other: "Resources") -> "Resources":
+        return Resources.model_construct(
+            gpus=self.gpus - other.gpus, cpus=self.cpus - other.cpus, memory=self.memory - other.memory
+        )
+
+
+class JobSpec(BaseModel):
+    """A job as submitted. ``command`` is an argv list, or a string run by the shell."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | str
+    name: str | None = Field(None, max_length=200)
+    workdir: str | None = Field(None, description="folder snapshotted at submit (client side)")
+    resources: Resources = Field(default_factory=Resources)
+    env: dict[str, str] = Field(default_factory=dict)
+    priority: int = Field(0, ge=-1000, le=1000)
+    max_runtime: float = Field(DEFAULT_MAX_RUNTIME, gt=0, description="seconds")
+    sync_interval: float = Field(DEFAULT_SYNC_INTERVAL, gt=0, description="seconds")
+    retries: int = Field(0, ge=0, le=100)
+    webhooks: list[str] = Field(default_factory=list)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, str):
+            if not v.strip():
+                raise ValueError("the command is empty")
+        elif not v or not v[0]:
+            raise ValueError("the command is empty")
+        return v
+
+    @field_validator("max_runtime", "sync_interval", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return parse_duration(v)
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not key or "=" in key or "\0" in key:
+                raise ValueError(f"bad environment variable name {key!r}")
+        return v
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhooks(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook {url!r} is not an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _default_name(self) -> "JobSpec":
+        if not self.name:
+            self.name = self.display_command()[:60]
+        return self
+
+    def argv(self) -> list[str]:
+        if isinstance(self.command, str):
+            return ["/bin/sh", "-c", self.command]
+        return list(self.command)
+
+    def display_command(self) -> str:
+        return self.command if isinstance(self.command, str) else shlex.join(self.command)
+
+    @classmethod
+    def from_sources(cls, file_data: dict[str, Any] | None, overrides: dict[str, Any]) -> "JobSpec":
+        """Merge a YAML document (already parsed) with flags; a flag set to None is absent."""
+        data: dict[str, Any] = dict(file_data or {})
+        res = dict(data.get("resources") or {})
+        for key in ("gpus", "cpus", "memory"):
+            if key in data:
+                res[key] = data.pop(key)
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in ("gpus", "cpus", "memory"):
+                res[key] = value
+            elif key == "env":
+                data["env"] = {**(data.get("env") or {}), **value}
+            else:
+                data[key] = value
+        if res:
+            data["resources"] = res
+        return cls.model_validate(data)

@@ -1,0 +1,99 @@
+"""Job states, the transitions allowed between them, and why a job ended.
+
+This module owns the state machine: every state change anywhere in modelyard
+is checked against ``TRANSITIONS`` (the store applies it as a compare-and-set).
+Nomenclature: a *job* is what a user submitted (spec, priority, owner); an
+*attempt* is one run of it. A restart or a retry adds an attempt.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"  # waiting for resources
+    STARTING = "starting"  # placed; the supervisor is being launched
+    RUNNING = "running"  # the supervisor reported the command started
+    STOPPING = "stopping"  # a stop was asked for; waiting for the supervisor to end it
+    SUCCEEDED = "succeeded"  # the command exited 0
+    FAILED = "failed"  # the command exited non-zero, or could not start
+    STOPPED = "stopped"  # stopped by a user
+    TIMED_OUT = "timed_out"  # ran past max_runtime and was killed
+    LOST = "lost"  # the supervisor went silent past the heartbeat timeout
+
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    def is_active(self) -> bool:
+        """Holds resources (placed on a machine)."""
+        return self in ACTIVE
+
+
+TERMINAL = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.STOPPED, JobState.TIMED_OUT, JobState.LOST}
+)
+ACTIVE = frozenset({JobState.STARTING, JobState.RUNNING, JobState.STOPPING})
+_ENDINGS = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.LOST})
+
+# The one table of allowed transitions. A terminal state goes back to QUEUED only
+# through a restart or a retry, which also adds an attempt.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED}),
+    JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.QUEUED} | _ENDINGS),
+    JobState.RUNNING: frozenset({JobState.STOPPING} | _ENDINGS),
+    JobState.STOPPING: frozenset({JobState.STOPPED} | _ENDINGS),
+    JobState.SUCCEEDED: frozenset({JobState.QUEUED}),
+    JobState.FAILED: frozenset({JobState.QUEUED}),
+    JobState.STOPPED: frozenset({JobState.QUEUED}),
+    JobState.TIMED_OUT: frozenset({JobState.QUEUED}),
+    JobState.LOST: frozenset({JobState.QUEUED}),
+}
+
+
+def can_transition(src: JobState, dst: JobState) -> bool:
+    return dst in TRANSITIONS[src]
+
+
+def sources_of(dst: JobState) -> frozenset[JobState]:
+    """Every state from which ``dst`` may be entered (for compare-and-set updates)."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if dst in targets)
+
+
+class TerminationReason(str, enum.Enum):
+    """Why an attempt ended; each maps to exactly one state and one retry decision."""
+
+    EXIT_ZERO = "exit_zero"
+    EXIT_NONZERO = "exit_nonzero"
+    START_FAILED = "start_failed"  # the command or its code/data could not be set up
+    STOPPED_BY_USER = "stopped_by_user"
+    MAX_RUNTIME = "max_runtime"
+    SUPERVISOR_LOST = "supervisor_lost"
+
+    def to_state(self) -> JobState:
+        return _REASON_STATE[self]
+
+    def retryable(self) -> bool:
+        """Whether a job with retries left gets another attempt after this."""
+        return self in (TerminationReason.EXIT_NONZERO, TerminationReason.SUPERVISOR_LOST)
+
+    def message(self, exit_code: int | None = None) -> str:
+        if self is TerminationReason.EXIT_NONZERO:
+            return f"the command exited with code {exit_code}"
+        return _REASON_MESSAGE[self]
+
+
+_REASON_STATE = {
+    TerminationReason.EXIT_ZERO: JobState.SUCCEEDED,
+    TerminationReason.EXIT_NONZERO: JobState.FAILED,
+    TerminationReason.START_FAILED: JobState.FAILED,
+    TerminationReason.STOPPED_BY_USER: JobState.STOPPED,
+    TerminationReason.MAX_RUNTIME: JobState.TIMED_OUT,
+    TerminationReason.SUPERVISOR_LOST: JobState.LOST,
+}
+_REASON_MESSAGE = {
+    TerminationReason.EXIT_ZERO: "the command exited with code 0",
+    TerminationReason.START_FAILED: "the job could not be started",
+    TerminationReason.STOPPED_BY_USER: "stopped by a user",
+    TerminationReason.MAX_RUNTIME: "ran past its max_runtime and was killed",
+    TerminationReason.SUPERVISOR_LOST: "its supervisor stopped reporting",
+}

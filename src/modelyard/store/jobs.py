@@ -1,0 +1,300 @@
+"""Jobs and attempts: creation, queries, and every state change as a compare-and-set.
+
+All state changes go through ``_transition``, which checks the transition table
+(``jobs.states.TRANSITIONS``), applies ``UPDATE … WHERE id = :id AND state = :from``,
+checks the row count, and records the event, in the caller's transaction.
+Nothing else in modelyard writes ``jobs.state`` or ``attempts.state``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from modelyard.errors import ErrorCode, ModelyardError, not_found
+from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
+from modelyard.jobs.states import can_transition
+from modelyard.store.db import Database
+from modelyard.store.records import (
+    Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row,
+)
+from modelyard.store.schema import attempts, events, jobs, users
+from modelyard.store.users import hash_token
+
+_JOB_COLUMNS = [jobs, users.c.name.label("owner")]
+
+
+def _job_query() -> sa.Select[Any]:
+    return sa.select(*_JOB_COLUMNS).join(users, users.c.id == jobs.c.user_id)
+
+
+def _transition(
+    conn: sa.Connection, job_id: int, src: JobState, dst: JobState, *, now: float,
+    attempt_no: int, reason: str | None = None, **values: Any,
+) -> bool:
+    """Move a job from ``src`` to ``dst`` if it is still in ``src``; record the event."""
+    if not can_transition(src, dst):
+        raise ModelyardError(ErrorCode.CONFLICT, f"a job cannot go from {src.value} to {dst.value}")
+    res = conn.execute(
+        jobs.update().where(jobs.c.id == job_id, jobs.c.state == src.value).values(state=dst.value, **values)
+    )
+    if res.rowcount != 1:
+        return False
+    conn.execute(events.insert().values(
+        job_id=job_id, attempt=attempt_no, time=now, from_state=src.value, to_state=dst.value, reason=reason,
+    ))
+    return True
+
+
+def create_job(
+    db: Database, *, user: User, spec: JobSpec, snapshot_key: str | None,
+    resume_from: int | None = None, now: float | None = None,
+) -> Job:
+    now = time.time() if now is None else now
+    r = spec.resources
+    with db.write() as conn:
+        job_id = conn.execute(jobs.insert().values(
+            user_id=user.id, name=spec.name, state=JobState.QUEUED.value, priority=spec.priority,
+            gpus=r.gpus, cpus=r.cpus, memory=r.memory, max_runtime=spec.max_runtime,
+            spec=orjson.dumps(spec.model_dump(mode="json")).decode(), snapshot_key=snapshot_key,
+            resume_from=resume_from, retries_left=spec.retries, attempt=0,
+            created_at=now, queued_at=now,
+        ).returning(jobs.c.id)).scalar_one()
+        conn.execute(events.insert().values(
+            job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason="submitted",
+        ))
+    return get_job(db, job_id)
+
+
+def get_job(db: Database, job_id: int, *, user: User | None = None) -> Job:
+    """The job; ``user`` limits it to that user's own jobs (admins see all). Absent: not_found."""
+    with db.read() as conn:
+        row = conn.execute(_job_query().where(jobs.c.id == job_id)).first()
+    if row is None or (user is not None and not user.is_admin and row.user_id != user.id):
+        raise not_found(f"job {job_id}")
+    return job_from_row(row)
+
+
+def list_jobs(
+    db: Database, *, user: User, all_users: bool = False, state: JobState | None = None,
+    q: str | None = None, limit: int = 50, offset: int = 0,
+) -> tuple[list[Job], int]:
+    cond = []
+    if not (all_users and user.is_admin):
+        cond.append(jobs.c.user_id == user.id)
+    if state is not None:
+        cond.append(jobs.c.state == state.value)
+    if q:
+        cond.append(jobs.c.name.contains(q, autoescape=True))
+    with db.read() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(*cond)).scalar_one()
+        rows = conn.execute(_job_query().where(*cond).order_by(jobs.c.id.desc()).limit(limit).offset(offset)).all()
+    return [job_from_row(r) for r in rows], total
+
+
+def job_attempts(db: Database, job_id: int) -> list[Attempt]:
+    with db.read() as conn:
+        rows = conn.execute(sa.select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)).all()
+    return [attempt_from_row(r) for r in rows]
+
+
+def get_attempt(db: Database, attempt_id: int) -> Attempt | None:
+    with db.read() as conn:
+        row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
+    return attempt_from_row(row) if row else None
+
+
+def attempt_by_number(db: Database, job_id: int, number: int) -> Attempt | None:
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(attempts).where(attempts.c.job_id == job_id, attempts.c.number == number)
+        ).first()
+    return attempt_from_row(row) if row else None
+
+
+def job_events(db: Database, job_id: int, *, after_id: int = 0) -> list[Event]:
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(events).where(events.c.job_id == job_id, events.c.id > after_id).order_by(events.c.id)
+        ).all()
+    return [event_from_row(r) for r in rows]
+
+
+def events_since(db: Database, after_id: int, *, user: User | None = None, limit: int = 500) -> list[Event]:
+    """State-change events of every job (of ``user``'s jobs unless admin) after ``after_id``."""
+    query = sa.select(events).order_by(events.c.id).where(events.c.id > after_id).limit(limit)
+    if user is not None and not user.is_admin:
+        query = query.join(jobs, jobs.c.id == events.c.job_id).where(jobs.c.user_id == user.id)
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [event_from_row(r) for r in rows]
+
+
+def last_event_id(db: Database) -> int:
+    with db.read() as conn:
+        return conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.id), 0))).scalar_one()
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """What the scheduler needs of a queued job, read without parsing its spec."""
+
+    id: int
+    user_id: int
+    priority: int
+    queued_at: float
+    resources: Resources
+    max_runtime: float
+
+
+def queued_jobs(db: Database) -> list[QueuedJob]:
+    c = jobs.c
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(c.id, c.user_id, c.priority, c.queued_at, c.gpus, c.cpus, c.memory, c.max_runtime)
+            .where(c.state == JobState.QUEUED.value)
+        ).all()
+    return [
+        QueuedJob(r.id, r.user_id, r.priority, r.queued_at,
+                  Resources.model_construct(gpus=r.gpus, cpus=r.cpus, memory=r.memory), r.max_runtime)
+        for r in rows
+    ]
+
+
+def active_attempts(db: Database) -> list[Attempt]:
+    states = [s.value for s in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)]
+    with db.read() as conn:
+        rows = conn.execute(sa.select(attempts).where(attempts.c.state.in_(states))).all()
+    return [attempt_from_row(r) for r in rows]
+
+
+def place(
+    db: Database, job_id: int, *, gpus: list[int], token: str, executor: str, now: float | None = None,
+) -> tuple[Job, Attempt] | None:
+    """Claim a queued job for a new attempt on ``gpus``; None if it is no longer queued."""
+    now = time.time() if now is None else now
+    with db.write() as conn:
+        row = conn.execute(sa.select(jobs.c.attempt, jobs.c.cpus, jobs.c.memory).where(jobs.c.id == job_id)).first()
+        if row is None:
+            return None
+        number = row.attempt + 1
+        if not _transition(conn, job_id, JobState.QUEUED, JobState.STARTING, now=now, attempt_no=number,
+                           reason="placed", attempt=number, exit_code=None, message=None, ended_at=None):
+            return None
+        attempt_id = conn.execute(attempts.insert().values(
+            job_id=job_id, number=number, state=JobState.STARTING.value, gpus=format_gpus(gpus),
+            cpus=row.cpus, memory=row.memory, token_hash=hash_token(token), executor=executor,
+            created_at=now, last_heartbeat=now, last_seq=0, log_count=0, stop_requested=False,
+        ).returning(attempts.c.id)).scalar_one()
+    attempt = get_attempt(db, attempt_id)
+    assert attempt is not None
+    return get_job(db, job_id), attempt
+
+
+def set_handle(db: Database, attempt_id: int, handle: str) -> None:
+    with db.write() as conn:
+        conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(handle=handle))
+
+
+def mark_running(conn: sa.Connection, attempt: Attempt, *, now: float) -> bool:
+    """The supervisor reported that the command started."""
+    moved = conn.execute(
+        attempts.update().where(attempts.c.id == attempt.id, attempts.c.state == JobState.STARTING.value)
+        .values(state=JobState.RUNNING.value, started_at=now)
+    ).rowcount == 1
+    if moved:
+        _transition(conn, attempt.job_id, JobState.STARTING, JobState.RUNNING, now=now, attempt_no=attempt.number,
+                    reason="command started", started_at=now)
+    return moved
+
+
+def finish_attempt(
+    conn: sa.Connection, attempt: Attempt, reason: TerminationReason, *, exit_code: int | None,
+    message: str | None, now: float,
+) -> JobState | None:
+    """End an attempt. Returns the job's final state, or None if the job was requeued (retry)
+    or the attempt had already ended."""
+    final = reason.to_state()
+    active = [s.value for s in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)]
+    moved = conn.execute(
+        attempts.update().where(attempts.c.id == attempt.id, attempts.c.state.in_(active)).values(
+            state=final.value, exit_code=exit_code, reason=reason.value,
+            message=message or reason.message(exit_code), ended_at=now,
+        )
+    ).rowcount == 1
+    if not moved:
+        return None
+    job = conn.execute(sa.select(jobs.c.state, jobs.c.attempt, jobs.c.retries_left).where(jobs.c.id == attempt.job_id)).first()
+    if job is None or job.attempt != attempt.number:
+        return None
+    src = JobState(job.state)
+    if not src.is_active():
+        return None
+    if _transition(conn, attempt.job_id, src, final, now=now, attempt_no=attempt.number,
+                   reason=message or reason.message(exit_code), exit_code=exit_code,
+                   message=message or reason.message(exit_code), ended_at=now):
+        if reason.retryable() and job.retries_left > 0 and not attempt.stop_requested:
+            _transition(conn, attempt.job_id, final, JobState.QUEUED, now=now, attempt_no=attempt.number,
+                        reason=f"retry ({job.retries_left - 1} left)", retries_left=job.retries_left - 1,
+                        queued_at=now)
+            return None
+        return final
+    return None
+
+
+def end_attempt(
+    db: Database, attempt: Attempt, reason: TerminationReason, *, exit_code: int | None = None,
+    message: str | None = None, now: float | None = None,
+) -> JobState | None:
+    """``finish_attempt`` in its own transaction (for the scheduler and executors)."""
+    now = time.time() if now is None else now
+    with db.write() as conn:
+        return finish_attempt(conn, attempt, reason, exit_code=exit_code, message=message, now=now)
+
+
+def request_stop(db: Database, job: Job, *, now: float | None = None) -> Attempt | None:
+    """Stop a job. A queued one stops at once; an active one goes STOPPING and its attempt,
+    returned, is to be cancelled by its executor."""
+    now = time.time() if now is None else now
+    with db.write() as conn:
+        if job.state is JobState.QUEUED:
+            if _transition(conn, job.id, JobState.QUEUED, JobState.STOPPED, now=now, attempt_no=job.attempt,
+                           reason="stopped by user", ended_at=now, message="stopped by a user"):
+                return None
+        elif job.state in (JobState.STARTING, JobState.RUNNING):
+            if _transition(conn, job.id, job.state, JobState.STOPPING, now=now, attempt_no=job.attempt,
+                           reason="stop requested by user"):
+                conn.execute(attempts.update().where(
+                    attempts.c.job_id == job.id, attempts.c.number == job.attempt
+                ).values(stop_requested=True, state=JobState.STOPPING.value))
+                row = conn.execute(sa.select(attempts).where(
+                    attempts.c.job_id == job.id, attempts.c.number == job.attempt)).first()
+                return attempt_from_row(row) if row else None
+        elif job.state is JobState.STOPPING:
+            row = conn.execute(sa.select(attempts).where(
+                attempts.c.job_id == job.id, attempts.c.number == job.attempt)).first()
+            return attempt_from_row(row) if row else None
+        else:
+            raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} has already ended ({job.state.value})")
+    raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} changed state meanwhile; try again")
+
+
+def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: float | None = None) -> Job:
+    """Restart an ended job: back to QUEUED; its next placement adds an attempt."""
+    now = time.time() if now is None else now
+    if not job.state.is_terminal():
+        raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {job.state.value}; stop it before restarting")
+    with db.write() as conn:
+        if not _transition(conn, job.id, job.state, JobState.QUEUED, now=now, attempt_no=job.attempt, reason=reason,
+                           queued_at=now, retries_left=job.spec.retries, exit_code=None, message=None,
+                           ended_at=None):
+            raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} changed state meanwhile; try again")
+    return get_job(db, job.id)
+
+
+def unplace(db: Database, attempt: Attempt, message: str, *, now: float | None = None) -> None:
+    """The executor could not launch the supervisor: the attempt fails (start_failed)."""
+    end_attempt(db, attempt, TerminationReason.START_FAILED, message=message, now=now)

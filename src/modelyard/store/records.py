@@ -1,0 +1,113 @@
+"""Typed records for rows, and the one seam that converts rows into them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from modelyard.jobs import JobSpec, JobState, Resources
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    job_id: int
+    number: int
+    state: JobState
+    gpus: tuple[int, ...]
+    resources: Resources
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    executor: str
+    handle: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    last_heartbeat: float
+    last_seq: int
+    log_count: int
+    stop_requested: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    user_id: int
+    owner: str
+    name: str
+    state: JobState
+    priority: int
+    resources: Resources
+    spec: JobSpec
+    snapshot_key: str | None
+    resume_from: int | None
+    retries_left: int
+    attempt: int
+    exit_code: int | None
+    message: str | None
+    created_at: float
+    queued_at: float
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    job_id: int
+    attempt: int
+    time: float
+    from_state: JobState | None
+    to_state: JobState
+    reason: str | None
+
+
+def job_from_row(row: sa.Row[Any]) -> Job:
+    m = row._mapping
+    return Job(
+        id=m["id"], user_id=m["user_id"], owner=m["owner"], name=m["name"], state=JobState(m["state"]),
+        priority=m["priority"], resources=Resources(gpus=m["gpus"], cpus=m["cpus"], memory=m["memory"]),
+        spec=JobSpec.model_validate(orjson.loads(m["spec"])), snapshot_key=m["snapshot_key"],
+        resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
+        exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
+        started_at=m["started_at"], ended_at=m["ended_at"],
+    )
+
+
+def attempt_from_row(row: sa.Row[Any]) -> Attempt:
+    m = row._mapping
+    return Attempt(
+        id=m["id"], job_id=m["job_id"], number=m["number"], state=JobState(m["state"]),
+        gpus=parse_gpus(m["gpus"]), resources=Resources(gpus=len(parse_gpus(m["gpus"])), cpus=m["cpus"], memory=m["memory"]),
+        exit_code=m["exit_code"], reason=m["reason"], message=m["message"], executor=m["executor"],
+        handle=m["handle"], created_at=m["created_at"], started_at=m["started_at"], ended_at=m["ended_at"],
+        last_heartbeat=m["last_heartbeat"], last_seq=m["last_seq"], log_count=m["log_count"],
+        stop_requested=bool(m["stop_requested"]),
+    )
+
+
+def event_from_row(row: sa.Row[Any]) -> Event:
+    m = row._mapping
+    return Event(
+        id=m["id"], job_id=m["job_id"], attempt=m["attempt"], time=m["time"],
+        from_state=JobState(m["from_state"]) if m["from_state"] else None,
+        to_state=JobState(m["to_state"]), reason=m["reason"],
+    )
+
+
+def parse_gpus(text: str | None) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",")) if text else ()
+
+
+def format_gpus(gpus: tuple[int, ...] | list[int]) -> str:
+    return ",".join(str(g) for g in gpus)

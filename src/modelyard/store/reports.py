@@ -1,0 +1,162 @@
+"""Supervisor reports: stored exactly once, and read back as logs, metrics and samples.
+
+A report batch is applied in one transaction that also advances the attempt's
+``last_seq`` with a compare-and-set: a batch seen before (a retry after a lost
+reply, or a server restart) changes nothing but the heartbeat.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs import JobState, TerminationReason
+from modelyard.store.db import Database
+from modelyard.store.jobs import finish_attempt, mark_running
+from modelyard.store.records import Attempt, attempt_from_row
+from modelyard.store.schema import attempts, log_lines, metrics, system_metrics
+from modelyard.store.users import hash_token
+
+STREAMS = {"stdout": 0, "stderr": 1}
+STREAM_NAMES = ("stdout", "stderr")
+
+
+@dataclass
+class ReportResult:
+    stored: bool
+    stop: bool
+    attempt: Attempt
+    final_state: JobState | None = None  # set when this report ended the job
+    changed: list[str] = field(default_factory=list)  # "running", "ended"
+
+
+def authenticate_attempt(db: Database, attempt_id: int, token: str) -> Attempt:
+    with db.read() as conn:
+        row = conn.execute(sa.select(attempts).where(attempts.c.id == attempt_id)).first()
+    if row is None or row.token_hash != hash_token(token):
+        # one answer for both: a wrong token must not reveal which attempts exist
+        raise ModelyardError(ErrorCode.UNAUTHENTICATED, "unknown attempt or wrong token")
+    return attempt_from_row(row)
+
+
+def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: float | None = None) -> ReportResult:
+    now = time.time() if now is None else now
+    seq = batch.get("seq")
+    if not isinstance(seq, int) or seq < 1:
+        raise ModelyardError(ErrorCode.INVALID, "must be an integer >= 1", field="seq")
+    logs = batch.get("logs") or []
+    points = batch.get("metrics") or []
+    system = batch.get("system") or []
+    evts = batch.get("events") or []
+    with db.write() as conn:
+        row = conn.execute(
+            _for_update(db, sa.select(attempts).where(attempts.c.id == attempt.id))
+        ).first()
+        current = attempt_from_row(row)
+        if seq <= current.last_seq:
+            conn.execute(attempts.update().where(attempts.c.id == attempt.id).values(last_heartbeat=now))
+            return ReportResult(False, current.stop_requested, current)
+        conn.execute(attempts.update().where(attempts.c.id == attempt.id).values(
+            last_seq=seq, last_heartbeat=now, log_count=current.log_count + len(logs)))
+        try:
+            _insert_rows(conn, current, logs, points, system)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ModelyardError(ErrorCode.INVALID, f"malformed report batch: {exc}", field="batch") from exc
+        result = ReportResult(True, current.stop_requested, current)
+        for ev in evts:
+            _apply_event(conn, current, ev, now, result)
+    return result
+
+
+def _for_update(db: Database, query: sa.Select[Any]) -> sa.Select[Any]:
+    # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock
+    return query if db.is_sqlite else query.with_for_update()
+
+
+def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[Any], system: list[Any]) -> None:
+    if logs:
+        base = a.log_count
+        conn.execute(log_lines.insert(), [
+            {"attempt_id": a.id, "n": base + i, "t": float(t), "stream": STREAMS.get(stream, 0), "text": str(text)}
+            for i, (t, stream, text) in enumerate(logs)
+        ])
+    if points:
+        conn.execute(metrics.insert(), [
+            {"job_id": a.job_id, "attempt_id": a.id, "name": str(name), "value": float(value),
+             "step": step, "epoch": epoch, "t": float(t)}
+            for name, value, step, epoch, t in points
+        ])
+    if system:
+        conn.execute(system_metrics.insert(), [
+            {"job_id": a.job_id, "attempt_id": a.id, "t": float(s["t"]), "cpu_percent": s.get("cpu_percent"),
+             "memory_rss": s.get("memory_rss"), "gpus": orjson.dumps(s.get("gpus") or []).decode()}
+            for s in system
+        ])
+
+
+def _apply_event(conn: sa.Connection, a: Attempt, ev: dict[str, Any], now: float, result: ReportResult) -> None:
+    kind = ev.get("type")
+    at = float(ev.get("t") or now)
+    if kind == "started":
+        if mark_running(conn, a, now=at):
+            result.changed.append("running")
+    elif kind == "exited":
+        try:
+            reason = TerminationReason(ev.get("reason"))
+        except ValueError:
+            reason = TerminationReason.EXIT_NONZERO
+        result.final_state = finish_attempt(
+            conn, a, reason, exit_code=ev.get("exit_code"), message=ev.get("message"), now=at)
+        result.changed.append("ended")
+
+
+@dataclass(frozen=True)
+class LogPage:
+    lines: list[dict[str, Any]]
+    next_offset: int
+
+
+def read_logs(db: Database, attempt_id: int, *, offset: int = 0, limit: int = 1000) -> LogPage:
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(log_lines.c.n, log_lines.c.t, log_lines.c.stream, log_lines.c.text)
+            .where(log_lines.c.attempt_id == attempt_id, log_lines.c.n >= offset)
+            .order_by(log_lines.c.n).limit(limit)
+        ).all()
+    lines = [{"n": n, "t": t, "stream": STREAM_NAMES[stream], "text": text} for n, t, stream, text in rows]
+    return LogPage(lines, lines[-1]["n"] + 1 if lines else offset)
+
+
+def read_metrics(db: Database, job_id: int, *, names: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    c = metrics.c
+    query = sa.select(c.name, c.value, c.step, c.epoch, c.t).where(c.job_id == job_id)
+    if names:
+        query = query.where(c.name.in_(names))
+    out: dict[str, list[dict[str, Any]]] = {}
+    with db.read() as conn:
+        for name, value, step, epoch, t in conn.execute(query.order_by(c.name, c.id)):
+            out.setdefault(name, []).append({"value": value, "step": step, "epoch": epoch, "time": t})
+    return out
+
+
+def metric_names(db: Database, job_id: int) -> list[str]:
+    with db.read() as conn:
+        return list(conn.execute(sa.select(metrics.c.name).where(metrics.c.job_id == job_id).distinct()).scalars())
+
+
+def read_system_metrics(db: Database, job_id: int, *, limit: int = 5000) -> list[dict[str, Any]]:
+    c = system_metrics.c
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(c.t, c.attempt_id, c.cpu_percent, c.memory_rss, c.gpus, attempts.c.number)
+            .join(attempts, attempts.c.id == c.attempt_id)
+            .where(c.job_id == job_id).order_by(c.id.desc()).limit(limit)
+        ).all()
+    return [
+        {"t": t, "attempt": number, "cpu_percent": cpu, "memory_rss": rss, "gpus": orjson.loads(gpus) if gpus else []}
+        for t, _attempt_id, cpu, rss, gpus, number in reversed(rows)
+    ]

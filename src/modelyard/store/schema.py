@@ -1,0 +1,127 @@
+"""The tables. Rows are converted to typed records in ``records.py`` and nowhere else.
+
+Times are float Unix seconds (UTC); states are the enum's string value, never
+its position. Alembic migrations in ``migrations/`` create and evolve these.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # sha256 of the token: a leaked database does not leak usable tokens
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("gpus", sa.Integer, nullable=False, default=0),
+    sa.Column("cpus", sa.Float, nullable=False, default=1.0),
+    sa.Column("memory", sa.BigInteger, nullable=False, default=0),
+    sa.Column("max_runtime", sa.Float, nullable=False),  # copied from spec: the scheduler reads it per pass
+    sa.Column("spec", sa.Text, nullable=False),  # JobSpec as JSON
+    sa.Column("snapshot_key", sa.String(300)),
+    sa.Column("resume_from", sa.Integer),
+    sa.Column("retries_left", sa.Integer, nullable=False, default=0),
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),  # number of the latest attempt
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("message", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("queued_at", sa.Float, nullable=False),  # last (re)queue time: FIFO order
+    sa.Column("started_at", sa.Float),
+    sa.Column("ended_at", sa.Float),
+    # the scheduler reads queued jobs in this order on every pass
+    sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
+    sa.Index("ix_jobs_user", "user_id", "id"),
+)
+
+attempts = sa.Table(
+    "attempts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("gpus", sa.String(200), nullable=False, default=""),  # comma-joined indices
+    sa.Column("cpus", sa.Float, nullable=False, default=0),
+    sa.Column("memory", sa.BigInteger, nullable=False, default=0),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("message", sa.Text),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("executor", sa.String(16), nullable=False, default="local"),
+    sa.Column("handle", sa.Text),  # executor-specific: pid and config path for local
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("ended_at", sa.Float),
+    sa.Column("last_heartbeat", sa.Float, nullable=False),
+    sa.Column("last_seq", sa.Integer, nullable=False, default=0),  # highest report batch stored
+    sa.Column("log_count", sa.Integer, nullable=False, default=0),
+    sa.Column("stop_requested", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
+    sa.Index("ix_attempts_state", "state"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False, default=0),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("from_state", sa.String(16)),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_events_job", "job_id", "id"),
+)
+
+log_lines = sa.Table(
+    "log_lines", metadata,
+    sa.Column("attempt_id", sa.Integer, sa.ForeignKey("attempts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),  # line number within the attempt, from 0
+    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("stream", sa.SmallInteger, nullable=False),  # 0 stdout, 1 stderr
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+metrics = sa.Table(
+    "metrics", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False),
+    sa.Column("attempt_id", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("epoch", sa.Integer),
+    sa.Column("t", sa.Float, nullable=False),
+    # a series is read whole, in insertion order, by (job, name)
+    sa.Index("ix_metrics_series", "job_id", "name", "id"),
+)
+
+system_metrics = sa.Table(
+    "system_metrics", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, nullable=False),
+    sa.Column("attempt_id", sa.Integer, nullable=False),
+    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("cpu_percent", sa.Float),
+    sa.Column("memory_rss", sa.BigInteger),
+    sa.Column("gpus", sa.Text),  # JSON list of per-GPU samples
+    sa.Index("ix_system_metrics_job", "job_id", "id"),
+)

@@ -1,0 +1,193 @@
+"""Code snapshots: a job's working folder as a .tar.gz, and its safe extraction.
+
+This module decides what a snapshot holds: every file under the folder except
+``.git/`` and what the folder's ``.gitignore`` files exclude (nested ones too,
+each relative to its own folder, the deepest deciding, as git does), and
+symlinks only when they point inside the folder. It checks the size limit by
+walking, before a byte is written, and extracts with tarfile's ``data`` filter
+so a snapshot cannot write outside its destination.
+"""
+from __future__ import annotations
+
+import os
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pathspec
+
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs.units import format_size
+
+Progress = Callable[[int, int], None]  # (bytes_done, bytes_total), uncompressed
+_ALWAYS_EXCLUDED = frozenset({".git"})
+_Specs = list[tuple[str, pathspec.GitIgnoreSpec]]  # (folder relative to the root, its .gitignore)
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    path: str  # relative, "/"-separated
+    full: str
+    size: int  # 0 for a symlink
+    is_link: bool = False
+
+
+@dataclass
+class SnapshotInfo:
+    files: int = 0
+    bytes: int = 0  # uncompressed total of regular files
+    compressed_bytes: int = 0
+    skipped_links: list[str] = field(default_factory=list)  # symlinks pointing outside the folder
+
+
+def collect_files(workdir: str | os.PathLike[str]) -> tuple[list[SnapshotFile], list[str]]:
+    """What a snapshot of ``workdir`` holds, sorted, and the symlinks it leaves out."""
+    root = Path(workdir).resolve()
+    if not root.is_dir():
+        raise ModelyardError(ErrorCode.INVALID, f"{workdir} is not a folder", field="workdir")
+    files: list[SnapshotFile] = []
+    skipped: list[str] = []
+    _walk(root, root, "", [], files, skipped)
+    return files, skipped
+
+
+def _walk(root: Path, folder: Path, rel: str, specs: _Specs, files: list[SnapshotFile], skipped: list[str]) -> None:
+    specs = specs + _read_gitignore(folder, rel)
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        path = f"{rel}/{entry.name}" if rel else entry.name
+        if entry.name in _ALWAYS_EXCLUDED:
+            continue
+        if entry.is_symlink():
+            if not _ignored(path, False, specs):
+                _add_link(root, entry, path, files, skipped)
+        elif entry.is_dir():
+            if not _ignored(path, True, specs):
+                _walk(root, Path(entry.path), path, specs, files, skipped)
+        elif entry.is_file() and not _ignored(path, False, specs):
+            files.append(SnapshotFile(path, entry.path, entry.stat().st_size))
+
+
+def _read_gitignore(folder: Path, rel: str) -> _Specs:
+    try:
+        lines = (folder / ".gitignore").read_text(encoding="utf-8", errors="replace").splitlines()
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return []
+    return [(rel, pathspec.GitIgnoreSpec.from_lines(lines))]
+
+
+def _ignored(path: str, is_dir: bool, specs: _Specs) -> bool:
+    # The deepest .gitignore with a matching pattern decides, negations included.
+    for base, spec in reversed(specs):
+        sub = path[len(base) + 1:] if base else path
+        result = spec.check_file(sub + "/" if is_dir else sub)
+        if result.include is not None:
+            return bool(result.include)
+    return False
+
+
+def _add_link(root: Path, entry: os.DirEntry[str], path: str, files: list[SnapshotFile], skipped: list[str]) -> None:
+    target = os.readlink(entry.path)
+    resolved = Path(os.path.normpath(os.path.join(os.path.dirname(entry.path), target)))
+    # Absolute or escaping links would be refused at extraction (data filter) and
+    # would point at nothing on another machine anyway.
+    if os.path.isabs(target) or not resolved.is_relative_to(root):
+        skipped.append(path)
+    else:
+        files.append(SnapshotFile(path, entry.path, 0, is_link=True))
+
+
+def check_size(workdir: str | os.PathLike[str], files: list[SnapshotFile], max_bytes: int) -> int:
+    """The uncompressed total; raises TOO_LARGE naming the limit and the biggest files."""
+    total = sum(f.size for f in files)
+    if total > max_bytes:
+        biggest = sorted(files, key=lambda f: f.size, reverse=True)[:5]
+        names = ", ".join(f"{f.path} ({format_size(f.size)})" for f in biggest)
+        raise ModelyardError(
+            ErrorCode.TOO_LARGE,
+            f"{workdir} is {format_size(total)} ({total} bytes), over the snapshot limit of "
+            f"{format_size(max_bytes)} ({max_bytes} bytes); biggest files: {names}. "
+            "Add what the job does not need to .gitignore, or raise MODELYARD_MAX_SNAPSHOT.",
+        )
+    return total
+
+
+def make_snapshot(
+    workdir: str | os.PathLike[str],
+    dest_fileobj: IO[bytes],
+    max_bytes: int,
+    *,
+    progress: Progress | None = None,
+) -> SnapshotInfo:
+    """Write a .tar.gz of ``workdir`` to ``dest_fileobj`` (streaming); nothing is written when too large."""
+    files, skipped = collect_files(workdir)
+    total = check_size(workdir, files, max_bytes)
+    counter = _CountingWriter(dest_fileobj)
+    done = 0
+    with tarfile.open(fileobj=counter, mode="w|gz") as tar:  # type: ignore[call-overload]
+        for f in files:
+            done = _add(tar, f, done, total, progress)
+    if progress:
+        progress(total, total)
+    return SnapshotInfo(files=len(files), bytes=total, compressed_bytes=counter.count, skipped_links=skipped)
+
+
+def _add(tar: tarfile.TarFile, f: SnapshotFile, done: int, total: int, progress: Progress | None) -> int:
+    info = tar.gettarinfo(f.full, arcname=f.path)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if not info.isfile():
+        tar.addfile(info)
+        return done
+    with open(f.full, "rb") as src:
+        reader = _ProgressReader(src, done, total, progress)
+        tar.addfile(info, reader)
+    return done + info.size
+
+
+def extract_snapshot(fileobj: IO[bytes], dest_dir: str | os.PathLike[str]) -> int:
+    """Unpack a snapshot into ``dest_dir``; returns the member count. Refuses paths leaving it."""
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    count = 0
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|gz") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                tar.extract(member, dest, filter="data")
+                count += 1
+    except tarfile.FilterError as e:
+        raise ModelyardError(ErrorCode.INVALID, f"unsafe snapshot refused: {e}") from None
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ModelyardError(ErrorCode.INVALID, f"unreadable snapshot: {e}") from None
+    return count
+
+
+class _CountingWriter:
+    """Counts compressed bytes on their way to the destination."""
+
+    def __init__(self, dest: IO[bytes]) -> None:
+        self.dest = dest
+        self.count = 0
+
+    def write(self, data: bytes) -> int:
+        self.dest.write(data)
+        self.count += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.dest.flush()
+
+
+class _ProgressReader:
+    def __init__(self, src: IO[bytes], done: int, total: int, progress: Progress | None) -> None:
+        self.src, self.done, self.total, self.progress = src, done, total, progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.src.read(n)
+        self.done += len(data)
+        if self.progress and data:
+            self.progress(self.done, self.total)
+        return data

@@ -298,3 +298,33 @@ def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: f
 def unplace(db: Database, attempt: Attempt, message: str, *, now: float | None = None) -> None:
     """The executor could not launch the supervisor: the attempt fails (start_failed)."""
     end_attempt(db, attempt, TerminationReason.START_FAILED, message=message, now=now)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """What an active attempt holds, and when it is expected to end at the latest."""
+
+    job_id: int
+    user_id: int
+    resources: Resources
+    gpus: tuple[int, ...]
+    expected_end: float
+
+
+def running_allocations(db: Database) -> list[Allocation]:
+    states = [s.value for s in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)]
+    a, j = attempts.c, jobs.c
+    with db.read() as conn:
+        rows = conn.execute(
+            sa.select(a.job_id, j.user_id, a.gpus, a.cpus, a.memory, a.created_at, a.started_at, j.max_runtime)
+            .join(jobs, (jobs.c.id == a.job_id) & (jobs.c.attempt == a.number))
+            .where(a.state.in_(states))
+        ).all()
+    out = []
+    for r in rows:
+        gpus = tuple(int(x) for x in r.gpus.split(",")) if r.gpus else ()
+        out.append(Allocation(
+            r.job_id, r.user_id, Resources.model_construct(gpus=len(gpus), cpus=r.cpus, memory=r.memory), gpus,
+            (r.started_at or r.created_at) + r.max_runtime,
+        ))
+    return out

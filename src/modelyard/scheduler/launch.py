@@ -1,0 +1,59 @@
+"""What a placed attempt is launched with: the supervisor config of docs/protocol.md.
+
+Artifact keys are decided here and only here: the server reads outputs and
+logs back from the same keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelyard.config import Settings
+from modelyard.executors.base import Launch
+from modelyard.store.records import Attempt, Job
+
+
+def output_prefix(job_id: int) -> str:
+    return f"jobs/{job_id}/outputs"
+
+
+def log_key(job_id: int, attempt: int) -> str:
+    return f"jobs/{job_id}/attempts/{attempt}/log.txt"
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    settings: Settings
+    server_url: str | None
+    server_file: Path | None = None
+    heartbeat_interval: float = 2.0
+    sample_interval: float = 5.0
+
+
+def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> Launch:
+    run_dir = ctx.settings.runs_dir / f"{job.id}-{attempt.number}"
+    config: dict[str, Any] = {
+        "job_id": job.id,
+        "attempt": attempt.number,
+        "attempt_id": attempt.id,
+        "server_url": ctx.server_url,
+        "server_file": str(ctx.server_file) if ctx.server_file else None,
+        "token": token,
+        "storage_url": ctx.settings.storage_url,
+        "snapshot_key": job.snapshot_key,
+        "workdir": None if job.snapshot_key else (job.spec.workdir or str(ctx.settings.home)),
+        "resume_prefix": output_prefix(job.resume_from) if job.resume_from else None,
+        "output_prefix": output_prefix(job.id),
+        "log_key": log_key(job.id, attempt.number),
+        "run_dir": str(run_dir),
+        "argv": job.spec.argv(),
+        "env": dict(job.spec.env),
+        "gpus": list(attempt.gpus),
+        "max_runtime": job.spec.max_runtime,
+        "sync_interval": job.spec.sync_interval,
+        "stop_grace": ctx.settings.stop_grace,
+        "heartbeat_interval": ctx.heartbeat_interval,
+        "sample_interval": ctx.sample_interval,
+    }
+    return Launch(config=config, run_dir=run_dir)

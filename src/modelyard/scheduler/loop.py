@@ -1,0 +1,124 @@
+"""The scheduling loop: applies the policy, launches supervisors, notices lost ones.
+
+One ``tick`` (1) ends attempts whose supervisor is gone or silent past the
+heartbeat timeout (LOST, retried if the job has retries left), then (2) asks
+the pure policy for placements and launches each. It runs on a timer and
+whenever ``wake`` is called (after a submit, a restart or an attempt's end).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from modelyard.executors.base import Executor
+from modelyard.executors.capacity import Capacity
+from modelyard.jobs import JobState, TerminationReason
+from modelyard.scheduler import policy
+from modelyard.scheduler.launch import LaunchContext, build_launch
+from modelyard.store import jobs as store_jobs
+from modelyard.store.db import Database
+from modelyard.store.users import new_token
+
+log = logging.getLogger("modelyard.scheduler")
+
+# a supervisor whose process is gone, but whose last report is this recent, may
+# still have its final batch in flight; past this it is lost
+DEAD_PROCESS_GRACE = 3.0
+
+
+class SchedulerLoop:
+    def __init__(
+        self, db: Database, executor: Executor, capacity: Capacity, ctx: LaunchContext, *,
+        heartbeat_timeout: float, on_final: Callable[[int, JobState], None] | None = None,
+        interval: float = 1.0, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db, self.executor, self.capacity, self.ctx = db, executor, capacity, ctx
+        self.heartbeat_timeout = heartbeat_timeout
+        self.on_final = on_final or (lambda job_id, state: None)
+        self.interval = interval
+        self.clock = clock
+        # after a restart, silence while the server was down is not the supervisors' fault
+        self.started_at = clock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._tick_lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="modelyard-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(10)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # loop boundary: log and go on, one bad pass must not stop scheduling
+                log.exception("scheduler pass failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def tick(self, now: float | None = None) -> None:
+        with self._tick_lock:
+            now = self.clock() if now is None else now
+            self.reap_lost(now)
+            self.schedule(now)
+
+    def reap_lost(self, now: float) -> None:
+        for attempt in store_jobs.active_attempts(self.db):
+            silent_for = now - max(attempt.last_heartbeat, self.started_at)
+            alive = self.executor.alive(attempt) if attempt.executor == self.executor.name else None
+            if alive is False and now - attempt.last_heartbeat > DEAD_PROCESS_GRACE:
+                message = "its supervisor process is gone"
+            elif silent_for > self.heartbeat_timeout:
+                message = f"its supervisor sent nothing for {silent_for:.0f}s"
+            else:
+                continue
+            final = store_jobs.end_attempt(self.db, attempt, TerminationReason.SUPERVISOR_LOST, message=message, now=now)
+            log.warning("job %s attempt %s lost: %s", attempt.job_id, attempt.number, message)
+            if final is not None:
+                self.on_final(attempt.job_id, final)
+
+    def schedule(self, now: float) -> None:
+        queued = store_jobs.queued_jobs(self.db)
+        if not queued:
+            return
+        pending = [
+            policy.QueuedJob(id=q.id, resources=q.resources, priority=q.priority, order=q.queued_at,
+                             max_runtime=q.max_runtime, user=str(q.user_id))
+            for q in queued
+        ]
+        running = [
+            policy.RunningJob(id=a.job_id, resources=a.resources, gpus=a.gpus, expected_end=a.expected_end,
+                              user=str(a.user_id))
+            for a in store_jobs.running_allocations(self.db)
+        ]
+        for placement in policy.schedule(pending, running, self.capacity, now=now):
+            self._launch(placement.job_id, list(placement.gpus), now)
+
+    def _launch(self, job_id: int, gpus: list[int], now: float) -> None:
+        token = new_token()
+        placed = store_jobs.place(self.db, job_id, gpus=gpus, token=token, executor=self.executor.name, now=now)
+        if placed is None:
+            return  # stopped meanwhile
+        job, attempt = placed
+        try:
+            handle = self.executor.start(build_launch(self.ctx, job, attempt, token))
+        except Exception as exc:  # the launch failed: the attempt fails, with the reason kept
+            log.exception("could not launch job %s", job_id)
+            final = store_jobs.end_attempt(
+                self.db, attempt, TerminationReason.START_FAILED, message=f"could not start the supervisor: {exc}")
+            if final is not None:
+                self.on_final(job_id, final)
+            return
+        store_jobs.set_handle(self.db, attempt.id, handle)

@@ -1,0 +1,160 @@
+"""The HTTP server: the FastAPI app under /api/v1, its error handling, and ``serve``.
+
+Every error leaves as ``{"error": {"code", "message", "field"}}`` with a 4xx
+status (503 when a backing service fails); a traceback never reaches a client.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy.exc
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+import modelyard
+from modelyard.config import Settings
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.executors.base import Executor
+from modelyard.server import routes_jobs, routes_streams, routes_system
+from modelyard.server.platform import Platform
+from modelyard.store.users import add_token, create_user, get_user_by_name, user_for_token
+
+log = logging.getLogger("modelyard.server")
+LOCAL_USER = "local"
+
+
+def create_app(platform: Platform) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        platform.start()
+        try:
+            yield
+        finally:
+            platform.close()
+
+    app = FastAPI(title="modelyard", version=modelyard.__version__, lifespan=lifespan,
+                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+    app.state.platform = platform
+    for module in (routes_system, routes_jobs, routes_streams):
+        app.include_router(module.router, prefix="/api/v1")
+    _install_error_handlers(app)
+    return app
+
+
+def _validation_payload(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    def field(loc: tuple[Any, ...] | list[Any]) -> str:
+        parts = [str(x) for x in loc if x not in ("body", "query", "path", "spec") or loc.index(x) > 1]
+        parts = [str(x) for x in loc[1:]] if loc and loc[0] in ("body", "query", "path") else [str(x) for x in loc]
+        return ".".join(p for p in parts if not p.startswith("function-")) or "body"
+
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid input"}
+    details = [{"field": field(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
+    return {"error": {"code": ErrorCode.INVALID.value, "message": first.get("msg", "invalid input"),
+                      "field": field(first.get("loc", ())), "details": details}}
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ModelyardError)
+    async def _domain(_r: Request, exc: ModelyardError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(_validation_payload(list(exc.errors())), status_code=422)
+
+    @app.exception_handler(ValidationError)
+    async def _model(_r: Request, exc: ValidationError) -> JSONResponse:
+        return JSONResponse(_validation_payload(list(exc.errors())), status_code=422)
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    async def _database(_r: Request, exc: Exception) -> JSONResponse:
+        log.exception("database error", exc_info=exc)
+        err = ModelyardError(ErrorCode.UNAVAILABLE, "the database is unavailable; try again")
+        return JSONResponse(err.to_dict(), status_code=503)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse({"error": {"code": "internal", "message": "internal error; see the server log",
+                                       "field": None}}, status_code=500)
+
+
+def ensure_local_user(platform: Platform, home: Path) -> str:
+    """The embedded default's user: an admin named "local" whose token lives in $MODELYARD_HOME/token."""
+    token_file = home / "token"
+    db = platform.db
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    if token and user_for_token(db, token) is not None:
+        return token
+    user = get_user_by_name(db, LOCAL_USER)
+    if user is None:
+        user, new = create_user(db, LOCAL_USER, admin=True)
+        token = token or new
+        if token != new:
+            add_token(db, user.id, token)
+    else:
+        token = add_token(db, user.id, token or None)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    os.chmod(token_file, 0o600)
+    return token
+
+
+def _bind(host: str, port: int, *, fallback_to_any: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        if not (fallback_to_any and exc.errno == errno.EADDRINUSE):
+            sock.close()
+            raise ModelyardError(ErrorCode.UNAVAILABLE, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        sock.bind((host, 0))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _previous_port(server_file: Path) -> int:
+    try:
+        return int(orjson.loads(server_file.read_bytes())["url"].rsplit(":", 1)[1])
+    except (OSError, ValueError, KeyError, IndexError, orjson.JSONDecodeError):
+        return 0
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 8765, embedded: bool = False,
+          settings: Settings | None = None, executor: Executor | None = None) -> None:
+    """Run the server until interrupted. ``embedded``: the CLI's background server for MODELYARD_HOME."""
+    settings = settings or Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    server_file = settings.home / "server.json"
+    if embedded:
+        host, port = "127.0.0.1", _previous_port(server_file)
+    sock = _bind(host, port, fallback_to_any=embedded)
+    bound_port = sock.getsockname()[1]
+    public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{public_host}:{bound_port}"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    platform = Platform(settings, server_url=url, server_file=server_file if embedded else None, executor=executor)
+    ensure_local_user(platform, settings.home)
+    app = create_app(platform)
+    if embedded:
+        tmp = server_file.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({"url": url, "pid": os.getpid()}))
+        os.replace(tmp, server_file)
+    log.info("modelyard %s listening on %s (home %s)", modelyard.__version__, url, settings.home)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[sock])

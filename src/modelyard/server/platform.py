@@ -1,0 +1,107 @@
+"""The platform behind the API: store, artifact store, executor, scheduler, webhooks.
+
+The HTTP layer calls these methods and nothing below them; side effects
+(webhooks, waking the scheduler) happen here after the state change is
+persisted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from modelyard.config import Settings
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.executors.base import Executor
+from modelyard.executors.capacity import detect_capacity
+from modelyard.executors.local import LocalExecutor
+from modelyard.jobs import JobSpec, JobState
+from modelyard.scheduler import policy
+from modelyard.scheduler.launch import LaunchContext
+from modelyard.scheduler.loop import SchedulerLoop
+from modelyard.server.serialize import job_to_dict
+from modelyard.storage.store import ArtifactStore
+from modelyard.store import jobs as store_jobs
+from modelyard.store.db import Database
+from modelyard.store.records import Job, User
+from modelyard.webhooks import WebhookSender
+
+log = logging.getLogger("modelyard.platform")
+
+
+class Platform:
+    def __init__(
+        self, settings: Settings, *, server_url: str | None, server_file: Path | None = None,
+        executor: Executor | None = None, scheduler_interval: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.db.migrate()
+        self.storage = ArtifactStore(settings.storage_url)
+        self.executor = executor or LocalExecutor()
+        self.capacity = detect_capacity(settings.capacity)
+        self.webhooks = WebhookSender()
+        self.started_at = time.time()
+        self.scheduler = SchedulerLoop(
+            self.db, self.executor, self.capacity,
+            LaunchContext(settings=settings, server_url=server_url, server_file=server_file),
+            heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
+        )
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self.webhooks.close()
+        self.db.dispose()
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None) -> Job:
+        policy.check_satisfiable(spec.resources, self.capacity)
+        if snapshot is not None and (not snapshot.startswith("snapshots/") or not self.storage.exists(snapshot)):
+            raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
+        job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from)
+        self.scheduler.wake()
+        return job
+
+    def stop(self, user: User, job_id: int) -> Job:
+        job = store_jobs.get_job(self.db, job_id, user=user)
+        attempt = store_jobs.request_stop(self.db, job)
+        if attempt is not None:
+            self.executor.cancel(attempt)
+        job = store_jobs.get_job(self.db, job_id)
+        if job.state.is_terminal():
+            self.job_ended(job.id, job.state)
+        return job
+
+    def restart(self, user: User, job_id: int) -> Job:
+        job = store_jobs.requeue(self.db, store_jobs.get_job(self.db, job_id, user=user))
+        self.scheduler.wake()
+        return job
+
+    def clone(
+        self, user: User, job_id: int, *, resume: bool, command: list[str] | str | None, name: str | None,
+    ) -> Job:
+        source = store_jobs.get_job(self.db, job_id, user=user)
+        data = source.spec.model_dump()
+        if command is not None:
+            data["command"] = command
+        data["name"] = name or (f"{source.name} (resumed)" if resume else f"{source.name} (clone)")[:200]
+        spec = JobSpec.model_validate(data)
+        return self.submit(user, spec, snapshot=source.snapshot_key, resume_from=source.id if resume else None)
+
+    # -- side effects -----------------------------------------------------------------------
+
+    def job_ended(self, job_id: int, state: JobState) -> None:
+        """After a job's final state is stored: webhooks, and room for the next job."""
+        self.scheduler.wake()
+        try:
+            job = store_jobs.get_job(self.db, job_id)
+        except ModelyardError:
+            return
+        urls = [*self.settings.webhooks, *job.spec.webhooks]
+        if urls:
+            attempts = store_jobs.job_attempts(self.db, job_id)
+            self.webhooks.send(urls, {"event": "job.ended", "state": state.value, "job": job_to_dict(job, attempts)})

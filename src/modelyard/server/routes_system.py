@@ -1,0 +1,112 @@
+"""Health, identity, users, capacity, code snapshots and supervisor reports."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+import modelyard
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs.units import format_size
+from modelyard.server.auth import admin_user, bearer_token, current_user, get_platform
+from modelyard.server.platform import Platform
+from modelyard.store import jobs as store_jobs
+from modelyard.store import reports
+from modelyard.store.records import User
+from modelyard.store.users import create_user
+
+router = APIRouter()
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+UserDep = Annotated[User, Depends(current_user)]
+
+
+@router.get("/health")
+def health() -> dict[str, Any]:
+    return {"status": "ok", "version": modelyard.__version__}
+
+
+@router.get("/me")
+def me(user: UserDep) -> dict[str, Any]:
+    return {"id": user.id, "name": user.name, "is_admin": user.is_admin}
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100)
+    admin: bool = False
+
+
+@router.post("/users", status_code=201)
+def new_user(body: NewUser, p: PlatformDep, _admin: Annotated[User, Depends(admin_user)]) -> dict[str, Any]:
+    user, token = create_user(p.db, body.name, admin=body.admin)
+    return {"user": {"id": user.id, "name": user.name, "is_admin": user.is_admin}, "token": token}
+
+
+@router.get("/capacity")
+def capacity(p: PlatformDep, _user: UserDep) -> dict[str, Any]:
+    used = {"gpus": 0, "cpus": 0.0, "memory": 0}
+    for alloc in store_jobs.running_allocations(p.db):
+        used["gpus"] += alloc.resources.gpus
+        used["cpus"] += alloc.resources.cpus
+        used["memory"] += alloc.resources.memory
+    return {
+        "total": p.capacity.total.model_dump(), "used": used,
+        "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total} for g in p.capacity.gpus],
+    }
+
+
+@router.post("/snapshots", status_code=201)
+async def upload_snapshot(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
+    """Stream the body to a temporary file (hashing as it goes), then store it under its hash."""
+    limit = p.settings.max_snapshot_bytes
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp = tempfile.mkstemp(prefix="snapshot-", suffix=".tar.gz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise ModelyardError(
+                        ErrorCode.TOO_LARGE,
+                        f"the snapshot is over the server's limit of {format_size(limit)} (MODELYARD_MAX_SNAPSHOT)",
+                        field="workdir")
+                digest.update(chunk)
+                await run_in_threadpool(f.write, chunk)
+        if size == 0:
+            raise ModelyardError(ErrorCode.INVALID, "the snapshot is empty", field="snapshot")
+        key = f"snapshots/{digest.hexdigest()}.tar.gz"
+        if not await run_in_threadpool(p.storage.exists, key):
+            await run_in_threadpool(p.storage.put_file, tmp, key)
+        return {"key": key, "size": size}
+    finally:
+        os.unlink(tmp)
+
+
+@router.post("/attempts/{attempt_id}/report")
+async def report(attempt_id: int, request: Request, p: PlatformDep) -> dict[str, Any]:
+    token = bearer_token(request)
+    try:
+        batch = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise ModelyardError(ErrorCode.INVALID, f"not JSON: {exc}", field="body") from exc
+    if not isinstance(batch, dict):
+        raise ModelyardError(ErrorCode.INVALID, "must be a JSON object", field="body")
+    result = await run_in_threadpool(_apply, p, attempt_id, token, batch)
+    return {"stored": result.stored, "stop": result.stop}
+
+
+def _apply(p: Platform, attempt_id: int, token: str, batch: dict[str, Any]) -> reports.ReportResult:
+    attempt = reports.authenticate_attempt(p.db, attempt_id, token)
+    result = reports.apply_report(p.db, attempt, batch)
+    if result.final_state is not None:
+        p.job_ended(attempt.job_id, result.final_state)
+    elif "ended" in result.changed:
+        p.scheduler.wake()  # retried: requeued, and its resources are free again
+    return result

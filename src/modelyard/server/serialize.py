@@ -1,0 +1,41 @@
+"""Records to the JSON shapes of docs/api.md: one place, used by every route."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from modelyard.store.records import Attempt, Event, Job
+
+
+def iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z") if t is not None else None
+
+
+def attempt_to_dict(a: Attempt) -> dict[str, Any]:
+    return {
+        "number": a.number, "state": a.state.value, "exit_code": a.exit_code, "reason": a.reason,
+        "message": a.message, "gpus": list(a.gpus), "created_at": iso(a.created_at),
+        "started_at": iso(a.started_at), "ended_at": iso(a.ended_at),
+    }
+
+
+def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, Any]:
+    s = job.spec
+    return {
+        "id": job.id, "name": job.name, "owner": job.owner, "state": job.state.value,
+        "exit_code": job.exit_code, "message": job.message, "attempt": job.attempt,
+        "attempts": [attempt_to_dict(a) for a in attempts or []],
+        "resources": job.resources.model_dump(), "command": s.command, "priority": job.priority,
+        "max_runtime": s.max_runtime, "sync_interval": s.sync_interval, "retries": s.retries,
+        "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
+        "snapshot": job.snapshot_key, "resume_from": job.resume_from,
+        "created_at": iso(job.created_at), "queued_at": iso(job.queued_at),
+        "started_at": iso(job.started_at), "ended_at": iso(job.ended_at),
+    }
+
+
+def event_to_dict(e: Event) -> dict[str, Any]:
+    return {
+        "id": e.id, "job_id": e.job_id, "time": iso(e.time), "attempt": e.attempt,
+        "from": e.from_state.value if e.from_state else None, "to": e.to_state.value, "reason": e.reason,
+    }

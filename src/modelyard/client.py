@@ -1,0 +1,388 @@
+"""The one HTTP client of the modelyard API (docs/api.md), shared by the CLI and the SDK.
+
+This module owns how we talk to a server: one method per endpoint, each
+returning the parsed JSON; every failure becomes a :class:`ClientError`; and,
+with no ``MODELYARD_URL``, finding or starting the embedded local server.
+
+    ModelyardError
+     └── ClientError(status, code, message, field)   an error reply, or no reply at all
+          └── status None: the server could not be reached (code "unavailable")
+
+Nomenclature: a *progress* callback is called as ``progress(done_bytes, total_bytes_or_None)``.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+from urllib.parse import quote
+
+import httpx
+from httpx_sse import SSEError, connect_sse
+
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs.states import JobState
+
+Progress = Callable[[int, "int | None"], None]
+CHUNK = 256 * 1024
+EMBEDDED_START_TIMEOUT = 30.0
+# The server pings SSE streams every 15 s; four silent pings mean the connection is dead.
+STREAM_READ_TIMEOUT = 60.0
+
+
+class ClientError(ModelyardError):
+    """An error reply from the server (``status`` set) or no reply at all (``status`` None)."""
+
+    def __init__(self, status: int | None, code: ErrorCode | str, message: str, field: str | None = None) -> None:
+        try:
+            code = ErrorCode(code)
+        except ValueError:
+            code = ErrorCode.UNAVAILABLE if status is None or status >= 500 else ErrorCode.INVALID
+        super().__init__(code, message, field=field)
+        self.status = status
+
+
+class StreamEvent(NamedTuple):
+    """One server-sent event: its name (``line``, ``end``, ``job``) and its JSON data."""
+
+    event: str
+    data: Any
+
+
+class Client:
+    """A connection to one modelyard server. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Small requests (stop, a log page) must not wait on Nagle's algorithm.
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self._http = httpx.Client(
+            base_url=f"{self.url}/api/v1",
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            transport=transport,
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Client":
+        """MODELYARD_URL and MODELYARD_TOKEN; with no URL, the embedded server (started if needed)."""
+        env = os.environ if env is None else env
+        home = modelyard_home(env)
+        url = env.get("MODELYARD_URL") or ensure_embedded_server(home, env=env)
+        token = env.get("MODELYARD_TOKEN") or read_token(home)
+        return cls(url, token)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        with self._errors():
+            response = self._http.request(method, path, **kwargs)
+        _raise_for_error(response)
+        return response.json()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn transport failures into one clear ClientError."""
+        try:
+            yield
+        except httpx.TimeoutException as e:
+            raise ClientError(None, ErrorCode.UNAVAILABLE, f"the modelyard server at {self.url} did not answer in time ({type(e).__name__})") from e
+        except httpx.TransportError as e:
+            raise ClientError(None, ErrorCode.UNAVAILABLE, f"cannot reach the modelyard server at {self.url}: {e or type(e).__name__}") from e
+
+    # -- server, users ----------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/health")
+
+    def me(self) -> dict[str, Any]:
+        return self._request("GET", "/me")
+
+    def create_user(self, name: str, *, admin: bool = False) -> dict[str, Any]:
+        """``{"user": {...}, "token": "..."}``; admins only."""
+        return self._request("POST", "/users", json={"name": name, "admin": admin})
+
+    def capacity(self) -> dict[str, Any]:
+        return self._request("GET", "/capacity")
+
+    # -- jobs -------------------------------------------------------------
+
+    def upload_snapshot(
+        self, source: IO[bytes] | Iterable[bytes], *, size: int | None = None, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Stream a workdir ``.tar.gz`` to the server; ``{"key", "size"}``."""
+        if size is None:
+            size = _remaining_size(source)
+        headers = {"Content-Type": "application/gzip"}
+        if size is not None:
+            headers["Content-Length"] = str(size)
+        body = _counting(_chunks(source), size, progress)
+        return self._request("POST", "/snapshots", content=body, headers=headers)
+
+    def submit_job(self, spec: Mapping[str, Any], *, snapshot: str | None = None) -> dict[str, Any]:
+        return self._request("POST", "/jobs", json={"spec": dict(spec), "snapshot": snapshot})
+
+    def list_jobs(
+        self, *, state: str | None = None, q: str | None = None, limit: int = 50, offset: int = 0, all_users: bool = False
+    ) -> dict[str, Any]:
+        """``{"jobs": [...], "total": n}``, newest first."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "all": str(all_users).lower()}
+        if state:
+            params["state"] = state
+        if q:
+            params["q"] = q
+        return self._request("GET", "/jobs", params=params)
+
+    def get_job(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}")
+
+    def stop_job(self, job_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/jobs/{job_id}/stop")
+
+    def restart_job(self, job_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/jobs/{job_id}/restart")
+
+    def clone_job(
+        self, job_id: int, *, resume: bool = False, command: list[str] | str | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        body = {"resume": resume, "command": command, "name": name}
+        return self._request("POST", f"/jobs/{job_id}/clone", json=body)
+
+    def job_events(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}/events")
+
+    def job_logs(self, job_id: int, *, attempt: int | None = None, offset: int = 0, limit: int = 1000) -> dict[str, Any]:
+        """``{"attempt", "lines": [{"n", "t", "stream", "text"}], "next_offset", "done"}``."""
+        params = _without_none({"attempt": attempt, "offset": offset, "limit": limit})
+        return self._request("GET", f"/jobs/{job_id}/logs", params=params)
+
+    def metrics(self, job_id: int, *, names: Iterable[str] | None = None, max_points: int | None = None) -> dict[str, Any]:
+        """``{name: [{"value", "step", "epoch", "time"}, ...]}``."""
+        params = _without_none({"names": ",".join(names) if names else None, "max_points": max_points})
+        return self._request("GET", f"/jobs/{job_id}/metrics", params=params)
+
+    def system_metrics(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}/system-metrics")
+
+    def list_outputs(self, job_id: int) -> dict[str, Any]:
+        """``{"files": [{"path", "size", "mtime"}]}``."""
+        return self._request("GET", f"/jobs/{job_id}/outputs")
+
+    def download_output(self, job_id: int, path: str, dest: Path, *, progress: Progress | None = None) -> Path:
+        """Stream one output file to ``dest`` (written whole or not at all)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".part")
+        with self._errors(), self._http.stream("GET", f"/jobs/{job_id}/outputs/{quote(path)}") as response:
+            _raise_for_error(response)
+            total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
+            with partial.open("wb") as f:
+                for chunk in _counting(response.iter_bytes(CHUNK), total, progress):
+                    f.write(chunk)
+        partial.replace(dest)
+        return dest
+
+    # -- streams ----------------------------------------------------------
+
+    def stream_logs(self, job_id: int, *, attempt: int | None = None, offset: int = 0) -> Iterator[StreamEvent]:
+        """``line`` events (data: a log line object), then one ``end`` event (data: ``{"state"}``)."""
+        params = _without_none({"attempt": attempt, "offset": offset})
+        return self._stream(f"/jobs/{job_id}/logs/stream", params, STREAM_READ_TIMEOUT)
+
+    def stream_events(self, *, read_timeout: float = STREAM_READ_TIMEOUT) -> Iterator[StreamEvent]:
+        """A ``job`` event (data: JOB) on every state change of the caller's jobs; endless."""
+        return self._stream("/events/stream", {}, read_timeout)
+
+    def _stream(self, path: str, params: dict[str, Any], read_timeout: float) -> Iterator[StreamEvent]:
+        with self._open_stream(path, params, read_timeout) as events:
+            yield from events
+
+    @contextmanager
+    def _open_stream(self, path: str, params: dict[str, Any], read_timeout: float) -> Iterator[Iterator[StreamEvent]]:
+        """Connect (status checked) before yielding the events iterator."""
+        timeout = httpx.Timeout(read_timeout, connect=5.0)
+        with self._errors(), connect_sse(self._http, "GET", path, params=params, timeout=timeout) as source:
+            _raise_for_error(source.response)
+            yield _events(source.iter_sse(), source.response.status_code)
+
+    def wait_job(self, job_id: int, *, timeout: float | None = None) -> dict[str, Any]:
+        """The job once it reaches a final state, or as it is when ``timeout`` seconds have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            read_timeout = STREAM_READ_TIMEOUT if left is None else max(0.05, min(STREAM_READ_TIMEOUT, left))
+            try:
+                with self._open_stream("/events/stream", {}, read_timeout) as events:
+                    # The server fixes where the stream starts before it answers, so
+                    # any change after this read arrives on the stream.
+                    job = self.get_job(job_id)
+                    if is_final(job) or (left is not None and left <= 0):
+                        return job
+                    for event in events:
+                        if event.event == "job" and event.data.get("id") == job_id and is_final(event.data):
+                            break
+            except ClientError as e:
+                # A quiet stream past its read timeout: look again (and honour the deadline).
+                if not isinstance(e.__cause__, httpx.ReadTimeout):
+                    raise
+
+
+def _events(sses: Iterator[Any], status: int) -> Iterator[StreamEvent]:
+    try:
+        for sse in sses:
+            yield StreamEvent(sse.event, sse.json() if sse.data else None)
+    except SSEError as e:
+        raise ClientError(status, ErrorCode.UNAVAILABLE, f"bad event stream: {e}") from e
+
+
+def is_final(job: Mapping[str, Any]) -> bool:
+    return JobState(job["state"]).is_terminal()
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    response.read()
+    try:
+        err = response.json()["error"]
+        code, message, field = err.get("code", ""), err["message"], err.get("field")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        text = response.text.strip()[:200] or response.reason_phrase
+        raise ClientError(response.status_code, "", f"HTTP {response.status_code}: {text}") from None
+    raise ClientError(response.status_code, code, message, field)
+
+
+def _without_none(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _remaining_size(source: IO[bytes] | Iterable[bytes]) -> int | None:
+    """Bytes left in a real file (so the upload has a Content-Length), else None."""
+    try:
+        return os.fstat(source.fileno()).st_size - source.tell()  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _chunks(source: IO[bytes] | Iterable[bytes]) -> Iterator[bytes]:
+    if hasattr(source, "read"):
+        while chunk := source.read(CHUNK):  # type: ignore[union-attr]
+            yield chunk
+    else:
+        yield from source  # type: ignore[misc]
+
+
+def _counting(chunks: Iterable[bytes], total: int | None, progress: Progress | None) -> Iterator[bytes]:
+    done = 0
+    if progress:
+        progress(0, total)
+    for chunk in chunks:
+        yield chunk
+        done += len(chunk)
+        if progress:
+            progress(done, total)
+
+
+# -- the embedded server (docs/api.md, "Embedded server") ---------------------
+
+
+def modelyard_home(env: Mapping[str, str]) -> Path:
+    return Path(env.get("MODELYARD_HOME") or Path.home() / ".modelyard").expanduser().resolve()
+
+
+def read_token(home: Path) -> str | None:
+    try:
+        return (home / "token").read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def ensure_embedded_server(
+    home: Path, *, env: Mapping[str, str] | None = None, timeout: float = EMBEDDED_START_TIMEOUT
+) -> str:
+    """The URL of this home's running embedded server; start one if none answers."""
+    if url := running_server_url(home):
+        return url
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "server.lock").open("a") as lock:
+        # Held while starting, so two CLIs started together spawn one server.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if url := running_server_url(home):
+            return url
+        proc = _spawn_server(home, env)
+        return _await_server(home, proc, timeout)
+
+
+def running_server_url(home: Path) -> str | None:
+    """The URL in ``server.json`` when its process lives and ``/health`` answers."""
+    try:
+        info = json.loads((home / "server.json").read_text())
+        url, pid = info["url"], int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not _pid_alive(pid):
+        return None
+    try:
+        ok = httpx.get(f"{url.rstrip('/')}/api/v1/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return None
+    return url if ok else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _spawn_server(home: Path, env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
+    child_env = dict(os.environ if env is None else env)
+    child_env["MODELYARD_HOME"] = str(home)
+    child_env.pop("MODELYARD_URL", None)
+    with (home / "server.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "modelyard", "server", "--embedded"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=child_env, start_new_session=True, close_fds=True,
+        )
+
+
+def _await_server(home: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if url := running_server_url(home):
+            return url
+        if proc.poll() is not None:
+            raise ClientError(None, ErrorCode.UNAVAILABLE, f"the embedded server exited with code {proc.returncode}: {_log_tail(home)}")
+        time.sleep(0.1)
+    raise ClientError(None, ErrorCode.UNAVAILABLE, f"the embedded server did not start within {timeout:.0f}s: {_log_tail(home)}")
+
+
+def _log_tail(home: Path) -> str:
+    try:
+        lines = (home / "server.log").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no server.log"
+    return (lines[-1] if lines else "server.log is empty") + f" (see {home / 'server.log'})"

@@ -1,0 +1,11 @@
+"""The ``modelyard`` command line: thin Typer commands over :class:`modelyard.client.Client`.
+
+    main.py     the Typer ``app`` and the list of commands
+    errors.py   the root group: every error becomes one ``error: ...`` line and an exit code
+    options.py  pure parsing of flags into a job spec (``--env K=V``, the command, YAML)
+    output.py   JSON, Rich tables and progress bars
+    submit.py   submit (snapshot, upload, create) and run --local
+    jobs.py     jobs, show, stop, restart, clone, wait
+    observe.py  logs, metrics, download
+    admin.py    server, user create
+"""

@@ -1,0 +1,45 @@
+"""Running and administering a server: ``server`` and ``user create``."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelyard.cli.connect import get_client
+from modelyard.cli.jobs import Json
+from modelyard.cli.output import note, print_json
+
+user_app = typer.Typer(help="Manage users (admins only).", no_args_is_help=True)
+
+
+def server(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8765,
+    embedded: Annotated[bool, typer.Option(help="the per-user background server: 127.0.0.1, port in $MODELYARD_HOME/server.json")] = False,
+) -> None:
+    """Run the modelyard API server (and its scheduler) in the foreground.
+
+    Example: modelyard server --host 0.0.0.0 --port 8765
+    """
+    # Imported here so that every other command starts without FastAPI and the store.
+    from modelyard.server.app import serve
+
+    serve(host=host, port=port, embedded=embedded)
+
+
+@user_app.command("create")
+def create_user(
+    name: Annotated[str, typer.Argument(help="the new user's name")],
+    admin: Annotated[bool, typer.Option(help="may see every job and create users")] = False,
+    as_json: Json = False,
+) -> None:
+    """Create a user and print their API token (shown once; give it to them as MODELYARD_TOKEN).
+
+    Example: modelyard user create bob
+    """
+    with get_client() as client:
+        created = client.create_user(name, admin=admin)
+    if as_json:
+        return print_json(created)
+    note(f"created user {created['user']['name']}" + (" (admin)" if created["user"].get("is_admin") else ""))
+    print(created["token"])

@@ -1,0 +1,34 @@
+"""The ``modelyard`` Typer app: every command, registered in one list."""
+from __future__ import annotations
+
+import typer
+
+from modelyard.cli import admin, jobs, observe, submit
+from modelyard.cli.errors import ModelyardGroup
+
+app = typer.Typer(
+    cls=ModelyardGroup,
+    name="modelyard",
+    help="modelyard: submit training code, watch logs and metric curves, keep every checkpoint.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Commands whose arguments end with a command line take everything after the
+# first positional argument as that command, flags included.
+_PASS_THROUGH = {"allow_interspersed_args": False}
+
+app.command("submit", context_settings=_PASS_THROUGH)(submit.submit)
+app.command("run", context_settings=_PASS_THROUGH)(submit.run)
+app.command("jobs")(jobs.jobs)
+app.command("show")(jobs.show)
+app.command("logs")(observe.logs)
+app.command("metrics")(observe.metrics)
+app.command("stop")(jobs.stop)
+app.command("restart")(jobs.restart)
+app.command("clone", context_settings=_PASS_THROUGH)(jobs.clone)
+app.command("wait")(jobs.wait)
+app.command("download")(observe.download)
+app.add_typer(admin.user_app, name="user")
+app.command("server")(admin.server)

@@ -1,0 +1,84 @@
+"""Commands that read what a job produced: logs, metrics, download."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from modelyard.cli.connect import get_client
+from modelyard.cli.follow import follow_log, print_log
+from modelyard.cli.jobs import JobId, Json
+from modelyard.cli.options import invalid
+from modelyard.cli.output import byte_progress, console, metrics_table, note, print_json
+from modelyard.jobs.units import format_size
+
+
+def logs(
+    job_id: JobId,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the attempt ends")] = False,
+    attempt: Annotated[Optional[int], typer.Option(min=1, help="which attempt (default: the latest)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="line objects {n, t, stream, text}; one per line with -f")] = False,
+) -> None:
+    """Print a job's log; the job's stderr lines go to stderr.
+
+    Example: modelyard logs -f 7
+    """
+    with get_client() as client:
+        if follow:
+            follow_log(client, job_id, attempt=attempt, as_json=as_json)
+        else:
+            print_log(client, job_id, attempt=attempt, as_json=as_json)
+
+
+def metrics(
+    job_id: JobId,
+    names: Annotated[Optional[str], typer.Option(help="only these metrics, comma-separated")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='{name: [{"value", "step", "epoch", "time"}]}')] = False,
+) -> None:
+    """Summarise every metric a job reported: points, last, min, max.
+
+    Example: modelyard metrics 7 --names loss,accuracy
+    """
+    wanted = [n for n in (names or "").split(",") if n] or None
+    with get_client() as client:
+        data = client.metrics(job_id, names=wanted)
+    if as_json:
+        return print_json(data)
+    if not data:
+        note(f"job {job_id} has reported no metrics yet")
+        return
+    console.print(metrics_table(data))
+
+
+def download(
+    job_id: JobId,
+    to: Annotated[Optional[Path], typer.Option("--to", help="folder to write into (default: ./job-ID)")] = None,
+    as_json: Json = False,
+) -> None:
+    """Download every file in a job's output folder.
+
+    Example: modelyard download 7 --to ./runs/7
+    """
+    dest_dir = (to or Path(f"job-{job_id}")).resolve()
+    with get_client() as client:
+        files = client.list_outputs(job_id)["files"]
+        total = sum(f.get("size") or 0 for f in files)
+        done_before = 0
+        with byte_progress(f"job {job_id} outputs", enabled=not as_json) as progress:
+            for f in files:
+                base = done_before
+                client.download_output(job_id, f["path"], _inside(dest_dir, f["path"]),
+                                       progress=lambda done, _total: progress(base + done, total))
+                done_before += f.get("size") or 0
+    if as_json:
+        return print_json({"dir": str(dest_dir), "files": files})
+    note(f"{len(files)} files, {format_size(total)} in {dest_dir}")
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """``root/relative``, refusing a path that would land outside ``root``."""
+    dest = (root / relative).resolve()
+    if not dest.is_relative_to(root):
+        raise invalid("path", f"output path {relative!r} points outside {root}")
+    return dest

@@ -1,0 +1,162 @@
+"""What the CLI prints: JSON for ``--json``, Rich tables and progress bars for people.
+
+Data goes to stdout; progress bars and notes go to stderr, so ``--json`` output
+can be piped. Every table here is built from the API's JSON, nothing else.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from modelyard.client import Progress as ProgressCallback
+from modelyard.jobs.units import format_duration, format_size
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+STATE_STYLE = {
+    "queued": "yellow", "starting": "cyan", "running": "bold blue", "stopping": "magenta",
+    "succeeded": "green", "failed": "bold red", "stopped": "dim", "timed_out": "red", "lost": "red",
+}
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def note(message: str) -> None:
+    """A remark for a person, on stderr."""
+    err_console.print(message)
+
+
+def state_text(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, '')}]{state}[/]"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    """From ``start`` to ``end`` (or now, while it is open)."""
+    t0 = parse_time(start)
+    if t0 is None:
+        return None
+    t1 = parse_time(end) or datetime.now(timezone.utc)
+    return max(0.0, (t1 - t0).total_seconds())
+
+
+def format_resources(res: Mapping[str, Any]) -> str:
+    parts = [f"{res.get('cpus', 0):g} cpu"]
+    if res.get("gpus"):
+        parts.append(f"{res['gpus']} gpu")
+    if res.get("memory"):
+        parts.append(format_size(res["memory"]))
+    return ", ".join(parts)
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "name", "owner", "state", "resources", "attempts", "age", "duration"):
+        table.add_column(column, justify="right" if column in ("id", "attempts") else "left")
+    for job in jobs:
+        table.add_row(
+            str(job["id"]), job.get("name") or "", job.get("owner") or "", state_text(job["state"]),
+            format_resources(job.get("resources") or {}), str(len(job.get("attempts") or [])),
+            format_duration(seconds_between(job.get("created_at"), None)),
+            format_duration(seconds_between(job.get("started_at"), job.get("ended_at"))),
+        )
+    return table
+
+
+def job_summary(job: Mapping[str, Any]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    command = job.get("command")
+    rows = [
+        ("job", f"{job['id']}  {job.get('name') or ''}"),
+        ("state", state_text(job["state"]) + (f"  exit code {job['exit_code']}" if job.get("exit_code") is not None else "")),
+        ("message", job.get("message") or ""),
+        ("owner", job.get("owner") or ""),
+        ("command", command if isinstance(command, str) else " ".join(command or [])),
+        ("resources", format_resources(job.get("resources") or {})),
+        ("priority", str(job.get("priority", 0))),
+        ("max runtime", format_duration(job.get("max_runtime"))),
+        ("sync every", format_duration(job.get("sync_interval"))),
+        ("retries", str(job.get("retries", 0))),
+        ("env", " ".join(f"{k}={v}" for k, v in (job.get("env") or {}).items())),
+        ("resumes", f"job {job['resume_from']}" if job.get("resume_from") else ""),
+        ("created", job.get("created_at") or ""),
+    ]
+    for key, value in rows:
+        if value:
+            table.add_row(f"[bold]{key}[/]", value)
+    return table
+
+
+def attempts_table(attempts: list[dict[str, Any]]) -> Table:
+    table = Table(title="attempts", box=None, header_style="bold", title_justify="left")
+    for column in ("#", "state", "exit code", "gpus", "started", "duration", "message"):
+        table.add_column(column)
+    for a in attempts:
+        table.add_row(
+            str(a["number"]), state_text(a["state"]), _opt(a.get("exit_code")),
+            ",".join(str(g) for g in a.get("gpus") or []) or "-", a.get("started_at") or "-",
+            format_duration(seconds_between(a.get("started_at"), a.get("ended_at"))),
+            a.get("message") or a.get("reason") or "",
+        )
+    return table
+
+
+def events_table(events: list[dict[str, Any]]) -> Table:
+    table = Table(title="events", box=None, header_style="bold", title_justify="left")
+    for column in ("time", "attempt", "change", "reason"):
+        table.add_column(column)
+    for e in events:
+        change = f"{e.get('from') or '-'} -> {state_text(e['to'])}"
+        table.add_row(str(e.get("time") or ""), _opt(e.get("attempt")), change, e.get("reason") or "")
+    return table
+
+
+def metrics_table(metrics: Mapping[str, list[dict[str, Any]]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("metric", "points", "last", "min", "max"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, points in sorted(metrics.items()):
+        values = [p["value"] for p in points]
+        if values:
+            table.add_row(name, str(len(values)), f"{values[-1]:.6g}", f"{min(values):.6g}", f"{max(values):.6g}")
+        else:
+            table.add_row(name, "0", "-", "-", "-")
+    return table
+
+
+def _opt(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+@contextmanager
+def byte_progress(description: str, *, enabled: bool = True) -> Iterator[ProgressCallback]:
+    """A transfer bar on stderr; yields the ``progress(done, total)`` callback the client takes."""
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=err_console, transient=True, disable=not enabled,
+    )
+    with bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,109 @@
+"""Starting work: ``submit`` (snapshot the workdir, upload it, create the job) and ``run --local``."""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from modelyard.cli.connect import get_client
+from modelyard.cli.follow import follow_job, job_exit_code
+from modelyard.cli.jobs import Json
+from modelyard.cli.options import build_spec, invalid, load_job_file, parse_env, shape_command, spec_payload
+from modelyard.cli.output import byte_progress, note, print_json, state_text
+from modelyard.client import Client
+from modelyard.config import Settings
+from modelyard.jobs.spec import JobSpec
+
+Command = Annotated[Optional[list[str]], typer.Argument(metavar="-- CMD...", help="the command; one quoted argument is a shell string")]
+Env = Annotated[Optional[list[str]], typer.Option("--env", "-e", metavar="K=V", help="an environment variable (repeatable)")]
+
+
+def submit(
+    command: Command = None,
+    name: Annotated[Optional[str], typer.Option(help="a name to find the job by")] = None,
+    gpus: Annotated[Optional[int], typer.Option(help="whole GPUs")] = None,
+    cpus: Annotated[Optional[float], typer.Option(help="CPU cores")] = None,
+    memory: Annotated[Optional[str], typer.Option(help="memory to reserve, e.g. 8G")] = None,
+    workdir: Annotated[Optional[Path], typer.Option(help="folder to snapshot (default: .)")] = None,
+    env: Env = None,
+    priority: Annotated[Optional[int], typer.Option(help="higher runs first (-1000..1000)")] = None,
+    max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 72h")] = None,
+    sync_interval: Annotated[Optional[str], typer.Option(help="copy outputs every, e.g. 10m")] = None,
+    retries: Annotated[Optional[int], typer.Option(help="new attempts after a failure")] = None,
+    webhook: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="POSTed the final state (repeatable)")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a job YAML file; flags override it")] = None,
+    follow: Annotated[bool, typer.Option("--follow", help="print the log until the job ends; exit with its code")] = False,
+    as_json: Json = False,
+) -> None:
+    """Snapshot the working folder (minus .gitignore'd files), upload it and queue a job.
+
+    Example: modelyard submit --gpus 1 --max-runtime 72h -- python train.py --epochs 12
+    """
+    overrides: dict[str, Any] = {
+        "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
+        "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "priority": priority,
+        "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
+    }
+    spec = build_spec(load_job_file(file), overrides)
+    with get_client() as client:
+        snapshot = upload_workdir(client, Path(spec.workdir or "."), show_progress=not as_json)
+        job = client.submit_job(spec_payload(spec), snapshot=snapshot)
+        if as_json and not follow:
+            return print_json(job)
+        note(f"submitted job {job['id']} ({job['name']}): {state_text(job['state'])}")
+        if not follow:
+            if not as_json:
+                print(job["id"])
+            return
+        final = follow_job(client, job["id"], out=sys.stderr if as_json else None)
+    if as_json:
+        print_json(final)
+    raise typer.Exit(job_exit_code(final))
+
+
+def upload_workdir(client: Client, workdir: Path, *, show_progress: bool = True) -> str:
+    """Snapshot ``workdir`` into a temp file, upload it; the snapshot's key."""
+    # Imported here, not at the top: the storage package pulls in fsspec, which
+    # every other command would pay for at start-up.
+    from modelyard.storage.snapshot import make_snapshot
+
+    if not workdir.is_dir():
+        raise invalid("workdir", f"{workdir} is not a folder")
+    max_bytes = Settings.from_env().max_snapshot_bytes
+    with tempfile.TemporaryFile(prefix="modelyard-snapshot-") as tmp:
+        with byte_progress(f"snapshot {workdir}", enabled=show_progress) as progress:
+            make_snapshot(workdir, tmp, max_bytes, progress=progress)
+        tmp.seek(0)
+        with byte_progress("upload", enabled=show_progress) as progress:
+            return client.upload_snapshot(tmp, progress=progress)["key"]
+
+
+def run(
+    command: Command = None,
+    local: Annotated[bool, typer.Option("--local", help="run here, in the foreground (required)")] = False,
+    gpus: Annotated[Optional[str], typer.Option(metavar="0,1", help="GPU indices the job may see")] = None,
+    env: Env = None,
+) -> None:
+    """Run a command in the foreground exactly as a job would run (same folders and variables).
+
+    Example: modelyard run --local --gpus 0 -- python train.py --epochs 1
+    """
+    if not local:
+        raise typer.BadParameter("only --local is supported; use `modelyard submit` to queue a job", param_hint="--local")
+    from modelyard.supervisor.local import run_local  # the supervisor is only needed by this command
+
+    argv = JobSpec.model_validate({"command": shape_command(command)}).argv() if command else None
+    if argv is None:
+        raise invalid("command", "missing: give it after -- (modelyard run --local -- python train.py)")
+    code = run_local(argv, workdir=Path.cwd(), env=parse_env(env), gpus=_gpu_list(gpus))
+    raise typer.Exit(code)
+
+
+def _gpu_list(text: str | None) -> list[int]:
+    try:
+        return [int(g) for g in (text or "").split(",") if g.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a list of GPU indices like 0,1", param_hint="--gpus") from None

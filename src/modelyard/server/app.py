@@ -54,13 +54,15 @@ def create_app(platform: Platform) -> FastAPI:
 
 def _validation_payload(errors: list[dict[str, Any]]) -> dict[str, Any]:
     def field(loc: tuple[Any, ...] | list[Any]) -> str:
-        parts = [str(x) for x in loc if x not in ("body", "query", "path", "spec") or loc.index(x) > 1]
         parts = [str(x) for x in loc[1:]] if loc and loc[0] in ("body", "query", "path") else [str(x) for x in loc]
         return ".".join(p for p in parts if not p.startswith("function-")) or "body"
 
+    def message(e: dict[str, Any]) -> str:
+        return str(e.get("msg", "invalid input")).removeprefix("Value error, ")
+
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid input"}
-    details = [{"field": field(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
-    return {"error": {"code": ErrorCode.INVALID.value, "message": first.get("msg", "invalid input"),
+    details = [{"field": field(e.get("loc", ())), "message": message(e)} for e in errors]
+    return {"error": {"code": ErrorCode.INVALID.value, "message": message(first),
                       "field": field(first.get("loc", ())), "details": details}}
 
 

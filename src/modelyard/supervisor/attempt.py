@@ -1,0 +1,247 @@
+"""One attempt, end to end: set up, run, watch, end, sync, report.
+
+This module owns the order of things (docs/protocol.md): materialise code and
+resume outputs, start the command, race its exit against a stop (SIGTERM or a
+``stop`` reply) and ``max_runtime``, end the process group, sync outputs once
+more, upload log.txt, and only then send the final ``exited`` event. It also
+owns the mapping from how the command ended to a termination reason.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from modelyard.errors import ModelyardError
+from modelyard.jobs.states import TerminationReason
+from modelyard.storage import ArtifactStore, extract_snapshot
+from modelyard.supervisor.batch import Batcher
+from modelyard.supervisor.config import SupervisorConfig, job_env
+from modelyard.supervisor.output import OutputPump
+from modelyard.supervisor.reporter import Reporter
+from modelyard.supervisor.runner import JobProcess, StartFailed, describe_exit, exit_code
+from modelyard.supervisor.sampler import Sampler
+from modelyard.supervisor.sync import OutputSyncer
+
+START_FAILED_EXIT = 127  # what a shell returns for a command it cannot run
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reason: TerminationReason
+    exit_code: int | None  # shell style (128 + N for a signal); None when it never started
+    message: str
+    delivered: bool  # the final report was acknowledged (always True in local mode)
+
+    @property
+    def shell_exit_code(self) -> int:
+        """What ``run --local`` exits with."""
+        if self.exit_code is not None:
+            return self.exit_code
+        return START_FAILED_EXIT
+
+
+class Attempt:
+    def __init__(self, config: SupervisorConfig) -> None:
+        self.config = config
+        self.dirs = config.dirs
+        self.dirs.create()
+        self.batcher = None if config.local_mode else Batcher(
+            self.dirs.spool, max_items=config.batch_max_items, interval=config.batch_interval)
+        self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode)
+        self.store = ArtifactStore(config.storage_url) if config.storage_url else None
+        self.stop_requested = threading.Event()
+        self._wake = threading.Event()
+        self.syncer: OutputSyncer | None = None
+        self.reporter = self._make_reporter()
+
+    def _make_reporter(self) -> Reporter | None:
+        c = self.config
+        if self.batcher is None or c.server_url is None:
+            return None
+        return Reporter(
+            self.batcher, server_url=c.server_url, attempt_id=c.attempt_id, token=c.token,
+            heartbeat_interval=c.heartbeat_interval, max_backoff=c.retry_max_backoff,
+            final_deadline=c.final_deadline, server_file=c.server_file, on_stop=self.request_stop,
+        )
+
+    def request_stop(self) -> None:
+        """Stop the command as a user asked (SIGTERM, or a ``stop`` reply); safe from a signal handler."""
+        self.stop_requested.set()
+        self._wake.set()
+
+    # -- the whole attempt -----------------------------------------------------
+
+    def run(self) -> Outcome:
+        if self.reporter is not None:
+            self.reporter.start()
+        self.job: JobProcess | None = None
+        try:
+            reason, message = self._run_command()
+        except Exception as e:  # a supervisor bug still ends the job and sends a final report
+            message = f"supervisor error: {e!r}"
+            self.pump.note(message)
+            reason = TerminationReason.START_FAILED if self.job is None else TerminationReason.EXIT_NONZERO
+        finally:
+            if self.job is not None:
+                self.job.end_group(self.config.stop_grace)  # leftovers: daemons the command left behind
+        return self._finish(self.job, reason, message)
+
+    def _run_command(self) -> tuple[TerminationReason, str]:
+        try:
+            cwd, resume_dir = self._prepare()
+            env = job_env(self.config, resume_dir=resume_dir)
+            if self.stop_requested.is_set():
+                self.pump.note("stopped before the command started")
+                return TerminationReason.STOPPED_BY_USER, TerminationReason.STOPPED_BY_USER.message()
+            job = self.job = JobProcess.start(self.config.argv, cwd=cwd, env=env)
+        except StartFailed as e:
+            self.pump.note(str(e))
+            return TerminationReason.START_FAILED, str(e)
+        self._event({"type": "started", "t": time.time(), "pid": job.pid})
+        self.pump.start(job.proc.stdout, job.proc.stderr)  # type: ignore[arg-type]
+        sampler = Sampler(job.pid, self.config.gpus, self.config.sample_interval, self._system)
+        sampler.start()
+        self.syncer = self._make_syncer()
+        try:
+            reason = self._watch(job)
+        finally:
+            sampler.stop()
+        return self._ending(job, reason)
+
+    def _prepare(self) -> tuple[Path, Path | None]:
+        """The folder to run in, and the resume folder if any."""
+        c = self.config
+        try:
+            cwd = self._materialise_code()
+            resume = c.resume_dir
+            if c.resume_prefix:
+                self._require_store("resume_prefix").download_prefix(c.resume_prefix, self.dirs.resume)
+                resume = self.dirs.resume
+            return cwd, resume
+        except ModelyardError as e:
+            raise StartFailed(str(e)) from None
+        except OSError as e:
+            raise StartFailed(f"could not prepare the job: {e}") from None
+
+    def _materialise_code(self) -> Path:
+        c = self.config
+        if c.snapshot_key is None:
+            return Path(c.workdir) if c.workdir else Path.cwd()
+        with self._require_store("snapshot_key").open(c.snapshot_key) as f:
+            extract_snapshot(f, self.dirs.code)
+        return self.dirs.code
+
+    def _require_store(self, what: str) -> ArtifactStore:
+        if self.store is None:
+            raise StartFailed(f"{what} is set but the config has no storage_url")
+        return self.store
+
+    def _make_syncer(self) -> OutputSyncer | None:
+        if self.store is None or not self.config.output_prefix:
+            return None
+        syncer = OutputSyncer(self.store, self.dirs.output, self.config.output_prefix,
+                              self.config.sync_interval, self.pump.note)
+        syncer.start()
+        return syncer
+
+    def _watch(self, job: JobProcess) -> TerminationReason | None:
+        """Wait for the command; the reason we must end it, or None when it exited by itself."""
+        threading.Thread(target=lambda: (job.exited.wait(), self._wake.set()), daemon=True).start()
+        limit = self.config.max_runtime
+        while True:
+            if job.exited.is_set():
+                return None
+            if self.stop_requested.is_set():
+                return TerminationReason.STOPPED_BY_USER
+            left = None if limit is None else job.started_at + limit - time.monotonic()
+            if left is not None and left <= 0:
+                return TerminationReason.MAX_RUNTIME
+            self._wake.wait(timeout=left)
+            self._wake.clear()
+
+    def _ending(self, job: JobProcess, reason: TerminationReason | None) -> tuple[TerminationReason, str]:
+        grace = self.config.stop_grace
+        if reason is TerminationReason.MAX_RUNTIME:
+            self.pump.note(f"max_runtime of {self.config.max_runtime:g}s reached: sending SIGTERM to the job")
+        elif reason is TerminationReason.STOPPED_BY_USER:
+            self.pump.note("stop requested: sending SIGTERM to the job")
+        if reason is not None:
+            job.end_group(grace, on_kill=lambda: self.pump.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL"))
+        job.exited.wait()
+        if not self.pump.join(timeout=10):
+            self.pump.note("the job's output pipes stayed open after it ended; stopped reading them")
+        rc = job.proc.returncode
+        if reason is not None:
+            return reason, reason.message()
+        if rc == 0:
+            return TerminationReason.EXIT_ZERO, TerminationReason.EXIT_ZERO.message()
+        tail = self.pump.tail_text()
+        return TerminationReason.EXIT_NONZERO, describe_exit(rc) + (f"; last lines:\n{tail}" if tail else "")
+
+    # -- after the command -----------------------------------------------------
+
+    def _finish(self, job: JobProcess | None, reason: TerminationReason, message: str) -> Outcome:
+        rc = None if job is None or job.proc.returncode is None else exit_code(job.proc.returncode)
+        if self.syncer is not None:
+            self.syncer.final()
+        self.pump.close()
+        self._upload_log()
+        delivered = True
+        if self.batcher is not None and self.reporter is not None:
+            self.batcher.cut_final({"type": "exited", "t": time.time(), "exit_code": rc,
+                                    "reason": reason.value, "message": message})
+            # The reporter's own deadline ends the wait; this one only guards against a stuck thread.
+            delivered = self.reporter.wait(timeout=self.config.final_deadline + 60)
+        return Outcome(reason, rc, message, delivered)
+
+    def _upload_log(self) -> None:
+        if self.store is None or not self.config.log_key:
+            return
+        try:
+            self.store.put_file(self.dirs.log, self.config.log_key)
+        except Exception as e:  # storage trouble must not lose the final report
+            msg = f"could not upload log.txt to {self.config.log_key}: {e}"
+            print(f"modelyard supervisor: {msg}", file=sys.stderr)
+            if self.batcher is not None:
+                self.batcher.add_log(time.time(), "stderr", "[modelyard] " + msg)
+
+    def _event(self, event: dict[str, Any]) -> None:
+        if self.batcher is not None:
+            self.batcher.add_event(event)
+
+    def _system(self, sample: dict[str, Any]) -> None:
+        if self.batcher is not None:
+            self.batcher.add_system(sample)
+
+
+def install_stop_signals(attempt: Attempt) -> dict[int, Any]:
+    """SIGTERM and SIGINT stop the job; returns the previous handlers (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        attempt.request_stop()
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)
+
+
+def run_attempt(config: SupervisorConfig) -> Outcome:
+    attempt = Attempt(config)
+    previous = install_stop_signals(attempt)
+    try:
+        return attempt.run()
+    finally:
+        restore_signals(previous)
+
+

@@ -1,0 +1,117 @@
+"""The batch being filled, and the spool of cut batches waiting to be sent.
+
+This module owns sequence numbers: items (logs, metrics, system samples,
+events) go into the current batch; ``cut`` numbers it and writes it to
+``spool/`` as the exact request body, so memory holds at most one batch however
+long the server is away. A batch is cut when it reaches ``max_items`` (by the
+thread that adds the item) or when it is ``interval`` old (by the reporter).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+class Batcher:
+    def __init__(self, spool: Path, *, max_items: int = 5000, interval: float = 0.2) -> None:
+        self.spool = spool
+        self.max_items = max_items
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.cut_event = threading.Event()  # set when a batch lands in the spool
+        self._ready: deque[int] = deque()
+        self._seq = 0
+        self._final_cut = False
+        self._reset()
+        self.last_cut = time.monotonic()
+
+    def _reset(self) -> None:
+        self.logs: list[tuple[float, str, str]] = []
+        self.metrics: list[tuple[str, float, int | None, int | None, float]] = []
+        self.system: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.count = 0
+        self.first_at = 0.0
+
+    # Adders are called with self.lock held by nobody; each takes it once.
+    def add_log(self, t: float, stream: str, text: str) -> None:
+        with self.lock:
+            self.logs.append((t, stream, text))
+            self._added()
+
+    def add_metric(self, item: tuple[str, float, int | None, int | None, float]) -> None:
+        with self.lock:
+            self.metrics.append(item)
+            self._added()
+
+    def add_system(self, sample: dict[str, Any]) -> None:
+        with self.lock:
+            self.system.append(sample)
+            self._added()
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            self.events.append(event)
+            self._added()
+
+    def _added(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.first_at = time.monotonic()
+        elif self.count >= self.max_items:
+            self._cut_locked(final=False)
+
+    def cut_if_due(self, heartbeat_interval: float) -> None:
+        """Cut the batch if it is old enough, or an empty one if a heartbeat is due."""
+        now = time.monotonic()
+        with self.lock:
+            if self._final_cut:
+                return
+            if self.count and now - self.first_at >= self.interval:
+                self._cut_locked(final=False)
+            elif not self._ready and now - self.last_cut >= heartbeat_interval:
+                self._cut_locked(final=False)
+
+    def cut_final(self, exited_event: dict[str, Any]) -> int:
+        with self.lock:
+            self.events.append(exited_event)
+            return self._cut_locked(final=True)
+
+    def _cut_locked(self, *, final: bool) -> int:
+        self._seq += 1
+        body = orjson.dumps({
+            "seq": self._seq, "logs": self.logs, "metrics": self.metrics,
+            "system": self.system, "events": self.events, "final": final,
+        })
+        path = self.path(self._seq)
+        path.write_bytes(body)
+        self._ready.append(self._seq)
+        self._final_cut = self._final_cut or final
+        self._reset()
+        self.last_cut = time.monotonic()
+        self.cut_event.set()
+        return self._seq
+
+    def path(self, seq: int) -> Path:
+        return self.spool / f"{seq:012d}.json"
+
+    def oldest(self) -> int | None:
+        with self.lock:
+            return self._ready[0] if self._ready else None
+
+    def acknowledged(self, seq: int) -> bool:
+        """Drop the sent batch from the spool; True when it was the final one."""
+        with self.lock:
+            self._ready.popleft()
+            last = self._final_cut and not self._ready
+        self.path(seq).unlink(missing_ok=True)
+        return last
+
+    @property
+    def final_cut(self) -> bool:
+        return self._final_cut

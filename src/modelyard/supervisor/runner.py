@@ -1,0 +1,126 @@
+"""The job's process group: start it, wait for it, end it.
+
+This module owns signals to the job. The command runs in its own session
+(``start_new_session=True``), so its pid is also its process group id and every
+process it starts, grandchildren included, is in that group unless it leaves on
+purpose. Ending the job means SIGTERM to the whole group, ``grace`` seconds,
+then SIGKILL to whatever of the group is left.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+
+class StartFailed(Exception):
+    """The command could not be started; the message is for the user."""
+
+
+class JobProcess:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.started_at = time.monotonic()
+        self.exited = threading.Event()
+        # Reaping in a thread lets the supervisor race the exit against stop and timeout.
+        threading.Thread(target=self._reap, name="modelyard-reaper", daemon=True).start()
+
+    @classmethod
+    def start(cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> "JobProcess":
+        try:
+            proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except FileNotFoundError:
+            if not cwd.is_dir():
+                raise StartFailed(f"working folder {cwd} does not exist") from None
+            raise StartFailed(_not_found(argv[0], cwd)) from None
+        except PermissionError:
+            raise StartFailed(f"permission denied running {argv[0]!r} (is it executable?)") from None
+        except OSError as e:
+            raise StartFailed(f"could not start {argv[0]!r}: {e.strerror or e}") from None
+        return cls(proc)
+
+    def _reap(self) -> None:
+        self.proc.wait()
+        self.exited.set()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.exited.is_set() else None
+
+    def group_alive(self) -> bool:
+        """Whether any process of the group still runs (zombies do not count)."""
+        try:
+            os.killpg(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # kill(0) also succeeds for zombies, and orphans stay zombies for good
+        # where PID 1 does not reap (containers): look at what is left.
+        return any(_running_in_group(p, self.pid) for p in psutil.process_iter())
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def end_group(self, grace: float, *, on_kill: Callable[[], None] | None = None) -> None:
+        """SIGTERM the whole group, wait up to ``grace`` seconds for it to empty, then SIGKILL."""
+        if not self.group_alive():
+            return
+        self.signal_group(signal.SIGTERM)
+        if self._wait_group_gone(grace):
+            return
+        if on_kill is not None:
+            on_kill()
+        self.signal_group(signal.SIGKILL)
+        self._wait_group_gone(5.0)
+
+    def _wait_group_gone(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            # A zombie leader still counts in its group until reaped, which _reap does.
+            if self.exited.is_set() and not self.group_alive():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
+def _running_in_group(p: psutil.Process, pgid: int) -> bool:
+    try:
+        return os.getpgid(p.pid) == pgid and p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ProcessLookupError, PermissionError):
+        return False
+
+
+def exit_code(returncode: int) -> int:
+    """A shell-style exit code: a death by signal N becomes 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the command was killed by {name}"
+    return f"the command exited with code {returncode}"
+
+
+def _not_found(cmd: str, cwd: Path) -> str:
+    if os.sep in cmd:
+        return f"command not found: {cmd} (no such file, relative to {cwd})"
+    return f"command not found: {cmd} (not on PATH)"

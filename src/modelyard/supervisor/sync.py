@@ -1,0 +1,52 @@
+"""Periodic upload of the job's output folder to the artifact store.
+
+This module owns when outputs are synced: every ``interval`` seconds while the
+job runs, and once more at the end (``final``), never two syncs at once. The
+fingerprint state lives here, so each sync uploads only what changed.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from modelyard.storage import ArtifactStore, Fingerprint, SyncResult
+
+
+class OutputSyncer:
+    def __init__(self, store: ArtifactStore, local_dir: Path, prefix: str, interval: float, note: Callable[[str], None]) -> None:
+        self.store = store
+        self.local_dir = local_dir
+        self.prefix = prefix
+        self.interval = interval
+        self.note = note
+        self.state: dict[str, Fingerprint] = {}
+        self.syncs = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="modelyard-sync", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sync_once()
+
+    def sync_once(self) -> SyncResult | None:
+        """One sync; a failure becomes a note in the job's log, and the next sync retries."""
+        with self._lock:
+            try:
+                result = self.store.sync_dir(self.local_dir, self.prefix, self.state)
+            except Exception as e:  # the loop boundary: storage may be away for a while
+                self.note(f"output sync to {self.prefix} failed, will retry: {e}")
+                return None
+            self.syncs += 1
+            return result
+
+    def final(self) -> SyncResult | None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        return self.sync_once()

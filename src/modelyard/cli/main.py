@@ -27,7 +27,7 @@ app.command("logs")(observe.logs)
 app.command("metrics")(observe.metrics)
 app.command("stop")(jobs.stop)
 app.command("restart")(jobs.restart)
-app.command("clone", context_settings=_PASS_THROUGH)(jobs.clone)
+app.command("clone")(jobs.clone)  # ID comes first, so options may follow it; the command goes after --
 app.command("wait")(jobs.wait)
 app.command("download")(observe.download)
 app.add_typer(admin.user_app, name="user")

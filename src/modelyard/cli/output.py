@@ -147,8 +147,12 @@ def _opt(value: Any) -> str:
 
 
 @contextmanager
-def byte_progress(description: str, *, enabled: bool = True) -> Iterator[ProgressCallback]:
-    """A transfer bar on stderr; yields the ``progress(done, total)`` callback the client takes."""
+def byte_progress(description: str, *, enabled: bool = True, close_when_done: bool = False) -> Iterator[ProgressCallback]:
+    """A transfer bar on stderr; yields the ``progress(done, total)`` callback the client takes.
+
+    ``close_when_done``: take the bar off the screen once ``done`` reaches ``total``
+    (for work that goes on printing inside the block, like ``run --local``).
+    """
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
         console=err_console, transient=True, disable=not enabled,
@@ -158,5 +162,7 @@ def byte_progress(description: str, *, enabled: bool = True) -> Iterator[Progres
 
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
+            if close_when_done and total is not None and done >= total:
+                bar.stop()
 
         yield update

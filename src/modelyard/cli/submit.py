@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -15,7 +16,6 @@ from modelyard.cli.options import build_spec, invalid, load_job_file, parse_env,
 from modelyard.cli.output import byte_progress, note, print_json, state_text
 from modelyard.client import Client
 from modelyard.config import Settings
-from modelyard.jobs.spec import JobSpec
 
 Command = Annotated[Optional[list[str]], typer.Argument(metavar="-- CMD...", help="the command; one quoted argument is a shell string")]
 Env = Annotated[Optional[list[str]], typer.Option("--env", "-e", metavar="K=V", help="an environment variable (repeatable)")]
@@ -86,20 +86,31 @@ def run(
     local: Annotated[bool, typer.Option("--local", help="run here, in the foreground (required)")] = False,
     gpus: Annotated[Optional[str], typer.Option(metavar="0,1", help="GPU indices the job may see")] = None,
     env: Env = None,
+    max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 2h")] = None,
 ) -> None:
     """Run a command in the foreground exactly as a job would run (same folders and variables).
+
+    The current folder is snapshotted into $MODELYARD_HOME/runs/local-TIME/code and run
+    there; MODELYARD_OUTPUT_DIR is that run's output/ folder.
 
     Example: modelyard run --local --gpus 0 -- python train.py --epochs 1
     """
     if not local:
         raise typer.BadParameter("only --local is supported; use `modelyard submit` to queue a job", param_hint="--local")
-    from modelyard.supervisor.local import run_local  # the supervisor is only needed by this command
+    # The supervisor (and the storage it snapshots with) is only needed by this command.
+    from modelyard.supervisor import run_local
 
-    argv = JobSpec.model_validate({"command": shape_command(command)}).argv() if command else None
-    if argv is None:
-        raise invalid("command", "missing: give it after -- (modelyard run --local -- python train.py)")
-    code = run_local(argv, workdir=Path.cwd(), env=parse_env(env), gpus=_gpu_list(gpus))
-    raise typer.Exit(code)
+    spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime})
+    settings = Settings.from_env()
+    run_dir = settings.runs_dir / time.strftime("local-%Y%m%d-%H%M%S")
+    with byte_progress("snapshot .", close_when_done=True) as progress:
+        outcome = run_local(
+            spec.argv(), workdir=Path.cwd(), run_dir=run_dir, env=spec.env, gpus=_gpu_list(gpus),
+            max_runtime=spec.max_runtime, stop_grace=settings.stop_grace,
+            max_snapshot_bytes=settings.max_snapshot_bytes, snapshot_progress=progress,
+        )
+    note(f"outputs in {run_dir / 'output'}")
+    raise typer.Exit(outcome.shell_exit_code)
 
 
 def _gpu_list(text: str | None) -> list[int]:

@@ -20,6 +20,14 @@ from modelyard.executors.base import Launch
 from modelyard.store.records import Attempt
 
 
+# the server's own secrets and settings are not the job's business
+_SERVER_ONLY = ("MODELYARD_DATABASE_URL", "MODELYARD_TOKEN", "MODELYARD_URL", "MODELYARD_WEBHOOKS", "MODELYARD_CAPACITY")
+
+
+def supervisor_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _SERVER_ONLY}
+
+
 class LocalExecutor:
     name = "local"
 
@@ -38,7 +46,7 @@ class LocalExecutor:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "modelyard.supervisor", str(config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=launch.run_dir, start_new_session=True, close_fds=True,
+                cwd=launch.run_dir, env=supervisor_env(), start_new_session=True, close_fds=True,
             )
         with self._lock:
             self._children[proc.pid] = proc

@@ -230,3 +230,30 @@ def test_webhooks_are_posted_on_final_states(tmp_path: Path) -> None:
     finally:
         srv.stop()
         receiver.shutdown()
+
+
+def test_artifacts_on_s3(s3_env: dict[str, str], tmp_path: Path) -> None:
+    """The same job with the artifact store on a real S3 API (moto's server)."""
+    import boto3
+
+    url = f"s3://{s3_env['BUCKET']}/yard"
+    srv = ServerProcess(tmp_path / "home", env={"MODELYARD_CAPACITY": CAPACITY, "MODELYARD_STORAGE_URL": url}).start()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        data = b"import os\nopen(os.path.join(os.environ['MODELYARD_OUTPUT_DIR'], 'w.bin'), 'wb').write(b'abc')\nprint('ok')\n"
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    try:
+        with srv.client() as c:
+            key = c.post("/snapshots", content=buf.getvalue()).json()["key"]
+            job = c.post("/jobs", json={"spec": {"command": [PY, "train.py"]}, "snapshot": key}).json()
+            wait_state(c, job["id"], "succeeded")
+            assert c.get(f"/jobs/{job['id']}/outputs/w.bin").content == b"abc"
+        s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+        keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_env["BUCKET"])["Contents"]}
+        assert f"yard/{key}" in keys
+        assert f"yard/jobs/{job['id']}/outputs/w.bin" in keys
+        assert f"yard/jobs/{job['id']}/attempts/1/log.txt" in keys
+    finally:
+        srv.stop()

@@ -1,0 +1,1 @@
+"""Scheduling: a pure policy (policy.py) and the loop that applies it (loop.py)."""

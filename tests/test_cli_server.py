@@ -94,6 +94,10 @@ def test_submit_follow_prints_the_log_and_exits_with_the_job_code(server: Server
     done = cli(["submit", "--follow", "--", PY, "-c", "import sys; print('three'); sys.exit(5)"], server.env, cwd=workdir)
     assert done.returncode == 5, done.stderr
     assert done.stdout.splitlines()[-1] == "three"
+    done = cli(["submit", "--follow", "--json", "--", PY, "-c", "print('four')"], server.env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "succeeded"  # the log went to stderr
+    assert "four" in done.stderr
 
 
 def test_metrics_json_is_the_api_object(server: ServerProc, workdir: Path, client: Client) -> None:

@@ -4,6 +4,8 @@
     errors.py   the root group: every error becomes one ``error: ...`` line and an exit code
     options.py  pure parsing of flags into a job spec (``--env K=V``, the command, YAML)
     output.py   JSON, Rich tables and progress bars
+    connect.py  which server: Client.from_env (MODELYARD_URL, else the embedded server)
+    follow.py   printing a log once or live, and the exit code a job maps to
     submit.py   submit (snapshot, upload, create) and run --local
     jobs.py     jobs, show, stop, restart, clone, wait
     observe.py  logs, metrics, download

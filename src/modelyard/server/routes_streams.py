@@ -59,7 +59,7 @@ async def log_stream(
                 number = a.number
                 page = await run_in_threadpool(reports.read_logs, p.db, a.id, offset=offset, limit=2000)
                 if page.lines:
-                    yield b"".join(sse("line", line) for line in page.lines)
+                    yield b"".join(sse("line", {**line, "attempt": number}) for line in page.lines)
                     offset = page.next_offset
                     last_sent = time.monotonic()
                     continue

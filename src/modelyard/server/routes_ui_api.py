@@ -1,0 +1,166 @@
+"""Read endpoints the web UI needs beyond the core API: the queue, latest metric values, zoom, log size.
+
+They are ordinary /api/v1 endpoints (bearer auth, the same ownership rules),
+so whatever a page shows can also be read with curl or the client.
+
+- ``GET /queue``: what runs where (with its GPUs), what waits and for which
+  resource, capacity and use.
+- ``GET /metrics/latest?jobs=1,2&name=loss``: each job's last point of a metric,
+  and the metric names those jobs have (for the jobs table's metric column).
+- ``GET /jobs/{id}/metrics/window?x=step&start=&end=&max_points=``: a metric
+  series cut to an x-range, then downsampled: the detail a zoomed chart shows.
+- ``GET /jobs/{id}/logs/size?attempt=N``: how many lines an attempt's log has,
+  so a viewer can fetch the tail of a long log first.
+"""
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query
+
+from modelyard.errors import ModelyardError
+from modelyard.jobs import Resources
+from modelyard.jobs.units import format_size
+from modelyard.scheduler import policy
+from modelyard.server.auth import current_user, get_platform
+from modelyard.server.downsample import downsample_series
+from modelyard.server.platform import Platform
+from modelyard.server.routes_jobs import attempt_of
+from modelyard.store import jobs as store_jobs
+from modelyard.store import reports
+from modelyard.store.records import Job, User
+from modelyard.store.schema import metrics as metrics_table
+
+router = APIRouter()
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+UserDep = Annotated[User, Depends(current_user)]
+RESOURCE_WORDS = {"gpus": "GPU(s)", "cpus": "CPU(s)", "memory": "bytes of memory"}
+
+
+def _visible(job: Job, user: User) -> bool:
+    return user.is_admin or job.user_id == user.id
+
+
+def _brief(job: Job, user: User) -> dict[str, Any]:
+    """A job in the queue view; another user's job shows only what it holds (names can be private)."""
+    if not _visible(job, user):
+        return {"id": None, "name": None, "owner": None, "mine": False}
+    return {"id": job.id, "name": job.name, "owner": job.owner, "mine": job.user_id == user.id}
+
+
+def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    allocations = store_jobs.running_allocations(p.db)
+    queued = store_jobs.queued_jobs(p.db)
+    total = p.capacity.total
+    used = Resources.model_construct(gpus=0, cpus=0.0, memory=0)
+    for a in allocations:
+        used = used + a.resources
+    free = total - used
+    pending = [policy.QueuedJob(id=q.id, resources=q.resources, priority=q.priority, order=q.queued_at,
+                                max_runtime=q.max_runtime, user=str(q.user_id)) for q in queued]
+    running = [policy.RunningJob(id=a.job_id, resources=a.resources, gpus=a.gpus, expected_end=a.expected_end,
+                                 user=str(a.user_id)) for a in allocations]
+    decision = policy.decide(pending, running, p.capacity, now)
+    starting = {pl.job_id for pl in decision.placements}
+    ordered = policy.queue_order(pending)
+    head = ordered[0].id if ordered else None
+    waiting = []
+    for position, q in enumerate(ordered, start=1):
+        job = store_jobs.get_job(p.db, q.id)
+        short = [k for k in ("gpus", "cpus", "memory") if getattr(q.resources, k) > getattr(free, k) + 1e-9]
+        waiting.append({**_brief(job, user), "position": position, "priority": q.priority,
+                        "resources": q.resources.model_dump(), "waits_for": short,
+                        "reason": _why_waiting(q, short, free, starting, head, decision.reservation),
+                        "queued_for": now - job.queued_at})
+    return {
+        "capacity": {"total": total.model_dump(), "used": used.model_dump(), "free": free.model_dump(),
+                     "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total}
+                              for g in p.capacity.gpus]},
+        "running": [_running_row(p, a, user, now) for a in allocations],
+        "waiting": waiting,
+    }
+
+
+def _running_row(p: Platform, a: store_jobs.Allocation, user: User, now: float) -> dict[str, Any]:
+    job = store_jobs.get_job(p.db, a.job_id)
+    return {**_brief(job, user), "state": job.state.value, "gpus": list(a.gpus),
+            "resources": a.resources.model_dump(), "running_for": now - (job.started_at or now),
+            "ends_by": a.expected_end}
+
+
+def _why_waiting(q: policy.QueuedJob, short: list[str], free: Resources, starting: set[int], head: int | None,
+                 reservation: policy.Reservation | None) -> str:
+    if q.id in starting:
+        return "starting now"
+    if short:
+        k = short[0]
+        asked, have = getattr(q.resources, k), max(getattr(free, k), 0)
+        if k == "memory":
+            return f"waits for memory: asks {format_size(asked)}, {format_size(have)} free"
+        return f"waits for {k}: asks {asked:g}, {have:g} free"
+    if reservation is not None and reservation.job_id != q.id:
+        return f"waits behind job #{reservation.job_id}, which has the next reservation"
+    if head is not None and head != q.id:
+        return "waits its turn (priority, then submit order)"
+    return "waits for the per-user GPU quota or the next scheduling pass"
+
+
+@router.get("/queue")
+def queue(p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    return queue_view(p, user)
+
+
+def latest_metrics(p: Platform, user: User, job_ids: list[int], name: str | None) -> dict[str, Any]:
+    visible = []
+    for job_id in job_ids[:200]:
+        try:
+            visible.append(store_jobs.get_job(p.db, job_id, user=user).id)
+        except ModelyardError:
+            continue
+    if not visible:
+        return {"names": [], "latest": {}}
+    c = metrics_table.c
+    with p.db.read() as conn:
+        names = sorted(conn.execute(sa.select(c.name).where(c.job_id.in_(visible)).distinct()).scalars())
+        latest: dict[str, Any] = {}
+        if name:
+            last_ids = sa.select(sa.func.max(c.id)).where(c.job_id.in_(visible), c.name == name).group_by(c.job_id)
+            for job_id, value, step, epoch, t in conn.execute(
+                    sa.select(c.job_id, c.value, c.step, c.epoch, c.t).where(c.id.in_(last_ids))):
+                latest[str(job_id)] = {"value": value, "step": step, "epoch": epoch, "time": t}
+    return {"names": names, "latest": latest}
+
+
+@router.get("/metrics/latest")
+def metrics_latest(p: PlatformDep, user: UserDep, jobs: str = "", name: str | None = None) -> dict[str, Any]:
+    ids = [int(x) for x in jobs.split(",") if x.strip().isdigit()]
+    return latest_metrics(p, user, ids, name)
+
+
+@router.get("/jobs/{job_id}/metrics/window")
+def metrics_window(
+    job_id: int, p: PlatformDep, user: UserDep, names: str | None = None,
+    x: Literal["step", "epoch", "time"] = "step", start: float | None = None, end: float | None = None,
+    max_points: Annotated[int, Query(ge=3, le=100000)] = 1000,
+) -> dict[str, Any]:
+    """Like /jobs/{id}/metrics, cut to ``start <= x <= end`` first (a point without that x is left out)."""
+    store_jobs.get_job(p.db, job_id, user=user)
+    wanted = [n for n in names.split(",") if n] if names else None
+    out = {}
+    for name, points in reports.read_metrics(p.db, job_id, names=wanted).items():
+        inside = [pt for pt in points if pt[x] is not None and (start is None or pt[x] >= start)
+                  and (end is None or pt[x] <= end)]
+        out[name] = downsample_series(inside, max_points)
+    return out
+
+
+@router.get("/jobs/{job_id}/logs/size")
+def log_size(job_id: int, p: PlatformDep, user: UserDep, attempt: int | None = None) -> dict[str, Any]:
+    job = store_jobs.get_job(p.db, job_id, user=user)
+    a = attempt_of(p, job, attempt)
+    if a is None:
+        return {"attempt": 0, "lines": 0, "done": job.state.is_terminal()}
+    return {"attempt": a.number, "lines": a.log_count, "done": a.state.is_terminal()}

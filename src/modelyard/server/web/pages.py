@@ -1,0 +1,176 @@
+"""The pages under /ui and the partials htmx swaps into them.
+
+Each page reads its data by calling the API's own route functions
+(``routes_jobs``, ``routes_ui_api``) with the signed-in user, so a page can
+never show what ``/api/v1`` would not; ``?format=json`` returns that data.
+Pages are for people: no session (or a bad one) redirects to the sign-in
+form, and another user's job is a 404 page, exactly as the API answers 404.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs import JobState
+from modelyard.server import routes_jobs as api
+from modelyard.server import routes_ui_api as ui_api
+from modelyard.server.auth import get_platform
+from modelyard.server.platform import Platform
+from modelyard.server.web.render import render, respond
+from modelyard.server.web.session import COOKIE, MAX_AGE
+from modelyard.store.records import User
+from modelyard.store.users import user_for_token
+
+router = APIRouter(include_in_schema=False)
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+PAGE_SIZE = 25
+
+
+class SignInRequired(Exception):
+    """Raised by ``page_user``; answered with a redirect to the sign-in form."""
+
+
+def page_user(request: Request, p: PlatformDep) -> User:
+    token = request.cookies.get(COOKIE)
+    user = user_for_token(p.db, token) if token else None
+    if user is None:
+        raise SignInRequired()
+    return user
+
+
+UserDep = Annotated[User, Depends(page_user)]
+
+
+def signin_redirect(request: Request) -> Response:
+    if request.query_params.get("format") == "json":
+        return JSONResponse(ModelyardError(ErrorCode.UNAUTHENTICATED, "sign in first").to_dict(), status_code=401)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/ui/login?next={quote(target)}", status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    # only a path on this site: an open redirect would let a link send people elsewhere after sign-in
+    return target if target and target.startswith("/ui/") and not target.startswith("//") else "/ui/jobs"
+
+
+@router.get("/")
+@router.get("/ui")
+@router.get("/ui/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/ui/jobs", status_code=303)
+
+
+@router.get("/ui/login")
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return HTMLResponse(render("login.html", request=request, me=None, next=_safe_next(next), error=None))
+
+
+@router.post("/ui/login")
+async def login(request: Request, p: PlatformDep) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    target = _safe_next((form.get("next") or [None])[0])
+    if not token or user_for_token(p.db, token) is None:
+        html = render("login.html", request=request, me=None, next=target, error="unknown token")
+        return HTMLResponse(html, status_code=401)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, token, max_age=MAX_AGE, httponly=True, samesite="strict", path="/",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/ui/logout")
+def logout() -> Response:
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+def jobs_data(p: Platform, user: User, *, state: JobState | None, q: str | None, page: int, metric: str | None,
+              scope: str | None) -> dict[str, Any]:
+    everyone = user.is_admin and scope != "mine"
+    listing = api.list_jobs(p, user, state=state, q=q or None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
+                            all=everyone)
+    latest = ui_api.latest_metrics(p, user, [j["id"] for j in listing["jobs"]], metric)
+    pages = max(1, -(-listing["total"] // PAGE_SIZE))
+    return {"jobs": listing["jobs"], "total": listing["total"], "page": page, "pages": pages,
+            "metric": metric or "", "metric_names": latest["names"], "latest": latest["latest"],
+            "filters": {"state": state.value if state else "", "q": q or "", "scope": "all" if everyone else "mine"}}
+
+
+JobsQuery = dict[str, Any]
+
+
+def _jobs_query(state: str | None = None, q: str | None = None, page: Annotated[int, Query(ge=1)] = 1,
+                metric: str | None = None, scope: str | None = None) -> JobsQuery:
+    try:
+        parsed = JobState(state) if state else None
+    except ValueError:
+        raise ModelyardError(ErrorCode.INVALID, f"unknown state {state!r}", field="state") from None
+    return {"state": parsed, "q": q, "page": page, "metric": metric, "scope": scope}
+
+
+@router.get("/ui/jobs")
+def jobs_page(request: Request, p: PlatformDep, user: UserDep,
+              query: Annotated[JobsQuery, Depends(_jobs_query)]) -> Response:
+    return respond(request, "jobs.html", jobs_data(p, user, **query), user=user)
+
+
+@router.get("/ui/jobs/rows")
+def jobs_rows(request: Request, p: PlatformDep, user: UserDep,
+              query: Annotated[JobsQuery, Depends(_jobs_query)]) -> Response:
+    return respond(request, "_job_rows.html", jobs_data(p, user, **query), user=user)
+
+
+# -- one job -------------------------------------------------------------------------------------
+
+
+def job_data(p: Platform, user: User, job_id: int) -> dict[str, Any]:
+    job = api.show(job_id, p, user)
+    return {"job": job, "events": api.job_events(job_id, p, user)["events"],
+            "outputs": api.outputs(job_id, p, user)["files"]}
+
+
+def _job_or_404(request: Request, p: Platform, user: User, job_id: int, template: str) -> Response:
+    try:
+        data = job_data(p, user, job_id)
+    except ModelyardError as exc:
+        if exc.code != ErrorCode.NOT_FOUND:
+            raise
+        return respond(request, "not_found.html", exc.to_dict(), user=user, status_code=404)
+    return respond(request, template, data, user=user)
+
+
+@router.get("/ui/jobs/{job_id}")
+def job_page(request: Request, job_id: int, p: PlatformDep, user: UserDep) -> Response:
+    return _job_or_404(request, p, user, job_id, "job.html")
+
+
+@router.get("/ui/jobs/{job_id}/live")
+def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep) -> Response:
+    return _job_or_404(request, p, user, job_id, "_job_live.html")
+
+
+# -- create, queue -------------------------------------------------------------------------------
+
+
+@router.get("/ui/new")
+def new_job_page(request: Request, user: UserDep) -> Response:
+    return respond(request, "new.html", {"datasets": None}, user=user)
+
+
+@router.get("/ui/queue")
+def queue_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return respond(request, "queue.html", ui_api.queue_view(p, user), user=user)
+
+
+@router.get("/ui/queue/panel")
+def queue_panel(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return respond(request, "_queue.html", ui_api.queue_view(p, user), user=user)

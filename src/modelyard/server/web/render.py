@@ -1,0 +1,102 @@
+"""Templates and the filters they use; one ``respond`` for HTML or the same data as JSON.
+
+A page's context is plain JSON-able data (the API's shapes), so
+``?format=json`` returns exactly what the template was given — the datasette
+way: every page's data is also an API response.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+import modelyard
+from modelyard.jobs.units import format_duration, format_size
+from modelyard.store.records import User
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+# state -> (icon, css class); the icon and the word together, so colour is never the only signal
+STATE_ICONS: dict[str, str] = {
+    "queued": "◷", "starting": "◌", "running": "▶", "stopping": "◼",
+    "succeeded": "✔", "failed": "✖", "stopped": "■", "timed_out": "⌛", "lost": "?",
+}
+ACTIVE_STATES = ("starting", "running", "stopping")
+TERMINAL_STATES = ("succeeded", "failed", "stopped", "timed_out", "lost")
+
+
+def _epoch(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
+
+
+def run_time(job: dict[str, Any]) -> str:
+    """How long the job has run (so far, or in all), or '-' before it started."""
+    start, end = _epoch(job.get("started_at")), _epoch(job.get("ended_at"))
+    if start is None:
+        return "-"
+    return format_duration((end or time.time()) - start)
+
+
+def queue_time(job: dict[str, Any]) -> str:
+    """How long it waited (or has been waiting) for its resources."""
+    queued = _epoch(job.get("queued_at") or job.get("created_at"))
+    start = _epoch(job.get("started_at"))
+    if queued is None:
+        return "-"
+    if start is None or start < queued:  # a restarted job is waiting again
+        return format_duration(time.time() - queued) if job["state"] == "queued" else "-"
+    return format_duration(start - queued)
+
+
+def when(iso: str | None) -> str:
+    return iso.replace("T", " ").split(".")[0].removesuffix("Z") if iso else "-"
+
+
+def resources(r: dict[str, Any]) -> str:
+    parts = [f"{r['gpus']} GPU" if r.get("gpus") else "", f"{r.get('cpus', 0):g} CPU"]
+    if r.get("memory"):
+        parts.append(format_size(r["memory"]))
+    return " · ".join(p for p in parts if p)
+
+
+def metric_value(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}"
+
+
+def command_text(cmd: list[str] | str) -> str:
+    return cmd if isinstance(cmd, str) else shlex.join(cmd)
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(run_time=run_time, queue_time=queue_time, when=when, resources=resources,
+                       size=format_size, duration=format_duration, metric_value=metric_value,
+                       command_text=command_text)
+    env.globals.update(STATE_ICONS=STATE_ICONS, ACTIVE_STATES=ACTIVE_STATES, TERMINAL_STATES=TERMINAL_STATES,
+                       version=modelyard.__version__)
+    return env
+
+
+TEMPLATES = _env()
+
+
+def render(name: str, **context: Any) -> str:
+    return TEMPLATES.get_template(name).render(**context)
+
+
+def respond(request: Request, template: str, data: dict[str, Any], *, user: User | None,
+            status_code: int = 200) -> Response:
+    """The page as HTML, or with ``?format=json`` the data it shows."""
+    if request.query_params.get("format") == "json":
+        return JSONResponse(data, status_code=status_code)
+    me = {"name": user.name, "is_admin": user.is_admin} if user else None
+    return HTMLResponse(render(template, request=request, me=me, **data), status_code=status_code)

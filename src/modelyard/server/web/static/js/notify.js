@@ -1,0 +1,30 @@
+// Notices: when one of the signed-in user's jobs ends, a toast says so on
+// whatever page is open (and a desktop notification, if the user allowed them).
+
+const ENDINGS = {
+  succeeded: "finished", failed: "failed", timed_out: "timed out", lost: "was lost", stopped: "was stopped",
+};
+
+export function toast(text, { kind = "info", href = null, timeout = 10000 } = {}) {
+  const box = document.getElementById("toasts");
+  const el = document.createElement(href ? "a" : "div");
+  el.className = `toast toast-${kind}`;
+  el.setAttribute("role", "status");
+  el.textContent = text;
+  if (href) el.href = href;
+  box.append(el);
+  if (timeout) setTimeout(() => el.remove(), timeout);
+  return el;
+}
+
+export function watchEndings() {
+  const me = document.body.dataset.user;
+  document.addEventListener("modelyard:job", ({ detail: job }) => {
+    const to = job.event?.to;
+    if (!(to in ENDINGS) || job.owner !== me) return;
+    const kind = to === "succeeded" ? "ok" : to === "stopped" ? "info" : "bad";
+    const text = `Job #${job.id} ${job.name} ${ENDINGS[to]}${job.exit_code != null ? ` (exit ${job.exit_code})` : ""}`;
+    toast(text, { kind, href: `/ui/jobs/${job.id}` });
+    if (window.Notification?.permission === "granted" && document.hidden) new Notification("modelyard", { body: text });
+  });
+}

@@ -1,0 +1,147 @@
+"""Dataset versions: create (read, split, format, hash, upload, manifest last), list,
+look up by ``NAME[:VERSION]`` and remove.
+
+Store layout of a version::
+
+    datasets/<name>/<version>/<split>/...      the formatted files, a folder per split
+    datasets/<name>/<version>/manifest.json    written last: the version exists once it does
+
+A create that fails leaves no manifest and deletes what it uploaded; creating the
+same content again returns the existing version unchanged.
+"""
+from __future__ import annotations
+
+import gzip
+import struct
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import lmdb
+import pyarrow as pa
+
+from modelyard.datasets.build import Built, build
+from modelyard.datasets.formats import check_format
+from modelyard.datasets.index import DatasetIndex
+from modelyard.datasets.manifest import MANIFEST, Manifest, content_version, hash_tree, now_iso, version_prefix
+from modelyard.datasets.names import parse_ref, validate_name
+from modelyard.datasets.readers import Source, open_source
+from modelyard.datasets.splits import parse_split
+from modelyard.datasets.transfer import Progress, upload
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.storage import ArtifactStore
+
+InUse = Callable[[str, str], list[int]]
+# What reading a malformed or unreachable source raises, below ModelyardError.
+_READ_ERRORS = (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile, gzip.BadGzipFile,
+                pa.ArrowException, lmdb.Error)
+
+
+def create_dataset(
+    store: ArtifactStore,
+    index: DatasetIndex,
+    name: str,
+    source: str,
+    *,
+    split: str | dict[str, float] | None = None,
+    seed: int = 0,
+    fmt: str | None = None,
+    description: str | None = None,
+    label_column: str | None = None,
+    data_key: str | None = None,
+    kind: str | None = None,
+    progress: Progress | None = None,
+    work_dir: str | Path | None = None,
+) -> Manifest:
+    """Import ``source`` as a new version of ``name`` (or return the identical existing one)."""
+    validate_name(name)
+    ratios = parse_split(split)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ModelyardError(ErrorCode.INVALID, f"seed must be a whole number from 0, not {seed!r}", field="seed")
+    fmt = check_format(fmt)
+    with tempfile.TemporaryDirectory(prefix="modelyard-dataset-", dir=work_dir) as tmp:
+        src, built = _read(source, kind, label_column, data_key, fmt, ratios, seed, Path(tmp))
+        files = hash_tree(Path(tmp))
+        version = content_version(fmt, files, [s.name for s in built.splits])
+        for existing in index.versions(name):
+            if existing.version == version:
+                return existing
+        manifest = Manifest(
+            name=name, version=version, created=now_iso(), source=src.url, source_kind=src.kind, format=fmt,
+            seed=seed, splits=built.splits, files=files, size=sum(f.size for f in files),
+            description=description, classes=built.classes, details=src.describe(),
+        )
+        _publish(store, index, manifest, Path(tmp), progress)
+    return manifest
+
+
+def _read(source: str, kind: str | None, label_column: str | None, data_key: str | None, fmt: str,
+          ratios: dict[str, float] | None, seed: int, dest: Path) -> tuple[Source, Built]:
+    try:
+        src: Source = open_source(source, kind=kind, label_column=label_column, data_key=data_key)
+        check_format(fmt, src.kind)
+        return src, build(src, ratios, seed, fmt, dest)
+    except ModelyardError:
+        raise
+    except _READ_ERRORS as e:
+        raise ModelyardError(ErrorCode.INVALID, f"cannot read {source}: {e}", field="source") from e
+
+
+def _publish(store: ArtifactStore, index: DatasetIndex, manifest: Manifest, local: Path, progress: Progress | None) -> None:
+    try:
+        upload(store, local, manifest.prefix, manifest.files, progress)
+        store.put_bytes(manifest.to_json(), f"{manifest.prefix}/{MANIFEST}")
+        index.add(manifest)
+    except BaseException as e:
+        _quietly_delete(store, manifest.prefix)
+        if isinstance(e, OSError):
+            raise ModelyardError(ErrorCode.UNAVAILABLE, f"uploading {manifest.ref} failed: {e}") from e
+        raise
+
+
+def _quietly_delete(store: ArtifactStore, prefix: str) -> None:
+    try:
+        store.delete_prefix(prefix)
+    except Exception:  # the upload's own failure is what the caller needs to see
+        pass
+
+
+def list_datasets(index: DatasetIndex, name: str | None = None) -> list[Manifest]:
+    """Every version (of ``name``, or of all datasets), by name, then oldest first."""
+    names = [validate_name(name)] if name is not None else index.names()
+    return [m for n in names for m in index.versions(n)]
+
+
+def get_version(index: DatasetIndex, ref: str) -> Manifest:
+    """``NAME`` -> its latest version; ``NAME:VERSION`` -> that one (a unique prefix will do)."""
+    r = parse_ref(ref)
+    versions = index.versions(r.name)
+    if not versions:
+        raise ModelyardError(ErrorCode.NOT_FOUND, f"dataset {r.name} not found", field="dataset")
+    if r.version is None:
+        return versions[-1]
+    matches = [m for m in versions if m.version.startswith(r.version)]
+    if len(matches) > 1:
+        raise ModelyardError(ErrorCode.INVALID, f"{ref} is ambiguous: {', '.join(m.ref for m in matches)}", field="dataset")
+    if not matches:
+        raise ModelyardError(ErrorCode.NOT_FOUND, f"dataset {ref} not found; versions of {r.name}: "
+                             f"{', '.join(m.version for m in versions)}", field="dataset")
+    return matches[0]
+
+
+def remove_dataset(store: ArtifactStore, index: DatasetIndex, ref: str, *, in_use: InUse | None = None) -> list[Manifest]:
+    """Remove ``NAME:VERSION``, or every version of ``NAME``; CONFLICT while a job uses one."""
+    r = parse_ref(ref)
+    targets = [get_version(index, ref)] if r.version else index.versions(r.name)
+    if not targets:
+        raise ModelyardError(ErrorCode.NOT_FOUND, f"dataset {r.name} not found", field="dataset")
+    busy = {m.ref: jobs for m in targets if in_use and (jobs := sorted(in_use(m.name, m.version)))}
+    if busy:
+        used = "; ".join(f"{ref} by job{'s' if len(j) > 1 else ''} {', '.join(map(str, j))}" for ref, j in busy.items())
+        raise ModelyardError(ErrorCode.CONFLICT, f"cannot remove a dataset version that queued or running jobs use: {used}",
+                             field="dataset")
+    for m in targets:
+        index.remove(m)
+        store.delete_prefix(version_prefix(m.name, m.version))
+    return targets

@@ -1,0 +1,75 @@
+# modelyard developer entry points. `make help` lists them.
+#
+#   make install   .venv with modelyard (editable) and the demo's PyTorch
+#   make test      everything the tests need (Python and Debian packages, PostgreSQL), then pytest
+#   make demo      train the digits example as a job through the CLI
+#
+# Variables: PYTHON (interpreter to build .venv from), PYTEST_ARGS (extra pytest
+# arguments, e.g. PYTEST_ARGS='-k policy -x'), TEST_DEB_PACKAGES (below).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+VPY := $(CURDIR)/$(VENV)/bin/python
+# The real interpreter, never a pyenv shim: supervisors and jobs are spawned with
+# .venv's python, and a shim would add ~80 ms to every spawn.
+PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
+# Debian packages the tests need, as command:package pairs; a package is installed
+# only when its command is missing.
+TEST_DEB_PACKAGES ?=
+PYTEST_ARGS ?=
+# Reinstall only when pyproject.toml changed since the last install of those extras.
+# Plain shell, not make targets: a recreated .venv must lose its stamps, and make
+# reads a target's mtime before running its prerequisites.
+define install_extras
+	@if ! $(VPY) -c '' 2>/dev/null; then \
+	  echo "creating $(VENV) with $(PYTHON)"; \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); \
+	fi
+	@stamp=$(VENV)/.installed-$(subst $(comma),-,$(1)); \
+	if [ ! -f $$stamp ] || [ pyproject.toml -nt $$stamp ]; then \
+	  echo "pip install -e '.[$(1)]'"; \
+	  $(VPY) -m pip install -q -e '.[$(1)]' && touch $$stamp; \
+	fi
+endef
+comma := ,
+
+.PHONY: help install test demo deb-packages postgres clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+install:
+	$(call install_extras,demo)
+
+test: deb-packages postgres
+	$(call install_extras,test$(comma)demo)
+	$(VPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+demo: install
+	$(VPY) examples/digits-cnn/demo.py
+
+deb-packages:
+	@missing=""; \
+	for pair in $(TEST_DEB_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+# The tests use a real PostgreSQL on 127.0.0.1:5432 (tests/conftest.py); start the cluster if it is down.
+postgres:
+	@if ! pg_isready -q -h 127.0.0.1; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "starting PostgreSQL"; \
+	  $$sudo pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	  for _ in $$(seq 60); do pg_isready -q -h 127.0.0.1 && break; sleep 0.5; done; \
+	  pg_isready -h 127.0.0.1; \
+	fi
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info test-artifacts

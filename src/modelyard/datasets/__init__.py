@@ -2,12 +2,13 @@
 version in the artifact store, and materialise it for jobs.
 
     create_dataset(store, index, name, source, ...)  -> Manifest   (versions)
-    list_datasets / get_version / remove_dataset                    (versions)
+    list_datasets / get_version / remove_dataset                    (lookup)
     materialise(store, ref_or_manifest, cache_dir)   -> Path       (materialise)
 
 Modules: ``readers`` (sources), ``splits``, ``formats`` (writers), ``build`` (a version
 in a local folder), ``manifest``, ``index`` (where versions are listed), ``transfer``
-(uploads and verified downloads), ``versions``, ``materialise`` (the job cache).
+(uploads and verified downloads), ``versions`` (create), ``lookup`` (find, list, remove),
+``materialise`` (the job cache).
 """
 from modelyard.datasets.formats import DEFAULT_FORMAT, FORMATS
 from modelyard.datasets.index import DatasetIndex, StoreIndex
@@ -17,7 +18,8 @@ from modelyard.datasets.names import Ref, parse_ref, validate_name
 from modelyard.datasets.readers import SOURCE_KINDS, open_source
 from modelyard.datasets.splits import parse_split
 from modelyard.datasets.transfer import Progress
-from modelyard.datasets.versions import InUse, create_dataset, get_version, list_datasets, remove_dataset
+from modelyard.datasets.lookup import InUse, get_version, list_datasets, remove_dataset
+from modelyard.datasets.versions import create_dataset
 
 __all__ = [
     "DEFAULT_FORMAT", "FORMATS", "SOURCE_KINDS",

@@ -24,7 +24,7 @@ from pathlib import Path
 from modelyard.datasets.index import DatasetIndex, StoreIndex
 from modelyard.datasets.manifest import MANIFEST, Manifest, sha256_file
 from modelyard.datasets.transfer import Progress, download
-from modelyard.datasets.versions import get_version
+from modelyard.datasets.lookup import get_version
 from modelyard.storage import ArtifactStore
 
 _READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH

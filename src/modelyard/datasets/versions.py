@@ -1,5 +1,4 @@
-"""Dataset versions: create (read, split, format, hash, upload, manifest last), list,
-look up by ``NAME[:VERSION]`` and remove.
+"""Creating a dataset version: read, split, format, hash, upload, and the manifest last.
 
 Store layout of a version::
 
@@ -15,7 +14,6 @@ import gzip
 import struct
 import tempfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 import lmdb
@@ -24,15 +22,14 @@ import pyarrow as pa
 from modelyard.datasets.build import Built, build
 from modelyard.datasets.formats import check_format
 from modelyard.datasets.index import DatasetIndex
-from modelyard.datasets.manifest import MANIFEST, Manifest, content_version, hash_tree, now_iso, version_prefix
-from modelyard.datasets.names import parse_ref, validate_name
+from modelyard.datasets.manifest import MANIFEST, Manifest, content_version, hash_tree, now_iso
+from modelyard.datasets.names import validate_name
 from modelyard.datasets.readers import Source, open_source
 from modelyard.datasets.splits import parse_split
 from modelyard.datasets.transfer import Progress, upload
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.storage import ArtifactStore
 
-InUse = Callable[[str, str], list[int]]
 # What reading a malformed or unreachable source raises, below ModelyardError.
 _READ_ERRORS = (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile, gzip.BadGzipFile,
                 pa.ArrowException, lmdb.Error)
@@ -105,43 +102,3 @@ def _quietly_delete(store: ArtifactStore, prefix: str) -> None:
         store.delete_prefix(prefix)
     except Exception:  # the upload's own failure is what the caller needs to see
         pass
-
-
-def list_datasets(index: DatasetIndex, name: str | None = None) -> list[Manifest]:
-    """Every version (of ``name``, or of all datasets), by name, then oldest first."""
-    names = [validate_name(name)] if name is not None else index.names()
-    return [m for n in names for m in index.versions(n)]
-
-
-def get_version(index: DatasetIndex, ref: str) -> Manifest:
-    """``NAME`` -> its latest version; ``NAME:VERSION`` -> that one (a unique prefix will do)."""
-    r = parse_ref(ref)
-    versions = index.versions(r.name)
-    if not versions:
-        raise ModelyardError(ErrorCode.NOT_FOUND, f"dataset {r.name} not found", field="dataset")
-    if r.version is None:
-        return versions[-1]
-    matches = [m for m in versions if m.version.startswith(r.version)]
-    if len(matches) > 1:
-        raise ModelyardError(ErrorCode.INVALID, f"{ref} is ambiguous: {', '.join(m.ref for m in matches)}", field="dataset")
-    if not matches:
-        raise ModelyardError(ErrorCode.NOT_FOUND, f"dataset {ref} not found; versions of {r.name}: "
-                             f"{', '.join(m.version for m in versions)}", field="dataset")
-    return matches[0]
-
-
-def remove_dataset(store: ArtifactStore, index: DatasetIndex, ref: str, *, in_use: InUse | None = None) -> list[Manifest]:
-    """Remove ``NAME:VERSION``, or every version of ``NAME``; CONFLICT while a job uses one."""
-    r = parse_ref(ref)
-    targets = [get_version(index, ref)] if r.version else index.versions(r.name)
-    if not targets:
-        raise ModelyardError(ErrorCode.NOT_FOUND, f"dataset {r.name} not found", field="dataset")
-    busy = {m.ref: jobs for m in targets if in_use and (jobs := sorted(in_use(m.name, m.version)))}
-    if busy:
-        used = "; ".join(f"{ref} by job{'s' if len(j) > 1 else ''} {', '.join(map(str, j))}" for ref, j in busy.items())
-        raise ModelyardError(ErrorCode.CONFLICT, f"cannot remove a dataset version that queued or running jobs use: {used}",
-                             field="dataset")
-    for m in targets:
-        index.remove(m)
-        store.delete_prefix(version_prefix(m.name, m.version))
-    return targets

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tfrecord.writer import TFRecordWriter
 
 from modelyard.datasets.formats.base import SHARD_BYTES, SplitWriter
 from modelyard.datasets.records import Blob, Record
@@ -25,15 +24,20 @@ Feature = tuple[Any, str]
 class TfrecordWriter(SplitWriter):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        # Imported here, not at the top: the tfrecord package imports PyTorch when it is
+        # installed (seconds), and every user of modelyard.datasets would pay for it.
+        from tfrecord.writer import TFRecordWriter
+
+        self._open = TFRecordWriter
         self.shard = -1
-        self.writer: TFRecordWriter | None = None
+        self.writer: Any = None
         self._next_shard()
 
     def _next_shard(self) -> None:
         if self.writer is not None:
             self.writer.close()
         self.shard += 1
-        self.writer = TFRecordWriter(str(self.folder / f"{self.split}-{self.shard:05d}.tfrecord"))
+        self.writer = self._open(str(self.folder / f"{self.split}-{self.shard:05d}.tfrecord"))
 
     def write(self, record: Record) -> None:
         assert self.writer is not None

@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 import numpy as np
-import webdataset as wds
 
 from modelyard.datasets.formats.base import SHARD_BYTES, SplitWriter
 from modelyard.datasets.formats.encoding import row_json
@@ -25,6 +24,10 @@ from modelyard.datasets.records import Blob, Record
 class WebdatasetWriter(SplitWriter):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
+        # Imported here, not at the top: webdataset imports PyTorch when it is installed
+        # (seconds), and every user of modelyard.datasets would pay for it.
+        import webdataset as wds
+
         pattern = str(self.folder / f"{self.split}-%06d.tar")
         self.writer = wds.ShardWriter(pattern, maxcount=10**9, maxsize=SHARD_BYTES, verbose=0,
                                       encoder=False, mtime=0)

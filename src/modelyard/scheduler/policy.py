@@ -57,7 +57,7 @@ class QueuedJob:
 class RunningJob:
     id: int
     resources: Resources
-    gpus: tuple[int, ...]  # the indices it holds
+    gpus: Sequence[int]  # the indices it holds
     expected_end: float  # started + max_runtime (Unix time)
     user: str | None = None
 

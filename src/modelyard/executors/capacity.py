@@ -14,7 +14,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import psutil
@@ -55,7 +54,7 @@ class Capacity:
         }
 
 
-def detect_capacity(override: str | None = None, *, nvml: ModuleType | None = None) -> Capacity:
+def detect_capacity(override: str | None = None, *, nvml: Any | None = None) -> Capacity:
     """This machine's capacity, with any part given in ``override`` taking precedence."""
     parts = parse_override(override)
     gpus = detect_gpus(nvml)
@@ -117,7 +116,7 @@ def _declared_gpus(found: list[GpuInfo], count: int) -> list[GpuInfo]:
     return gpus
 
 
-def _load_nvml(nvml: ModuleType | None) -> ModuleType | None:
+def _load_nvml(nvml: Any | None) -> Any | None:
     """NVML, initialised, or None where there is no driver or library."""
     if nvml is None:
         try:
@@ -131,7 +130,7 @@ def _load_nvml(nvml: ModuleType | None) -> ModuleType | None:
     return nvml
 
 
-def detect_gpus(nvml: ModuleType | None = None) -> list[GpuInfo]:
+def detect_gpus(nvml: Any | None = None) -> list[GpuInfo]:
     """Every GPU NVML sees, by index; [] without a driver. ``nvml`` defaults to pynvml."""
     lib = _load_nvml(nvml)
     if lib is None:
@@ -151,7 +150,7 @@ def detect_gpus(nvml: ModuleType | None = None) -> list[GpuInfo]:
         lib.nvmlShutdown()
 
 
-def gpu_usage(indices: Sequence[int], *, nvml: ModuleType | None = None) -> list[dict[str, float | int]]:
+def gpu_usage(indices: Sequence[int], *, nvml: Any | None = None) -> list[dict[str, float | int]]:
     """Utilisation and memory of the GPUs at ``indices``, as the report protocol's ``gpus`` entries.
 
     Returns [] without NVML; a GPU that cannot be read is left out rather than failing the sample.

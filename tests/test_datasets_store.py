@@ -206,3 +206,19 @@ def test_a_corrupt_file_in_the_store_fails_the_fetch_and_leaves_no_copy(store: A
         materialise(store, m.ref, tmp_path / "cache")
     assert e.value.code is ErrorCode.UNAVAILABLE
     assert [p.name for p in (tmp_path / "cache" / "imgs").iterdir() if not p.name.endswith((".lock",))] == []
+
+
+def test_sources_can_be_read_from_s3(s3_env: dict[str, str], tmp_path: Path) -> None:
+    """A SOURCE may be any fsspec URL the server reads: gzipped IDX files and an image folder on S3."""
+    remote = ArtifactStore(f"s3://{s3_env['BUCKET']}/incoming")
+    remote.sync_dir(make_mnist(tmp_path / "mnist", gz=True), "mnist", {})
+    remote.sync_dir(make_images(tmp_path / "imgs"), "imgs", {})
+    store = ArtifactStore(f"file://{tmp_path / 'store'}")
+    index = StoreIndex(store)
+    local = create_dataset(store, index, "digits", str(tmp_path / "mnist"), fmt="npz")
+    from_s3 = create_dataset(store, index, "digits", f"s3://{s3_env['BUCKET']}/incoming/mnist", fmt="npz")
+    assert from_s3.version == local.version and from_s3.source_kind == "idx"
+    imgs = create_dataset(store, index, "imgs", f"s3://{s3_env['BUCKET']}/incoming/imgs", split="a=0.5,b=0.5")
+    assert imgs.source_kind == "images" and imgs.classes == sorted(IMAGE_CLASSES)
+    kept = create_dataset(store, index, "raw", str(make_csv(tmp_path / "t" / "t.csv").parent), kind="folder")
+    assert [f.path for f in kept.files] == ["all/t.csv"]

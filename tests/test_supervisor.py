@@ -150,6 +150,29 @@ class Launched:
         return ArtifactStore(self.cfg["storage_url"])
 
 
+_LAUNCHED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def kill_leftovers() -> Iterator[None]:
+    """A failed test must not leave a supervisor retrying, or its job running, for an hour."""
+    yield
+    while _LAUNCHED:
+        proc = _LAUNCHED.pop()
+        if proc.poll() is not None:
+            continue
+        try:
+            family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for p in family:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait()
+
+
 def launch(tmp_path: Path, argv: list[str], server_url: str | None, **overrides: Any) -> Launched:
     cfg = config(tmp_path, argv, server_url, **overrides)
     path = tmp_path / "config.json"
@@ -157,6 +180,7 @@ def launch(tmp_path: Path, argv: list[str], server_url: str | None, **overrides:
     with open(tmp_path / "supervisor.out", "wb") as out, open(tmp_path / "supervisor.err", "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "modelyard.supervisor", str(path)],
                                 stdout=out, stderr=err, start_new_session=True)
+    _LAUNCHED.append(proc)
     return Launched(proc, cfg, tmp_path)
 
 
@@ -415,7 +439,8 @@ def test_receiver_started_late_gets_everything_once(tmp_path: Path) -> None:
     sup = launch(tmp_path, argv, f"http://127.0.0.1:{port}")
     spool = tmp_path / "run" / "spool"
     (tmp_path / "go1").touch()
-    wait_for(lambda: len(list(spool.glob("*.json"))) >= 3, timeout=15, what="batches spooled while the server is away")
+    # Only the batch in flight and full ones (5,000 lines) are cut while sending is stuck.
+    wait_for(lambda: len(list(spool.glob("*.json"))) >= 2, timeout=15, what="batches spooled while the server is away")
     receiver = Receiver(port).start()
     try:
         (tmp_path / "go2").touch()
@@ -450,7 +475,7 @@ def test_server_restart_on_a_new_port_found_via_server_file(tmp_path: Path) -> N
         second.stop()
     assert second.texts() == expected_lines()
     assert second.exited() is not None
-    assert first.posts > len(first.batches), "the flaky replies caused resends"
+    assert first.posts + second.posts > len(second.batches), "the flaky replies caused resends"
 
 
 # -- local mode --------------------------------------------------------------------

@@ -22,7 +22,7 @@ class Batcher:
         self.spool = spool
         self.max_items = max_items
         self.interval = interval
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # shared with the output pump
         self.cut_event = threading.Event()  # set when a batch lands in the spool
         self._ready: deque[int] = deque()
         self._seq = 0
@@ -38,28 +38,29 @@ class Batcher:
         self.count = 0
         self.first_at = 0.0
 
-    # Adders are called with self.lock held by nobody; each takes it once.
+    # The add_* methods take the lock; the output pump holds it already and
+    # appends to the lists itself, then calls added_locked (its hot path).
     def add_log(self, t: float, stream: str, text: str) -> None:
         with self.lock:
             self.logs.append((t, stream, text))
-            self._added()
+            self.added_locked()
 
     def add_metric(self, item: tuple[str, float, int | None, int | None, float]) -> None:
         with self.lock:
             self.metrics.append(item)
-            self._added()
+            self.added_locked()
 
     def add_system(self, sample: dict[str, Any]) -> None:
         with self.lock:
             self.system.append(sample)
-            self._added()
+            self.added_locked()
 
     def add_event(self, event: dict[str, Any]) -> None:
         with self.lock:
             self.events.append(event)
-            self._added()
+            self.added_locked()
 
-    def _added(self) -> None:
+    def added_locked(self) -> None:
         self.count += 1
         if self.count == 1:
             self.first_at = time.monotonic()

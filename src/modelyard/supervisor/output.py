@@ -30,7 +30,8 @@ class OutputPump:
         self.log = open(log_path, "ab")
         self.batcher = batcher
         self.echo = echo
-        self.lock = threading.Lock()
+        # One lock for log.txt and the batch, so both keep the order lines were read in.
+        self.lock = batcher.lock if batcher is not None else threading.Lock()
         self.tail: deque[str] = deque(maxlen=tail_lines)  # for the failure message
         self.lines = 0
         self.metrics = 0
@@ -74,11 +75,13 @@ class OutputPump:
             if point is None:
                 self.tail.append(text)
                 if self.batcher is not None:
-                    self.batcher.add_log(t, stream, text)
+                    self.batcher.logs.append((t, stream, text))
+                    self.batcher.added_locked()
             else:
                 self.metrics += 1
                 if self.batcher is not None:
-                    self.batcher.add_metric((point.name, point.value, point.step, point.epoch, t))
+                    self.batcher.metrics.append((point.name, point.value, point.step, point.epoch, t))
+                    self.batcher.added_locked()
 
     def note(self, text: str) -> None:
         """A line from the supervisor itself, on the job's stderr stream and in log.txt."""
@@ -91,7 +94,8 @@ class OutputPump:
                 sys.stderr.buffer.write(raw)
                 sys.stderr.flush()
             if self.batcher is not None:
-                self.batcher.add_log(time.time(), "stderr", line)
+                self.batcher.logs.append((time.time(), "stderr", line))
+                self.batcher.added_locked()
 
     def tail_text(self) -> str:
         with self.lock:

@@ -55,7 +55,7 @@ class Reporter:
         self.delivered = False  # the final batch was acknowledged
         self._final_since: float | None = None
         self._client = httpx.Client(
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
             timeout=httpx.Timeout(30.0, connect=5.0),
         )
         self._thread = threading.Thread(target=self._run, name="modelyard-reporter", daemon=True)
@@ -121,6 +121,10 @@ class Reporter:
         url = f"{self.server_url}/api/v1/attempts/{self.attempt_id}/report"
         try:
             resp = self._client.post(url, content=body)
+        except (httpx.LocalProtocolError, httpx.UnsupportedProtocol) as e:
+            # our own request is malformed (bad URL or header): no retry can fix it
+            print(f"modelyard supervisor: cannot send batch {seq} to {url}: {e}; dropped", file=sys.stderr)
+            return
         except httpx.TransportError as e:
             raise _Retry(f"{type(e).__name__}: {e}") from None
         if resp.status_code >= 500 or resp.status_code in _RETRY_STATUS:

@@ -5,7 +5,7 @@ const ENDINGS = {
   succeeded: "finished", failed: "failed", timed_out: "timed out", lost: "was lost", stopped: "was stopped",
 };
 
-export function toast(text, { kind = "info", href = null, timeout = 10000 } = {}) {
+export function toast(text, { kind = "info", href = null, timeout = 20000 } = {}) {
   const box = document.getElementById("toasts");
   const el = document.createElement(href ? "a" : "div");
   el.className = `toast toast-${kind}`;

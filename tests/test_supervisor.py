@@ -524,3 +524,24 @@ def test_run_local_command_not_found(tmp_path: Path, capfd: pytest.CaptureFixtur
     outcome = run_local(["definitely-not-a-command"], workdir=tmp_path / "src", run_dir=tmp_path / "run")
     assert outcome.shell_exit_code == 127 and outcome.reason.value == "start_failed"
     assert "command not found: definitely-not-a-command" in capfd.readouterr().err
+
+
+# -- config ------------------------------------------------------------------------
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"job_id": "1"}')
+    proc = subprocess.run([sys.executable, "-m", "modelyard.supervisor", str(tmp_path / "config.json")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "bad supervisor config" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_job_env_drops_stale_inherited_variables(tmp_path: Path) -> None:
+    from modelyard.supervisor import SupervisorConfig, job_env
+
+    cfg = SupervisorConfig.from_dict(config(tmp_path, ["true"], None, gpus=[2], max_runtime=0))
+    env = job_env(cfg, base={"PATH": "/bin", "MODELYARD_RESUME_DIR": "/stale", "CUDA_VISIBLE_DEVICES": "0,1"})
+    assert "MODELYARD_RESUME_DIR" not in env
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["PATH"] == "/bin" and env["EXTRA"] == "yes"
+    assert cfg.max_runtime is None  # 0 means no limit

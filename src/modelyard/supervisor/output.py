@@ -53,7 +53,7 @@ class OutputPump:
     def _read(self, pipe: IO[bytes], stream: str) -> None:
         readline = pipe.readline
         parse = stream == "stdout"
-        echo_to = (sys.stdout if parse else sys.stderr).buffer if self.echo else None
+        echo_to = _binary(sys.stdout if parse else sys.stderr) if self.echo else None
         try:
             while raw := readline(MAX_LINE):
                 self._line(raw, stream, parse, echo_to)
@@ -91,8 +91,9 @@ class OutputPump:
             self.log.write(raw)
             self.tail.append(line)
             if self.echo:
-                sys.stderr.buffer.write(raw)
-                sys.stderr.flush()
+                err = _binary(sys.stderr)
+                err.write(raw)
+                err.flush()
             if self.batcher is not None:
                 self.batcher.logs.append((time.time(), "stderr", line))
                 self.batcher.added_locked()
@@ -104,3 +105,21 @@ class OutputPump:
     def close(self) -> None:
         with self.lock:
             self.log.close()
+
+
+class _TextSink:
+    """Bytes onto a text stream that has no ``.buffer`` (a replaced sys.stdout, e.g. in a console capture)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, raw: bytes) -> int:
+        return self.stream.write(raw.decode("utf-8", "backslashreplace"))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _binary(stream: IO[str]) -> IO[bytes]:
+    buffer = getattr(stream, "buffer", None)
+    return buffer if buffer is not None else _TextSink(stream)  # type: ignore[return-value]

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Page, Playwright, expect, sync_playwright
 
+from conftest import wait_for
 from servers import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
@@ -205,3 +206,16 @@ def test_another_users_job_is_not_reachable(browser: Browser, server: ServerProc
     expect(page.locator("td.empty")).to_contain_text("No jobs")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing spills sideways
     page.context.close()
+
+
+def test_a_long_log_loads_its_tail_first_and_earlier_ranges_on_scroll(page: Page, server: ServerProcess) -> None:
+    job = submit(server, name="chatty", command=[PY, "-c", "for i in range(20000): print('line', i)"])
+    with server.client() as c:
+        wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["state"] == "succeeded", what="chatty job done")
+    page.goto(f"{server.url}/ui/jobs/{job['id']}")
+    lines = page.locator("#log .ln")
+    expect(lines.last).to_have_text("line 19999")
+    expect(lines.first).to_have_text("line 19000")  # one range (1000 lines), not 20,000
+    page.locator("#log").evaluate("el => el.scrollTop = 0")
+    expect(lines.first).to_have_text("line 18000")  # scrolling up fetched the range before it
+    expect(lines.last).to_have_text("line 19999")

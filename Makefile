@@ -17,7 +17,7 @@ VPY := $(CURDIR)/$(VENV)/bin/python
 PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
 # Debian packages the tests need, as command:package pairs; a package is installed
 # only when its command is missing.
-TEST_DEB_PACKAGES ?=
+TEST_DEB_PACKAGES ?= chromium:chromium
 PYTEST_ARGS ?=
 # Reinstall only when pyproject.toml changed since the last install of those extras.
 # Plain shell, not make targets: a recreated .venv must lose its stamps, and make

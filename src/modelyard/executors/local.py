@@ -25,7 +25,11 @@ _SERVER_ONLY = ("MODELYARD_DATABASE_URL", "MODELYARD_TOKEN", "MODELYARD_URL", "M
 
 
 def supervisor_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _SERVER_ONLY}
+    env = {k: v for k, v in os.environ.items() if k not in _SERVER_ONLY}
+    # NVML (capacity, sampling) numbers GPUs in PCI bus order; CUDA must read
+    # CUDA_VISIBLE_DEVICES in the same order, or a job gets another job's GPU
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    return env
 
 
 class LocalExecutor:

@@ -44,7 +44,7 @@ class SyncResult:
 class ArtifactStore:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self.fs, root = url_to_fs(self.url, **_backend_options(self.url))
+        self.fs, root = url_to_fs(self.url, **backend_options(self.url))
         self.root = root.rstrip("/")
         self.is_local = "file" in _protocols(self.fs)
         if self.is_local:
@@ -262,7 +262,8 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     return (p,) if isinstance(p, str) else tuple(p)
 
 
-def _backend_options(url: str) -> dict[str, Any]:
+def backend_options(url: str) -> dict[str, Any]:
+    """fsspec options for ``url``: an S3-compatible endpoint from the environment."""
     if url.startswith(("s3://", "s3a://")):
         # botocore reads AWS_ENDPOINT_URL itself; passing it too keys fsspec's
         # instance cache on the endpoint, so a changed endpoint gets a new client.

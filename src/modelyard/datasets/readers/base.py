@@ -17,6 +17,7 @@ from fsspec.core import url_to_fs
 
 from modelyard.datasets.records import Label, PayloadKind, Record
 from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.storage.store import backend_options
 
 HIDDEN_PREFIXES = (".", "__MACOSX")
 
@@ -58,19 +59,10 @@ def open_fs(source: str) -> tuple[fsspec.AbstractFileSystem, str, str]:
     if "://" not in source:
         source = os.path.abspath(os.path.expanduser(source))
     try:
-        fs, path = url_to_fs(source, **_options(source))
+        fs, path = url_to_fs(source, **backend_options(source))
     except (ImportError, ValueError) as e:
         raise source_error(source, f"unsupported location ({e})") from None
     return fs, path.rstrip("/") or path, source
-
-
-def _options(url: str) -> dict[str, Any]:
-    # The same endpoint rule as storage.store: an S3-compatible endpoint from the environment.
-    if url.startswith(("s3://", "s3a://")):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            return {"client_kwargs": {"endpoint_url": endpoint}}
-    return {}
 
 
 def is_hidden(rel: str) -> bool:

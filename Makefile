@@ -3,6 +3,7 @@
 #   make install   .venv with modelyard (editable) and the demo's PyTorch
 #   make test      everything the tests need (Python and Debian packages, PostgreSQL), then pytest
 #   make demo      train the digits example as a job through the CLI
+#   make bench     the benchmarks, side by side with MLflow and Ray Jobs (BENCH_ARGS='--only ingest_sqlite')
 #
 # Variables: PYTHON (interpreter to build .venv from), PYTEST_ARGS (extra pytest
 # arguments, e.g. PYTEST_ARGS='-k policy -x'), TEST_DEB_PACKAGES (below).
@@ -19,6 +20,8 @@ PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
 # only when its command is missing.
 TEST_DEB_PACKAGES ?= chromium:chromium
 PYTEST_ARGS ?=
+# extra arguments for python -m bench, e.g. BENCH_ARGS='--no-peers --repeat 5'
+BENCH_ARGS ?=
 # Reinstall only when pyproject.toml changed since the last install of those extras.
 # Plain shell, not make targets: a recreated .venv must lose its stamps, and make
 # reads a target's mtime before running its prerequisites.
@@ -35,7 +38,7 @@ define install_extras
 endef
 comma := ,
 
-.PHONY: help install test demo deb-packages postgres clean
+.PHONY: help install test demo bench deb-packages postgres clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -49,6 +52,11 @@ test: deb-packages postgres
 
 demo: install
 	$(VPY) examples/digits-cnn/demo.py
+
+# Not part of `make test` (tests/test_bench_smoke.py runs a tiny version there).
+# The peers (pinned MLflow and Ray) install into bench/.peers-venv on first use.
+bench: install postgres
+	$(VPY) -m bench $(BENCH_ARGS)
 
 deb-packages:
 	@missing=""; \

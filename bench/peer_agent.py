@@ -1,0 +1,205 @@
+"""The peers' side of the bench, run by the peers' own interpreter (bench/.peers-venv).
+
+It imports only MLflow, Ray and the standard library. It reads one JSON request
+per line on stdin and answers one JSON line on stdout, so servers and clients
+stay up across repetitions and their imports are not timed. Requests:
+
+    {"op": "ray_start"} / {"op": "ray_stop"}
+    {"op": "ray_submit_latency", "n": 20}     -> {"samples": [seconds, ...]}
+    {"op": "ray_throughput", "n": 50}         -> {"value": jobs per second}
+    {"op": "mlflow_start", "backend": URI}    -> {"url": ..., "started_in": seconds}
+    {"op": "mlflow_stop"}
+    {"op": "mlflow_log_batch", "n": N}        -> {"value": points per second}
+    {"op": "mlflow_log_metric", "n": N}       -> {"value": points per second}
+    {"op": "mlflow_seed_history", "n": N}     -> {"run_id": ...}
+    {"op": "mlflow_read_history", "run_id": R, "n": N} -> {"value": seconds}
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+STARTED = TERMINAL | {"RUNNING"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_until(pred, timeout: float, interval: float = 0.005, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+class Agent:
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+        self.ray_client = None
+        self.mlflow_proc: subprocess.Popen | None = None
+        self.mlflow = None
+
+    # -- Ray Jobs -------------------------------------------------------------
+
+    def ray_start(self) -> dict:
+        port = free_port()
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True)
+        subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus", "2", "--port", str(free_port()),
+                        "--dashboard-port", str(port), "--include-dashboard", "true",
+                        "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"],
+                       env=env, check=True, capture_output=True)
+        from ray.job_submission import JobSubmissionClient
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: healthy(f"{url}/api/version"), 120, 0.2, "Ray dashboard")
+        self.ray_client = JobSubmissionClient(url)
+        return {"url": url}
+
+    def ray_stop(self) -> dict:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True)
+        self.ray_client = None
+        return {}
+
+    def _ray_status(self, sid: str) -> str:
+        return str(self.ray_client.get_job_status(sid).value)
+
+    def ray_submit_latency(self, n: int) -> dict:
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            sid = self.ray_client.submit_job(entrypoint="true")
+            wait_until(lambda: self._ray_status(sid) in STARTED, 120, 0.005, "Ray job running")
+            samples.append(time.perf_counter() - t0)
+            wait_until(lambda: self._ray_status(sid) in TERMINAL, 120, 0.02, "Ray job end")
+        return {"samples": samples}
+
+    def ray_throughput(self, n: int) -> dict:
+        t0 = time.perf_counter()
+        ids = [self.ray_client.submit_job(entrypoint="true") for _ in range(n)]
+        pending = set(ids)
+        while pending:
+            pending = {s for s in pending if self._ray_status(s) not in TERMINAL}
+            if pending:
+                time.sleep(0.02)
+        return {"value": n / (time.perf_counter() - t0)}
+
+    # -- MLflow ---------------------------------------------------------------
+
+    def mlflow_start(self, backend: str | None = None) -> dict:
+        self.mlflow_stop()
+        home = Path(tempfile.mkdtemp(dir=self.tmp))
+        backend = backend or f"sqlite:///{home}/mlflow.db"
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.perf_counter()
+        self.mlflow_proc = subprocess.Popen(
+            [str(BIN / "mlflow"), "server", "--backend-store-uri", backend, "--host", "127.0.0.1",
+             "--port", str(port), "--default-artifact-root", str(home / "artifacts")],
+            stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=home)
+        wait_until(lambda: healthy(f"{url}/health"), 300, 0.01, f"mlflow server ({home}/server.log)")
+        started_in = time.perf_counter() - t0
+        from mlflow import MlflowClient
+        self.mlflow = MlflowClient(tracking_uri=url)
+        self.experiment = self.mlflow.create_experiment(f"bench-{port}")
+        return {"url": url, "started_in": started_in}
+
+    def mlflow_stop(self) -> dict:
+        if self.mlflow_proc is not None and self.mlflow_proc.poll() is None:
+            os.killpg(self.mlflow_proc.pid, signal.SIGTERM)
+            try:
+                self.mlflow_proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.mlflow_proc.pid, signal.SIGKILL)
+        self.mlflow_proc = None
+        return {}
+
+    def _new_run(self) -> str:
+        return self.mlflow.create_run(self.experiment).info.run_id
+
+    def _log_batches(self, run_id: str, n: int) -> None:
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        for start in range(0, n, 1000):
+            batch = [Metric("loss", 1.0 / (i + 1), now, i) for i in range(start, min(n, start + 1000))]
+            self.mlflow.log_batch(run_id, metrics=batch)
+
+    def mlflow_log_batch(self, n: int) -> dict:
+        run_id = self._new_run()
+        t0 = time.perf_counter()
+        self._log_batches(run_id, n)
+        return {"value": n / (time.perf_counter() - t0)}
+
+    def mlflow_log_metric(self, n: int) -> dict:
+        run_id = self._new_run()
+        t0 = time.perf_counter()
+        for i in range(n):
+            self.mlflow.log_metric(run_id, "loss", 1.0 / (i + 1), step=i)
+        return {"value": n / (time.perf_counter() - t0)}
+
+    def mlflow_seed_history(self, n: int) -> dict:
+        run_id = self._new_run()
+        self._log_batches(run_id, n)
+        return {"run_id": run_id}
+
+    def mlflow_read_history(self, run_id: str, n: int) -> dict:
+        t0 = time.perf_counter()
+        points = self.mlflow.get_metric_history(run_id, "loss")
+        elapsed = time.perf_counter() - t0
+        if len(points) != n:
+            raise RuntimeError(f"MLflow returned {len(points)} points, expected {n}")
+        return {"value": elapsed}
+
+    def close(self) -> None:
+        self.mlflow_stop()
+        if self.ray_client is not None:
+            self.ray_stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main() -> None:
+    # Replies go to the original stdout; anything MLflow or Ray prints goes to stderr.
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    agent = Agent()
+    try:
+        for line in sys.stdin:
+            req = json.loads(line)
+            op = req.pop("op")
+            try:
+                reply = getattr(agent, op)(**req)
+            except Exception as e:  # the agent's loop boundary: the bench decides what a failure means
+                reply = {"error": f"{type(e).__name__}: {e}"}
+            replies.write(json.dumps(reply) + "\n")
+            replies.flush()
+    finally:
+        agent.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The peers: pinned MLflow and Ray in their own virtualenv, driven through ``peer_agent``.
+
+The virtualenv (``bench/.peers-venv``, gitignored) is created with the resolved
+interpreter on first use and reinstalled only when the pins change.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+VENV = HERE / ".peers-venv"
+PINS = ["mlflow==3.17.2", "ray[default]==2.60.0", "psycopg[binary]>=3.2"]
+STAMP = VENV / ".bench-pins"
+
+
+def python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def ensure_installed(log: Any = sys.stderr) -> Path:
+    wanted = "\n".join(PINS)
+    if python().exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return python()
+    base = getattr(sys, "_base_executable", sys.executable)  # the real interpreter, not a shim or this venv
+    print(f"bench: installing the peers into {VENV}: {' '.join(PINS)}", file=log)
+    if not python().exists():
+        subprocess.run([base, "-m", "venv", str(VENV)], check=True)
+    subprocess.run([str(python()), "-m", "pip", "install", "-q", *PINS], check=True)
+    STAMP.write_text(wanted)
+    return python()
+
+
+class PeerAgent:
+    """``peer_agent.py`` under the peers' interpreter; ``call`` sends one request."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([str(ensure_installed()), str(HERE / "peer_agent.py")],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+    def call(self, op: str, **args: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the peer agent exited during {op}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"peer {op}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

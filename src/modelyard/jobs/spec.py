@@ -5,6 +5,7 @@ A spec is pure data. ``JobSpec.from_sources`` merges a YAML file with flags
 """
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -15,6 +16,8 @@ from modelyard.jobs.units import parse_duration, parse_size
 DEFAULT_MAX_RUNTIME = 72 * 3600.0
 DEFAULT_SYNC_INTERVAL = 600.0
 ENV_RESERVED_PREFIX = "MODELYARD_"
+# the shape of a dataset reference (datasets/names.py says which names exist; the platform resolves it)
+_DATASET_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(:[0-9a-fA-F]{4,64})?")
 
 
 class Resources(BaseModel):
@@ -60,6 +63,8 @@ class JobSpec(BaseModel):
     sync_interval: float = Field(DEFAULT_SYNC_INTERVAL, gt=0, description="seconds")
     retries: int = Field(0, ge=0, le=100)
     webhooks: list[str] = Field(default_factory=list)
+    # as the user gave it: NAME (the latest at submit) or NAME:VERSION; the job row keeps the pinned version
+    dataset: str | None = Field(None, max_length=200)
 
     @field_validator("command")
     @classmethod
@@ -85,6 +90,15 @@ class JobSpec(BaseModel):
             if not key or "=" in key or "\0" in key:
                 raise ValueError(f"bad environment variable name {key!r}")
         return v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not _DATASET_REF.fullmatch(v.strip()):
+            raise ValueError(f"{v!r} is not a dataset reference: use NAME or NAME:VERSION")
+        return v.strip()
 
     @field_validator("webhooks")
     @classmethod

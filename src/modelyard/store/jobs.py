@@ -51,8 +51,9 @@ def _transition(
 
 def create_job(
     db: Database, *, user: User, spec: JobSpec, snapshot_key: str | None,
-    resume_from: int | None = None, now: float | None = None,
+    resume_from: int | None = None, dataset: str | None = None, now: float | None = None,
 ) -> Job:
+    """Queue a job; ``dataset`` is the pinned version ("name:version") it will read."""
     now = time.time() if now is None else now
     r = spec.resources
     with db.write() as conn:
@@ -61,7 +62,7 @@ def create_job(
             gpus=r.gpus, cpus=r.cpus, memory=r.memory, max_runtime=spec.max_runtime,
             spec=orjson.dumps(spec.model_dump(mode="json")).decode(), snapshot_key=snapshot_key,
             resume_from=resume_from, retries_left=spec.retries, attempt=0,
-            created_at=now, queued_at=now,
+            created_at=now, queued_at=now, dataset=dataset,
         ).returning(jobs.c.id)).scalar_one()
         conn.execute(events.insert().values(
             job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason="submitted",
@@ -93,6 +94,22 @@ def list_jobs(
         total = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(*cond)).scalar_one()
         rows = conn.execute(_job_query().where(*cond).order_by(jobs.c.id.desc()).limit(limit).offset(offset)).all()
     return [job_from_row(r) for r in rows], total
+
+
+def jobs_using_dataset(
+    db: Database, name: str, version: str, *, active_only: bool = False, user: User | None = None,
+) -> list[Job]:
+    """Jobs pinned to dataset version ``name:version``, oldest first; ``active_only``: those
+    that may still read it (queued, starting, running, stopping); ``user``: only theirs
+    unless admin."""
+    cond = [jobs.c.dataset == f"{name}:{version}"]
+    if active_only:
+        cond.append(jobs.c.state.in_([s.value for s in JobState if not s.is_terminal()]))
+    if user is not None and not user.is_admin:
+        cond.append(jobs.c.user_id == user.id)
+    with db.read() as conn:
+        rows = conn.execute(_job_query().where(*cond).order_by(jobs.c.id)).all()
+    return [job_from_row(r) for r in rows]
 
 
 def job_attempts(db: Database, job_id: int) -> list[Attempt]:

@@ -59,6 +59,7 @@ class Job:
     queued_at: float
     started_at: float | None
     ended_at: float | None
+    dataset: str | None = None  # the pinned version, "name:version"
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def job_from_row(row: sa.Row[Any]) -> Job:
         spec=JobSpec.model_validate(orjson.loads(m["spec"])), snapshot_key=m["snapshot_key"],
         resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
-        started_at=m["started_at"], ended_at=m["ended_at"],
+        started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"],
     )
 
 

@@ -48,9 +48,12 @@ jobs = sa.Table(
     sa.Column("queued_at", sa.Float, nullable=False),  # last (re)queue time: FIFO order
     sa.Column("started_at", sa.Float),
     sa.Column("ended_at", sa.Float),
+    sa.Column("dataset", sa.String(200)),  # the pinned dataset version, "name:version", resolved at submit
     # the scheduler reads queued jobs in this order on every pass
     sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
     sa.Index("ix_jobs_user", "user_id", "id"),
+    # removing a dataset version asks which jobs use it; `dataset show` lists them
+    sa.Index("ix_jobs_dataset", "dataset", "id"),
 )
 
 attempts = sa.Table(

@@ -18,6 +18,11 @@ def output_prefix(job_id: int) -> str:
     return f"jobs/{job_id}/outputs"
 
 
+def dataset_cache_dir(settings: Settings) -> Path:
+    """The dataset cache every supervisor on this machine shares, keyed by name and version."""
+    return settings.home / "cache" / "datasets"
+
+
 def log_key(job_id: int, attempt: int) -> str:
     return f"jobs/{job_id}/attempts/{attempt}/log.txt"
 
@@ -55,5 +60,7 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         "stop_grace": ctx.settings.stop_grace,
         "heartbeat_interval": ctx.heartbeat_interval,
         "sample_interval": ctx.sample_interval,
+        "dataset": job.dataset,  # pinned "name:version", materialised before the command starts
+        "dataset_cache": str(dataset_cache_dir(ctx.settings)),
     }
     return Launch(config=config, run_dir=run_dir)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from modelyard.config import Settings
+from modelyard.datasets import Manifest, StoreIndex, get_version, parse_ref, remove_dataset
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.executors.capacity import detect_capacity
@@ -38,6 +39,7 @@ class Platform:
         self.db = Database(settings.database_url)
         self.db.migrate()
         self.storage = ArtifactStore(settings.storage_url)
+        self.datasets = StoreIndex(self.storage)
         self.executor = executor or LocalExecutor()
         self.capacity = detect_capacity(settings.capacity)
         self.webhooks = WebhookSender()
@@ -62,7 +64,9 @@ class Platform:
         policy.check_satisfiable(spec.resources, self.capacity)
         if snapshot is not None and (not snapshot.startswith("snapshots/") or not self.storage.exists(snapshot)):
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
-        job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from)
+        dataset = self.pin_dataset(spec.dataset).ref if spec.dataset else None
+        job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
+                                    dataset=dataset)
         self.scheduler.wake()
         return job
 
@@ -89,8 +93,29 @@ class Platform:
         if command is not None:
             data["command"] = command
         data["name"] = name or (f"{source.name} (resumed)" if resume else f"{source.name} (clone)")[:200]
+        data["dataset"] = source.dataset  # the very version the source job read, not today's latest
         spec = JobSpec.model_validate(data)
         return self.submit(user, spec, snapshot=source.snapshot_key, resume_from=source.id if resume else None)
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def pin_dataset(self, ref: str) -> Manifest:
+        """The version a job submitted with ``ref`` reads; an unknown one is bad input (422)."""
+        try:
+            return get_version(self.datasets, ref)
+        except ModelyardError as e:
+            if e.code is ErrorCode.NOT_FOUND:
+                raise ModelyardError(ErrorCode.INVALID, e.message, field="dataset") from None
+            raise
+
+    def dataset_users(self, name: str, version: str) -> list[int]:
+        """Ids of the jobs that may still read ``name:version`` (queued or active)."""
+        return [j.id for j in store_jobs.jobs_using_dataset(self.db, name, version, active_only=True)]
+
+    def remove_dataset(self, ref: str) -> list[Manifest]:
+        """Remove a version (or every version of a name); CONFLICT naming the jobs that use one."""
+        parse_ref(ref)
+        return remove_dataset(self.storage, self.datasets, ref, in_use=self.dataset_users)
 
     # -- side effects -----------------------------------------------------------------------
 

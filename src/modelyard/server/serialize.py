@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from modelyard.datasets import Manifest
 from modelyard.store.records import Attempt, Event, Job
 
 
@@ -29,6 +30,7 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "max_runtime": s.max_runtime, "sync_interval": s.sync_interval, "retries": s.retries,
         "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
         "snapshot": job.snapshot_key, "resume_from": job.resume_from,
+        "dataset": job.dataset, "dataset_requested": s.dataset,
         "created_at": iso(job.created_at), "queued_at": iso(job.queued_at),
         "started_at": iso(job.started_at), "ended_at": iso(job.ended_at),
     }
@@ -39,3 +41,13 @@ def event_to_dict(e: Event) -> dict[str, Any]:
         "id": e.id, "job_id": e.job_id, "time": iso(e.time), "attempt": e.attempt,
         "from": e.from_state.value if e.from_state else None, "to": e.to_state.value, "reason": e.reason,
     }
+
+
+def dataset_to_dict(m: Manifest, *, files: bool = True) -> dict[str, Any]:
+    """A dataset version: its manifest, its ``ref`` and file count; ``files=False`` for listings."""
+    d = m.to_dict()
+    d["ref"] = m.ref
+    d["file_count"] = len(m.files)
+    if not files:
+        del d["files"]
+    return d

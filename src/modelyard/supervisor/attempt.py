@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 from modelyard.errors import ModelyardError
+from modelyard.jobs.units import format_size
 from modelyard.jobs.states import TerminationReason
 from modelyard.storage import ArtifactStore, extract_snapshot
 from modelyard.supervisor.batch import Batcher
@@ -94,8 +95,8 @@ class Attempt:
 
     def _run_command(self) -> tuple[TerminationReason, str]:
         try:
-            cwd, resume_dir = self._prepare()
-            env = job_env(self.config, resume_dir=resume_dir)
+            cwd, resume_dir, data_dir = self._prepare()
+            env = job_env(self.config, resume_dir=resume_dir, data_dir=data_dir)
             if self.stop_requested.is_set():
                 self.pump.note("stopped before the command started")
                 return TerminationReason.STOPPED_BY_USER, TerminationReason.STOPPED_BY_USER.message()
@@ -114,8 +115,8 @@ class Attempt:
             sampler.stop()
         return self._ending(job, reason)
 
-    def _prepare(self) -> tuple[Path, Path | None]:
-        """The folder to run in, and the resume folder if any."""
+    def _prepare(self) -> tuple[Path, Path | None, Path | None]:
+        """The folder to run in, the resume folder and the dataset folder, if any."""
         c = self.config
         try:
             cwd = self._materialise_code()
@@ -123,11 +124,36 @@ class Attempt:
             if c.resume_prefix:
                 self._require_store("resume_prefix").download_prefix(c.resume_prefix, self.dirs.resume)
                 resume = self.dirs.resume
-            return cwd, resume
+            return cwd, resume, self._materialise_dataset()
         except ModelyardError as e:
             raise StartFailed(str(e)) from None
         except OSError as e:
             raise StartFailed(f"could not prepare the job: {e}") from None
+
+    def _materialise_dataset(self) -> Path | None:
+        """The pinned dataset version in the machine's shared cache (fetched once, verified)."""
+        c = self.config
+        if not c.dataset:
+            return None
+        # Imported here: the datasets package pulls in numpy and pyarrow (~0.4 s), which a
+        # job without a dataset should not wait for.
+        from modelyard.datasets.materialise import materialise
+
+        store = self._require_store("dataset")
+        fetched = [0]
+
+        def progress(done: int, _total: int) -> None:
+            fetched[0] = done
+
+        started = time.monotonic()
+        try:
+            folder = materialise(store, c.dataset, c.dataset_cache_dir, progress=progress)
+        except (ModelyardError, OSError) as e:
+            raise StartFailed(f"dataset {c.dataset} could not be made ready: {e}") from None
+        how = (f"fetched {format_size(fetched[0])} in {time.monotonic() - started:.1f}s" if fetched[0]
+               else "already in the cache")
+        self.pump.note(f"dataset {c.dataset}: {how}; MODELYARD_DATA_DIR={folder}")
+        return folder
 
     def _materialise_code(self) -> Path:
         c = self.config

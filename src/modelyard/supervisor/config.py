@@ -77,6 +77,8 @@ class SupervisorConfig:
     # Extensions beyond the protocol table, all optional:
     server_file: Path | None = None  # JSON {"url": ...}, re-read to find a restarted server
     data_dir: Path | None = None  # a materialised dataset -> MODELYARD_DATA_DIR
+    dataset: str | None = None  # a pinned "name:version" to materialise into data_dir before the command
+    dataset_cache: Path | None = None  # where: shared by every job on the machine (default: beside runs/)
     resume_dir: Path | None = None  # a local folder to resume from (run --local)
     final_deadline: float = 3600.0  # how long to keep retrying the final batch
     retry_max_backoff: float = 5.0
@@ -86,6 +88,11 @@ class SupervisorConfig:
     @property
     def dirs(self) -> RunDirs:
         return RunDirs(self.run_dir)
+
+    @property
+    def dataset_cache_dir(self) -> Path:
+        """``$MODELYARD_HOME/cache/datasets`` when run_dir is ``$MODELYARD_HOME/runs/ID-N``."""
+        return self.dataset_cache or self.run_dir.parent.parent / "cache" / "datasets"
 
     @property
     def local_mode(self) -> bool:
@@ -118,6 +125,8 @@ class SupervisorConfig:
                           "final_deadline", "retry_max_backoff", "batch_interval"),
                 server_file=_opt_path(raw.get("server_file")),
                 data_dir=_opt_path(raw.get("data_dir")),
+                dataset=raw.get("dataset") or None,
+                dataset_cache=_opt_path(raw.get("dataset_cache")),
                 resume_dir=_opt_path(raw.get("resume_dir")),
                 batch_max_items=int(raw.get("batch_max_items") or 5000),
             )
@@ -138,8 +147,10 @@ def job_env(
     *,
     base: Mapping[str, str] | None = None,
     resume_dir: Path | None = None,
+    data_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The job's environment: ``base`` (the supervisor's), then ``config.env``, then ours."""
+    """The job's environment: ``base`` (the supervisor's), then ``config.env``, then ours.
+    ``data_dir`` (a dataset materialised for this attempt) wins over ``config.data_dir``."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _OWNED}
     env.update(config.env)
     env["MODELYARD_JOB_ID"] = config.job_id
@@ -147,8 +158,9 @@ def job_env(
     env["MODELYARD_OUTPUT_DIR"] = str(config.dirs.output)
     if resume_dir is not None:
         env["MODELYARD_RESUME_DIR"] = str(resume_dir)
-    if config.data_dir is not None:
-        env["MODELYARD_DATA_DIR"] = str(config.data_dir)
+    data_dir = data_dir or config.data_dir
+    if data_dir is not None:
+        env["MODELYARD_DATA_DIR"] = str(data_dir)
     env["CUDA_VISIBLE_DEVICES"] = gpu_list(config.gpus)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -60,9 +61,10 @@ class StreamEvent(NamedTuple):
 class Client:
     """A connection to one modelyard server. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 30.0, embedded: bool = False) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.embedded = embedded  # the server of this machine's MODELYARD_HOME: it reads local paths itself
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         # Small requests (stop, a log page) must not wait on Nagle's algorithm.
         transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
@@ -80,7 +82,7 @@ class Client:
         home = modelyard_home(env)
         url = env.get("MODELYARD_URL") or ensure_embedded_server(home, env=env)
         token = env.get("MODELYARD_TOKEN") or read_token(home)
-        return cls(url, token)
+        return cls(url, token, embedded=not env.get("MODELYARD_URL"))
 
     def close(self) -> None:
         self._http.close()
@@ -189,9 +191,62 @@ class Client:
 
     def download_output(self, job_id: int, path: str, dest: Path, *, progress: Progress | None = None) -> Path:
         """Stream one output file to ``dest`` (written whole or not at all)."""
+        return self._download(f"/jobs/{job_id}/outputs/{quote(path)}", dest, progress)
+
+    # -- datasets ---------------------------------------------------------
+
+    def upload_dataset_source(self, path: Path, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Stream a local file or folder to the server as a tar (never whole in memory);
+        ``{"upload": id, "size": n}`` for :meth:`create_dataset`."""
+        size, body = tar_stream(Path(path))
+        headers = {"Content-Type": "application/x-tar", "Content-Length": str(size)}
+        with self._errors():
+            response = self._http.post("/datasets/uploads", content=_counting(body, size, progress),
+                                       headers=headers, timeout=httpx.Timeout(None, connect=5.0))
+        _raise_for_error(response)
+        return response.json()
+
+    def create_dataset(
+        self, name: str, *, source: str | None = None, upload: str | None = None,
+        split: str | Mapping[str, float] | None = None, seed: int = 0, fmt: str | None = None,
+        description: str | None = None, label_column: str | None = None, data_key: str | None = None,
+        kind: str | None = None,
+    ) -> dict[str, Any]:
+        """A new version of ``name`` from ``source`` (a path or URL the server reads) or an ``upload``;
+        the existing version (``"new": false``) when the content is the same. Waits as long as it takes."""
+        body = _without_none({"name": name, "source": source, "upload": upload,
+                              "split": dict(split) if isinstance(split, Mapping) else split, "seed": seed,
+                              "format": fmt, "description": description, "label_column": label_column,
+                              "data_key": data_key, "kind": kind})
+        return self._request("POST", "/datasets", json=body, timeout=httpx.Timeout(None, connect=5.0))
+
+    def list_datasets(self) -> dict[str, Any]:
+        """``{"datasets": [{"name", "versions": n, "latest": VERSION}]}``."""
+        return self._request("GET", "/datasets")
+
+    def get_dataset(self, ref: str) -> dict[str, Any]:
+        """``NAME`` -> ``{"name", "latest", "versions": [VERSION...]}`` (newest first); ``NAME:VERSION`` -> VERSION."""
+        name, _, version = ref.partition(":")
+        path = f"/datasets/{quote(name, safe='')}" + (f"/{quote(version, safe='')}" if version else "")
+        return self._request("GET", path)
+
+    def remove_dataset(self, ref: str) -> dict[str, Any]:
+        """Remove ``NAME:VERSION`` (or every version of ``NAME``); ``{"removed": [VERSION...]}``."""
+        name, _, version = ref.partition(":")
+        path = f"/datasets/{quote(name, safe='')}" + (f"/{quote(version, safe='')}" if version else "")
+        return self._request("DELETE", path)
+
+    def download_dataset_file(
+        self, name: str, version: str, path: str, dest: Path, *, progress: Progress | None = None
+    ) -> Path:
+        """Stream one file of a dataset version to ``dest`` (written whole or not at all)."""
+        return self._download(f"/datasets/{quote(name, safe='')}/{quote(version, safe='')}/files/{quote(path)}",
+                              dest, progress)
+
+    def _download(self, url_path: str, dest: Path, progress: Progress | None) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".part")
-        with self._errors(), self._http.stream("GET", f"/jobs/{job_id}/outputs/{quote(path)}") as response:
+        with self._errors(), self._http.stream("GET", url_path) as response:
             _raise_for_error(response)
             total = int(response.headers["Content-Length"]) if "Content-Length" in response.headers else None
             with partial.open("wb") as f:
@@ -288,6 +343,43 @@ def _chunks(source: IO[bytes] | Iterable[bytes]) -> Iterator[bytes]:
             yield chunk
     else:
         yield from source  # type: ignore[misc]
+
+
+def tar_stream(root: Path) -> tuple[int, Iterator[bytes]]:
+    """An uncompressed tar of a file or folder as ``(exact size, chunks)``, produced as it is read.
+
+    Every entry sits under ``root``'s own name, so the server sees the source as the
+    client named it. A file that changes size while it is sent fails the upload."""
+    root = root.resolve()
+    if root.is_file():
+        files = [(root, root.name)]
+    elif root.is_dir():
+        files = sorted((Path(d) / f, f"{root.name}/{(Path(d) / f).relative_to(root).as_posix()}")
+                       for d, _dirs, names in os.walk(root) for f in names)
+    else:
+        raise ModelyardError(ErrorCode.INVALID, f"{root} is not a file or folder", field="source")
+    entries = []
+    for path, arcname in files:
+        info = tarfile.TarInfo(arcname)
+        st = path.stat()
+        info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), 0o644
+        entries.append((path, info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"), st.st_size))
+    size = sum(len(h) + n + (-n % tarfile.BLOCKSIZE) for _, h, n in entries) + 2 * tarfile.BLOCKSIZE
+
+    def chunks() -> Iterator[bytes]:
+        for path, header, n in entries:
+            yield header
+            sent = 0
+            with path.open("rb") as f:
+                while sent < n and (chunk := f.read(min(CHUNK, n - sent))):
+                    sent += len(chunk)
+                    yield chunk
+            if sent != n:
+                raise ModelyardError(ErrorCode.INVALID, f"{path} changed while it was uploaded", field="source")
+            yield b"\0" * (-n % tarfile.BLOCKSIZE)
+        yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+    return size, chunks()
 
 
 def _counting(chunks: Iterable[bytes], total: int | None, progress: Progress | None) -> Iterator[bytes]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import admin, jobs, observe, submit
+from modelyard.cli import admin, datasets, jobs, observe, submit
 from modelyard.cli.errors import ModelyardGroup
 
 app = typer.Typer(
@@ -30,5 +30,6 @@ app.command("restart")(jobs.restart)
 app.command("clone")(jobs.clone)  # ID comes first, so options may follow it; the command goes after --
 app.command("wait")(jobs.wait)
 app.command("download")(observe.download)
+app.add_typer(datasets.dataset_app, name="dataset")
 app.add_typer(admin.user_app, name="user")
 app.command("server")(admin.server)

@@ -34,18 +34,20 @@ def submit(
     sync_interval: Annotated[Optional[str], typer.Option(help="copy outputs every, e.g. 10m")] = None,
     retries: Annotated[Optional[int], typer.Option(help="new attempts after a failure")] = None,
     webhook: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="POSTed the final state (repeatable)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="materialised for the job in MODELYARD_DATA_DIR (NAME: its latest version, pinned at submit)")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a job YAML file; flags override it")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="print the log until the job ends; exit with its code")] = False,
     as_json: Json = False,
 ) -> None:
     """Snapshot the working folder (minus .gitignore'd files), upload it and queue a job.
 
-    Example: modelyard submit --gpus 1 --max-runtime 72h -- python train.py --epochs 12
+    Example: modelyard submit --gpus 1 --dataset digits --max-runtime 72h -- python train.py --epochs 12
     """
     overrides: dict[str, Any] = {
         "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
         "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "priority": priority,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
+        "dataset": dataset,
     }
     spec = build_spec(load_job_file(file), overrides)
     with get_client() as client:

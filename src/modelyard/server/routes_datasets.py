@@ -1,0 +1,202 @@
+"""Dataset routes: upload a local source, create a version from it (or from a URL the server
+reads), list, show (with the jobs that used each version), download a file, remove.
+
+Nomenclature: an *upload* is a tar of a client's local SOURCE, streamed to
+``$MODELYARD_HOME/uploads/<id>.tar`` and unpacked next to it; a create names it
+by id, and the unpacked folder is deleted once the create has ended, whatever
+its outcome. Creating runs in the threadpool: reading, splitting, formatting
+and uploading a large source takes a while and must not block the event loop.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tarfile
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.datasets import Manifest, create_dataset, get_version, list_datasets, validate_name
+from modelyard.errors import ErrorCode, ModelyardError, not_found
+from modelyard.server.auth import current_user, get_platform
+from modelyard.server.platform import Platform
+from modelyard.server.serialize import dataset_to_dict
+from modelyard.store import jobs as store_jobs
+from modelyard.store.records import User
+
+router = APIRouter()
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+UserDep = Annotated[User, Depends(current_user)]
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+_UPLOAD_MAX_AGE = 24 * 3600.0  # an upload no create claimed (the client died) is swept after this
+
+
+class CreateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    source: str | None = Field(None, description="a path or fsspec URL the server can read")
+    upload: str | None = Field(None, description="the id POST /datasets/uploads returned")
+    split: str | dict[str, float] | None = Field(None, description='e.g. "train=0.8,val=0.2"')
+    seed: int = 0
+    format: str | None = None
+    description: str | None = Field(None, max_length=2000)
+    label_column: str | None = None
+    data_key: str | None = None
+    kind: str | None = None
+
+
+def uploads_dir(p: Platform) -> Path:
+    return p.settings.home / "uploads"
+
+
+@router.post("/datasets/uploads", status_code=201)
+async def upload(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
+    """Stream a tar of a local source to disk, then unpack it; ``{"upload": id, "size": n}``."""
+    root = uploads_dir(p)
+    await run_in_threadpool(_sweep, root)
+    upload_id = uuid.uuid4().hex
+    tar_path, size = root / f"{upload_id}.tar", 0
+    try:
+        with open(tar_path, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                await run_in_threadpool(f.write, chunk)
+        if size == 0:
+            raise ModelyardError(ErrorCode.INVALID, "the upload is empty", field="source")
+        await run_in_threadpool(_unpack, tar_path, root / upload_id)
+    except BaseException:
+        shutil.rmtree(root / upload_id, ignore_errors=True)
+        raise
+    finally:
+        tar_path.unlink(missing_ok=True)
+    return {"upload": upload_id, "size": size}
+
+
+@router.post("/datasets", status_code=201)
+async def create(body: CreateBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    source, unpacked = _source_of(body, p, user)
+    try:
+        return await run_in_threadpool(_create, p, body, source)
+    finally:
+        if unpacked is not None:
+            await run_in_threadpool(shutil.rmtree, unpacked, True)
+
+
+@router.get("/datasets")
+def list_all(p: PlatformDep, _user: UserDep) -> dict[str, Any]:
+    by_name: dict[str, list[Manifest]] = {}
+    for m in list_datasets(p.datasets):
+        by_name.setdefault(m.name, []).append(m)
+    return {"datasets": [{"name": name, "versions": len(vs), "latest": dataset_to_dict(vs[-1], files=False)}
+                         for name, vs in sorted(by_name.items())]}
+
+
+@router.get("/datasets/{name}")
+def show_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    versions = list_datasets(p.datasets, validate_name(name))
+    if not versions:
+        raise not_found(f"dataset {name}")
+    return {"name": name, "latest": versions[-1].ref,
+            "versions": [_full(p, m, user) for m in reversed(versions)]}  # newest first
+
+
+@router.get("/datasets/{name}/{version}")
+def show_version(name: str, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    return _full(p, get_version(p.datasets, f"{name}:{version}"), user)
+
+
+@router.get("/datasets/{name}/{version}/files/{path:path}")
+async def download_file(name: str, version: str, path: str, p: PlatformDep, _user: UserDep) -> StreamingResponse:
+    manifest = await run_in_threadpool(get_version, p.datasets, f"{name}:{version}")
+    entry = next((f for f in manifest.files if f.path == path), None)
+    if entry is None:
+        raise not_found(f"file {path!r} of dataset {manifest.ref}")
+    key = f"{manifest.prefix}/{entry.path}"
+
+    def chunks():  # type: ignore[no-untyped-def]
+        with p.storage.open(key) as f:
+            while block := f.read(1 << 20):
+                yield block
+
+    return StreamingResponse(chunks(), media_type="application/octet-stream",
+                             headers={"Content-Length": str(entry.size), "X-Sha256": entry.sha256})
+
+
+@router.delete("/datasets/{name}")
+def remove_name(name: str, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
+    return {"removed": [dataset_to_dict(m, files=False) for m in p.remove_dataset(validate_name(name))]}
+
+
+@router.delete("/datasets/{name}/{version}")
+def remove_version(name: str, version: str, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
+    return {"removed": [dataset_to_dict(m, files=False) for m in p.remove_dataset(f"{name}:{version}")]}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _full(p: Platform, m: Manifest, user: User) -> dict[str, Any]:
+    """A version with its files and the caller's jobs that used it (every job, for an admin)."""
+    jobs = store_jobs.jobs_using_dataset(p.db, m.name, m.version, user=user)
+    return {**dataset_to_dict(m), "jobs": [
+        {"id": j.id, "name": j.name, "owner": j.owner, "state": j.state.value} for j in jobs]}
+
+
+def _create(p: Platform, body: CreateBody, source: str) -> dict[str, Any]:
+    validate_name(body.name)
+    before = {m.version for m in list_datasets(p.datasets, body.name)}
+    manifest = create_dataset(
+        p.storage, p.datasets, body.name, source, split=body.split, seed=body.seed, fmt=body.format,
+        description=body.description, label_column=body.label_column, data_key=body.data_key, kind=body.kind,
+    )
+    return {**dataset_to_dict(manifest), "new": manifest.version not in before, "jobs": []}
+
+
+def _source_of(body: CreateBody, p: Platform, user: User) -> tuple[str, Path | None]:
+    """The source to read, and the unpacked upload to delete afterwards (if it is one)."""
+    if (body.source is None) == (body.upload is None):
+        raise ModelyardError(ErrorCode.INVALID, "give either a source the server can read or an upload",
+                             field="source")
+    if body.upload is not None:
+        folder = uploads_dir(p) / body.upload
+        if not _UPLOAD_ID.fullmatch(body.upload) or not folder.is_dir():
+            raise ModelyardError(ErrorCode.INVALID, f"no upload {body.upload!r}; upload the source first",
+                                 field="upload")
+        entries = os.listdir(folder)
+        # a tar of one folder or one file: that is the source, named as the client named it
+        return str(folder / entries[0]) if len(entries) == 1 else str(folder), folder
+    source = body.source.strip()
+    if ("://" not in source or source.startswith("file://")) and not user.is_admin:
+        # a path on the server's own disk would let any user read the server's files
+        raise ModelyardError(ErrorCode.FORBIDDEN, "only an admin may import a path on the server; upload the "
+                             "source instead (the CLI does so for a local SOURCE)", field="source")
+    return source, None
+
+
+def _unpack(tar_path: Path, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    try:
+        with tarfile.open(tar_path, "r:*") as tar:
+            tar.extractall(dest, filter="data")  # no absolute paths, no links out, no devices
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ModelyardError(ErrorCode.INVALID, f"the upload is not a readable tar: {e}", field="source") from None
+    if not os.listdir(dest):
+        raise ModelyardError(ErrorCode.INVALID, "the upload holds no files", field="source")
+
+
+def _sweep(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - _UPLOAD_MAX_AGE
+    for entry in root.iterdir():
+        try:
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        except OSError:
+            pass  # another request swept it first

@@ -4,7 +4,8 @@ This module owns sequence numbers: items (logs, metrics, system samples,
 events) go into the current batch; ``cut`` numbers it and writes it to
 ``spool/`` as the exact request body, so memory holds at most one batch however
 long the server is away. A batch is cut when it reaches ``max_items`` (by the
-thread that adds the item) or when it is ``interval`` old (by the reporter).
+thread that adds the item) or when it is ``interval`` old (by the reporter);
+an event is cut at once, since a state change waits on it.
 """
 from __future__ import annotations
 
@@ -56,9 +57,12 @@ class Batcher:
             self.added_locked()
 
     def add_event(self, event: dict[str, Any]) -> None:
+        """Events (the command started) change the job's state: cut at once, not ``interval`` later."""
         with self.lock:
             self.events.append(event)
-            self.added_locked()
+            self.count += 1
+            if not self._final_cut:
+                self._cut_locked(final=False)
 
     def added_locked(self) -> None:
         self.count += 1

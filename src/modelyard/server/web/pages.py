@@ -14,8 +14,10 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from modelyard.datasets import list_datasets
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState
+from modelyard.server import routes_datasets as datasets_api
 from modelyard.server import routes_jobs as api
 from modelyard.server import routes_ui_api as ui_api
 from modelyard.server.auth import get_platform
@@ -162,8 +164,35 @@ def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep) -> Re
 
 
 @router.get("/ui/new")
-def new_job_page(request: Request, user: UserDep) -> Response:
-    return respond(request, "new.html", {"datasets": None}, user=user)
+def new_job_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return respond(request, "new.html", {"datasets": dataset_choices(p)}, user=user)
+
+
+def dataset_choices(p: Platform) -> list[dict[str, Any]]:
+    """Per dataset: its name (the latest version at submit) and every version, newest first."""
+    versions: dict[str, list[str]] = {}
+    for m in list_datasets(p.datasets):  # oldest first
+        versions.setdefault(m.name, []).insert(0, m.version)
+    return [{"name": name, "versions": vs} for name, vs in sorted(versions.items())]
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
+
+@router.get("/ui/datasets")
+def datasets_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return respond(request, "datasets.html", datasets_api.list_all(p, user), user=user)
+
+
+@router.get("/ui/datasets/{name}")
+def dataset_page(request: Request, name: str, p: PlatformDep, user: UserDep) -> Response:
+    try:
+        data = datasets_api.show_name(name, p, user)
+    except ModelyardError as exc:
+        if exc.code not in (ErrorCode.NOT_FOUND, ErrorCode.INVALID):
+            raise
+        return respond(request, "not_found.html", exc.to_dict(), user=user, status_code=404)
+    return respond(request, "dataset.html", data, user=user)
 
 
 @router.get("/ui/queue")

@@ -89,7 +89,7 @@ def _env() -> Environment:
 TEMPLATES = _env()
 
 
-def render(name: str, **context: Any) -> str:
+def render(name: str, /, **context: Any) -> str:
     return TEMPLATES.get_template(name).render(**context)
 
 

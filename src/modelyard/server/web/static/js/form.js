@@ -30,6 +30,7 @@ export function readSpec(form) {
   };
   if (!spec.command) errors.push(["command", "the command is empty"]);
   if (v("name")) spec.name = v("name");
+  if (form.elements.dataset && v("dataset")) spec.dataset = v("dataset");
   if (v("name").length > 200) errors.push(["name", "at most 200 characters"]);
   if (v("resources.memory")) {
     if (SIZE.test(v("resources.memory"))) spec.resources.memory = v("resources.memory");

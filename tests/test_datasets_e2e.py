@@ -59,6 +59,15 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wd
 
 
+def wait_end(server: ServerProcess, job_id: int) -> None:
+    with server.client() as c:
+        def done() -> bool:
+            state = c.get(f"/jobs/{job_id}").json()["state"]
+            assert state in ("queued", "starting", "running", "succeeded"), state
+            return state == "succeeded"
+        wait_for(done, timeout=60, what=f"job {job_id} to succeed")
+
+
 def seen(server: ServerProcess, job_id: int) -> dict:
     with server.client() as c:
         lines = c.get(f"/jobs/{job_id}/logs", params={"limit": 10000}).json()["lines"]
@@ -82,21 +91,20 @@ def test_import_split_format_train_reuse_and_remove(server: ServerProcess, workd
     assert version["new"] is True and version["format"] == "npz" and version["source_kind"] == "idx"
     assert {s["name"]: s["count"] for s in version["splits"]} == {"train": 40, "val": 10}
     assert all(sum(s["labels"].values()) == s["count"] for s in version["splits"])  # stratified, counted
-    # the same source again is the same version, not a new one
-    again = ok(cli(["dataset", "create", "digits", str(src), "--split", "train=0.8,val=0.2", "--format", "npz",
-                    "--json"], env))
-    assert again["ref"] == ref and again["new"] is False
-
     listed = ok(cli(["dataset", "ls", "--json"], env))["datasets"]
     assert [(d["name"], d["versions"], d["latest"]["ref"]) for d in listed] == [("digits", 1, ref)]
     shown = ok(cli(["dataset", "show", "digits", "--json"], env))
     assert shown["latest"] == ref and shown["versions"][0]["jobs"] == []
     assert {f["path"] for f in shown["versions"][0]["files"]} == {"train/train.npz", "val/val.npz"}
+    with server.client() as c:  # the same source again is the same version, not a new one
+        again = c.post("/datasets", json={"name": "digits", "source": str(src), "split": "train=0.8,val=0.2",
+                                          "format": "npz"}).json()
+    assert again["ref"] == ref and again["new"] is False
 
     # a job on the latest version: pinned at submit, materialised before the command
     job = ok(cli(["submit", "--dataset", "digits", "--json", "--", PY, "train.py"], env, cwd=workdir))
     assert job["dataset"] == ref and job["dataset_requested"] == "digits"
-    assert cli(["wait", str(job["id"]), "--timeout", "60s"], env).returncode == 0
+    wait_end(server, job["id"])
     first = seen(server, job["id"])
     assert first["folders"] == ["train", "val"]
     assert first["train"] == [40, 40, [4, 5]] and first["val"] == [10, 10, [4, 5]]
@@ -107,7 +115,7 @@ def test_import_split_format_train_reuse_and_remove(server: ServerProcess, workd
 
     # a second job on the same version reads the same cached copy: nothing fetched again
     job2 = ok(cli(["submit", "--dataset", ref, "--json", "--", PY, "train.py"], env, cwd=workdir))
-    assert cli(["wait", str(job2["id"]), "--timeout", "60s"], env).returncode == 0
+    wait_end(server, job2["id"])
     assert seen(server, job2["id"]) == first
     assert any("already in the cache" in n for n in notes(server, job2["id"]))
     assert (cached.stat().st_ino, cached.stat().st_mtime_ns) == (inode, mtime)
@@ -121,20 +129,20 @@ def test_import_split_format_train_reuse_and_remove(server: ServerProcess, workd
     refused = cli(["dataset", "rm", ref], env)
     assert refused.returncode == 1
     assert refused.stderr.startswith("error: dataset: ") and f"job {job3['id']}" in refused.stderr
-    assert ok(cli(["dataset", "show", ref, "--json"], env))["ref"] == ref  # still there, whole
-
-    shown = ok(cli(["dataset", "show", ref, "--json"], env))
-    assert [j["id"] for j in shown["jobs"]] == [job["id"], job2["id"], job3["id"]]
-    human = cli(["dataset", "show", ref], env)
+    human = cli(["dataset", "show", ref], env)  # still there, whole, with the jobs that used it
     assert human.returncode == 0 and "jobs that used it" in human.stdout and "train/train.npz" in human.stdout
+    with server.client() as c:
+        assert [j["id"] for j in c.get(f"/datasets/digits/{version['version']}").json()["jobs"]] == [
+            job["id"], job2["id"], job3["id"]]
 
     gate.touch()
-    assert cli(["wait", str(job3["id"]), "--timeout", "60s"], env).returncode == 0
+    wait_end(server, job3["id"])
     removed = ok(cli(["dataset", "rm", ref, "--json"], env))
     assert [v["ref"] for v in removed["removed"]] == [ref]
-    assert ok(cli(["dataset", "ls", "--json"], env))["datasets"] == []
-    # the ended jobs keep the version they used on record
-    assert ok(cli(["show", str(job["id"]), "--json"], env))["dataset"] == ref
+    with server.client() as c:
+        assert c.get("/datasets").json()["datasets"] == []
+        # the ended jobs keep the version they used on record
+        assert c.get(f"/jobs/{job['id']}").json()["dataset"] == ref
 
 
 def test_unknown_dataset_at_submit_names_the_field(server: ServerProcess, workdir: Path) -> None:
@@ -159,9 +167,11 @@ def test_a_dataset_on_s3_end_to_end(s3_env: dict[str, str], tmp_path: Path, work
         src = make_mnist(tmp_path / "mnist", n_train=30, n_test=10, gz=True)
         version = ok(cli(["dataset", "create", "mnist", str(src), "--split", "train=0.75,val=0.25",
                           "--format", "npz", "--json"], env))
-        job = ok(cli(["submit", "--dataset", "mnist", "--json", "--", PY, "train.py"], env, cwd=workdir))
+        with srv.client() as c:  # no snapshot: the job runs in its workdir
+            job = c.post("/jobs", json={"spec": {"command": [PY, "train.py"], "workdir": str(workdir),
+                                                 "dataset": "mnist"}}).json()
         assert job["dataset"] == version["ref"]
-        assert cli(["wait", str(job["id"]), "--timeout", "60s"], env).returncode == 0
+        wait_end(srv, job["id"])
         got = seen(srv, job["id"])
         assert got["train"][0] == 30 and got["val"][0] == 10
     finally:

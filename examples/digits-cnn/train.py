@@ -8,7 +8,8 @@ scikit-learn only, never on modelyard. It follows the platform's contract:
   epoch plus ``latest.pt``, each written whole before it appears;
 - with ``$MODELYARD_RESUME_DIR/latest.pt`` present it resumes: model, optimizer,
   LR schedule and epoch count carry on from there;
-- ``$MODELYARD_DATA_DIR`` with ``train.npz`` and ``val.npz`` (arrays ``x``, ``y``)
+- ``$MODELYARD_DATA_DIR`` with ``train/train.npz`` and ``val/val.npz`` (``modelyard dataset create ... --format npz``;
+  plain ``train.npz`` and ``val.npz`` also do), arrays ``x``, ``y``
   replaces the bundled data set;
 - it uses a GPU when ``CUDA_VISIBLE_DEVICES`` gives one, else the CPU.
 
@@ -53,8 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_val, y_val); x as float32 in [0, 1], shape (n, 1, 8, 8)."""
     data_dir = os.environ.get("MODELYARD_DATA_DIR")
-    if data_dir and (Path(data_dir) / "train.npz").is_file() and (Path(data_dir) / "val.npz").is_file():
-        with np.load(Path(data_dir) / "train.npz") as tr, np.load(Path(data_dir) / "val.npz") as va:
+    train, val = (_split_file(Path(data_dir), s) for s in ("train", "val")) if data_dir else (None, None)
+    if train and val:
+        with np.load(train) as tr, np.load(val) as va:
             x_tr, y_tr, x_va, y_va = tr["x"], tr["y"], va["x"], va["y"]
     else:
         from sklearn.datasets import load_digits
@@ -65,6 +67,11 @@ def load_data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             digits.images, digits.target, test_size=0.2, stratify=digits.target, random_state=SEED
         )
     return _as_images(x_tr), y_tr.astype(np.int64), _as_images(x_va), y_va.astype(np.int64)
+
+
+def _split_file(root: Path, split: str) -> Path | None:
+    """``<split>/<split>.npz`` (a dataset made with ``--format npz``), or ``<split>.npz``."""
+    return next((p for p in (root / split / f"{split}.npz", root / f"{split}.npz") if p.is_file()), None)
 
 
 def _as_images(x: np.ndarray) -> np.ndarray:

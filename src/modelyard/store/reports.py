@@ -78,16 +78,19 @@ def _for_update(db: Database, query: sa.Select[Any]) -> sa.Select[Any]:
 
 
 def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[Any], system: list[Any]) -> None:
+    # Logs and metrics arrive by the tens of thousands a batch: they go to the
+    # driver as plain tuples (SQLAlchemy's per-row parameter processing cost
+    # ~20 us a row, most of the time a batch took), and on PostgreSQL by COPY.
     if logs:
-        base = a.log_count
-        conn.execute(log_lines.insert(), [
-            {"attempt_id": a.id, "n": base + i, "t": float(t), "stream": STREAMS.get(stream, 0), "text": str(text)}
+        base, attempt_id, streams = a.log_count, a.id, STREAMS
+        _bulk_insert(conn, log_lines, ("attempt_id", "n", "t", "stream", "text"), [
+            (attempt_id, base + i, float(t), streams.get(stream, 0), str(text))
             for i, (t, stream, text) in enumerate(logs)
         ])
     if points:
-        conn.execute(metrics.insert(), [
-            {"job_id": a.job_id, "attempt_id": a.id, "name": str(name), "value": float(value),
-             "step": step, "epoch": epoch, "t": float(t)}
+        job_id, attempt_id = a.job_id, a.id
+        _bulk_insert(conn, metrics, ("job_id", "attempt_id", "name", "value", "step", "epoch", "t"), [
+            (job_id, attempt_id, str(name), float(value), step, epoch, float(t))
             for name, value, step, epoch, t in points
         ])
     if system:
@@ -96,6 +99,19 @@ def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[
              "memory_rss": s.get("memory_rss"), "gpus": orjson.dumps(s.get("gpus") or []).decode()}
             for s in system
         ])
+
+
+def _bulk_insert(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Rows (tuples in ``columns`` order) into ``table`` inside the open transaction, the fastest way per dialect."""
+    names = ", ".join(columns)  # our own column names: nothing from a request reaches the SQL text
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.driver_connection
+        with driver.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" * len(columns)) if conn.dialect.paramstyle == "qmark" else ", ".join(["%s"] * len(columns))
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
 
 
 def _apply_event(conn: sa.Connection, a: Attempt, ev: dict[str, Any], now: float, result: ReportResult) -> None:

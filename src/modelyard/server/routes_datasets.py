@@ -173,11 +173,17 @@ def _source_of(body: CreateBody, p: Platform, user: User) -> tuple[str, Path | N
         # a tar of one folder or one file: that is the source, named as the client named it
         return str(folder / entries[0]) if len(entries) == 1 else str(folder), folder
     source = body.source.strip()
-    if ("://" not in source or source.startswith("file://")) and not user.is_admin:
+    if _reads_server_disk(source) and not user.is_admin:
         # a path on the server's own disk would let any user read the server's files
         raise ModelyardError(ErrorCode.FORBIDDEN, "only an admin may import a path on the server; upload the "
                              "source instead (the CLI does so for a local SOURCE)", field="source")
     return source, None
+
+
+def _reads_server_disk(source: str) -> bool:
+    """A plain path, or a URL (chained ones too: ``simplecache::file://...``) on a local filesystem."""
+    target = source.split("::")[-1]  # in a chain, the last URL is where the bytes come from
+    return "://" not in target or target.split("://", 1)[0].lower() in ("file", "local")
 
 
 def _unpack(tar_path: Path, dest: Path) -> None:

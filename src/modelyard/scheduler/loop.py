@@ -4,6 +4,11 @@ One ``tick`` (1) ends attempts whose supervisor is gone or silent past the
 heartbeat timeout (LOST, retried if the job has retries left), then (2) asks
 the pure policy for placements and launches each. It runs on a timer and
 whenever ``wake`` is called (after a submit, a restart or an attempt's end).
+
+The queue is read incrementally (``QueueView``): the whole queue once, then
+per pass only the jobs named by state-change events newer than the last one
+seen. With 10,000 queued jobs a full read costs ~0.3 s a pass here (a row and
+a Resources per job); an incremental one, two small queries.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from modelyard.scheduler import policy
 from modelyard.scheduler.launch import LaunchContext, build_launch
 from modelyard.store import jobs as store_jobs
 from modelyard.store.db import Database
+from modelyard.store.records import Job
 from modelyard.store.users import new_token
 
 log = logging.getLogger("modelyard.scheduler")
@@ -45,6 +51,7 @@ class SchedulerLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
+        self.queue = QueueView(db)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="modelyard-scheduler", daemon=True)
@@ -90,14 +97,9 @@ class SchedulerLoop:
                 self.on_final(attempt.job_id, final)
 
     def schedule(self, now: float) -> None:
-        queued = store_jobs.queued_jobs(self.db)
-        if not queued:
+        pending = self.queue.refresh(now)
+        if not pending:
             return
-        pending = [
-            policy.QueuedJob(id=q.id, resources=q.resources, priority=q.priority, order=q.queued_at,
-                             max_runtime=q.max_runtime, user=str(q.user_id))
-            for q in queued
-        ]
         running = [
             policy.RunningJob(id=a.job_id, resources=a.resources, gpus=a.gpus, expected_end=a.expected_end,
                               user=str(a.user_id))
@@ -122,3 +124,69 @@ class SchedulerLoop:
                 self.on_final(job_id, final)
             return
         store_jobs.set_handle(self.db, attempt.id, handle)
+
+
+class QueueView:
+    """The queued jobs as the policy sees them, kept current from the events table.
+
+    Every state change is an event row written in the same transaction as the
+    change, so the jobs named by events past ``cursor`` are the only ones whose
+    place in the queue can have changed. On SQLite (one writer) event ids commit
+    in order; on PostgreSQL a transaction may commit a smaller id after a larger
+    one is visible, so the last ``PG_LOOKBACK`` ids are read again each pass.
+    A full read every ``RESYNC_EVERY`` seconds bounds any other drift.
+    """
+
+    PG_LOOKBACK = 200
+    RESYNC_EVERY = 60.0
+    PAGE = 5000
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.jobs: dict[int, policy.QueuedJob] = {}
+        self.cursor: int | None = None  # the newest event applied
+        self.synced_at = 0.0
+
+    def refresh(self, now: float) -> list[policy.QueuedJob]:
+        if self.cursor is None or now - self.synced_at > self.RESYNC_EVERY or now < self.synced_at:
+            self._resync(now)
+        else:
+            self._apply_events()
+        return list(self.jobs.values())
+
+    def _resync(self, now: float) -> None:
+        cursor = store_jobs.last_event_id(self.db)  # before the read: what happens meanwhile is replayed
+        self.jobs = {
+            q.id: policy.QueuedJob(id=q.id, resources=q.resources, priority=q.priority, order=q.queued_at,
+                                   max_runtime=q.max_runtime, user=str(q.user_id))
+            for q in store_jobs.queued_jobs(self.db)
+        }
+        self.cursor, self.synced_at = cursor, now
+
+    def _apply_events(self) -> None:
+        assert self.cursor is not None
+        start = self.cursor if self.db.is_sqlite else max(0, self.cursor - self.PG_LOOKBACK)
+        latest: dict[int, tuple[int, JobState]] = {}
+        while True:
+            page = store_jobs.events_since(self.db, start, limit=self.PAGE)
+            for ev in page:
+                latest[ev.job_id] = (ev.id, ev.to_state)
+            if len(page) < self.PAGE:
+                break
+            start = page[-1].id
+        for job_id, (event_id, state) in latest.items():
+            queued = state is JobState.QUEUED
+            if event_id <= self.cursor and queued == (job_id in self.jobs):
+                continue  # seen before (the PostgreSQL look-back)
+            job = store_jobs.get_job(self.db, job_id) if queued else None
+            if job is not None and job.state is JobState.QUEUED:
+                self.jobs[job_id] = _queued(job)
+            else:
+                self.jobs.pop(job_id, None)
+        if latest:
+            self.cursor = max(self.cursor, *(event_id for event_id, _ in latest.values()))
+
+
+def _queued(job: Job) -> policy.QueuedJob:
+    return policy.QueuedJob(id=job.id, resources=job.resources, priority=job.priority, order=job.queued_at,
+                            max_runtime=job.spec.max_runtime, user=str(job.user_id))

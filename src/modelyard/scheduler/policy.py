@@ -169,6 +169,15 @@ class _Pass:
             # Below any of these, no queued job can fit: the rest of the scan is moot.
             least = (min(map(attrgetter("gpus"), demands)), min(map(attrgetter("cpus"), demands)),
                      min(map(attrgetter("memory"), demands)))
+            if self._exhausted(least):
+                # Nothing can start now (the common case with a long queue on a full
+                # machine): all that is left is the head's reservation, not a scan.
+                for job in ordered:
+                    if self._within_quota(job):
+                        self._reserve(job)
+                        if self.reservation is not None:
+                            break
+                return Decision(self.placements, self.reservation)
             for job in ordered:
                 # Only a placement shrinks what is free, so only then can the scan end early.
                 if self._consider(job) and self._exhausted(least):

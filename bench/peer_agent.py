@@ -79,6 +79,7 @@ class Agent:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: healthy(f"{url}/api/version"), 120, 0.2, "Ray dashboard")
         self.ray_client = JobSubmissionClient(url)
+        self.ray_submit_latency(1)  # warm-up: the first job after start pays Ray's worker start-up
         return {"url": url}
 
     def ray_stop(self) -> dict:
@@ -127,6 +128,7 @@ class Agent:
         from mlflow import MlflowClient
         self.mlflow = MlflowClient(tracking_uri=url)
         self.experiment = self.mlflow.create_experiment(f"bench-{port}")
+        self.mlflow_log_batch(1000)  # warm-up: the first requests pay the server's lazy imports
         return {"url": url, "started_in": started_in}
 
     def mlflow_stop(self) -> dict:

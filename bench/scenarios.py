@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Side, alternate, ratio, summary, wait_until
+from bench.harness import Side, alternate, ratio, summary
 from bench.ours import METRICS_SCRIPT, STARTED, STREAM_SCRIPT, TERMINAL, Server, iso_time, job_dir
 from bench.peers import PeerAgent
 
@@ -107,6 +107,7 @@ def submit_to_running(ctx: Context, server: Server) -> dict[str, Any]:
             server.wait_state(job_id, TERMINAL, interval=0.02)
         return out
 
+    server.wait_state(server.submit(["true"]), TERMINAL)  # warm-up, as the peer gets one
     mine = Side("modelyard", ours)
     peers = [Side("ray jobs", lambda: ctx.ray().call("ray_submit_latency", n=n)["samples"])] if ctx.peers else []
     alternate([mine, *peers], ctx.sizes.repeat)

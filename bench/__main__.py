@@ -37,9 +37,10 @@ def machine() -> dict[str, Any]:
 
 
 class Run:
-    def __init__(self, ctx: sc.Context, only: set[str]) -> None:
+    def __init__(self, ctx: sc.Context, only: set[str], on_row: Callable[[], None] = lambda: None) -> None:
         self.ctx, self.only = ctx, only
         self.rows: list[dict[str, Any]] = []
+        self.on_row = on_row
 
     def wanted(self, *names: str) -> bool:
         return any(n in self.only for n in names)
@@ -59,6 +60,7 @@ class Run:
             r["took_s"] = round(time.perf_counter() - t0, 1)
             self.rows.append(r)
             print(f"bench: {r['name']}: {_brief(r)}", file=sys.stderr, flush=True)
+        self.on_row()
         return result
 
     def all(self) -> None:
@@ -102,6 +104,15 @@ def _brief(r: dict[str, Any]) -> str:
     return f"median {m.get('median', 0):.4g} {r['unit']}" + (f"; {peers}" if peers else "") + f"; met={r['met']}"
 
 
+def _write(out: Path | None, doc: dict[str, Any]) -> None:
+    if out is None:
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    tmp.replace(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repetition (the smoke test)")
@@ -120,29 +131,29 @@ def main(argv: list[str] | None = None) -> int:
     peers = None if args.no_peers else PeerAgent()
     started = time.time()
     before = machine()
-    run = Run(sc.Context(sizes, peers), only)
+    out = args.out or (None if args.quick or args.only else RESULTS)
+
+    def document(*, partial: bool) -> dict[str, Any]:
+        return {
+            "machine": before, "load_after": os.getloadavg(), "started": started,
+            "duration_s": round(time.time() - started, 1), "partial": partial,
+            "versions": {"modelyard": modelyard.__version__, "peers": None if args.no_peers else PINS},
+            "options": {"quick": args.quick, "peers": not args.no_peers, "repeat": sizes.repeat,
+                        "only": sorted(only)},
+            "sizes": dataclasses.asdict(sizes), "scenarios": run.rows,
+        }
+
+    # after every scenario, so a long run cut short still leaves what it measured
+    run = Run(sc.Context(sizes, peers), only, on_row=lambda: _write(out, document(partial=True)))
     try:
         run.all()
     finally:
         run.ctx.ray_done() if peers else None
         if peers is not None:
             peers.close()
-    doc = {
-        "machine": before, "load_after": os.getloadavg(), "started": started,
-        "duration_s": round(time.time() - started, 1),
-        "versions": {"modelyard": modelyard.__version__, "peers": None if args.no_peers else PINS},
-        "options": {"quick": args.quick, "peers": not args.no_peers, "repeat": sizes.repeat,
-                    "only": sorted(only)},
-        "sizes": dataclasses.asdict(sizes), "scenarios": run.rows,
-    }
-    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
-    print(text)
-    out = args.out or (None if args.quick or args.only else RESULTS)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(out)
+    doc = document(partial=False)
+    print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+    _write(out, doc)
     return 1 if any("error" in r for r in run.rows) else 0
 
 

@@ -68,22 +68,32 @@ class Agent:
     # -- Ray Jobs -------------------------------------------------------------
 
     def ray_start(self) -> dict:
+        """A head of our own: ``ray start --block`` in its own session and temp dir, so that stopping it
+        ends only what it started (``ray stop`` would end every Ray on the machine, other people's too)."""
         port = free_port()
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True)
-        subprocess.run([str(BIN / "ray"), "start", "--head", "--num-cpus", "2", "--port", str(free_port()),
-                        "--dashboard-port", str(port), "--include-dashboard", "true",
-                        "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"],
-                       env=env, check=True, capture_output=True)
+        temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray wants a short path for its sockets
+        self.ray_proc = subprocess.Popen(
+            [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(free_port()),
+             "--dashboard-port", str(port), "--include-dashboard", "true", "--temp-dir", str(temp),
+             "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"],
+            env=env, stdout=open(self.tmp / "ray.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
         from ray.job_submission import JobSubmissionClient
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: healthy(f"{url}/api/version"), 120, 0.2, "Ray dashboard")
+        wait_until(lambda: healthy(f"{url}/api/version"), 300, 0.2, "Ray dashboard")
         self.ray_client = JobSubmissionClient(url)
         self.ray_submit_latency(1)  # warm-up: the first job after start pays Ray's worker start-up
         return {"url": url}
 
     def ray_stop(self) -> dict:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True)
+        proc = getattr(self, "ray_proc", None)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # --block: ray start then stops the processes it started
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.ray_proc = None
         self.ray_client = None
         return {}
 

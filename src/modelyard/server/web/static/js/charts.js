@@ -4,6 +4,13 @@
 // every series to the chart's width (?max_points=), so a million points draw at
 // once; dragging across a chart zooms every chart to that x-range and fetches
 // its detail (/metrics/window), "reset zoom" goes back to the whole run.
+//
+// What the charts show (jobs, axis, zoom) is a "view"; each change numbers a new
+// one. A fetch draws only if its view is still current: a slow overview (a
+// million points on a cold cache takes seconds) never lands on top of the zoom,
+// the other jobs or the axis asked for meanwhile. Refreshes of one view never
+// overlap: one asked for while another is in flight runs once that one ends, so
+// the last points of a finished job are always fetched after they were written.
 import { api } from "./api.js";
 
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f"];
@@ -19,6 +26,32 @@ export function toXY(points, axis, t0) {
   });
   const xs = [...byX.keys()].sort((a, b) => a - b);
   return [xs, xs.map((x) => byX.get(x))];
+}
+
+/** y-axis labels with as many decimals as the tick spacing needs: uPlot's default keeps 3, so a
+ *  learning rate stepping by 0.0002 read "0.002, 0.002, 0.002, 0.001". */
+function tickLabels(u, splits, axisIdx, space, incr) {
+  let decimals = 0; // the fewest that write the spacing exactly: 0.25 -> 2, 0.0002 -> 4, 5 -> 0
+  while (decimals < 12 && incr > 0) {
+    const scaled = incr * 10 ** decimals;
+    if (Math.abs(scaled - Math.round(scaled)) <= 1e-6 * Math.max(1, scaled)) break;
+    decimals++;
+  }
+  return splits.map((v) => (v == null ? "" : v.toLocaleString("en-US",
+    { minimumFractionDigits: decimals, maximumFractionDigits: decimals })));
+}
+
+/** The y-axis as wide as its longest label (uPlot's "axis autosize" recipe), so 0.00175 is not cut. */
+function axisSize(u, values, axisIdx, cycleNum) {
+  const axis = u.axes[axisIdx];
+  if (cycleNum > 1) return axis._size; // settled: don't flip between two widths
+  let size = axis.ticks.size + axis.gap;
+  const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
+  if (longest) {
+    u.ctx.font = axis.font[0];
+    size += u.ctx.measureText(longest).width / devicePixelRatio;
+  }
+  return Math.max(40, Math.ceil(size) + 4);
 }
 
 function chartWidth(box) {
@@ -44,7 +77,7 @@ function plot(box, registry, key, { title, xLabel, labels, data, onSelect = null
     series: [{ label: xLabel }, ...labels.map((label, i) => ({
       label, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true, points: { show: false },
     }))],
-    axes: [{ label: xLabel }, { size: 60 }],
+    axes: [{ label: xLabel }, { size: axisSize, values: tickLabels }],
     cursor: { drag: { x: true, y: false, setScale: false } },
     legend: { live: true },
     hooks: { setSelect: [(u) => {
@@ -67,6 +100,9 @@ export class MetricCharts {
     this.ownId = jobIds[0];
     this.axis = "step";
     this.zoom = null; // [min, max] of x while zoomed
+    this.view = 0; // bumped whenever jobs, axis or zoom change
+    this.loading = null; // the view whose refresh is in flight
+    this.again = false; // refresh once more when it ends
     this.t0 = {};
     this.labels = {};
     this.registry = window.modelyard.charts;
@@ -81,6 +117,7 @@ export class MetricCharts {
 
   async setJobs(ids) {
     this.jobIds = ids;
+    this.view++;
     await Promise.all(ids.filter((id) => !(id in this.labels)).map(async (id) => {
       try { this.labels[id] = `#${id} ${(await api(`/jobs/${id}`)).name}`; } catch { this.labels[id] = `#${id} (not found)`; }
     }));
@@ -90,6 +127,7 @@ export class MetricCharts {
 
   setAxis(axis) {
     this.axis = axis;
+    this.view++;
     this.zoom = null;
     this.resetButton.hidden = true;
     this.clear();
@@ -103,39 +141,56 @@ export class MetricCharts {
 
   async refresh() {
     if (this.zoom) return; // a zoomed chart holds its detail until the zoom is reset
+    const view = this.view;
+    if (this.loading === view) { this.again = true; return; }
+    this.loading = view;
+    this.again = false;
+    const ids = this.jobIds;
     const width = chartWidth(this.box);
-    const perJob = await Promise.all(this.jobIds.map((id) =>
-      api(`/jobs/${id}/metrics?max_points=${width}`).catch(() => ({}))));
-    perJob.forEach((series, i) => { this.t0[this.jobIds[i]] = firstTime(series); });
-    this.draw(perJob);
+    try {
+      const perJob = await Promise.all(ids.map((id) =>
+        api(`/jobs/${id}/metrics?max_points=${width}`).catch(() => ({}))));
+      if (view !== this.view) return; // jobs, axis or zoom changed meanwhile: that view's fetch draws
+      perJob.forEach((series, i) => { this.t0[ids[i]] = firstTime(series); });
+      this.draw(ids, perJob);
+    } finally {
+      if (this.loading === view) {
+        this.loading = null;
+        if (this.again) { this.again = false; this.refresh(); }
+      }
+    }
   }
 
   async zoomTo(min, max) {
+    const view = ++this.view;
     this.zoom = [min, max];
     this.resetButton.hidden = false;
+    const ids = this.jobIds;
     const width = chartWidth(this.box);
-    const perJob = await Promise.all(this.jobIds.map((id) => {
+    const perJob = await Promise.all(ids.map((id) => {
       const shift = this.axis === "time" ? this.t0[id] || 0 : 0;
       const q = `x=${this.axis}&start=${min + shift}&end=${max + shift}&max_points=${width}`;
       return api(`/jobs/${id}/metrics/window?${q}`).catch(() => ({}));
     }));
-    this.draw(perJob);
+    if (view !== this.view) return; // zoomed again, or reset, meanwhile
+    this.draw(ids, perJob);
     for (const u of Object.values(this.registry)) u.setScale("x", { min, max });
   }
 
   resetZoom() {
+    this.view++;
     this.zoom = null;
     this.resetButton.hidden = true;
     for (const u of Object.values(this.registry)) u._zoomed = false;
     this.refresh();
   }
 
-  draw(perJob) {
+  draw(ids, perJob) {
     const names = [...new Set(perJob.flatMap((s) => Object.keys(s)))].sort();
     this.box.querySelector(".empty-charts")?.toggleAttribute("hidden", names.length > 0);
-    const labels = this.jobIds.map((id) => this.labels[id] || `#${id}`);
+    const labels = ids.map((id) => this.labels[id] || `#${id}`);
     for (const name of names) {
-      const tables = perJob.map((s, i) => toXY(s[name] || [], this.axis, this.t0[this.jobIds[i]] || 0));
+      const tables = perJob.map((s, i) => toXY(s[name] || [], this.axis, this.t0[ids[i]] || 0));
       const data = tables.length === 1 ? tables[0] : window.uPlot.join(tables);
       const u = plot(this.box, this.registry, name, {
         title: name, xLabel: AXIS_LABELS[this.axis], labels, data, onSelect: (min, max) => this.zoomTo(min, max),

@@ -1,5 +1,6 @@
 // Notices: when one of the signed-in user's jobs ends, a toast says so on
 // whatever page is open (and a desktop notification, if the user allowed them).
+// A toast goes by itself after 20 s, or at once with its × button.
 
 const ENDINGS = {
   succeeded: "finished", failed: "failed", timed_out: "timed out", lost: "was lost", stopped: "was stopped",
@@ -7,11 +8,20 @@ const ENDINGS = {
 
 export function toast(text, { kind = "info", href = null, timeout = 20000 } = {}) {
   const box = document.getElementById("toasts");
-  const el = document.createElement(href ? "a" : "div");
+  const el = document.createElement("div");
   el.className = `toast toast-${kind}`;
   el.setAttribute("role", "status");
-  el.textContent = text;
-  if (href) el.href = href;
+  const body = document.createElement(href ? "a" : "span");
+  body.textContent = text;
+  if (href) body.href = href;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.className = "toast-close";
+  close.title = "dismiss";
+  close.setAttribute("aria-label", "dismiss");
+  close.textContent = "×";
+  close.addEventListener("click", () => el.remove());
+  el.append(body, close);
   box.append(el);
   if (timeout) setTimeout(() => el.remove(), timeout);
   return el;

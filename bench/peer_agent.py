@@ -82,7 +82,15 @@ class Agent:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: healthy(f"{url}/api/version"), 300, 0.2, "Ray dashboard")
         self.ray_client = JobSubmissionClient(url)
-        self.ray_submit_latency(1)  # warm-up: the first job after start pays Ray's worker start-up
+        deadline = time.monotonic() + 300
+        while True:  # warm-up: the first job pays Ray's worker start-up; the job agent may come up late
+            try:
+                self.ray_submit_latency(1)
+                break
+            except RuntimeError as e:  # "No available agent to submit job, please try again later."
+                if "try again" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
         return {"url": url}
 
     def ray_stop(self) -> dict:

@@ -5,7 +5,8 @@ would go through. Waits are Playwright's (expect, wait_for_function), never slee
 """
 from __future__ import annotations
 
-import shutil
+import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,7 +158,7 @@ def test_a_job_from_the_form_goes_live_in_the_table_and_its_chart_grows(page: Pa
     page.select_option("#x-axis", "step")
     page.wait_for_function("() => window.modelyard.charts.loss?.data[0].length === 32")
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "job-page-live.png"), full_page=True)
 
 
 def test_stop_and_restart_with_the_buttons_after_confirming(page: Page, server: ServerProcess) -> None:
@@ -226,3 +227,209 @@ def test_a_long_log_loads_its_tail_first_and_earlier_ranges_on_scroll(page: Page
     page.locator("#log").evaluate("el => el.scrollTop = 0")
     expect(lines.first).to_have_text("line 18000")  # scrolling up fetched the range before it
     expect(lines.last).to_have_text("line 19999")
+
+
+# -- charts: overlays, a million points, zoom ----------------------------------------------------
+
+# one metric line per point, written in blocks (a job printing 1,000,000 lines one print() at a time
+# spends most of its time in print); the supervisor reads them from the pipe like any job's output
+MILLION = 1_000_000
+BIG = [PY, "-c", (
+    "import math, sys\n"
+    f"n = {MILLION}\n"
+    "for s in range(0, n, 10000):\n"
+    "    sys.stdout.write(''.join('{\"metric\": \"big\", \"value\": %.4f, \"step\": %d}\\n'\n"
+    "        % (math.sin(i / 20000) + (i * 7919 % 101) / 500, i) for i in range(s, min(n, s + 10000))))\n")]
+
+
+def finished(server: ServerProcess, timeout: float = 60, **spec: object) -> dict:
+    """Submit a job through the API and wait for it to succeed."""
+    job = submit(server, **spec)
+    with server.client() as c:
+        wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["state"] in ("succeeded", "failed", "stopped"),
+                 timeout=timeout, what=f"job {job['id']} ended")
+        job = c.get(f"/jobs/{job['id']}").json()
+    assert job["state"] == "succeeded", job
+    return job
+
+
+def curve(scale: float) -> list[str]:
+    return [PY, "-c", f"import json\nfor i in range(20): print(json.dumps(dict(metric='loss', value={scale}/(i+1), step=i)))"]
+
+
+def test_compare_with_overlays_other_jobs_on_one_chart(page: Page, server: ServerProcess) -> None:
+    a = finished(server, name="run-a", command=curve(1))
+    b = finished(server, name="run-b", command=curve(2))
+    page.goto(f"{server.url}/ui/jobs/{a['id']}")
+    page.wait_for_function("() => window.modelyard.charts.loss?.data[0].length === 20")
+    assert page.evaluate("window.modelyard.charts.loss.series.length") == 2  # x and one job
+    page.fill("#compare", str(b["id"]))
+    page.press("#compare", "Enter")
+    page.wait_for_function("() => window.modelyard.charts.loss?.series.length === 3")
+    chart = page.evaluate("""() => { const u = window.modelyard.charts.loss;
+        return {labels: u.series.slice(1).map((s) => s.label), data: u.data.map((d) => Array.from(d))}; }""")
+    assert chart["labels"] == [f"#{a['id']} run-a", f"#{b['id']} run-b"]
+    xs, ya, yb = chart["data"]
+    assert xs == list(range(20))  # one x-axis, both jobs' points on it
+    assert ya == pytest.approx([1 / (i + 1) for i in range(20)])
+    assert yb == pytest.approx([2 / (i + 1) for i in range(20)])
+    expect(page.locator('[data-chart="loss"] .u-legend')).to_contain_text("run-b")
+
+
+@pytest.fixture(scope="module")
+def big_job(server: ServerProcess) -> dict:
+    return finished(server, name="million", command=BIG, timeout=120)
+
+
+def test_a_million_point_series_draws_at_once_downsampled_to_the_chart_width(
+        page: Page, server: ServerProcess, big_job: dict) -> None:
+    with server.client() as c:  # all of it is stored: the chart is what is cut down, not the data
+        assert c.get(f"/jobs/{big_job['id']}/metrics/window", params={"start": MILLION - 3, "max_points": 10}).json()[
+            "big"][-1]["step"] == MILLION - 1
+    page.goto(f"{server.url}/ui/jobs/{big_job['id']}")
+    page.wait_for_function("() => (window.modelyard.charts.big?.data[0].length || 0) > 0", timeout=15_000)
+    drawn_ms = page.evaluate("performance.now()")  # since navigation started
+    chart = page.evaluate("""() => { const u = window.modelyard.charts.big;
+        return {n: u.data[0].length, width: u.width, first: u.data[0][0], last: u.data[0].at(-1)}; }""")
+    print(f"\n{MILLION} points: chart drawn {drawn_ms / 1000:.1f} s after navigation, {chart}")
+    assert drawn_ms < 10_000
+    assert chart["width"] / 2 <= chart["n"] <= 2 * chart["width"]  # downsampled by the server to the width
+    assert chart["first"] == 0 and chart["last"] == MILLION - 1  # the whole run, ends kept
+
+
+def test_dragging_across_a_chart_fetches_the_detail_of_that_range(page: Page, server: ServerProcess,
+                                                                  big_job: dict) -> None:
+    page.goto(f"{server.url}/ui/jobs/{big_job['id']}")
+    page.wait_for_function("() => (window.modelyard.charts.big?.data[0].length || 0) > 0", timeout=15_000)
+    overview = page.evaluate("Array.from(window.modelyard.charts.big.data[0])")
+    box = page.locator('[data-chart="big"] .u-over').bounding_box()
+    assert box is not None
+    left, right, y = box["x"] + box["width"] * 0.40, box["x"] + box["width"] * 0.45, box["y"] + box["height"] / 2
+    with page.expect_response(lambda r: "/metrics/window?" in r.url) as window:
+        page.mouse.move(left, y)
+        page.mouse.down()
+        page.mouse.move((left + right) / 2, y, steps=3)
+        page.mouse.move(right, y, steps=3)
+        page.mouse.up()
+    assert window.value.ok and "x=step" in window.value.url
+    expect(page.locator("#reset-zoom")).to_be_visible()
+    # the chart shows the range it fetched: its x-scale is the selection, its points all inside it
+    page.wait_for_function("""() => { const u = window.modelyard.charts.big, [lo, hi] = window.modelyard.metricCharts.zoom;
+        const near = (a, b) => Math.abs(a - b) < 1;
+        return near(u.scales.x.min, lo) && near(u.scales.x.max, hi) && u.data[0][0] >= lo && u.data[0].at(-1) <= hi; }""")
+    lo, hi = page.evaluate("window.modelyard.metricCharts.zoom")
+    assert 0.35 * MILLION < lo < hi < 0.5 * MILLION
+    before = sum(lo <= x <= hi for x in overview)
+    after = page.evaluate("window.modelyard.charts.big.data[0].length")
+    print(f"\nzoom on steps {lo:.0f}..{hi:.0f}: {before} points of the overview, {after} after the fetch")
+    assert after > 3 * before  # the range's detail, not the overview stretched
+
+    page.click("#reset-zoom")  # back to the whole run
+    expect(page.locator("#reset-zoom")).to_be_hidden()
+    page.wait_for_function(f"() => window.modelyard.charts.big.data[0].at(-1) === {MILLION - 1}")
+
+
+# -- outputs, clone with resume --------------------------------------------------------------------
+
+PAYLOAD = bytes(range(256)) * 16
+WRITER = [PY, "-c", (
+    "import os, pathlib\n"
+    "prev = pathlib.Path(os.environ.get('MODELYARD_RESUME_DIR') or '/nonexistent', 'model.bin')\n"
+    "print(f'resumed from {prev.stat().st_size} bytes' if prev.exists() else 'fresh start', flush=True)\n"
+    "pathlib.Path(os.environ['MODELYARD_OUTPUT_DIR'], 'model.bin').write_bytes(bytes(range(256)) * 16)\n")]
+
+
+@pytest.fixture(scope="module")
+def writer_job(server: ServerProcess) -> dict:
+    return finished(server, name="writer", command=WRITER)
+
+
+def test_an_output_downloads_with_its_bytes(page: Page, server: ServerProcess, writer_job: dict) -> None:
+    page.goto(f"{server.url}/ui/jobs/{writer_job['id']}")
+    link = page.locator(".outputs a", has_text="model.bin")
+    expect(link).to_have_attribute("href", f"/api/v1/jobs/{writer_job['id']}/outputs/model.bin")
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename == "model.bin"
+    assert Path(download.value.path()).read_bytes() == PAYLOAD
+
+
+def test_clone_with_resume_starts_a_new_job_from_the_sources_outputs(page: Page, server: ServerProcess,
+                                                                       writer_job: dict) -> None:
+    page.goto(f"{server.url}/ui/jobs/{writer_job['id']}")
+    expect(page.locator("#clone-resume")).to_be_checked()  # an ended job: resuming is the usual wish
+    answers = confirm_dialogs(page)
+    answers.append(True)
+    page.click("button[data-action=clone]")
+    expect(page).not_to_have_url(f"{server.url}/ui/jobs/{writer_job['id']}")
+    clone_id = int(page.url.rsplit("/", 1)[1])
+    resumed = page.locator(".spec dt", has_text="resumed from")
+    expect(resumed.locator("+ dd a")).to_have_attribute("href", f"/ui/jobs/{writer_job['id']}")
+    with server.client() as c:
+        clone = c.get(f"/jobs/{clone_id}").json()
+    assert clone["resume_from"] == writer_job["id"] and clone["name"] == "writer (resumed)"
+    expect(page.locator("#log .ln").first).to_have_text(f"resumed from {len(PAYLOAD)} bytes")
+    job_state(page).to_have_attribute("data-state", "succeeded")
+
+
+# -- datasets --------------------------------------------------------------------------------------
+
+def test_datasets_list_and_detail(browser: Browser, server: ServerProcess, tmp_path: Path) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text("x,label\n" + "".join(f"{i},{i % 3}\n" for i in range(40)))
+    with server.client() as c:  # a server-side source: an admin may import one
+        r = c.post("/datasets", json={"name": "rows", "source": str(source), "split": "train=0.75,val=0.25"})
+        assert r.status_code == 201, r.text
+        version = r.json()
+    user = finished(server, name="reads-rows", command=[PY, "-c", "print('ok')"], dataset="rows")
+
+    for width in (1280, 390):
+        page = sign_in(browser, server, server.token, width=width)
+        page.click("nav a:text('Datasets')")
+        expect(page).to_have_url(f"{server.url}/ui/datasets")
+        row = page.locator('tr[data-dataset="rows"]')
+        expect(row).to_contain_text(version["version"][:8])
+        expect(row).to_contain_text("train 30 · val 10")
+        expect(row.locator("td").nth(3)).to_have_text(version["format"])
+        row.locator("a", has_text="rows").click()
+        expect(page).to_have_url(f"{server.url}/ui/datasets/rows")
+        card = page.locator(f'section[data-version="{version["version"]}"]')
+        expect(card.locator("h2")).to_contain_text(version["ref"])
+        expect(card.locator("dl.spec")).to_contain_text(f"{source} (csv)")
+        expect(card.locator("table.splits tbody tr")).to_have_text([re.compile(r"train\s*0\.75\s*30"),
+                                                                    re.compile(r"val\s*0\.25\s*10")])
+        expect(card.locator(f'table.jobs tr[data-job-id="{user["id"]}"]')).to_contain_text("reads-rows")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing spills sideways
+        page.context.close()
+
+
+# -- the README's screenshot -----------------------------------------------------------------------
+
+DIGITS = Path(__file__).resolve().parent.parent / "examples" / "digits-cnn" / "train.py"
+DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "job-page.png"
+
+
+def test_a_real_training_run_on_its_job_page(page: Page, server: ServerProcess) -> None:
+    """The digits CNN trained for 4 epochs, watched live; its page is the README's screenshot
+    (test-artifacts/job-page.png; with MODELYARD_UPDATE_SCREENSHOT=1 also docs/job-page.png)."""
+    job = submit(server, name="digits-cnn", command=[PY, str(DIGITS), "--epochs", "4"],
+                 resources={"cpus": 2, "memory": "2G"})
+    assert "MODELYARD_DATA_DIR" not in job.get("env", {})  # sklearn's bundled digits
+    page.goto(f"{server.url}/ui/jobs/{job['id']}")
+    job_state(page).to_have_attribute("data-state", "running", timeout=30_000)
+    toast = page.locator("#toasts .toast", has_text=f"Job #{job['id']} digits-cnn finished")
+    expect(toast).to_be_visible(timeout=180_000)  # ~20 s on an idle 2-core machine, 70 s on a busy one
+    toast.locator("button.toast-close").click()  # the notice goes at once when dismissed
+    expect(page.locator("#toasts .toast")).to_have_count(0)
+
+    job_state(page).to_have_attribute("data-state", "succeeded")
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        page.wait_for_function(f"() => (window.modelyard.charts.{name}?.data[0].length || 0) >= 4")
+    page.wait_for_function("() => window.modelyard.systemCharts.cpu && window.modelyard.systemCharts.memory")
+    expect(page.locator(".outputs")).to_contain_text("latest.pt")
+    expect(page.locator("#log .ln").last).to_contain_text("done: final val_accuracy")
+    page.locator("#log").evaluate("el => el.scrollTop = el.scrollHeight")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
+    if os.environ.get("MODELYARD_UPDATE_SCREENSHOT") == "1":
+        page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)

@@ -180,3 +180,17 @@ def test_running_allocations_feed_the_scheduler(db: Database, alice: U.User) -> 
     assert alloc.job_id == job.id and alloc.gpus == (1, 3) and alloc.resources.cpus == 2
     assert alloc.expected_end == pytest.approx(attempt.created_at + 100)
     assert J.queued_jobs(db) == []
+
+
+def test_stop_acts_on_the_state_now_not_the_one_read_before(db: Database, alice: U.User) -> None:
+    """A stop sent while the job was 'starting' still lands after the supervisor made it 'running'."""
+    job = submit(db, alice)
+    attempt = start(db, job)
+    stale = J.get_job(db, job.id)
+    assert stale.state is JobState.STARTING
+    R.apply_report(db, attempt, {"seq": 1, "events": [{"type": "started", "t": 1.0}]})
+    to_cancel = J.request_stop(db, stale)
+    assert to_cancel is not None and to_cancel.stop_requested
+    assert J.get_job(db, job.id).state is JobState.STOPPING
+    J.end_attempt(db, to_cancel, TerminationReason.STOPPED_BY_USER)
+    assert J.requeue(db, stale).state is JobState.QUEUED  # stale 'starting' view; the job has ended

@@ -272,43 +272,48 @@ def end_attempt(
         return finish_attempt(conn, attempt, reason, exit_code=exit_code, message=message, now=now)
 
 
+def _locked_state(db: Database, conn: sa.Connection, job_id: int) -> tuple[JobState, int]:
+    """The job's state and attempt number, read inside the write transaction (row-locked on
+    PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes other writers), so a decision made
+    on it cannot race the supervisor's own report."""
+    query = sa.select(jobs.c.state, jobs.c.attempt).where(jobs.c.id == job_id)
+    row = conn.execute(query if db.is_sqlite else query.with_for_update()).first()
+    if row is None:
+        raise not_found(f"job {job_id}")
+    return JobState(row.state), row.attempt
+
+
 def request_stop(db: Database, job: Job, *, now: float | None = None) -> Attempt | None:
     """Stop a job. A queued one stops at once; an active one goes STOPPING and its attempt,
     returned, is to be cancelled by its executor."""
     now = time.time() if now is None else now
     with db.write() as conn:
-        if job.state is JobState.QUEUED:
-            if _transition(conn, job.id, JobState.QUEUED, JobState.STOPPED, now=now, attempt_no=job.attempt,
-                           reason="stopped by user", ended_at=now, message="stopped by a user"):
-                return None
-        elif job.state in (JobState.STARTING, JobState.RUNNING):
-            if _transition(conn, job.id, job.state, JobState.STOPPING, now=now, attempt_no=job.attempt,
-                           reason="stop requested by user"):
-                conn.execute(attempts.update().where(
-                    attempts.c.job_id == job.id, attempts.c.number == job.attempt
-                ).values(stop_requested=True, state=JobState.STOPPING.value))
-                row = conn.execute(sa.select(attempts).where(
-                    attempts.c.job_id == job.id, attempts.c.number == job.attempt)).first()
-                return attempt_from_row(row) if row else None
-        elif job.state is JobState.STOPPING:
-            row = conn.execute(sa.select(attempts).where(
-                attempts.c.job_id == job.id, attempts.c.number == job.attempt)).first()
-            return attempt_from_row(row) if row else None
-        else:
-            raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} has already ended ({job.state.value})")
-    raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} changed state meanwhile; try again")
+        state, number = _locked_state(db, conn, job.id)
+        current = sa.select(attempts).where(attempts.c.job_id == job.id, attempts.c.number == number)
+        if state is JobState.QUEUED:
+            _transition(conn, job.id, state, JobState.STOPPED, now=now, attempt_no=number,
+                        reason="stopped by user", ended_at=now, message="stopped by a user")
+            return None
+        if state in (JobState.STARTING, JobState.RUNNING):
+            _transition(conn, job.id, state, JobState.STOPPING, now=now, attempt_no=number,
+                        reason="stop requested by user")
+            conn.execute(attempts.update().where(attempts.c.job_id == job.id, attempts.c.number == number)
+                         .values(stop_requested=True, state=JobState.STOPPING.value))
+        elif state is not JobState.STOPPING:
+            raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} has already ended ({state.value})")
+        row = conn.execute(current).first()
+        return attempt_from_row(row) if row else None
 
 
 def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: float | None = None) -> Job:
     """Restart an ended job: back to QUEUED; its next placement adds an attempt."""
     now = time.time() if now is None else now
-    if not job.state.is_terminal():
-        raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {job.state.value}; stop it before restarting")
     with db.write() as conn:
-        if not _transition(conn, job.id, job.state, JobState.QUEUED, now=now, attempt_no=job.attempt, reason=reason,
-                           queued_at=now, retries_left=job.spec.retries, exit_code=None, message=None,
-                           ended_at=None):
-            raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} changed state meanwhile; try again")
+        state, number = _locked_state(db, conn, job.id)
+        if not state.is_terminal():
+            raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {state.value}; stop it before restarting")
+        _transition(conn, job.id, state, JobState.QUEUED, now=now, attempt_no=number, reason=reason,
+                    queued_at=now, retries_left=job.spec.retries, exit_code=None, message=None, ended_at=None)
     return get_job(db, job.id)
 
 

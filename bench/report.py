@@ -42,7 +42,9 @@ def main() -> None:
     m = doc["machine"]
     print(f"Machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB, Python {m['python']}; "
           f"load average {m['load'][0]:.1f} at the start, {doc['load_after'][0]:.1f} at the end; "
-          f"{doc['options']['repeat']} repetitions per side; {doc['duration_s'] / 60:.0f} min.\n")
+          f"{doc['options']['repeat']} repetition(s) per side; {doc['duration_s'] / 60:.0f} min.\n")
+    if doc.get("note"):
+        print(doc["note"] + "\n")
     print("| scenario | modelyard median (min–max) | peer, same run (ratio) | target | |")
     print("| --- | --- | --- | --- | --- |")
     for r in doc["scenarios"]:

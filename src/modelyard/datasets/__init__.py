@@ -10,16 +10,34 @@ in a local folder), ``manifest``, ``index`` (where versions are listed), ``trans
 (uploads and verified downloads), ``versions`` (create), ``lookup`` (find, list, remove),
 ``materialise`` (the job cache).
 """
-from modelyard.datasets.formats import DEFAULT_FORMAT, FORMATS
-from modelyard.datasets.index import DatasetIndex, StoreIndex
-from modelyard.datasets.manifest import FileEntry, Manifest, SplitInfo
-from modelyard.datasets.materialise import cache_problems, materialise
-from modelyard.datasets.names import Ref, parse_ref, validate_name
-from modelyard.datasets.readers import SOURCE_KINDS, open_source
-from modelyard.datasets.splits import parse_split
-from modelyard.datasets.transfer import Progress
-from modelyard.datasets.lookup import InUse, get_version, list_datasets, remove_dataset
-from modelyard.datasets.versions import create_dataset
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names load on first use (PEP 562): the writers pull in numpy, pyarrow and Pillow
+# (~0.5 s), which a server start or a job without a dataset should not pay.
+_WHERE = {
+    "DEFAULT_FORMAT": "formats", "FORMATS": "formats",
+    "DatasetIndex": "index", "StoreIndex": "index",
+    "FileEntry": "manifest", "Manifest": "manifest", "SplitInfo": "manifest",
+    "cache_problems": "materialise", "materialise": "materialise",
+    "Ref": "names", "parse_ref": "names", "validate_name": "names",
+    "SOURCE_KINDS": "readers", "open_source": "readers",
+    "parse_split": "splits", "Progress": "transfer",
+    "InUse": "lookup", "get_version": "lookup", "list_datasets": "lookup", "remove_dataset": "lookup",
+    "create_dataset": "versions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelyard.datasets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"modelyard.datasets.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_FORMAT", "FORMATS", "SOURCE_KINDS",

@@ -23,7 +23,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.datasets import Manifest, create_dataset, get_version, list_datasets, validate_name
+from modelyard import datasets
+from modelyard.datasets import Manifest, get_version, list_datasets, validate_name
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
@@ -152,7 +153,7 @@ def _full(p: Platform, m: Manifest, user: User) -> dict[str, Any]:
 def _create(p: Platform, body: CreateBody, source: str) -> dict[str, Any]:
     validate_name(body.name)
     before = {m.version for m in list_datasets(p.datasets, body.name)}
-    manifest = create_dataset(
+    manifest = datasets.create_dataset(
         p.storage, p.datasets, body.name, source, split=body.split, seed=body.seed, fmt=body.format,
         description=body.description, label_column=body.label_column, data_key=body.data_key, kind=body.kind,
     )

@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import wait_for
 from servers import ServerProcess
 
 PY = sys.executable

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -384,7 +383,6 @@ def test_stop_reply_stops_the_job(tmp_path: Path, receiver: Receiver) -> None:
 
 
 def test_outputs_synced_while_running_and_after_failure(tmp_path: Path, receiver: Receiver) -> None:
-    go = tmp_path / "go"
     argv = job(tmp_path, f"""
         import os, sys, time
         out = os.environ["MODELYARD_OUTPUT_DIR"]

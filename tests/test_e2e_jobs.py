@@ -48,6 +48,17 @@ def wait_state(c: httpx.Client, job_id: int, *states: str, timeout: float = 60) 
     return wait_for(check, timeout=timeout, what=f"job {job_id} to be {states}")  # type: ignore[return-value]
 
 
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """A code snapshot as the CLI uploads it: a .tar.gz of the given files."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def all_logs(c: httpx.Client, job_id: int, attempt: int | None = None) -> list[dict]:
     params = {"attempt": attempt} if attempt else {}
     return c.get(f"/jobs/{job_id}/logs", params={**params, "limit": 10000}).json()["lines"]
@@ -163,14 +174,9 @@ def test_stop_restart_and_clone_with_resume(server: ServerProcess) -> None:
 
 
 def test_a_snapshot_is_what_the_job_runs(server: ServerProcess, tmp_path: Path) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        data = b"print('from the snapshot')\n"
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    snapshot = tar_gz({"train.py": b"print('from the snapshot')\n"})
     with server.client() as c:
-        r = c.post("/snapshots", content=buf.getvalue(), headers={"Content-Type": "application/gzip"})
+        r = c.post("/snapshots", content=snapshot, headers={"Content-Type": "application/gzip"})
         assert r.status_code == 201, r.text
         job = c.post("/jobs", json={"spec": {"command": [PY, "train.py"]}, "snapshot": r.json()["key"]}).json()
         wait_state(c, job["id"], "succeeded")
@@ -238,15 +244,11 @@ def test_artifacts_on_s3(s3_env: dict[str, str], tmp_path: Path) -> None:
 
     url = f"s3://{s3_env['BUCKET']}/yard"
     srv = ServerProcess(tmp_path / "home", env={"MODELYARD_CAPACITY": CAPACITY, "MODELYARD_STORAGE_URL": url}).start()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        data = b"import os\nopen(os.path.join(os.environ['MODELYARD_OUTPUT_DIR'], 'w.bin'), 'wb').write(b'abc')\nprint('ok')\n"
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    snapshot = tar_gz({"train.py": b"import os\nopen(os.path.join(os.environ['MODELYARD_OUTPUT_DIR'], 'w.bin'), 'wb')"
+                                    b".write(b'abc')\nprint('ok')\n"})
     try:
         with srv.client() as c:
-            key = c.post("/snapshots", content=buf.getvalue()).json()["key"]
+            key = c.post("/snapshots", content=snapshot).json()["key"]
             job = c.post("/jobs", json={"spec": {"command": [PY, "train.py"]}, "snapshot": key}).json()
             wait_state(c, job["id"], "succeeded")
             assert c.get(f"/jobs/{job['id']}/outputs/w.bin").content == b"abc"

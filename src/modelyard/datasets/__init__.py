@@ -21,13 +21,16 @@ _WHERE = {
     "DEFAULT_FORMAT": "formats", "FORMATS": "formats",
     "DatasetIndex": "index", "StoreIndex": "index",
     "FileEntry": "manifest", "Manifest": "manifest", "SplitInfo": "manifest",
-    "cache_problems": "materialise", "materialise": "materialise",
     "Ref": "names", "parse_ref": "names", "validate_name": "names",
     "SOURCE_KINDS": "readers", "open_source": "readers",
     "parse_split": "splits", "Progress": "transfer",
     "InUse": "lookup", "get_version": "lookup", "list_datasets": "lookup", "remove_dataset": "lookup",
     "create_dataset": "versions",
 }
+
+# ``materialise`` is both a submodule and its function: bound eagerly, or importing the
+# submodule anywhere would leave the package attribute pointing at the module
+from modelyard.datasets.materialise import cache_problems, materialise  # noqa: E402  (light: no writers)
 
 
 def __getattr__(name: str) -> Any:

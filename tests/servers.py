@@ -63,4 +63,24 @@ class ServerProcess:
         self.log.close()
 
     def stop(self) -> None:
+        """Stop the server and end the supervisors it left running (they outlive a server by design)."""
         self.kill(signal.SIGTERM)
+        reap_supervisors(self.home)
+
+
+def reap_supervisors(home: Path) -> None:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "modelyard.supervisor" in cmd and any(str(home) in arg for arg in cmd):
+            try:
+                family = [*proc.children(recursive=True), proc]
+            except psutil.NoSuchProcess:
+                continue
+            for p in family:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(family, timeout=10)

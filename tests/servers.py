@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import wait_for
+from conftest import kill_tree, wait_for
 
 
 def free_port() -> int:
@@ -74,13 +74,4 @@ def reap_supervisors(home: Path) -> None:
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
         if "modelyard.supervisor" in cmd and any(str(home) in arg for arg in cmd):
-            try:
-                family = [*proc.children(recursive=True), proc]
-            except psutil.NoSuchProcess:
-                continue
-            for p in family:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(family, timeout=10)
+            kill_tree(proc.pid)

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import wait_for
+from conftest import kill_tree, wait_for
 
 from modelyard.storage import ArtifactStore, make_snapshot
 from modelyard.supervisor import run_local
@@ -160,15 +160,7 @@ def kill_leftovers() -> Iterator[None]:
         proc = _LAUNCHED.pop()
         if proc.poll() is not None:
             continue
-        try:
-            family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-        for p in family:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
+        kill_tree(proc.pid)
         proc.wait()
 
 

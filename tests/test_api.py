@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from conftest import wait_for
 from servers import ServerProcess
 
 PY = sys.executable
@@ -128,6 +129,38 @@ def test_job_event_stream_reports_state_changes(server: ServerProcess) -> None:
                         if data["event"]["to"] == "succeeded":
                             break
         assert [s for _, s in seen] == ["queued", "starting", "running", "succeeded"]
+
+
+def _job_events(c: httpx.Client, job_id: int, until: str, **kw: object) -> list[tuple[int, str]]:
+    """(event id, to-state) of one job's events read from the stream until state ``until``."""
+    seen: list[tuple[int, str]] = []
+    with c.stream("GET", "/events/stream", timeout=60, **kw) as r:
+        event_id = None
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                if data["id"] == job_id:
+                    seen.append((event_id, data["event"]["to"]))
+                    if data["event"]["to"] == until:
+                        break
+    return seen
+
+
+def test_job_event_stream_replays_after_a_cursor_and_last_event_id_wins(server: ServerProcess) -> None:
+    with server.client() as c:
+        job = c.post("/jobs", json={"spec": {"command": ["true"]}}).json()
+        wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["state"] == "succeeded", what="job done")
+        # the job ended before we connected: ?after=0 replays its whole history
+        history = _job_events(c, job["id"], "succeeded", params={"after": 0})
+        assert [s for _, s in history] == ["queued", "starting", "running", "succeeded"]
+        ids = [i for i, _ in history]
+        assert ids == sorted(ids) and None not in ids
+        # a reconnect carries Last-Event-ID with the first URL: the header is the newer cursor
+        resumed = _job_events(c, job["id"], "succeeded", params={"after": 0},
+                              headers={"Last-Event-ID": str(ids[1])})
+        assert [s for _, s in resumed] == ["running", "succeeded"]
 
 
 def test_capacity(server: ServerProcess) -> None:

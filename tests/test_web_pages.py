@@ -1,6 +1,7 @@
 """The web UI without a browser: every page and partial renders, the session cookie, the UI's read endpoints."""
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Iterator
@@ -133,3 +134,24 @@ def test_log_size_latest_metric_and_zoom_window(server: ServerProcess) -> None:
         window = c.get(f"/jobs/{j['id']}/metrics/window", params={"start": 10, "end": 19, "max_points": 100}).json()
         assert [p["step"] for p in window["loss"]] == list(range(10, 20))
         assert len(c.get(f"/jobs/{j['id']}/metrics/window", params={"max_points": 5}).json()["loss"]) <= 5
+
+
+def test_a_page_carries_the_event_cursor_its_data_was_read_at(browser_like: httpx.Client, server: ServerProcess) -> None:
+    """A change made after the page was built is replayed by its live connection, not lost."""
+    html = browser_like.get("/ui/jobs").text
+    cursor = int(re.search(r'data-events-after="(\d+)"', html).group(1))
+    with server.client() as c:
+        job = c.post("/jobs", json={"spec": {"command": ["true"]}}).json()
+        wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["state"] == "succeeded", what="job done")
+    seen = []
+    with browser_like.stream("GET", "/api/v1/events/stream", params={"after": cursor}, timeout=60) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                data = json.loads(line[6:])
+                if data["id"] == job["id"]:
+                    seen.append(data["event"]["to"])
+                    if data["event"]["to"] == "succeeded":
+                        break
+    assert seen == ["queued", "starting", "running", "succeeded"]
+    js = (STATIC_DIR / "js" / "events.js").read_text()
+    assert "dataset.eventsAfter" in js and "?after=" in js

@@ -81,8 +81,10 @@ async def log_stream(
 async def job_events_stream(
     request: Request, p: PlatformDep, user: UserDep, after: int | None = None,
 ) -> StreamingResponse:
+    # On a reconnect EventSource sends Last-Event-ID with the URL it first used:
+    # the header is the newer cursor, so it wins over ?after=.
     header = request.headers.get("last-event-id")
-    start = after if after is not None else int(header) if header and header.isdigit() else None
+    start = int(header) if header and header.isdigit() else after
     if start is None:
         start = await run_in_threadpool(store_jobs.last_event_id, p.db)
 

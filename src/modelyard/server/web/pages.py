@@ -25,6 +25,7 @@ from modelyard.server.platform import Platform
 from modelyard.server.web.render import render, respond
 from modelyard.server.web.session import COOKIE, MAX_AGE
 from modelyard.store.records import User
+from modelyard.store.jobs import last_event_id
 from modelyard.store.users import user_for_token
 
 router = APIRouter(include_in_schema=False)
@@ -41,6 +42,9 @@ def page_user(request: Request, p: PlatformDep) -> User:
     user = user_for_token(p.db, token) if token else None
     if user is None:
         raise SignInRequired()
+    # The page's live connection resumes after this event: read before the page's
+    # data, a change that lands while the page is built or loads is replayed, not lost.
+    request.state.events_after = last_event_id(p.db)
     return user
 
 

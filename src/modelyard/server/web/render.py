@@ -99,4 +99,6 @@ def respond(request: Request, template: str, data: dict[str, Any], *, user: User
     if request.query_params.get("format") == "json":
         return JSONResponse(data, status_code=status_code)
     me = {"name": user.name, "is_admin": user.is_admin} if user else None
-    return HTMLResponse(render(template, request=request, me=me, **data), status_code=status_code)
+    events_after = getattr(request.state, "events_after", None)
+    return HTMLResponse(render(template, request=request, me=me, events_after=events_after, **data),
+                        status_code=status_code)

@@ -134,6 +134,14 @@ def test_log_size_latest_metric_and_zoom_window(server: ServerProcess) -> None:
         window = c.get(f"/jobs/{j['id']}/metrics/window", params={"start": 10, "end": 19, "max_points": 100}).json()
         assert [p["step"] for p in window["loss"]] == list(range(10, 20))
         assert len(c.get(f"/jobs/{j['id']}/metrics/window", params={"max_points": 5}).json()["loss"]) <= 5
+        # the columnar layout: the same series, one list per field
+        cols = c.get(f"/jobs/{j['id']}/metrics", params={"layout": "columns"}).json()["loss"]
+        assert cols["step"] == list(range(50)) and cols["value"] == [float(i) for i in range(50)]
+        assert cols["epoch"] == [None] * 50 and len(cols["time"]) == 50
+        small = c.get(f"/jobs/{j['id']}/metrics", params={"layout": "columns", "max_points": 10}).json()["loss"]
+        assert 3 <= len(small["value"]) <= 10 and small["step"][0] == 0 and small["step"][-1] == 49
+        bad = c.get(f"/jobs/{j['id']}/metrics", params={"layout": "rows"})
+        assert bad.status_code == 422 and "layout" in bad.text
 
 
 def test_a_page_carries_the_event_cursor_its_data_was_read_at(browser_like: httpx.Client, server: ServerProcess) -> None:

@@ -1,7 +1,7 @@
 """Job routes: submit, list, show, stop, restart, clone, events, logs, metrics, outputs."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 
@@ -110,17 +110,18 @@ def logs(
 def metrics(
     job_id: int, p: PlatformDep, user: UserDep, names: str | None = None,
     max_points: Annotated[int | None, Query(ge=3, le=100000)] = None,
+    layout: Literal["points", "columns"] = "points",
 ) -> Response:
     store_jobs.get_job(p.db, job_id, user=user)
     wanted = [n for n in names.split(",") if n] if names else reports.metric_names(p.db, job_id)
     series = {}
     for name in sorted(set(wanted)):
-        # from the columns cache: a series is read whole once, then only its new points
+        # from the columns cache: a series is read whole once, then only its new chunks
         cols = SERIES.columns(p.db, job_id, name)
         if len(cols):
-            series[name] = cols.downsampled(max_points) if max_points else cols.points()
-    # orjson straight to bytes: FastAPI's encoder walks every value, ~10 us a point
-    return Response(orjson.dumps(series), media_type="application/json")
+            series[name] = cols.columns(max_points) if layout == "columns" else cols.points(max_points)
+    # orjson straight to bytes (numpy columns as they are): FastAPI's encoder walks every value, ~10 us a point
+    return Response(orjson.dumps(series, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 @router.get("/jobs/{job_id}/system-metrics")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query
 
 from modelyard.errors import ModelyardError
@@ -25,13 +24,13 @@ from modelyard.jobs import Resources
 from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
 from modelyard.server.auth import current_user, get_platform
-from modelyard.server.downsample import downsample_series
+from modelyard.server.downsample import SERIES, downsample_index, window
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.store import jobs as store_jobs
 from modelyard.store import reports
+from modelyard.store import series as S
 from modelyard.store.records import Job, User
-from modelyard.store.schema import metrics as metrics_table
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]
@@ -122,16 +121,8 @@ def latest_metrics(p: Platform, user: User, job_ids: list[int], name: str | None
             continue
     if not visible:
         return {"names": [], "latest": {}}
-    c = metrics_table.c
-    with p.db.read() as conn:
-        names = sorted(conn.execute(sa.select(c.name).where(c.job_id.in_(visible)).distinct()).scalars())
-        latest: dict[str, Any] = {}
-        if name:
-            last_ids = sa.select(sa.func.max(c.id)).where(c.job_id.in_(visible), c.name == name).group_by(c.job_id)
-            for job_id, value, step, epoch, t in conn.execute(
-                    sa.select(c.job_id, c.value, c.step, c.epoch, c.t).where(c.id.in_(last_ids))):
-                latest[str(job_id)] = {"value": value, "step": step, "epoch": epoch, "time": t}
-    return {"names": names, "latest": latest}
+    latest = reports.latest_points(p.db, visible, name) if name else {}
+    return {"names": reports.names_of_jobs(p.db, visible), "latest": {str(j): pt for j, pt in latest.items()}}
 
 
 @router.get("/metrics/latest")
@@ -148,12 +139,12 @@ def metrics_window(
 ) -> dict[str, Any]:
     """Like /jobs/{id}/metrics, cut to ``start <= x <= end`` first (a point without that x is left out)."""
     store_jobs.get_job(p.db, job_id, user=user)
-    wanted = [n for n in names.split(",") if n] if names else None
+    wanted = [n for n in names.split(",") if n] if names else reports.metric_names(p.db, job_id)
     out = {}
-    for name, points in reports.read_metrics(p.db, job_id, names=wanted).items():
-        inside = [pt for pt in points if pt[x] is not None and (start is None or pt[x] >= start)
-                  and (end is None or pt[x] <= end)]
-        out[name] = downsample_series(inside, max_points)
+    for name in sorted(set(wanted)):
+        inside = window(SERIES.columns(p.db, job_id, name).cols, x, start, end)
+        if inside.shape[1]:
+            out[name] = S.as_points(inside, downsample_index(inside, max_points))
     return out
 
 

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState, TerminationReason
+from modelyard.store import series as S
 from modelyard.store.db import Database
 from modelyard.store.jobs import finish_attempt, mark_running
 from modelyard.store.records import Attempt, attempt_from_row
-from modelyard.store.schema import attempts, log_lines, metrics, system_metrics
+from modelyard.store.schema import attempts, log_lines, metric_chunks, system_metrics
 from modelyard.store.users import hash_token
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STREAMS = {"stdout": 0, "stderr": 1}
 STREAM_NAMES = ("stdout", "stderr")
@@ -88,11 +92,11 @@ def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[
             for i, (t, stream, text) in enumerate(logs)
         ])
     if points:
+        # one row per series per batch (store/series.py): the points go in as one blob
         job_id, attempt_id = a.job_id, a.id
-        _bulk_insert(conn, metrics, ("job_id", "attempt_id", "name", "value", "step", "epoch", "t"), [
-            (job_id, attempt_id, str(name), float(value), step, epoch, float(t))
-            for name, value, step, epoch, t in points
-        ])
+        _bulk_insert(conn, metric_chunks,
+                     ("job_id", "attempt_id", "name", "n", "points", "last_value", "last_step", "last_epoch", "last_t"),
+                     [(job_id, attempt_id, c.name, c.n, c.blob(), *c.last()) for c in S.group_rows(points)])
     if system:
         conn.execute(system_metrics.insert(), [
             {"job_id": a.job_id, "attempt_id": a.id, "t": float(s["t"]), "cpu_percent": s.get("cpu_percent"),
@@ -150,35 +154,61 @@ def read_logs(db: Database, attempt_id: int, *, offset: int = 0, limit: int = 10
 def read_metrics(db: Database, job_id: int, *, names: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for name in names if names is not None else metric_names(db, job_id):
-        points = [{"value": value, "step": step, "epoch": epoch, "time": t}
-                  for _id, value, step, epoch, t in read_series(db, job_id, name)]
-        if points:
-            out[name] = points
+        _last_id, cols = read_series(db, job_id, name)
+        if cols.shape[1]:
+            out[name] = S.as_points(cols)
     return dict(sorted(out.items()))
 
 
-def read_series(db: Database, job_id: int, name: str, *, after_id: int = 0) -> list[tuple[Any, ...]]:
-    """``(id, value, step, epoch, t)`` of one series past ``after_id``, in order.
+def read_series(db: Database, job_id: int, name: str, *, after_id: int = 0) -> tuple[int, np.ndarray]:
+    """``(last chunk id, columns)`` of one series' points in chunks past ``after_id``, in order.
 
-    A series may hold millions of points: the query goes to the driver's own
-    cursor and comes back as plain tuples (SQLAlchemy's rows cost ~1 us more
-    each), and is one index range scan of ``ix_metrics_series``.
+    The columns are a (4, n) float64 array: value, step, epoch, t (store/series.py).
+    One index range scan of ``ix_metric_chunks_series`` through the driver's own
+    cursor; a million points are ~20 rows.
     """
     mark = "?" if db.reader.dialect.paramstyle == "qmark" else "%s"
-    sql = (f"SELECT id, value, step, epoch, t FROM metrics WHERE job_id = {mark} AND name = {mark} "
+    sql = (f"SELECT id, n, points FROM metric_chunks WHERE job_id = {mark} AND name = {mark} "
            f"AND id > {mark} ORDER BY id")
     with db.read() as conn:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cur.execute(sql, (job_id, name, after_id))
-            return cur.fetchall()
+            rows = cur.fetchall()
         finally:
             cur.close()
+    if not rows:
+        return after_id, S.empty()
+    return rows[-1][0], S.concat([S.decode(bytes(blob), n) for _id, n, blob in rows])
 
 
 def metric_names(db: Database, job_id: int) -> list[str]:
+    c = metric_chunks.c
     with db.read() as conn:
-        return list(conn.execute(sa.select(metrics.c.name).where(metrics.c.job_id == job_id).distinct()).scalars())
+        return sorted(conn.execute(sa.select(c.name).where(c.job_id == job_id).distinct()).scalars())
+
+
+def latest_points(db: Database, job_ids: list[int], name: str) -> dict[int, dict[str, Any]]:
+    """The last point of series ``name`` of each job that has one."""
+    c = metric_chunks.c
+    last_ids = sa.select(sa.func.max(c.id)).where(c.job_id.in_(job_ids), c.name == name).group_by(c.job_id)
+    with db.read() as conn:
+        rows = conn.execute(sa.select(c.job_id, c.last_value, c.last_step, c.last_epoch, c.last_t)
+                            .where(c.id.in_(last_ids))).all()
+    return {job_id: {"value": value, "step": step, "epoch": epoch, "time": t} for job_id, value, step, epoch, t in rows}
+
+
+def names_of_jobs(db: Database, job_ids: list[int]) -> list[str]:
+    c = metric_chunks.c
+    with db.read() as conn:
+        return sorted(conn.execute(sa.select(c.name).where(c.job_id.in_(job_ids)).distinct()).scalars())
+
+
+def count_points(db: Database, job_id: int) -> int:
+    c = metric_chunks.c
+    with db.read() as conn:
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(c.n), 0)).where(c.job_id == job_id))
+                   .scalar_one())
 
 
 def read_system_metrics(db: Database, job_id: int, *, limit: int = 5000) -> list[dict[str, Any]]:

@@ -103,18 +103,26 @@ log_lines = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
 )
 
-metrics = sa.Table(
-    "metrics", metadata,
+# A metric series is stored in chunks: one row per series per report batch, its
+# points as one blob of four float64 little-endian columns (value, step, epoch,
+# t; a missing step or epoch is NaN), see ``store/series.py``. A million points
+# are ~20 rows, so ingestion is a few inserts a batch and a series is read whole
+# in one index range scan. The chunk's last point is kept in plain columns for
+# the jobs table's "latest value" without decoding a blob.
+metric_chunks = sa.Table(
+    "metric_chunks", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("job_id", sa.Integer, nullable=False),
     sa.Column("attempt_id", sa.Integer, nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("value", sa.Float, nullable=False),
-    sa.Column("step", sa.BigInteger),
-    sa.Column("epoch", sa.Integer),
-    sa.Column("t", sa.Float, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("points", sa.LargeBinary, nullable=False),
+    sa.Column("last_value", sa.Float, nullable=False),
+    sa.Column("last_step", sa.BigInteger),
+    sa.Column("last_epoch", sa.Integer),
+    sa.Column("last_t", sa.Float, nullable=False),
     # a series is read whole, in insertion order, by (job, name)
-    sa.Index("ix_metrics_series", "job_id", "name", "id"),
+    sa.Index("ix_metric_chunks_series", "job_id", "name", "id"),
 )
 
 system_metrics = sa.Table(

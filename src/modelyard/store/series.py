@@ -1,0 +1,121 @@
+"""Metric points as columns, and the chunk blobs they are stored in.
+
+A chunk's ``points`` blob is four float64 little-endian columns one after the
+other: value, step, epoch, t, each ``n`` long; a missing step or epoch is NaN.
+float64 holds integer steps exactly up to 2**53.
+
+Report batches arrive as rows ``[name, value, step, epoch, t]``; ``group_rows``
+turns one batch into one ``Chunk`` per series, checking every value on the way
+(the whole batch is refused if one row is malformed, and nothing is stored).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_F8 = np.dtype("<f8")
+MAX_NAME = 200
+
+
+@dataclass(frozen=True)
+class Chunk:
+    name: str
+    cols: np.ndarray  # shape (4, n): value, step, epoch, t
+
+    @property
+    def n(self) -> int:
+        return int(self.cols.shape[1])
+
+    def blob(self) -> bytes:
+        return np.ascontiguousarray(self.cols, dtype=_F8).tobytes()
+
+    def last(self) -> tuple[float, int | None, int | None, float]:
+        value, step, epoch, t = self.cols[:, -1].tolist()
+        return value, _int_or_none(step), _int_or_none(epoch), t
+
+
+def _int_or_none(x: float) -> int | None:
+    return None if math.isnan(x) else int(x)
+
+
+def decode(blob: bytes, n: int) -> np.ndarray:
+    """A chunk's blob back as a (4, n) float64 array (read-only: a view of the bytes)."""
+    cols = np.frombuffer(blob, dtype=_F8)
+    if cols.size != 4 * n:
+        raise ValueError(f"a metric chunk of {n} points holds {cols.size} numbers")
+    return cols.reshape(4, n)
+
+
+def group_rows(rows: list[Any]) -> list[Chunk]:
+    """One report batch's metric rows as one chunk per series, in first-seen order.
+
+    Raises ValueError or TypeError naming what is wrong with the first bad row.
+    """
+    by_name: dict[str, list[Any]] = {}
+    for row in rows:
+        if not isinstance(row, (list, tuple)) or len(row) != 5:
+            raise ValueError(f"a metric point is [name, value, step, epoch, t], not {row!r:.80}")
+        name = row[0]
+        series = by_name.get(name)
+        if series is None:
+            if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+                raise ValueError(f"a metric name is a string of 1 to {MAX_NAME} characters, not {name!r:.80}")
+            series = by_name[name] = []
+        series.append(row)
+    chunks = []
+    for name, series in by_name.items():
+        # one conversion of the whole series: None (no step or epoch) becomes NaN;
+        # a string or a nested list makes numpy raise, which refuses the batch
+        cols = np.array([r[1:] for r in series], dtype=_F8).T
+        if np.isnan(cols[0]).any() or np.isnan(cols[3]).any():
+            raise ValueError(f"metric {name!r}: a point without a numeric value or time")
+        if not (np.isnan(cols[1]) | (cols[1] == np.floor(cols[1]))).all() or \
+                not (np.isnan(cols[2]) | (cols[2] == np.floor(cols[2]))).all():
+            raise ValueError(f"metric {name!r}: step and epoch are integers")
+        chunks.append(Chunk(name, cols))
+    return chunks
+
+
+def empty() -> np.ndarray:
+    return np.empty((4, 0), dtype=_F8)
+
+
+def concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts, axis=1) if parts else empty()
+
+
+def ints(column: np.ndarray) -> list[int | None]:
+    """An integer column back as Python ints, NaN as None; whole-column conversions where it allows."""
+    missing = np.isnan(column)
+    if not missing.any():
+        return column.astype(np.int64).tolist()
+    if missing.all():
+        return [None] * len(column)
+    return [None if m else int(x) for m, x in zip(missing.tolist(), column.tolist())]
+
+
+def as_points(cols: np.ndarray, idx: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Columns as the API's points: ``[{"value", "step", "epoch", "time"}, ...]``."""
+    value, step, epoch, t = cols if idx is None else cols[:, idx]
+    return [{"value": v, "step": s, "epoch": e, "time": tt}
+            for v, s, e, tt in zip(value.tolist(), ints(step), ints(epoch), t.tolist())]
+
+
+def as_columns(cols: np.ndarray, idx: np.ndarray | None = None) -> dict[str, Any]:
+    """Columns as the API's columnar layout: ``{"step": [...], "epoch": [...], "time": [...], "value": [...]}``.
+
+    value and time stay numpy arrays (orjson writes them with OPT_SERIALIZE_NUMPY);
+    step and epoch are integers, or lists with None where a point has none.
+    """
+    value, step, epoch, t = cols if idx is None else cols[:, idx]
+    return {"step": _int_column(step), "epoch": _int_column(epoch), "time": np.ascontiguousarray(t),
+            "value": np.ascontiguousarray(value)}
+
+
+def _int_column(column: np.ndarray) -> np.ndarray | list[int | None]:
+    if not np.isnan(column).any():
+        return column.astype(np.int64)
+    return ints(column)

@@ -2,9 +2,12 @@
 one row per point, and reads through the API (whole, columnar, windowed, latest), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import base64
+import math
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -19,6 +22,7 @@ from modelyard.store import reports as R
 from modelyard.store import series as S
 from modelyard.store import users as U
 from modelyard.store.db import MIGRATIONS
+from modelyard.supervisor.batch import pack_series
 
 
 @pytest.fixture
@@ -154,3 +158,39 @@ def test_migration_moves_points_rows_into_chunks_in_order(database_url: str, tmp
             assert "metrics" not in sa.inspect(conn).get_table_names()
     finally:
         db.dispose()
+
+
+def _packed(cols: list[list[float]]) -> dict[str, object]:
+    arr = np.array(cols, dtype="<f8")
+    return {"n": arr.shape[1], "points": base64.b64encode(arr.tobytes()).decode()}
+
+
+def test_the_supervisors_packed_series_round_trip_through_a_report(db: Database) -> None:
+    attempt = running_attempt(db, U.create_user(db, "alice")[0])
+    points = [("loss", 0.5, 1, None, 1.0), ("acc", 0.9, None, 2, 1.0), ("loss", 0.25, 2, None, 1.5)]
+    body = orjson.loads(orjson.dumps({"seq": 1, "series": pack_series(points)}))  # as the wire carries it
+    assert R.apply_report(db, attempt, body).stored
+    assert R.read_metrics(db, attempt.job_id) == {
+        "acc": [{"value": 0.9, "step": None, "epoch": 2, "time": 1.0}],
+        "loss": [{"value": 0.5, "step": 1, "epoch": None, "time": 1.0},
+                 {"value": 0.25, "step": 2, "epoch": None, "time": 1.5}]}
+
+
+@pytest.mark.parametrize("series, words", [
+    ([1, 2], "series is an object"),
+    ({"loss": {"n": 1}}, "a series is"),
+    ({"loss": {"n": 0, "points": ""}}, "a series is"),
+    ({"loss": {"n": 1, "points": "not base64!"}}, "not base64"),
+    ({"loss": {"n": 2, "points": base64.b64encode(b"\0" * 32).decode()}}, "of 2 points holds 4 numbers"),
+    ({"loss": _packed([[math.inf], [1], [0], [1.0]])}, "finite value or time"),
+    ({"loss": _packed([[1.0], [1], [0], [math.nan]])}, "finite value or time"),
+    ({"loss": _packed([[1.0], [1.5], [0], [1.0]])}, "step and epoch are integers"),
+    ({"loss": _packed([[1.0], [1], [math.inf], [1.0]])}, "step and epoch are integers"),
+    ({"x" * 201: _packed([[1.0], [1], [0], [1.0]])}, "a metric name is a string"),
+])
+def test_a_malformed_packed_series_refuses_the_batch(db: Database, series: object, words: str) -> None:
+    attempt = running_attempt(db, U.create_user(db, "alice")[0])
+    with pytest.raises(ModelyardError, match=words):
+        R.apply_report(db, attempt, {"seq": 1, "logs": [[1.0, "stdout", "x"]], "series": series,
+                                     "metrics": [["ok", 1.0, 1, None, 1.0]]})
+    assert R.count_points(db, attempt.job_id) == 0 and R.read_logs(db, attempt.id).lines == []

@@ -1,6 +1,7 @@
 """The supervisor as a real subprocess reporting to a real HTTP receiver (docs/protocol.md)."""
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import socket
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 import pytest
 from conftest import kill_tree, wait_for
@@ -91,7 +93,16 @@ class Receiver:
         return [e[2] for e in self.logs(stream)]
 
     def metrics(self) -> list[list[Any]]:
-        return [m for b in self.ordered() for m in b["metrics"]]
+        """The points as rows ``[name, value, step, epoch, t]``, decoded from each batch's ``series``."""
+        rows = []
+        for b in self.ordered():
+            assert "metrics" not in b  # the supervisor sends packed columns only
+            for name, block in b["series"].items():
+                cols = np.frombuffer(base64.b64decode(block["points"]), dtype="<f8").reshape(4, block["n"])
+                for value, step, epoch, t in cols.T.tolist():
+                    rows.append([name, value, None if step != step else int(step),
+                                 None if epoch != epoch else int(epoch), t])
+        return rows
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         return [e for b in self.ordered() for e in b["events"] if kind in (None, e["type"])]
@@ -305,7 +316,7 @@ def test_system_samples_and_heartbeats(tmp_path: Path, receiver: Receiver) -> No
     sup = launch(tmp_path, argv, receiver.url, sample_interval=0.5, heartbeat_interval=0.1)
 
     def empty() -> list[dict[str, Any]]:
-        return [b for b in receiver.ordered() if not (b["logs"] or b["metrics"] or b["system"] or b["events"])]
+        return [b for b in receiver.ordered() if not (b["logs"] or b["series"] or b["system"] or b["events"])]
 
     wait_for(lambda: len(empty()) >= 2 and any(b["system"] for b in receiver.ordered()), timeout=15,
              what="heartbeats (empty batches) and a system sample")

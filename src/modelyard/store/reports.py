@@ -54,6 +54,7 @@ def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: 
         raise ModelyardError(ErrorCode.INVALID, "must be an integer >= 1", field="seq")
     logs = batch.get("logs") or []
     points = batch.get("metrics") or []
+    packed = batch.get("series") or {}
     system = batch.get("system") or []
     evts = batch.get("events") or []
     with db.write() as conn:
@@ -67,7 +68,7 @@ def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: 
         conn.execute(attempts.update().where(attempts.c.id == attempt.id).values(
             last_seq=seq, last_heartbeat=now, log_count=current.log_count + len(logs)))
         try:
-            _insert_rows(conn, current, logs, points, system)
+            _insert_rows(conn, current, logs, points, packed, system)
         except (TypeError, ValueError, IndexError) as exc:
             raise ModelyardError(ErrorCode.INVALID, f"malformed report batch: {exc}", field="batch") from exc
         result = ReportResult(True, current.stop_requested, current)
@@ -81,7 +82,8 @@ def _for_update(db: Database, query: sa.Select[Any]) -> sa.Select[Any]:
     return query if db.is_sqlite else query.with_for_update()
 
 
-def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[Any], system: list[Any]) -> None:
+def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[Any], packed: Any,
+                 system: list[Any]) -> None:
     # Logs and metrics arrive by the tens of thousands a batch: they go to the
     # driver as plain tuples (SQLAlchemy's per-row parameter processing cost
     # ~20 us a row, most of the time a batch took), and on PostgreSQL by COPY.
@@ -91,12 +93,13 @@ def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[
             (attempt_id, base + i, float(t), streams.get(stream, 0), str(text))
             for i, (t, stream, text) in enumerate(logs)
         ])
-    if points:
+    if points or packed:
         # one row per series per batch (store/series.py): the points go in as one blob
         job_id, attempt_id = a.job_id, a.id
+        chunks = (S.group_rows(points) if points else []) + (S.unpack_series(packed) if packed else [])
         _bulk_insert(conn, metric_chunks,
                      ("job_id", "attempt_id", "name", "n", "points", "last_value", "last_step", "last_epoch", "last_t"),
-                     [(job_id, attempt_id, c.name, c.n, c.blob(), *c.last()) for c in S.group_rows(points)])
+                     [(job_id, attempt_id, c.name, c.n, c.blob(), *c.last()) for c in chunks])
     if system:
         conn.execute(system_metrics.insert(), [
             {"job_id": a.job_id, "attempt_id": a.id, "t": float(s["t"]), "cpu_percent": s.get("cpu_percent"),

@@ -4,12 +4,16 @@ A chunk's ``points`` blob is four float64 little-endian columns one after the
 other: value, step, epoch, t, each ``n`` long; a missing step or epoch is NaN.
 float64 holds integer steps exactly up to 2**53.
 
-Report batches arrive as rows ``[name, value, step, epoch, t]``; ``group_rows``
-turns one batch into one ``Chunk`` per series, checking every value on the way
-(the whole batch is refused if one row is malformed, and nothing is stored).
+Report batches carry points as ``series`` (per name, the same four columns,
+base64: what the supervisor sends; ``unpack_series``) or as rows
+``[name, value, step, epoch, t]`` (``group_rows``). Either way a batch becomes
+one ``Chunk`` per series, every value checked on the way: the whole batch is
+refused if one point is malformed, and nothing is stored.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -72,11 +76,41 @@ def group_rows(rows: list[Any]) -> list[Chunk]:
         cols = np.array([r[1:] for r in series], dtype=_F8).T
         if np.isnan(cols[0]).any() or np.isnan(cols[3]).any():
             raise ValueError(f"metric {name!r}: a point without a numeric value or time")
-        if not (np.isnan(cols[1]) | (cols[1] == np.floor(cols[1]))).all() or \
-                not (np.isnan(cols[2]) | (cols[2] == np.floor(cols[2]))).all():
-            raise ValueError(f"metric {name!r}: step and epoch are integers")
+        _check(name, cols)
         chunks.append(Chunk(name, cols))
     return chunks
+
+
+def unpack_series(series: Any) -> list[Chunk]:
+    """A report's ``series`` (docs/protocol.md: per name, ``n`` and the base64 of its four
+    float64 little-endian columns) as chunks, checked as ``group_rows`` checks rows."""
+    if not isinstance(series, dict):
+        raise ValueError("series is an object of metric name -> {n, points}")
+    chunks = []
+    for name, block in series.items():
+        if not name or len(name) > MAX_NAME:
+            raise ValueError(f"a metric name is a string of 1 to {MAX_NAME} characters, not {name!r:.80}")
+        if not isinstance(block, dict) or not isinstance(block.get("n"), int) or block["n"] < 1 \
+                or not isinstance(block.get("points"), str):
+            raise ValueError(f"metric {name!r}: a series is {{\"n\": count, \"points\": base64}}")
+        try:
+            raw = base64.b64decode(block["points"], validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"metric {name!r}: points are not base64 ({exc})") from None
+        cols = decode(raw, block["n"])
+        _check(name, cols)
+        chunks.append(Chunk(name, cols))
+    return chunks
+
+
+def _check(name: str, cols: np.ndarray) -> None:
+    value, step, epoch, t = cols
+    if not (np.isfinite(value).all() and np.isfinite(t).all()):
+        raise ValueError(f"metric {name!r}: a point without a finite value or time")
+    for col in (step, epoch):
+        present = col[~np.isnan(col)]
+        if not (np.isfinite(present) & (present == np.floor(present))).all():
+            raise ValueError(f"metric {name!r}: step and epoch are integers")
 
 
 def empty() -> np.ndarray:

@@ -9,9 +9,13 @@ an event is cut at once, since a state change waits on it.
 """
 from __future__ import annotations
 
+import base64
+import sys
 import threading
 import time
+from array import array
 from collections import deque
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,45 @@ import orjson
 # bigger batches are what lets a million points in at >250k points/s: each
 # batch costs a request, a transaction and the attempt row's update.
 METRICS_PER_ITEM = 10
+
+
+_NAN = float("nan")
+
+
+def pack_series(points: list[tuple[str, float, int | None, int | None, float]]) -> dict[str, dict[str, Any]]:
+    """A batch's metric points as the report's ``series``: per metric name, its points' four
+    float64 little-endian columns (value, step, epoch, t; NaN where a step or epoch is absent),
+    base64-encoded (docs/protocol.md). The server stores such a column block as it is, where
+    rows of JSON numbers cost it ~2 us a point to parse and regroup."""
+    if not points:
+        return {}
+    names = list(map(_FIELDS[0], points))
+    first = names[0]
+    if names.count(first) == len(names):  # the common case: one metric in the batch
+        groups = {first: points}
+    else:
+        groups = {}
+        for name, point in zip(names, points):
+            groups.setdefault(name, []).append(point)
+    # itemgetter columns, not zip(*points): unpacking 50,000 arguments costs ~15 ms a batch
+    return {name: {"n": len(rows), "points": base64.b64encode(
+        b"".join(_column(list(map(_FIELDS[i], rows))).tobytes() for i in (1, 2, 3, 4))).decode("ascii")}
+        for name, rows in groups.items()}
+
+
+_FIELDS = [itemgetter(i) for i in range(5)]
+
+
+def _column(values: list[Any]) -> array:
+    try:
+        col = array("d", values)
+    except TypeError:  # a None among the steps or epochs
+        missing = values.count(None)
+        col = array("d", [_NAN]) * len(values) if missing == len(values) else \
+            array("d", [_NAN if v is None else v for v in values])
+    if sys.byteorder == "big":  # pragma: no cover - the columns are little-endian on the wire
+        col.byteswap()
+    return col
 
 
 class Batcher:
@@ -115,7 +158,7 @@ class Batcher:
     def _cut_locked(self, *, final: bool) -> int:
         self._seq += 1
         body = orjson.dumps({
-            "seq": self._seq, "logs": self.logs, "metrics": self.metrics,
+            "seq": self._seq, "logs": self.logs, "series": pack_series(self.metrics),
             "system": self.system, "events": self.events, "final": final,
         })
         path = self.path(self._seq)

@@ -114,6 +114,9 @@ def test_metrics_json_is_the_api_object(server: ServerProc, workdir: Path, clien
     assert all(set(p) == {"value", "step", "epoch", "time"} for p in metrics["loss"])
     table = cli(["metrics", str(job["id"])], server.env)
     assert "loss" in table.stdout and "acc" in table.stdout
+    columns = client.metrics(job["id"], names=["loss", "acc"], columns=True)
+    assert columns["loss"]["step"] == [0, 1, 2] and columns["loss"]["value"] == [1.0, 0.5, 1.0 / 3]
+    assert columns["acc"]["epoch"] == [1] and columns["acc"]["step"] == [None]
 
 
 def test_jobs_show_stop_restart_clone(server: ServerProc, workdir: Path, client: Client) -> None:

@@ -27,6 +27,7 @@ from typing import IO, Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
+import orjson
 from httpx_sse import SSEError, connect_sse
 
 from modelyard.errors import ErrorCode, ModelyardError
@@ -99,7 +100,7 @@ class Client:
         with self._errors():
             response = self._http.request(method, path, **kwargs)
         _raise_for_error(response)
-        return response.json()
+        return orjson.loads(response.content)  # several times faster than json on long metric series
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -177,9 +178,12 @@ class Client:
         params = _without_none({"attempt": attempt, "offset": offset, "limit": limit})
         return self._request("GET", f"/jobs/{job_id}/logs", params=params)
 
-    def metrics(self, job_id: int, *, names: Iterable[str] | None = None, max_points: int | None = None) -> dict[str, Any]:
-        """``{name: [{"value", "step", "epoch", "time"}, ...]}``."""
-        params = _without_none({"names": ",".join(names) if names else None, "max_points": max_points})
+    def metrics(self, job_id: int, *, names: Iterable[str] | None = None, max_points: int | None = None,
+                columns: bool = False) -> dict[str, Any]:
+        """``{name: [{"value", "step", "epoch", "time"}, ...]}``; with ``columns``
+        ``{name: {"step": [...], "epoch": [...], "time": [...], "value": [...]}}`` (faster for long series)."""
+        params = _without_none({"names": ",".join(names) if names else None, "max_points": max_points,
+                                "layout": "columns" if columns else None})
         return self._request("GET", f"/jobs/{job_id}/metrics", params=params)
 
     def system_metrics(self, job_id: int) -> dict[str, Any]:

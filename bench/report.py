@@ -31,6 +31,10 @@ def line(r: dict[str, Any]) -> str:
         ours += f" ({fmt(m['min'], r['unit'])}–{fmt(m['max'], r['unit'])})"
     if r["name"] == "submit_to_running" and m:
         ours = f"p50 {fmt(m['median'], 's')}, p90 {fmt(m['p90'], 's')}"
+    if r.get("cold_s") is not None:
+        ours += f"; first (cold) read {fmt(r['cold_s'], 's')}"
+    if r.get("points_layout"):
+        ours += f"; as point objects {fmt(r['points_layout']['median'], 's')}"
     peers = "; ".join(f"{p['name']}: {fmt(p.get('median'), r['unit'])}"
                       + (f" → **{p['ratio']}x**" if p.get("ratio") is not None else "") for p in r["peers"]) or "—"
     met = {True: "met", False: "**missed**", None: "—"}[r["met"]]

@@ -16,7 +16,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy.exc
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -159,5 +158,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, embedded: bool = False,
         tmp.write_bytes(orjson.dumps({"url": url, "pid": os.getpid()}))
         os.replace(tmp, server_file)
     log.info("modelyard %s listening on %s (home %s)", modelyard.__version__, url, settings.home)
+    import uvicorn  # here, not at the top: importing the app (the CLI, tests) needs no server and its click
+
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
     uvicorn.Server(config).run(sockets=[sock])

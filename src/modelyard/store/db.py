@@ -6,14 +6,13 @@ upgrade), reads use a separate engine and never block on a writer.
 """
 from __future__ import annotations
 
+import ast
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -59,17 +58,78 @@ class Database:
             yield conn
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (safe to call on every start)."""
+        """Bring the schema to the newest migration (safe to call on every start).
+
+        Alembic costs ~0.2 s to import and load its scripts, so a database
+        already at the scripts' head (read from the files: ``script_heads``) is
+        left alone without it. Anything else goes through Alembic as before.
+        """
+        heads = script_heads(MIGRATIONS / "versions")
+        if heads is not None and self.revisions() == heads:
+            return
+        from alembic import command
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         with self.writer.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def revisions(self) -> set[str]:
+        """The Alembic revisions the database is at (empty: none, or a fresh database)."""
+        with self.reader.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return set()
+            return set(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars())
+
     def dispose(self) -> None:
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
+
+
+def script_heads(versions: Path) -> set[str] | None:
+    """The head revisions of the migration scripts in ``versions``, read without Alembic.
+
+    A revision that no script names as its ``down_revision`` is a head, as
+    Alembic reads them. None when that cannot be told for sure (a script
+    without literal ids, ``depends_on``, no scripts): the caller runs Alembic.
+    """
+    revisions: set[str] = set()
+    downs: set[str] = set()
+    # Alembic loads every *.py in versions/ except __init__.py and editor lock files
+    for path in versions.glob("*.py"):
+        if path.name == "__init__.py" or path.name.startswith(".#"):
+            continue
+        try:
+            values = _literal_assignments(path, ("revision", "down_revision", "depends_on"))
+        except (OSError, SyntaxError, ValueError):
+            return None
+        rev, down = values.get("revision"), values.get("down_revision")
+        if not isinstance(rev, str) or values.get("depends_on") is not None:
+            return None
+        parents = (down,) if down is None or isinstance(down, str) else down  # a merge names a tuple
+        if not isinstance(parents, (tuple, list)) or not all(d is None or isinstance(d, str) for d in parents):
+            return None
+        revisions.add(rev)
+        downs.update(d for d in parents if d)
+    return (revisions - downs) or None
+
+
+def _literal_assignments(path: Path, names: tuple[str, ...]) -> dict[str, object]:
+    """Module-level ``name = <literal>`` (or ``name: T = <literal>``) values of a script."""
+    found: dict[str, object] = {}
+    for node in ast.parse(path.read_bytes(), str(path)).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in names:
+            found[target.id] = ast.literal_eval(value)  # ValueError: not a literal
+    return found
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> sa.Engine:

@@ -6,19 +6,22 @@ way: every page's data is also an API response.
 """
 from __future__ import annotations
 
+import functools
 import shlex
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import modelyard
 from modelyard.jobs.units import format_duration, format_size
 from modelyard.store.records import User
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -76,6 +79,8 @@ def command_text(cmd: list[str] | str) -> str:
 
 
 def _env() -> Environment:
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(run_time=run_time, queue_time=queue_time, when=when, resources=resources,
@@ -86,11 +91,14 @@ def _env() -> Environment:
     return env
 
 
-TEMPLATES = _env()
+@functools.cache
+def templates() -> Environment:
+    """Made by the first render: importing Jinja2 is no part of a server start."""
+    return _env()
 
 
 def render(name: str, /, **context: Any) -> str:
-    return TEMPLATES.get_template(name).render(**context)
+    return templates().get_template(name).render(**context)
 
 
 def respond(request: Request, template: str, data: dict[str, Any], *, user: User | None,

@@ -55,6 +55,7 @@ class Platform:
 
     def close(self) -> None:
         self.scheduler.stop()
+        getattr(self.executor, "close", lambda: None)()  # the supervisor zygote; supervisors go on
         self.webhooks.close()
         self.db.dispose()
 

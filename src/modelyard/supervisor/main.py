@@ -24,6 +24,12 @@ DEFAULT_MAX_SNAPSHOT = 200 * 1024 * 1024
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--zygote"]:
+        # LocalExecutor's pre-forked parent of supervisors (zygote.py); launched under this
+        # module's name so that it and its forks read as supervisors in a process listing
+        from modelyard.supervisor.zygote import serve
+
+        return serve()
     if len(args) != 1:
         print("usage: python -m modelyard.supervisor CONFIG.json", file=sys.stderr)
         return 2

@@ -190,3 +190,28 @@ def test_the_webhook_sender_starts_with_its_first_delivery() -> None:
         server.shutdown()
     assert len(_Receiver.received) == 1  # the same URL twice: one POST
     sender.send([url], {"event": "late"})  # after close: dropped, not queued for a thread that has ended
+
+
+def test_the_listening_socket_makes_asyncio_turn_off_nagle_on_each_connection() -> None:
+    """Replies are written as headers then body: with Nagle on, each waited ~40 ms for a delayed ACK."""
+    import asyncio
+    import socket
+
+    from modelyard.server.app import _bind
+
+    sock = _bind("127.0.0.1", 0, fallback_to_any=False)
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        async with server:
+            _reader, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            await asyncio.wait_for(_reader.read(), timeout=10)  # the handler ran and closed
+            writer.close()
+
+    asyncio.run(scenario())
+    assert seen == [1]

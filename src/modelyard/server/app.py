@@ -116,7 +116,10 @@ def ensure_local_user(platform: Platform, home: Path) -> str:
 
 def _bind(host: str, port: int, *, fallback_to_any: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on an accepted connection only when
+    # its socket says TCP, and without it every reply (headers and body are two writes)
+    # waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -80,10 +80,12 @@ def test_a_job_runs_with_the_contract_and_reports_logs_metrics_outputs(server: S
         job = submit(c, [PY, "-c", code], env={"MY_VAR": "x"}, name="contract")
         done = wait_state(c, job["id"], "succeeded")
         assert done["exit_code"] == 0 and done["attempts"][0]["exit_code"] == 0
-        texts = [l["text"] for l in all_logs(c, job["id"])]
-        assert texts[:2] == ["hello", json.dumps({"metric": "loss", "value": "bad"})]
-        assert "oops" in texts
-        assert f"vars {job['id']} 1 '' x" in texts
+        lines = all_logs(c, job["id"])
+        # stdout and stderr are two pipes read by two threads: order is kept within a stream only
+        stdout = [l["text"] for l in lines if l["stream"] == "stdout"]
+        assert stdout[:2] == ["hello", json.dumps({"metric": "loss", "value": "bad"})]
+        assert [l["text"] for l in lines if l["stream"] == "stderr"] == ["oops"]
+        assert f"vars {job['id']} 1 '' x" in stdout
         assert c.get(f"/jobs/{job['id']}/metrics").json() == {
             "loss": [{"value": 0.5, "step": 1, "epoch": None, "time": pytest.approx(0, abs=2e9)}]}
         files = c.get(f"/jobs/{job['id']}/outputs").json()["files"]

@@ -111,8 +111,15 @@ class Server:
         return psutil.Process(self.proc.pid).memory_info().rss / 2**20
 
     def supervisors(self) -> list[psutil.Process]:
+        """This server's supervisors: forked by its zygote (whose command line they carry, naming this
+        home) and reparented, or started afresh; not the zygote itself, the server's child."""
         assert self.proc is not None
-        return [p for p in psutil.Process(self.proc.pid).children() if "modelyard.supervisor" in " ".join(p.cmdline())]
+        found = []
+        for p in psutil.process_iter(["cmdline", "ppid"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "modelyard.supervisor" in cmd and str(self.home) in cmd and p.info["ppid"] != self.proc.pid:
+                found.append(p)
+        return found
 
     # -- jobs ---------------------------------------------------------------
 

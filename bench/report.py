@@ -33,6 +33,8 @@ def line(r: dict[str, Any]) -> str:
         ours = f"p50 {fmt(m['median'], 's')}, p90 {fmt(m['p90'], 's')}"
     if r.get("cold_s") is not None:
         ours += f"; first (cold) read {fmt(r['cold_s'], 's')}"
+    if r.get("uss_mb"):
+        ours += f"; its own (USS) {fmt(r['uss_mb']['median'], 'MB')}"
     if r.get("points_layout"):
         ours += f"; as point objects {fmt(r['points_layout']['median'], 's')}"
     peers = "; ".join(f"{p['name']}: {fmt(p.get('median'), r['unit'])}"

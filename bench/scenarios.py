@@ -423,6 +423,7 @@ def demo(ctx: Context, server: Server) -> dict[str, Any]:
 def memory(ctx: Context) -> list[dict[str, Any]]:
     n = ctx.sizes.running_jobs
     idle, loaded, supervisor = Side("modelyard", lambda: 0.0), Side("modelyard", lambda: 0.0), Side("modelyard", lambda: 0.0)
+    uss: list[float] = []
     for _ in range(ctx.sizes.repeat):
         with Server() as server:
             assert server.client is not None
@@ -436,7 +437,11 @@ def memory(ctx: Context) -> list[dict[str, Any]]:
             time.sleep(3.0)  # a few heartbeats and samples with everything up
             loaded.samples.append(server.rss_mb())
             sups = server.supervisors()
+            if len(sups) != n:
+                raise RuntimeError(f"found {len(sups)} supervisors for {n} running jobs")
             supervisor.samples.append(sorted(p.memory_info().rss / 2**20 for p in sups)[len(sups) // 2])
+            # a forked supervisor shares its zygote's pages: RSS counts them, USS only its own
+            uss.append(sorted(p.memory_full_info().uss / 2**20 for p in sups)[len(sups) // 2])
             for job_id in ids:
                 server.client.stop_job(job_id)
             for job_id in ids:
@@ -446,6 +451,9 @@ def memory(ctx: Context) -> list[dict[str, Any]]:
             met=lambda s, p: s["median"] <= 150, notes="after start and a few requests"),
         row("rss_server_50_running", "MB", "<= 400 MB", loaded, [], higher_is_better=False,
             met=lambda s, p: s["median"] <= 400, notes=f"{n} jobs running (`sleep 120`), reports flowing"),
-        row("rss_supervisor", "MB", "<= 60 MB", supervisor, [], higher_is_better=False,
-            met=lambda s, p: s["median"] <= 60, notes="the median supervisor of those jobs"),
+        {**row("rss_supervisor", "MB", "<= 60 MB", supervisor, [], higher_is_better=False,
+               met=lambda s, p: s["median"] <= 60,
+               notes="the median supervisor of those jobs, RSS (counting the pages it shares with the zygote "
+                     "it was forked from); uss_mb is its own memory"),
+         "uss_mb": summary(uss)},
     ]

@@ -14,7 +14,6 @@ from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState
 from modelyard.scheduler.launch import output_prefix
 from modelyard.server.auth import current_user, get_platform
-from modelyard.server.downsample import SERIES
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import event_to_dict, job_to_dict
 from modelyard.store import jobs as store_jobs
@@ -112,6 +111,8 @@ def metrics(
     max_points: Annotated[int | None, Query(ge=3, le=100000)] = None,
     layout: Literal["points", "columns"] = "points",
 ) -> Response:
+    from modelyard.server.downsample import SERIES  # numpy: on first use, not at server start
+
     store_jobs.get_job(p.db, job_id, user=user)
     wanted = [n for n in names.split(",") if n] if names else reports.metric_names(p.db, job_id)
     series = {}

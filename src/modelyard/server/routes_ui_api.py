@@ -24,12 +24,10 @@ from modelyard.jobs import Resources
 from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
 from modelyard.server.auth import current_user, get_platform
-from modelyard.server.downsample import SERIES, downsample_index, window
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.store import jobs as store_jobs
 from modelyard.store import reports
-from modelyard.store import series as S
 from modelyard.store.records import Job, User
 
 router = APIRouter()
@@ -138,6 +136,9 @@ def metrics_window(
     max_points: Annotated[int, Query(ge=3, le=100000)] = 1000,
 ) -> dict[str, Any]:
     """Like /jobs/{id}/metrics, cut to ``start <= x <= end`` first (a point without that x is left out)."""
+    from modelyard.server.downsample import SERIES, downsample_index, window  # numpy: on first use
+    from modelyard.store import series as S
+
     store_jobs.get_job(p.db, job_id, user=user)
     wanted = [n for n in names.split(",") if n] if names else reports.metric_names(p.db, job_id)
     out = {}

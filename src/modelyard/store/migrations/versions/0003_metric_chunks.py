@@ -10,7 +10,6 @@ Revision ID: 0003
 Revises: 0002
 """
 from alembic import op
-import numpy as np
 import sqlalchemy as sa
 
 
@@ -50,6 +49,8 @@ def upgrade() -> None:
         sa.select(old.c.job_id, old.c.attempt_id, old.c.name, sa.func.min(old.c.id).label('first'))
         .group_by(old.c.job_id, old.c.attempt_id, old.c.name).order_by(sa.text('first'))
     ).all()
+    if series:
+        import numpy as np  # only when there are points to move: a fresh start need not import it
     for job_id, attempt_id, name, _first in series:
         rows = conn.execute(
             sa.select(old.c.value, old.c.step, old.c.epoch, old.c.t)
@@ -83,6 +84,8 @@ def downgrade() -> None:
     )
     with op.batch_alter_table('metrics', schema=None) as batch_op:
         batch_op.create_index('ix_metrics_series', ['job_id', 'name', 'id'], unique=False)
+
+    import numpy as np
 
     conn = op.get_bind()
     chunks = sa.table('metric_chunks', sa.column('id'), sa.column('job_id'), sa.column('attempt_id'),

@@ -278,13 +278,17 @@ def server_start(ctx: Context) -> dict[str, Any]:
         finally:
             server.close()
 
-    mine = Side("modelyard", ours)
-    peers = [Side("mlflow server", lambda: ctx.peers.call("mlflow_start")["started_in"])] if ctx.peers else []
-    try:
-        alternate([mine, *peers], ctx.sizes.repeat)
-    finally:
-        if ctx.peers:
+    def mlflow() -> float:
+        # stopped again at once: a running MLflow server (and its workers) must not share
+        # the cores with our next start
+        try:
+            return float(ctx.peers.call("mlflow_start")["started_in"])
+        finally:
             ctx.peers.call("mlflow_stop")
+
+    mine = Side("modelyard", ours)
+    peers = [Side("mlflow server", mlflow)] if ctx.peers else []
+    alternate([mine, *peers], ctx.sizes.repeat)
     return row("server_start", "s", "<= 1.5 s", mine, peers, higher_is_better=False,
                met=lambda s, p: s["median"] <= 1.5,
                notes="process spawn with a fresh home (database created and migrated) -> GET /health answers 200")

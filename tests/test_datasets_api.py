@@ -195,3 +195,43 @@ def test_the_store_knows_which_jobs_use_a_version(database_url: str) -> None:
         assert store_jobs.jobs_using_dataset(db, "d", "aaaa1111bbbb", user=other) == []
     finally:
         db.dispose()
+
+
+@pytest.mark.parametrize("source, allowed", [
+    ("s3://team/open/d.npz", True), ("s3://team/open", True), ("s3://team/opener/d.npz", False),
+    ("s3://team/open/../secret/d.npz", False), ("simplecache::s3://team/open/d.npz", False),
+    ("s3://other/open/d.npz", False), ("https://data.example.com/mnist/x.gz", True),
+    ("https://data.example.com/mnistx", False),
+])
+def test_which_urls_a_user_may_name(source: str, allowed: bool) -> None:
+    from modelyard.server.routes_datasets import allowed_source
+
+    assert allowed_source(source, ("s3://team/open", "https://data.example.com/mnist/")) is allowed
+    assert not allowed_source(source, ())
+
+
+def test_a_user_imports_only_from_the_urls_the_admin_opened(s3_env: dict[str, str], tmp_path: Path) -> None:
+    import boto3
+
+    bucket = s3_env["BUCKET"]
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    body = make_npz(tmp_path / "d.npz").read_bytes()
+    for key in ("open/d.npz", "closed/d.npz"):
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    aws = {k: v for k, v in s3_env.items() if k != "BUCKET"}
+    srv = ServerProcess(tmp_path / "home", env={**aws, "MODELYARD_DATASET_SOURCES": f"s3://{bucket}/open"}).start()
+    try:
+        with srv.client() as admin:
+            token = admin.post("/users", json={"name": "erin"}).json()["token"]
+            with srv.client(token=token) as erin:
+                made = erin.post("/datasets", json={"name": "opened", "source": f"s3://{bucket}/open/d.npz"})
+                assert made.status_code == 201, made.text
+                err = error_of(erin.post("/datasets", json={"name": "shut", "source": f"s3://{bucket}/closed/d.npz"}),
+                               403)
+                assert err["field"] == "source" and f"s3://{bucket}/open" in err["message"]
+                assert error_of(erin.get("/datasets/shut"), 404)["code"] == "not_found"  # nothing half-made
+            # an admin may read what the server can
+            assert admin.post("/datasets", json={"name": "shut", "source": f"s3://{bucket}/closed/d.npz"}).status_code \
+                == 201
+    finally:
+        srv.stop()

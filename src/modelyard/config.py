@@ -30,6 +30,9 @@ class Settings:
     webhooks: tuple[str, ...] = ()
     max_snapshot_bytes: int = 200 * 1024 * 1024
     stop_grace: float = 10.0
+    # URL prefixes any user may import a dataset from; every other source the
+    # server reads (its own disk, any other URL, read with its credentials) is admin-only
+    dataset_sources: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -50,4 +53,6 @@ class Settings:
             webhooks=tuple(u.strip() for u in env.get("MODELYARD_WEBHOOKS", "").split(",") if u.strip()),
             max_snapshot_bytes=parse_size(env.get("MODELYARD_MAX_SNAPSHOT", "200M")),
             stop_grace=parse_duration(env.get("MODELYARD_STOP_GRACE", "10")),
+            dataset_sources=tuple(u.strip() for u in env.get("MODELYARD_DATASET_SOURCES", "").split(",")
+                                  if u.strip()),
         )

@@ -174,11 +174,28 @@ def _source_of(body: CreateBody, p: Platform, user: User) -> tuple[str, Path | N
         # a tar of one folder or one file: that is the source, named as the client named it
         return str(folder / entries[0]) if len(entries) == 1 else str(folder), folder
     source = body.source.strip()
-    if _reads_server_disk(source) and not user.is_admin:
-        # a path on the server's own disk would let any user read the server's files
-        raise ModelyardError(ErrorCode.FORBIDDEN, "only an admin may import a path on the server; upload the "
-                             "source instead (the CLI does so for a local SOURCE)", field="source")
+    if not user.is_admin:
+        if _reads_server_disk(source):
+            # a path on the server's own disk would let any user read the server's files
+            raise ModelyardError(ErrorCode.FORBIDDEN, "only an admin may import a path on the server; upload "
+                                 "the source instead (the CLI does so for a local SOURCE)", field="source")
+        if not allowed_source(source, p.settings.dataset_sources):
+            # the server reads a URL with its own credentials: a user may name only what the admin opened
+            opened = ", ".join(p.settings.dataset_sources) or "none"
+            raise ModelyardError(ErrorCode.FORBIDDEN, f"only an admin may import from {source}; open to everyone "
+                                 f"(MODELYARD_DATASET_SOURCES): {opened}; or upload the source instead",
+                                 field="source")
     return source, None
+
+
+def allowed_source(source: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``source`` lies under one of the URL ``prefixes``: a prefix names a whole path
+    segment (``s3://team`` opens ``s3://team/x``, not ``s3://team-other``), and a source that
+    chains URLs or climbs with ``..`` is never under one."""
+    if "::" in source or ".." in source.split("/"):
+        return False
+    return any(source == pre.rstrip("/") or source.startswith(pre if pre.endswith("/") else pre + "/")
+               for pre in prefixes)
 
 
 def _reads_server_disk(source: str) -> bool:

@@ -41,8 +41,11 @@ def get_version(index: DatasetIndex, ref: str) -> Manifest:
     return matches[0]
 
 
-def remove_dataset(store: ArtifactStore, index: DatasetIndex, ref: str, *, in_use: InUse | None = None) -> list[Manifest]:
-    """Remove ``NAME:VERSION``, or every version of ``NAME``; CONFLICT while a job uses one."""
+def remove_dataset(store: ArtifactStore, index: DatasetIndex, ref: str, *, in_use: InUse | None = None,
+                   delete_data: bool = True) -> list[Manifest]:
+    """Remove ``NAME:VERSION``, or every version of ``NAME``; CONFLICT while a job uses one.
+    ``delete_data=False`` removes only the manifests (the version is gone) and leaves the
+    files for the caller to delete (``version_prefix``), e.g. after a transaction commits."""
     r = parse_ref(ref)
     targets = [get_version(index, ref)] if r.version else index.versions(r.name)
     if not targets:
@@ -54,5 +57,6 @@ def remove_dataset(store: ArtifactStore, index: DatasetIndex, ref: str, *, in_us
                              field="dataset")
     for m in targets:
         index.remove(m)
-        store.delete_prefix(version_prefix(m.name, m.version))
+        if delete_data:
+            store.delete_prefix(version_prefix(m.name, m.version))
     return targets

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from modelyard.config import Settings
 from modelyard.datasets import Manifest, StoreIndex, get_version, parse_ref, remove_dataset
+from modelyard.datasets.manifest import version_prefix
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.executors.capacity import detect_capacity
@@ -67,7 +68,7 @@ class Platform:
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
         dataset = self.pin_dataset(spec.dataset).ref if spec.dataset else None
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
-                                    dataset=dataset)
+                                    dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset))
         self.scheduler.wake()
         return job
 
@@ -82,7 +83,9 @@ class Platform:
         return job
 
     def restart(self, user: User, job_id: int) -> Job:
-        job = store_jobs.requeue(self.db, store_jobs.get_job(self.db, job_id, user=user))
+        job = store_jobs.get_job(self.db, job_id, user=user)
+        pinned = job.dataset
+        job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned) if pinned else None)
         self.scheduler.wake()
         return job
 
@@ -109,14 +112,21 @@ class Platform:
                 raise ModelyardError(ErrorCode.INVALID, e.message, field="dataset") from None
             raise
 
-    def dataset_users(self, name: str, version: str) -> list[int]:
-        """Ids of the jobs that may still read ``name:version`` (queued or active)."""
-        return [j.id for j in store_jobs.jobs_using_dataset(self.db, name, version, active_only=True)]
-
     def remove_dataset(self, ref: str) -> list[Manifest]:
-        """Remove a version (or every version of a name); CONFLICT naming the jobs that use one."""
-        parse_ref(ref)
-        return remove_dataset(self.storage, self.datasets, ref, in_use=self.dataset_users)
+        """Remove a version (or every version of a name); CONFLICT naming the jobs that use one.
+
+        The check for jobs using it and the removal of its manifest happen under the
+        dataset's lock in one transaction, as a submit's check and its job row do
+        (``store_jobs.lock_dataset``): whichever commits first, the other sees it. The
+        files go after the commit, so the lock is not held while they are deleted."""
+        r = parse_ref(ref)
+        with self.db.write() as conn:
+            store_jobs.lock_dataset(conn, r.name)
+            removed = remove_dataset(self.storage, self.datasets, ref, delete_data=False,
+                                     in_use=lambda name, version: store_jobs.active_dataset_users(conn, name, version))
+        for m in removed:
+            self.storage.delete_prefix(version_prefix(m.name, m.version))
+        return removed
 
     # -- side effects -----------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ Nothing else in modelyard writes ``jobs.state`` or ``attempts.state``.
 from __future__ import annotations
 
 import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +53,21 @@ def _transition(
 
 def create_job(
     db: Database, *, user: User, spec: JobSpec, snapshot_key: str | None,
-    resume_from: int | None = None, dataset: str | None = None, now: float | None = None,
+    resume_from: int | None = None, dataset: str | None = None, dataset_check: Callable[[], object] | None = None,
+    now: float | None = None,
 ) -> Job:
-    """Queue a job; ``dataset`` is the pinned version ("name:version") it will read."""
+    """Queue a job; ``dataset`` is the pinned version ("name:version") it will read.
+
+    ``dataset_check`` (raising if the version is gone) runs under that dataset's
+    lock in the job's own transaction, so a removal cannot slip in between the
+    check and the job's row: see ``lock_dataset``."""
     now = time.time() if now is None else now
     r = spec.resources
     with db.write() as conn:
+        if dataset is not None:
+            lock_dataset(conn, dataset.split(":", 1)[0])
+            if dataset_check is not None:
+                dataset_check()
         job_id = conn.execute(jobs.insert().values(
             user_id=user.id, name=spec.name, state=JobState.QUEUED.value, priority=spec.priority,
             gpus=r.gpus, cpus=r.cpus, memory=r.memory, max_runtime=spec.max_runtime,
@@ -94,6 +105,23 @@ def list_jobs(
         total = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(*cond)).scalar_one()
         rows = conn.execute(_job_query().where(*cond).order_by(jobs.c.id.desc()).limit(limit).offset(offset)).all()
     return [job_from_row(r) for r in rows], total
+
+
+def lock_dataset(conn: sa.Connection, name: str) -> None:
+    """Serialise, until ``conn``'s transaction ends, the writes that must agree on whether a
+    version of dataset ``name`` exists: queueing a job pinned to it and removing it. SQLite's
+    ``BEGIN IMMEDIATE`` already serialises every writer; PostgreSQL takes an advisory lock."""
+    if conn.dialect.name == "postgresql":
+        key = zlib.crc32(f"modelyard.dataset:{name}".encode()) - 2**31  # a signed 64-bit key
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def active_dataset_users(conn: sa.Connection, name: str, version: str) -> list[int]:
+    """Ids of the jobs that may still read ``name:version`` (not ended), read in ``conn``'s transaction."""
+    return list(conn.execute(sa.select(jobs.c.id).where(
+        jobs.c.dataset == f"{name}:{version}",
+        jobs.c.state.in_([s.value for s in JobState if not s.is_terminal()]),
+    ).order_by(jobs.c.id)).scalars())
 
 
 def jobs_using_dataset(
@@ -305,10 +333,16 @@ def request_stop(db: Database, job: Job, *, now: float | None = None) -> Attempt
         return attempt_from_row(row) if row else None
 
 
-def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: float | None = None) -> Job:
-    """Restart an ended job: back to QUEUED; its next placement adds an attempt."""
+def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: float | None = None,
+            dataset_check: Callable[[], object] | None = None) -> Job:
+    """Restart an ended job: back to QUEUED; its next placement adds an attempt.
+    ``dataset_check`` as in ``create_job``, for the version the job is pinned to."""
     now = time.time() if now is None else now
     with db.write() as conn:
+        if job.dataset is not None:
+            lock_dataset(conn, job.dataset.split(":", 1)[0])
+            if dataset_check is not None:
+                dataset_check()
         state, number = _locked_state(db, conn, job.id)
         if not state.is_terminal():
             raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {state.value}; stop it before restarting")

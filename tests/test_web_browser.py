@@ -275,6 +275,17 @@ def test_compare_with_overlays_other_jobs_on_one_chart(page: Page, server: Serve
     expect(page.locator('[data-chart="loss"] .u-legend')).to_contain_text("run-b")
 
 
+def test_the_metric_picker_learns_a_new_metric_without_a_reload(page: Page, server: ServerProcess) -> None:
+    page.goto(f"{server.url}/ui/jobs")
+    expect(page.locator("#metric-pick option", has_text="fresh_metric")).to_have_count(0)
+    job = submit(server, name="fresh", command=[PY, "-c", "import json; print(json.dumps(dict(metric='fresh_metric', "
+                                                          "value=0.25, step=1)))"])
+    expect(page.locator(f'tr[data-job-id="{job["id"]}"]')).to_have_attribute("data-state", "succeeded")
+    expect(page.locator("#metric-pick option", has_text="fresh_metric")).to_have_count(1)
+    page.select_option("#metric-pick", "fresh_metric")  # and the column shows it
+    expect(page.locator(f'tr[data-job-id="{job["id"]}"] td.num')).to_have_text("0.25")
+
+
 @pytest.fixture(scope="module")
 def big_job(server: ServerProcess) -> dict:
     return finished(server, name="million", command=BIG, timeout=120)

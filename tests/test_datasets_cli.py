@@ -80,3 +80,32 @@ def test_errors_are_one_line_naming_the_field(env: dict[str, str], tmp_path: Pat
     done = cli(["dataset", *args], env, cwd=tmp_path)
     assert done.returncode == 1 and done.stderr.strip().startswith(expected), done.stderr
     assert done.stderr.strip().count("\n") == 0
+
+
+LIST_DATA = ("import os; d = os.environ['MODELYARD_DATA_DIR']; splits = sorted(s for s in os.listdir(d) "
+             "if os.path.isdir(os.path.join(d, s))); print('data', d); "
+             "print('splits', splits, sum(len(fs) for s in splits for _, _, fs in os.walk(os.path.join(d, s))))")
+
+
+def test_run_local_gets_a_dataset_as_a_job_would(env: dict[str, str], server: ServerProc, tmp_path: Path) -> None:
+    made = json.loads(cli(["dataset", "create", "runlocal", str(make_images(tmp_path / "imgs")), "--split",
+                           "train=0.5,val=0.5", "--json"], env).stdout)
+    wd = tmp_path / "code"
+    wd.mkdir()
+    # the embedded server's store is on this machine: the shared, verified cache
+    here = cli(["run", "--local", "--dataset", "runlocal", "--", "python", "-c", LIST_DATA], env, cwd=wd)
+    assert here.returncode == 0, here.stderr
+    cache = server.home / "cache" / "datasets" / "runlocal" / made["version"]
+    assert f"data {cache}" in here.stdout
+    assert f"splits ['train', 'val'] {made['file_count']}" in here.stdout
+    # a remote server's: downloaded into the run's own folder
+    remote = {**env, "MODELYARD_URL": server.url, "MODELYARD_TOKEN": server.token}
+    there = cli(["run", "--local", "--dataset", f"runlocal:{made['version'][:8]}", "--", "python", "-c", LIST_DATA],
+                remote, cwd=wd)
+    assert there.returncode == 0, there.stderr
+    assert f"splits ['train', 'val'] {made['file_count']}" in there.stdout
+    data_line = next(line for line in there.stdout.splitlines() if line.startswith("data "))
+    assert data_line.endswith("/data") and "/runs/local-" in data_line
+    missing = cli(["run", "--local", "--dataset", "no-such-data", "--", "true"], env, cwd=wd)
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "no-such-data" in missing.stderr

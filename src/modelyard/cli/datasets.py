@@ -121,21 +121,26 @@ def download(
     Example: modelyard dataset download digits --to ./digits
     """
     with get_client() as client:
-        version = _version(client, ref)
+        version = version_of(client, ref)
         dest_dir = (to or Path(f"{version['name']}-{version['version']}")).resolve()
-        total, done_before = version["size"], 0
-        with byte_progress(f"{version['ref']}", enabled=not as_json) as progress:
-            for f in version["files"]:
-                base = done_before
-                client.download_dataset_file(version["name"], version["version"], f["path"],
-                                             _inside(dest_dir, f["path"]),
-                                             progress=lambda done, _t: progress(base + done, total))
-                done_before += f["size"]
-    for split in version["splits"]:
-        (dest_dir / split["name"]).mkdir(parents=True, exist_ok=True)  # an empty split is still a folder
+        fetch_version(client, version, dest_dir, show_progress=not as_json)
     if as_json:
         return print_json({"dir": str(dest_dir), **version})
-    note(f"{len(version['files'])} files, {format_size(total)} in {dest_dir}")
+    note(f"{len(version['files'])} files, {format_size(version['size'])} in {dest_dir}")
+
+
+def fetch_version(client: Client, version: dict[str, Any], dest_dir: Path, *, show_progress: bool = True) -> None:
+    """A version's files into ``dest_dir``, a folder per split, as MODELYARD_DATA_DIR holds them."""
+    total, done_before = version["size"], 0
+    with byte_progress(f"{version['ref']}", enabled=show_progress) as progress:
+        for f in version["files"]:
+            base = done_before
+            client.download_dataset_file(version["name"], version["version"], f["path"],
+                                         _inside(dest_dir, f["path"]),
+                                         progress=lambda done, _t: progress(base + done, total))
+            done_before += f["size"]
+    for split in version["splits"]:
+        (dest_dir / split["name"]).mkdir(parents=True, exist_ok=True)  # an empty split is still a folder
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -154,7 +159,7 @@ def _where(client: Client, source: str, *, show_progress: bool) -> dict[str, str
         return {"upload": client.upload_dataset_source(path, progress=progress)["upload"]}
 
 
-def _version(client: Client, ref: str) -> dict[str, Any]:
+def version_of(client: Client, ref: str) -> dict[str, Any]:
     data = client.get_dataset(ref)
     return data["versions"][0] if "versions" in data else data
 

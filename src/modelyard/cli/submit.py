@@ -1,6 +1,7 @@
 """Starting work: ``submit`` (snapshot the workdir, upload it, create the job) and ``run --local``."""
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -89,13 +90,16 @@ def run(
     gpus: Annotated[Optional[str], typer.Option(metavar="0,1", help="GPU indices the job may see")] = None,
     env: Env = None,
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 2h")] = None,
+    dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="in MODELYARD_DATA_DIR, as a job gets it (NAME: its latest version)")] = None,
 ) -> None:
     """Run a command in the foreground exactly as a job would run (same folders and variables).
 
     The current folder is snapshotted into $MODELYARD_HOME/runs/local-TIME/code and run
-    there; MODELYARD_OUTPUT_DIR is that run's output/ folder.
+    there; MODELYARD_OUTPUT_DIR is that run's output/ folder. With --dataset the version is
+    materialised first: from this machine's store into the dataset cache jobs share, or,
+    with MODELYARD_URL set, downloaded from that server into the run's data/ folder.
 
-    Example: modelyard run --local --gpus 0 -- python train.py --epochs 1
+    Example: modelyard run --local --dataset digits -- python train.py --epochs 1
     """
     if not local:
         raise typer.BadParameter("only --local is supported; use `modelyard submit` to queue a job", param_hint="--local")
@@ -105,14 +109,36 @@ def run(
     spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime})
     settings = Settings.from_env()
     run_dir = settings.runs_dir / time.strftime("local-%Y%m%d-%H%M%S")
+    data_dir = _local_dataset(dataset, settings, run_dir) if dataset else None
     with byte_progress("snapshot .", close_when_done=True) as progress:
         outcome = run_local(
             spec.argv(), workdir=Path.cwd(), run_dir=run_dir, env=spec.env, gpus=_gpu_list(gpus),
             max_runtime=spec.max_runtime, stop_grace=settings.stop_grace,
-            max_snapshot_bytes=settings.max_snapshot_bytes, snapshot_progress=progress,
+            max_snapshot_bytes=settings.max_snapshot_bytes, snapshot_progress=progress, data_dir=data_dir,
         )
     note(f"outputs in {run_dir / 'output'}")
     raise typer.Exit(outcome.shell_exit_code)
+
+
+def _local_dataset(ref: str, settings: Settings, run_dir: Path) -> Path:
+    """The folder MODELYARD_DATA_DIR names for a ``run --local --dataset ref``."""
+    if not os.environ.get("MODELYARD_URL"):
+        # the embedded server's store is on this machine: the verified cache jobs here share
+        from modelyard.datasets import StoreIndex, materialise
+        from modelyard.scheduler.launch import dataset_cache_dir
+        from modelyard.storage import ArtifactStore
+
+        store = ArtifactStore(settings.storage_url)
+        with byte_progress(f"dataset {ref}", close_when_done=True) as progress:
+            folder = materialise(store, ref, dataset_cache_dir(settings), index=StoreIndex(store), progress=progress)
+    else:
+        from modelyard.cli.datasets import fetch_version, version_of
+
+        folder = run_dir / "data"
+        with get_client() as client:
+            fetch_version(client, version_of(client, ref), folder)
+    note(f"dataset {ref}: MODELYARD_DATA_DIR={folder}")
+    return folder
 
 
 def _gpu_list(text: str | None) -> list[int]:

@@ -12,9 +12,19 @@ const PAGES = {
 
 window.modelyard = { charts: {}, systemCharts: {} }; // for tests and the curious: the live uPlot instances
 
-if (document.body.dataset.user) {
-  watchEndings();
-  startJobEvents();
+// The live connection opens last: once htmx has set up the page (on DOMContentLoaded)
+// and the page's module listens. The stream replays every change since the page was
+// built, so nothing is missed by waiting, while an event handled before then would
+// trigger a refresh nobody listens for yet.
+async function main() {
+  if (document.readyState === "loading") {
+    await new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
+  }
+  const page = PAGES[document.body.dataset.page];
+  if (page) (await page()).start();
+  if (document.body.dataset.user) {
+    watchEndings();
+    startJobEvents();
+  }
 }
-const page = PAGES[document.body.dataset.page];
-if (page) page().then((m) => m.start());
+main();

@@ -58,6 +58,14 @@ def supervisor_env() -> dict[str, str]:
     return env
 
 
+def _handle(pid: int, config_path: Path, started: float | None) -> str:
+    """What an attempt stores to find its supervisor again (see ``LocalExecutor._process``)."""
+    handle: dict[str, Any] = {"pid": pid, "config": str(config_path)}
+    if started is not None:
+        handle["started"] = started
+    return orjson.dumps(handle).decode()
+
+
 class ZygoteError(Exception):
     """The zygote did not answer with a supervisor (it may have started one all the same)."""
 
@@ -173,8 +181,7 @@ class LocalExecutor:
                 if self._zygote is None:
                     self._zygote = Zygote(run_dir.parent)
                 reply = self._zygote.launch(config_path, run_dir)
-                return orjson.dumps({"pid": int(reply["pid"]), "config": str(config_path),
-                                     "started": float(reply["started"])}).decode()
+                return _handle(int(reply["pid"]), config_path, float(reply["started"]))
             except (OSError, ZygoteError, KeyError, TypeError, ValueError) as e:
                 log.warning("supervisor zygote failed (%s); starting the supervisor as a process", e)
                 if self._zygote is not None:
@@ -201,12 +208,11 @@ class LocalExecutor:
             os.close(claim)  # the supervisor's inherited copy keeps the lock
         with self._lock:
             self._children[proc.pid] = proc
-        handle: dict[str, Any] = {"pid": proc.pid, "config": str(config_path)}
         try:
-            handle["started"] = psutil.Process(proc.pid).create_time()  # our child: not reaped yet
+            started: float | None = psutil.Process(proc.pid).create_time()  # our child: not reaped yet
         except psutil.Error:
-            pass
-        return orjson.dumps(handle).decode()
+            started = None
+        return _handle(proc.pid, config_path, started)
 
     def _adopt(self, run_dir: Path) -> str:
         path = run_dir / PID_FILE
@@ -216,8 +222,7 @@ class LocalExecutor:
                 raise RuntimeError(f"a supervisor claimed {run_dir} but wrote no {PID_FILE}")
             time.sleep(0.01)
         info = orjson.loads(path.read_bytes())
-        return orjson.dumps({"pid": int(info["pid"]), "config": str(run_dir / "supervisor.json"),
-                             "started": float(info["started"])}).decode()
+        return _handle(int(info["pid"]), run_dir / "supervisor.json", float(info["started"]))
 
     def close(self) -> None:
         """End the zygote (the supervisors it forked go on)."""

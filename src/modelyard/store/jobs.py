@@ -64,10 +64,7 @@ def create_job(
     now = time.time() if now is None else now
     r = spec.resources
     with db.write() as conn:
-        if dataset is not None:
-            lock_dataset(conn, dataset.split(":", 1)[0])
-            if dataset_check is not None:
-                dataset_check()
+        _hold_dataset(conn, dataset, dataset_check)
         job_id = conn.execute(jobs.insert().values(
             user_id=user.id, name=spec.name, state=JobState.QUEUED.value, priority=spec.priority,
             gpus=r.gpus, cpus=r.cpus, memory=r.memory, max_runtime=spec.max_runtime,
@@ -114,6 +111,14 @@ def lock_dataset(conn: sa.Connection, name: str) -> None:
     if conn.dialect.name == "postgresql":
         key = zlib.crc32(f"modelyard.dataset:{name}".encode()) - 2**31  # a signed 64-bit key
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _hold_dataset(conn: sa.Connection, dataset: str | None, check: Callable[[], object] | None) -> None:
+    """For a job pinned to ``dataset`` ("name:version"): take its lock, then ``check`` it still exists."""
+    if dataset is not None:
+        lock_dataset(conn, dataset.split(":", 1)[0])
+        if check is not None:
+            check()
 
 
 def active_dataset_users(conn: sa.Connection, name: str, version: str) -> list[int]:
@@ -339,10 +344,7 @@ def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: f
     ``dataset_check`` as in ``create_job``, for the version the job is pinned to."""
     now = time.time() if now is None else now
     with db.write() as conn:
-        if job.dataset is not None:
-            lock_dataset(conn, job.dataset.split(":", 1)[0])
-            if dataset_check is not None:
-                dataset_check()
+        _hold_dataset(conn, job.dataset, dataset_check)
         state, number = _locked_state(db, conn, job.id)
         if not state.is_terminal():
             raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {state.value}; stop it before restarting")

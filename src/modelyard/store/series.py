@@ -28,12 +28,15 @@ MAX_NAME = 200
 class Chunk:
     name: str
     cols: np.ndarray  # shape (4, n): value, step, epoch, t
+    raw: bytes | None = None  # the blob as it arrived, when it arrived as one (a packed series)
 
     @property
     def n(self) -> int:
         return int(self.cols.shape[1])
 
     def blob(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return np.ascontiguousarray(self.cols, dtype=_F8).tobytes()
 
     def last(self) -> tuple[float, int | None, int | None, float]:
@@ -99,7 +102,7 @@ def unpack_series(series: Any) -> list[Chunk]:
             raise ValueError(f"metric {name!r}: points are not base64 ({exc})") from None
         cols = decode(raw, block["n"])
         _check(name, cols)
-        chunks.append(Chunk(name, cols))
+        chunks.append(Chunk(name, cols, raw))  # stored as it came: already the blob's layout
     return chunks
 
 

@@ -15,6 +15,7 @@ from conftest import kill_tree, wait_for
 from servers import ServerProcess
 
 from modelyard.executors.base import Launch
+from modelyard.jobs.launch import LaunchSpec
 from modelyard.executors.local import PID_FILE, LocalExecutor, Zygote
 from modelyard.jobs import JobState, Resources
 from modelyard.store.records import Attempt
@@ -44,8 +45,7 @@ def supervisors() -> Iterator[list[psutil.Process]]:
 def launch(tmp_path: Path, name: str, argv: list[str]) -> Launch:
     run_dir = tmp_path / "runs" / name
     # local mode (no server_url): the supervisor runs the job and exits with its code
-    config = {"job_id": name, "attempt": 1, "argv": argv, "run_dir": str(run_dir), "workdir": str(tmp_path)}
-    return Launch(config=config, run_dir=run_dir)
+    return Launch(LaunchSpec(job_id=name, argv=argv, run_dir=run_dir, workdir=tmp_path))
 
 
 def attempt(handle: str | None) -> Attempt:

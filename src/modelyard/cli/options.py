@@ -54,7 +54,19 @@ def load_job_file(path: Path | None) -> dict[str, Any] | None:
         raise invalid("file", f"{path} must hold a mapping of job fields, not {type(data).__name__}")
     if isinstance(data.get("workdir"), str):
         data["workdir"] = str(path.parent / data["workdir"])
+    if isinstance(data.get("requirements"), str):
+        data["requirements"] = read_requirements(path.parent / data["requirements"])
     return data
+
+
+def read_requirements(path: Path) -> str:
+    """A requirements file's text (``--requirements FILE``, YAML ``requirements:``): the job carries it."""
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise invalid("requirements", f"cannot read {path}: {e.strerror}") from e
+    except UnicodeDecodeError:
+        raise invalid("requirements", f"{path} is not a UTF-8 text file") from None
 
 
 def build_spec(file_data: dict[str, Any] | None, overrides: dict[str, Any]) -> JobSpec:

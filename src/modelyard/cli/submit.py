@@ -13,12 +13,16 @@ import typer
 from modelyard.cli.connect import get_client
 from modelyard.cli.follow import follow_job, job_exit_code
 from modelyard.cli.jobs import Json
-from modelyard.cli.options import build_spec, invalid, load_job_file, parse_env, shape_command, spec_payload
+from modelyard.cli.options import (
+    build_spec, invalid, load_job_file, parse_env, read_requirements, shape_command, spec_payload,
+)
 from modelyard.cli.output import byte_progress, note, print_json, state_text
 from modelyard.client import Client
 from modelyard.config import Settings
 
 Command = Annotated[Optional[list[str]], typer.Argument(metavar="-- CMD...", help="the command; one quoted argument is a shell string")]
+Image = Annotated[Optional[str], typer.Option(metavar="REF", help="run the command in a container of this image (Podman or Docker)")]
+Requirements = Annotated[Optional[Path], typer.Option(metavar="FILE", help="run the command in a uv virtualenv built from this requirements file")]
 Env = Annotated[Optional[list[str]], typer.Option("--env", "-e", metavar="K=V", help="an environment variable (repeatable)")]
 
 
@@ -36,19 +40,23 @@ def submit(
     retries: Annotated[Optional[int], typer.Option(help="new attempts after a failure")] = None,
     webhook: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="POSTed the final state (repeatable)")] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="materialised for the job in MODELYARD_DATA_DIR (NAME: its latest version, pinned at submit)")] = None,
+    image: Image = None,
+    requirements: Requirements = None,
+    environment: Annotated[Optional[str], typer.Option(metavar="NAME", help="a named environment (modelyard environment ls)")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a job YAML file; flags override it")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="print the log until the job ends; exit with its code")] = False,
     as_json: Json = False,
 ) -> None:
     """Snapshot the working folder (minus .gitignore'd files), upload it and queue a job.
 
-    Example: modelyard submit --gpus 1 --dataset digits --max-runtime 72h -- python train.py --epochs 12
+    Example: modelyard submit --gpus 1 --image pytorch/pytorch:2.4.0 --dataset digits -- python train.py --epochs 12
     """
     overrides: dict[str, Any] = {
         "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
         "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "priority": priority,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
-        "dataset": dataset,
+        "dataset": dataset, "image": image, "environment": environment,
+        "requirements": read_requirements(requirements) if requirements else None,
     }
     spec = build_spec(load_job_file(file), overrides)
     with get_client() as client:

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from modelyard.jobs.launch import LaunchSpec
 from modelyard.store.records import Attempt
 
 
 @dataclass(frozen=True)
 class Launch:
-    """Everything a supervisor needs: the config of docs/protocol.md, and where to run."""
+    """Everything a supervisor needs (the LaunchSpec of docs/protocol.md), and where it runs."""
 
-    config: dict[str, Any]
-    run_dir: Path
+    spec: LaunchSpec
+
+    @property
+    def run_dir(self) -> Path:
+        return self.spec.run_dir
 
 
 class Executor(Protocol):

@@ -170,7 +170,7 @@ class LocalExecutor:
         config_path = launch.run_dir / "supervisor.json"
         fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(launch.config))
+            f.write(launch.spec.model_dump_json().encode())
         handle = self._start_forked(config_path, launch.run_dir)
         return handle if handle is not None else self._start_process(config_path, launch.run_dir)
 

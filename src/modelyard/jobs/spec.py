@@ -16,6 +16,10 @@ from modelyard.jobs.units import parse_duration, parse_size
 DEFAULT_MAX_RUNTIME = 72 * 3600.0
 DEFAULT_SYNC_INTERVAL = 600.0
 ENV_RESERVED_PREFIX = "MODELYARD_"
+MAX_IMAGE_REF = 500
+MAX_REQUIREMENTS = 256 * 1024
+# an image reference as Podman and Docker take it: [registry[:port]/]path[:tag][@digest]
+_IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 # the shape of a dataset reference (datasets/names.py says which names exist; the platform resolves it)
 _DATASET_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(:[0-9a-fA-F]{4,64})?")
 
@@ -65,6 +69,12 @@ class JobSpec(BaseModel):
     webhooks: list[str] = Field(default_factory=list)
     # as the user gave it: NAME (the latest at submit) or NAME:VERSION; the job row keeps the pinned version
     dataset: str | None = Field(None, max_length=200)
+    # What the command runs in (README "Environments"): a container image, a uv virtualenv
+    # built from a requirements file's text, or a named environment holding one of those.
+    # None of them: the server's own Python, as a bare process.
+    image: str | None = Field(None, max_length=MAX_IMAGE_REF)
+    requirements: str | None = Field(None, max_length=MAX_REQUIREMENTS, description="the text of a requirements file")
+    environment: str | None = Field(None, max_length=100, description="a named environment")
 
     @field_validator("command")
     @classmethod
@@ -99,6 +109,31 @@ class JobSpec(BaseModel):
         if not _DATASET_REF.fullmatch(v.strip()):
             raise ValueError(f"{v!r} is not a dataset reference: use NAME or NAME:VERSION")
         return v.strip()
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not _IMAGE_REF.fullmatch(v.strip()):
+            raise ValueError(f"{v!r} is not an image reference like pytorch/pytorch:2.4.0 or localhost/train:1")
+        return v.strip()
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if "\0" in v:
+            raise ValueError("the requirements hold a NUL byte")
+        return v
+
+    @model_validator(mode="after")
+    def _one_environment(self) -> "JobSpec":
+        given = [k for k in ("image", "requirements", "environment") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(f"give one of image, requirements and environment, not {' and '.join(given)}")
+        return self
 
     @field_validator("webhooks")
     @classmethod

@@ -1,4 +1,4 @@
-"""What a placed attempt is launched with: the supervisor config of docs/protocol.md.
+"""What a placed attempt is launched with: its ``LaunchSpec`` (jobs/launch.py, docs/protocol.md).
 
 Artifact keys are decided here and only here: the server reads outputs and
 logs back from the same keys.
@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 from modelyard.config import Settings
 from modelyard.executors.base import Launch
+from modelyard.jobs.launch import Environment, LaunchSpec, Sandbox
 from modelyard.store.records import Attempt, Job
 
 
@@ -38,29 +37,32 @@ class LaunchContext:
 
 def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> Launch:
     run_dir = ctx.settings.runs_dir / f"{job.id}-{attempt.number}"
-    config: dict[str, Any] = {
-        "job_id": job.id,
-        "attempt": attempt.number,
-        "attempt_id": attempt.id,
-        "server_url": ctx.server_url,
-        "server_file": str(ctx.server_file) if ctx.server_file else None,
-        "token": token,
-        "storage_url": ctx.settings.storage_url,
-        "snapshot_key": job.snapshot_key,
-        "workdir": None if job.snapshot_key else (job.spec.workdir or str(ctx.settings.home)),
-        "resume_prefix": output_prefix(job.resume_from) if job.resume_from else None,
-        "output_prefix": output_prefix(job.id),
-        "log_key": log_key(job.id, attempt.number),
-        "run_dir": str(run_dir),
-        "argv": job.spec.argv(),
-        "env": dict(job.spec.env),
-        "gpus": list(attempt.gpus),
-        "max_runtime": job.spec.max_runtime,
-        "sync_interval": job.spec.sync_interval,
-        "stop_grace": ctx.settings.stop_grace,
-        "heartbeat_interval": ctx.heartbeat_interval,
-        "sample_interval": ctx.sample_interval,
-        "dataset": job.dataset,  # pinned "name:version", materialised before the command starts
-        "dataset_cache": str(dataset_cache_dir(ctx.settings)),
-    }
-    return Launch(config=config, run_dir=run_dir)
+    spec = job.spec
+    return Launch(LaunchSpec(
+        job_id=str(job.id),
+        attempt=attempt.number,
+        attempt_id=str(attempt.id),
+        server_url=ctx.server_url,
+        server_file=ctx.server_file,
+        token=token,
+        storage_url=ctx.settings.storage_url,
+        snapshot_key=job.snapshot_key,
+        # in place only when there is no snapshot and a folder was named; else an empty folder of its own
+        workdir=None if job.snapshot_key else spec.workdir,
+        resume_prefix=output_prefix(job.resume_from) if job.resume_from else None,
+        output_prefix=output_prefix(job.id),
+        log_key=log_key(job.id, attempt.number),
+        run_dir=run_dir,
+        argv=spec.argv(),
+        env=dict(spec.env),
+        gpus=list(attempt.gpus),
+        max_runtime=spec.max_runtime,
+        sync_interval=spec.sync_interval,
+        stop_grace=ctx.settings.stop_grace,
+        heartbeat_interval=ctx.heartbeat_interval,
+        sample_interval=ctx.sample_interval,
+        dataset=job.dataset,  # pinned "name:version", materialised before the command starts
+        dataset_cache=dataset_cache_dir(ctx.settings),
+        environment=Environment(image=spec.image, requirements=spec.requirements),
+        sandbox=Sandbox(cpus=attempt.resources.cpus, memory=attempt.resources.memory),
+    ))

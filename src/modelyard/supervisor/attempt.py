@@ -158,7 +158,11 @@ class Attempt:
     def _materialise_code(self) -> Path:
         c = self.config
         if c.snapshot_key is None:
-            return Path(c.workdir) if c.workdir else Path.cwd()
+            if c.workdir is not None:
+                return c.workdir
+            # a job with no code runs in an empty folder of its own, never in the server's
+            self.dirs.code.mkdir(parents=True, exist_ok=True)
+            return self.dirs.code
         with self._require_store("snapshot_key").open(c.snapshot_key) as f:
             extract_snapshot(f, self.dirs.code)
         return self.dirs.code

@@ -265,9 +265,14 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 def backend_options(url: str) -> dict[str, Any]:
     """fsspec options for ``url``: an S3-compatible endpoint from the environment."""
     if url.startswith(("s3://", "s3a://")):
+        # Other processes write here too (each supervisor uploads its job's outputs),
+        # so a cached listing goes stale unseen: s3fs answered exists/size/open from
+        # the listing the job page took mid-run, and files written after it were 404.
+        options: dict[str, Any] = {"use_listings_cache": False}
         # botocore reads AWS_ENDPOINT_URL itself; passing it too keys fsspec's
         # instance cache on the endpoint, so a changed endpoint gets a new client.
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
-            return {"client_kwargs": {"endpoint_url": endpoint}}
+            options["client_kwargs"] = {"endpoint_url": endpoint}
+        return options
     return {}

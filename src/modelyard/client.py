@@ -100,6 +100,8 @@ class Client:
         with self._errors():
             response = self._http.request(method, path, **kwargs)
         _raise_for_error(response)
+        if not response.content:
+            return None  # 204: nothing to say
         return orjson.loads(response.content)  # several times faster than json on long metric series
 
     @contextmanager
@@ -169,6 +171,19 @@ class Client:
     ) -> dict[str, Any]:
         body = {"resume": resume, "command": command, "name": name}
         return self._request("POST", f"/jobs/{job_id}/clone", json=body)
+
+    # -- secrets (a value goes in, never comes back) -------------------------
+
+    def set_secret(self, name: str, value: str) -> dict[str, Any]:
+        """Store (or replace) the caller's secret ``name``; ``{"name", "created_at", "updated_at"}``."""
+        return self._request("PUT", f"/secrets/{name}", json={"value": value})
+
+    def list_secrets(self) -> dict[str, Any]:
+        """``{"secrets": [{"name", "created_at", "updated_at"}, ...]}``: names and dates only."""
+        return self._request("GET", "/secrets")
+
+    def remove_secret(self, name: str) -> None:
+        self._request("DELETE", f"/secrets/{name}")
 
     def job_events(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}/events")

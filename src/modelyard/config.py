@@ -9,6 +9,7 @@
 | MODELYARD_HEARTBEAT_TIMEOUT | 60 (seconds of supervisor silence before an attempt is lost) |
 | MODELYARD_WEBHOOKS | comma-separated URLs POSTed on every job's final state |
 | MODELYARD_MAX_SNAPSHOT | 200M (largest workdir snapshot accepted) |
+| MODELYARD_SECRET_KEY | $MODELYARD_HOME/secret.key (Fernet key(s) that seal stored secrets; modelyard/secrets.py) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
 """
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Settings:
     # URL prefixes any user may import a dataset from; every other source the
     # server reads (its own disk, any other URL, read with its credentials) is admin-only
     dataset_sources: tuple[str, ...] = ()
+    secret_key: str | None = None  # MODELYARD_SECRET_KEY; None: $MODELYARD_HOME/secret.key
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -55,4 +57,5 @@ class Settings:
             stop_grace=parse_duration(env.get("MODELYARD_STOP_GRACE", "10")),
             dataset_sources=tuple(u.strip() for u in env.get("MODELYARD_DATASET_SOURCES", "").split(",")
                                   if u.strip()),
+            secret_key=env.get("MODELYARD_SECRET_KEY") or None,
         )

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.jobs.spec import JobSpec
+from modelyard.jobs.spec import REVEAL, JobSpec
 
 
 def invalid(field: str | None, message: str) -> ModelyardError:
@@ -90,5 +90,6 @@ def spec_error(e: ValidationError) -> ModelyardError:
 
 
 def spec_payload(spec: JobSpec) -> dict[str, Any]:
-    """What POST /jobs takes: the spec without the client-side ``workdir``."""
-    return spec.model_dump(mode="json", exclude={"workdir"})
+    """What POST /jobs takes: the spec without the client-side ``workdir``, with its inline secrets' values
+    (the one dump that keeps them: the server seals them on arrival)."""
+    return spec.model_dump(mode="json", exclude={"workdir"}, context=REVEAL)

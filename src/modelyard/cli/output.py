@@ -96,6 +96,7 @@ def job_summary(job: Mapping[str, Any]) -> Table:
         ("sync every", format_duration(job.get("sync_interval"))),
         ("retries", str(job.get("retries", 0))),
         ("env", " ".join(f"{k}={v}" for k, v in (job.get("env") or {}).items())),
+        ("secrets", " ".join(f"{k}={v}" for k, v in (job.get("secrets") or {}).items())),  # values are ***
         ("resumes", f"job {job['resume_from']}" if job.get("resume_from") else ""),
         ("created", job.get("created_at") or ""),
     ]

@@ -34,6 +34,7 @@ def submit(
     memory: Annotated[Optional[str], typer.Option(help="memory to reserve, e.g. 8G")] = None,
     workdir: Annotated[Optional[Path], typer.Option(help="folder to snapshot (default: .)")] = None,
     env: Env = None,
+    secret: Annotated[Optional[list[str]], typer.Option(metavar="NAME[=VALUE]", help="an environment variable shown as *** everywhere: NAME=VALUE, or NAME for your stored secret (modelyard secret set NAME); repeatable")] = None,
     priority: Annotated[Optional[int], typer.Option(help="higher runs first (-1000..1000)")] = None,
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 72h")] = None,
     sync_interval: Annotated[Optional[str], typer.Option(help="copy outputs every, e.g. 10m")] = None,
@@ -53,7 +54,8 @@ def submit(
     """
     overrides: dict[str, Any] = {
         "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
-        "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "priority": priority,
+        "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "secrets": secret or None,
+        "priority": priority,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
         "dataset": dataset, "image": image, "environment": environment,
         "requirements": read_requirements(requirements) if requirements else None,

@@ -9,7 +9,9 @@ import re
 import shlex
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer, field_validator, model_validator,
+)
 
 from modelyard.jobs.units import parse_duration, parse_size
 
@@ -22,6 +24,12 @@ MAX_REQUIREMENTS = 256 * 1024
 _IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
 # the shape of a dataset reference (datasets/names.py says which names exist; the platform resolves it)
 _DATASET_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(:[0-9a-fA-F]{4,64})?")
+# A secret becomes an environment variable of its name: the shell's rules, and not one of ours.
+_SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+MASK = "***"  # how every secret value is shown back (API, pages, webhooks, logs)
+MAX_SECRET_VALUE = 64 * 1024
+# model_dump(context=REVEAL) keeps inline secret values: only the client, sending its own spec, asks for it
+REVEAL = {"reveal_secrets": True}
 
 
 class Resources(BaseModel):
@@ -75,6 +83,10 @@ class JobSpec(BaseModel):
     image: str | None = Field(None, max_length=MAX_IMAGE_REF)
     requirements: str | None = Field(None, max_length=MAX_REQUIREMENTS, description="the text of a requirements file")
     environment: str | None = Field(None, max_length=100, description="a named environment")
+    # NAME -> its value given inline, or None: the submitting user's stored secret NAME (README "Secrets").
+    # A dump shows every value as MASK unless asked with context=REVEAL; the server stores inline values
+    # encrypted apart from the spec, so the spec it keeps holds MASK for them.
+    secrets: dict[str, SecretStr | None] = Field(default_factory=dict)
 
     @field_validator("command")
     @classmethod
@@ -100,6 +112,32 @@ class JobSpec(BaseModel):
             if not key or "=" in key or "\0" in key:
                 raise ValueError(f"bad environment variable name {key!r}")
         return v
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets_shape(cls, v: Any) -> Any:
+        return parse_secrets(v) if isinstance(v, (list, tuple)) else v
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, v: dict[str, SecretStr | None]) -> dict[str, SecretStr | None]:
+        for name, value in v.items():
+            check_secret_name(name)
+            if value is not None:
+                check_secret_value(value.get_secret_value(), name)
+        return v
+
+    @field_serializer("secrets")
+    def _dump_secrets(self, v: dict[str, SecretStr | None], info: SerializationInfo) -> dict[str, str | None]:
+        reveal = bool(info.context and info.context.get("reveal_secrets"))
+        return {k: None if s is None else s.get_secret_value() if reveal else MASK for k, s in v.items()}
+
+    @model_validator(mode="after")
+    def _secrets_not_in_env(self) -> "JobSpec":
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(f"{both[0]} is in both env and secrets; give it once")
+        return self
 
     @field_validator("dataset")
     @classmethod
@@ -172,8 +210,43 @@ class JobSpec(BaseModel):
                 res[key] = value
             elif key == "env":
                 data["env"] = {**(data.get("env") or {}), **value}
+            elif key == "secrets":
+                file_secrets, flag_secrets = parse_secrets(data.get("secrets") or {}), parse_secrets(value)
+                both_maps = isinstance(file_secrets, dict) and isinstance(flag_secrets, dict)
+                data["secrets"] = {**file_secrets, **flag_secrets} if both_maps else flag_secrets
             else:
                 data[key] = value
         if res:
             data["resources"] = res
         return cls.model_validate(data)
+
+
+def check_secret_name(name: str) -> str:
+    """A secret's name is an environment variable's: letters, digits and ``_``, not ``MODELYARD_...``."""
+    if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
+        raise ValueError(f"secret name {name!r}: use letters, digits and _, not starting with a digit (at most 100)")
+    if name.upper().startswith(ENV_RESERVED_PREFIX):
+        raise ValueError(f"secret name {name!r}: names starting with {ENV_RESERVED_PREFIX} are the platform's")
+    return name
+
+
+def check_secret_value(value: str, name: str) -> str:
+    if not value:
+        raise ValueError(f"secret {name}: the value is empty")
+    if "\0" in value:
+        raise ValueError(f"secret {name}: the value holds a NUL byte, which no environment variable can")
+    if len(value.encode()) > MAX_SECRET_VALUE:
+        raise ValueError(f"secret {name}: the value is over {MAX_SECRET_VALUE // 1024} KiB")
+    return value
+
+
+def parse_secrets(v: Any) -> Any:
+    """``["A", "B=x=y"]`` (CLI ``--secret``, YAML) -> ``{"A": None, "B": "x=y"}``: NAME alone is the
+    user's stored secret, NAME=VALUE a value given inline. A mapping is returned as it is."""
+    if not isinstance(v, (list, tuple)) or not all(isinstance(item, str) for item in v):
+        return v  # validation then says what it expected
+    out: dict[str, Any] = {}
+    for item in v:
+        name, sep, value = item.partition("=")
+        out[name.strip()] = value if sep else None
+    return out

@@ -1,15 +1,20 @@
 """What a placed attempt is launched with: its ``LaunchSpec`` (jobs/launch.py, docs/protocol.md).
 
 Artifact keys are decided here and only here: the server reads outputs and
-logs back from the same keys.
+logs back from the same keys. A job's secrets are opened here, at each launch,
+and nowhere else: a stored secret rotated since the last attempt reaches the next.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from modelyard.config import Settings
+from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Launch
 from modelyard.jobs.launch import Environment, LaunchSpec, Sandbox
+from modelyard.secrets import SecretBox
+from modelyard.store import secrets as store_secrets
+from modelyard.store.db import Database
 from modelyard.store.records import Attempt, Job
 
 
@@ -33,6 +38,31 @@ class LaunchContext:
     server_file: Path | None = None
     heartbeat_interval: float = 2.0
     sample_interval: float = 5.0
+    db: Database | None = None  # where a job's stored secrets are read (None: no secrets can be opened)
+    secret_box: SecretBox | None = None
+
+
+def job_secrets(ctx: LaunchContext, job: Job) -> dict[str, str]:
+    """The job's secrets in clear, for this attempt: inline ones from the job's row, stored ones
+    from its owner's secrets as they are now."""
+    wanted = job.spec.secrets
+    if not wanted:
+        return {}
+    if ctx.secret_box is None or ctx.db is None:
+        raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} has secrets, and this launcher cannot open them")
+    box = ctx.secret_box
+    inline = box.open_map(job.sealed_secrets, what=f"job {job.id}'s inline secrets")
+    stored = store_secrets.ciphertexts(ctx.db, job.user_id, [n for n, v in wanted.items() if v is None])
+    out: dict[str, str] = {}
+    for name, given in wanted.items():
+        if given is not None and name in inline:
+            out[name] = inline[name]
+        elif given is None and name in stored:
+            out[name] = box.open(stored[name], what=f"secret {name}")
+        else:
+            raise ModelyardError(ErrorCode.INVALID, f"secret {name} of {job.owner} is no longer stored; "
+                                 f"set it again (modelyard secret set {name}) and restart the job", field="secrets")
+    return out
 
 
 def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> Launch:
@@ -55,6 +85,7 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         run_dir=run_dir,
         argv=spec.argv(),
         env=dict(spec.env),
+        secrets=job_secrets(ctx, job),  # opened now, not at submit (README "Secrets")
         gpus=list(attempt.gpus),
         max_runtime=spec.max_runtime,
         sync_interval=spec.sync_interval,

@@ -13,17 +13,20 @@ from pathlib import Path
 from modelyard.config import Settings
 from modelyard.datasets import Manifest, StoreIndex, get_version, parse_ref, remove_dataset
 from modelyard.datasets.manifest import version_prefix
-from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.executors.base import Executor
 from modelyard.executors.capacity import detect_capacity
 from modelyard.executors.local import LocalExecutor
 from modelyard.jobs import JobSpec, JobState
+from modelyard.jobs.spec import MASK, check_secret_name, check_secret_value
 from modelyard.scheduler import policy
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
+from modelyard.secrets import SecretBox
 from modelyard.server.serialize import job_to_dict
 from modelyard.storage.store import ArtifactStore
 from modelyard.store import jobs as store_jobs
+from modelyard.store import secrets as store_secrets
 from modelyard.store.db import Database
 from modelyard.store.records import Job, User
 from modelyard.webhooks import WebhookSender
@@ -44,10 +47,12 @@ class Platform:
         self.executor = executor or LocalExecutor()
         self.capacity = detect_capacity(settings.capacity)
         self.webhooks = WebhookSender()
+        self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none
         self.started_at = time.time()
         self.scheduler = SchedulerLoop(
             self.db, self.executor, self.capacity,
-            LaunchContext(settings=settings, server_url=server_url, server_file=server_file),
+            LaunchContext(settings=settings, server_url=server_url, server_file=server_file,
+                          db=self.db, secret_box=self.secret_box),
             heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
         )
 
@@ -62,13 +67,18 @@ class Platform:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None) -> Job:
+    def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None,
+               sealed_secrets: str | None = None) -> Job:
+        """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source)."""
         policy.check_satisfiable(spec.resources, self.capacity)
+        self._check_stored_secrets(user, spec)
+        sealed = sealed_secrets if sealed_secrets is not None else self._seal_inline_secrets(spec)
         if snapshot is not None and (not snapshot.startswith("snapshots/") or not self.storage.exists(snapshot)):
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
         dataset = self.pin_dataset(spec.dataset).ref if spec.dataset else None
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
-                                    dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset))
+                                    dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset),
+                                    sealed_secrets=sealed)
         self.scheduler.wake()
         return job
 
@@ -99,7 +109,49 @@ class Platform:
         data["name"] = name or (f"{source.name} (resumed)" if resume else f"{source.name} (clone)")[:200]
         data["dataset"] = source.dataset  # the very version the source job read, not today's latest
         spec = JobSpec.model_validate(data)
-        return self.submit(user, spec, snapshot=source.snapshot_key, resume_from=source.id if resume else None)
+        if source.sealed_secrets and source.user_id != user.id:
+            raise ModelyardError(ErrorCode.INVALID, f"job {job_id} holds secrets of {source.owner}, given inline; "
+                                 "only they may clone it", field="secrets")
+        return self.submit(user, spec, snapshot=source.snapshot_key, resume_from=source.id if resume else None,
+                           sealed_secrets=source.sealed_secrets)  # the inline secrets' values go on with it
+
+    # -- secrets (README "Secrets") --------------------------------------------------------------
+
+    def _seal_inline_secrets(self, spec: JobSpec) -> str | None:
+        inline = {n: v.get_secret_value() for n, v in spec.secrets.items() if v is not None}
+        for name, value in inline.items():
+            if value == MASK:
+                raise ModelyardError(ErrorCode.INVALID, f"secret {name}: {MASK} is how a secret is shown back, not "
+                                     f"its value; give the value, or null for your stored secret {name}",
+                                     field="secrets")
+        return self.secret_box.seal_map(inline)
+
+    def _check_stored_secrets(self, user: User, spec: JobSpec) -> None:
+        """Every stored secret a spec names must be the user's own: an unknown name is bad input."""
+        names = [n for n, v in spec.secrets.items() if v is None]
+        have = store_secrets.ciphertexts(self.db, user.id, names)
+        for name in names:
+            if name not in have:
+                raise ModelyardError(ErrorCode.INVALID, f"you have no stored secret {name}; store it with "
+                                     f"`modelyard secret set {name}`, or give NAME=VALUE", field="secrets")
+
+    def set_secret(self, user: User, name: str, value: str) -> store_secrets.SecretInfo:
+        for check, field in ((lambda: check_secret_name(name), "name"), (lambda: check_secret_value(value, name), "value")):
+            try:
+                check()
+            except ValueError as e:
+                raise ModelyardError(ErrorCode.INVALID, str(e), field=field) from None
+        return store_secrets.put_secret(self.db, user.id, name, self.secret_box.seal(value))
+
+    def secret_info(self, user: User, name: str) -> store_secrets.SecretInfo:
+        info = store_secrets.get_secret(self.db, user.id, name)
+        if info is None:
+            raise not_found(f"secret {name}")
+        return info
+
+    def remove_secret(self, user: User, name: str) -> None:
+        if not store_secrets.delete_secret(self.db, user.id, name):
+            raise not_found(f"secret {name}")
 
     # -- datasets ---------------------------------------------------------------------------
 

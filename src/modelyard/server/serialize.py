@@ -5,7 +5,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from modelyard.datasets import Manifest
+from modelyard.jobs.spec import MASK
 from modelyard.store.records import Attempt, Event, Job
+from modelyard.store.secrets import SecretInfo
 
 
 def iso(t: float | None) -> str | None:
@@ -29,6 +31,7 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "resources": job.resources.model_dump(), "command": s.command, "priority": job.priority,
         "max_runtime": s.max_runtime, "sync_interval": s.sync_interval, "retries": s.retries,
         "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
+        "secrets": {name: MASK for name in s.secrets},  # names only: a value is never shown back
         "snapshot": job.snapshot_key, "resume_from": job.resume_from,
         "dataset": job.dataset, "dataset_requested": s.dataset,
         "created_at": iso(job.created_at), "queued_at": iso(job.queued_at),
@@ -51,3 +54,7 @@ def dataset_to_dict(m: Manifest, *, files: bool = True) -> dict[str, Any]:
     if not files:
         del d["files"]
     return d
+
+
+def secret_to_dict(s: SecretInfo) -> dict[str, Any]:
+    return {"name": s.name, "created_at": iso(s.created_at), "updated_at": iso(s.updated_at)}

@@ -60,6 +60,7 @@ class Job:
     started_at: float | None
     ended_at: float | None
     dataset: str | None = None  # the pinned version, "name:version"
+    sealed_secrets: str | None = None  # the inline secrets' values, sealed (modelyard/secrets.py); never shown
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def job_from_row(row: sa.Row[Any]) -> Job:
         spec=JobSpec.model_validate(orjson.loads(m["spec"])), snapshot_key=m["snapshot_key"],
         resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
-        started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"],
+        started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
     )
 
 

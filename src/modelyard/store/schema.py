@@ -49,6 +49,9 @@ jobs = sa.Table(
     sa.Column("started_at", sa.Float),
     sa.Column("ended_at", sa.Float),
     sa.Column("dataset", sa.String(200)),  # the pinned dataset version, "name:version", resolved at submit
+    # the secrets given inline at submit, {name: value} as one token sealed with the server's key
+    # (modelyard/secrets.py); the spec keeps only their names
+    sa.Column("secrets", sa.Text),
     # the scheduler reads queued jobs in this order on every pass
     sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
     sa.Index("ix_jobs_user", "user_id", "id"),
@@ -92,6 +95,19 @@ events = sa.Table(
     sa.Column("to_state", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Index("ix_events_job", "job_id", "id"),
+)
+
+# A user's stored secrets (`modelyard secret set`), each value sealed with the server's key;
+# a job names them in its spec and gets their values when an attempt is launched.
+secrets = sa.Table(
+    "secrets", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("user_id", "name", name="uq_secrets_user_name"),
 )
 
 log_lines = sa.Table(

@@ -54,7 +54,8 @@ class Attempt:
         self.dirs.create()
         self.batcher = None if config.local_mode else Batcher(
             self.dirs.spool, max_items=config.batch_max_items, interval=config.batch_interval)
-        self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode)
+        # secrets: their values are masked in the job's output (README "Secrets")
+        self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode, masks=config.secrets.values())
         self.store = ArtifactStore(config.storage_url) if config.storage_url else None
         self.stop_requested = threading.Event()
         self._wake = threading.Event()

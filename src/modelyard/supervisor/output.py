@@ -11,7 +11,9 @@ and the reports keep the order lines were read in. Bytes are kept raw in
 log.txt; reports get text decoded with ``backslashreplace`` (decoding a run of
 whole lines at once is the same as line by line: a newline is never inside a
 UTF-8 sequence). Lines longer than ``MAX_LINE`` are reported in pieces (and
-still raw, whole, in log.txt).
+still raw, whole, in log.txt). A job's secret values (at least ``MIN_MASKED`` characters) are
+replaced by ``***`` in whatever it prints, before log.txt, the tail or a report
+sees them; with no secrets the path does one test a read, nothing more.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -28,10 +31,14 @@ from modelyard.supervisor.batch import Batcher
 MAX_LINE = 8 * 1024 * 1024
 READ_SIZE = 256 * 1024  # at most this much per read: what a fast job printed since the last one
 NOTE_PREFIX = "[modelyard] "
+MASK = "***"
+# A shorter value is left as it is: masking every "1" or "yes" would garble the log and break metric lines.
+MIN_MASKED = 4
 
 
 class OutputPump:
-    def __init__(self, log_path: Path, batcher: Batcher | None, *, echo: bool = False, tail_lines: int = 20) -> None:
+    def __init__(self, log_path: Path, batcher: Batcher | None, *, echo: bool = False, tail_lines: int = 20,
+                 masks: Iterable[str] = ()) -> None:
         self.log = open(log_path, "ab")
         self.batcher = batcher
         self.echo = echo
@@ -41,6 +48,8 @@ class OutputPump:
         self.lines = 0
         self.metrics = 0
         self._threads: list[threading.Thread] = []
+        # longest first: a secret holding another is masked whole
+        self._masks = [(m, m.encode()) for m in sorted({m for m in masks if len(m) >= MIN_MASKED}, key=len, reverse=True)]
 
     def start(self, stdout: IO[bytes], stderr: IO[bytes]) -> None:
         for pipe, stream in ((stdout, "stdout"), (stderr, "stderr")):
@@ -103,6 +112,8 @@ class OutputPump:
 
     def _lines(self, raw: bytes, lines: list[str], stream: str, parse: bool, echo_to: IO[bytes] | None) -> None:
         """One read's worth: ``raw`` as read, ``lines`` its decoded lines (newlines not included)."""
+        if self._masks:
+            raw, lines = self._masked(raw, lines)
         t = time.time()
         logs: list[tuple[float, str, str]] = []
         points: list[tuple[str, float, int | None, int | None, float]] = []
@@ -124,6 +135,13 @@ class OutputPump:
             self.tail.extend(text for _, _, text in logs[-(self.tail.maxlen or 0):])
             if self.batcher is not None:
                 self.batcher.extend_locked(logs, points)
+
+    def _masked(self, raw: bytes, lines: list[str]) -> tuple[bytes, list[str]]:
+        for text, data in self._masks:
+            if data in raw:  # a value that is not valid UTF-8 alone is in neither
+                raw = raw.replace(data, MASK.encode())
+                lines = [line.replace(text, MASK) for line in lines]
+        return raw, lines
 
     def note(self, text: str) -> None:
         """A line from the supervisor itself, on the job's stderr stream and in log.txt."""

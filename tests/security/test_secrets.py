@@ -203,6 +203,12 @@ def test_a_rotated_secret_reaches_the_next_attempt_and_a_clone_keeps_its_secrets
         wait_ended(c, clone.json()["id"])
         cloned = log_text(c, clone.json()["id"])
         assert f"sha KEPT {sha(inline)}" in cloned and f"sha ROTATING {sha(second)}" in cloned
+        # removed: the next attempt cannot start, and says which secret is gone
+        assert c.delete("/secrets/ROTATING").status_code == 204
+        assert c.post(f"/jobs/{job['id']}/restart").status_code == 200
+        third = wait_for(lambda: (j := c.get(f"/jobs/{job['id']}").json())["attempt"] == 3
+                         and j["state"] == "failed" and j, 60, what="the third attempt to fail")
+        assert third["attempts"][-1]["reason"] == "start_failed" and "ROTATING" in third["message"], third
 
 
 def test_another_user_cannot_see_remove_or_use_a_stored_secret(server: ServerProcess) -> None:
@@ -322,3 +328,34 @@ def test_the_store_keeps_one_sealed_value_per_user_and_name(database_url: str) -
         assert store_secrets.get_secret(db, bob.id, "TOK") is not None
     finally:
         db.dispose()
+
+
+def test_a_job_file_lists_secrets_and_flags_add_to_them(tmp_path: Path) -> None:
+    from modelyard.cli.options import build_spec, load_job_file, spec_payload
+
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text("command: [python, train.py]\nsecrets: [WANDB_API_KEY, RUN_TOKEN=from-file]\n")
+    spec = build_spec(load_job_file(job_file), {"secrets": ["RUN_TOKEN=from-flag", "HF_TOKEN"]})
+    assert spec_payload(spec)["secrets"] == {"WANDB_API_KEY": None, "RUN_TOKEN": "from-flag", "HF_TOKEN": None}
+    assert "from-flag" not in repr(spec) and spec.model_dump()["secrets"]["RUN_TOKEN"] == "***"
+    job_file.write_text("command: [python, train.py]\nsecrets: {A: x-value, B: null}\n")
+    assert spec_payload(build_spec(load_job_file(job_file), {}))["secrets"] == {"A": "x-value", "B": None}
+
+
+def test_the_supervisor_masks_values_in_what_the_job_prints(tmp_path: Path) -> None:
+    from modelyard.supervisor.output import OutputPump
+
+    value = new_value()
+    pump = OutputPump(tmp_path / "log.txt", None, masks=[value, "abc"])  # "abc": too short to mask
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pump.start(os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"))
+    os.write(out_w, f"token={value} abc\n".encode())
+    os.write(err_w, f"{value}{value}\n".encode())
+    os.close(out_w)
+    os.close(err_w)
+    assert pump.join(10)
+    pump.close()
+    written = (tmp_path / "log.txt").read_text()
+    assert value not in written and value not in pump.tail_text()
+    assert "token=*** abc" in written and "******" in written

@@ -86,7 +86,7 @@ class JobSpec(BaseModel):
     # NAME -> its value given inline, or None: the submitting user's stored secret NAME (README "Secrets").
     # A dump shows every value as MASK unless asked with context=REVEAL; the server stores inline values
     # encrypted apart from the spec, so the spec it keeps holds MASK for them.
-    secrets: dict[str, SecretStr | None] = Field(default_factory=dict)
+    secrets: dict[str, SecretStr | None] = Field(default_factory=dict, max_length=100)
 
     @field_validator("command")
     @classmethod

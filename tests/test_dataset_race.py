@@ -17,7 +17,8 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobSpec
 from modelyard.server.platform import Platform
 from modelyard.store import jobs as store_jobs
-from modelyard.store.users import create_user
+from modelyard.store.records import User
+from modelyard.store.users import create_user, get_user_by_name
 
 
 @pytest.fixture
@@ -30,8 +31,16 @@ def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     p.close()
 
 
+def ann(p: Platform) -> User:
+    """The user who owns the dataset and submits the jobs."""
+    return get_user_by_name(p.db, "ann") or create_user(p.db, "ann")[0]
+
+
 def version_of(p: Platform, tmp_path: Path) -> str:
-    m = create_dataset(p.storage, p.datasets, "digits", str(make_npz(tmp_path / "d.npz")), fmt="npz")
+    owner = ann(p)
+    p.dataset_access.claim("digits", owner, None)
+    m = create_dataset(p.storage, p.dataset_access.recording_index(owner), "digits", str(make_npz(tmp_path / "d.npz")),
+                       fmt="npz")
     return m.ref
 
 
@@ -41,15 +50,15 @@ def spec(ref: str) -> JobSpec:
 
 def test_a_version_removed_after_the_submit_pinned_it_queues_no_job(platform: Platform, tmp_path: Path) -> None:
     ref = version_of(platform, tmp_path)
-    user = create_user(platform.db, "ann")[0]
+    user = ann(platform)
     pin = platform.pin_dataset
     calls = []
 
-    def pin_then_lose_it(r: str):  # the first look succeeds; then an rm gets in before the job's row
-        m = pin(r)
+    def pin_then_lose_it(r: str, u: User):  # the first look succeeds; then an rm gets in before the job's row
+        m = pin(r, u)
         calls.append(r)
         if len(calls) == 1:
-            platform.remove_dataset(ref)
+            platform.remove_dataset(ref, u)
         return m
 
     platform.pin_dataset = pin_then_lose_it  # type: ignore[method-assign]
@@ -62,10 +71,10 @@ def test_a_version_removed_after_the_submit_pinned_it_queues_no_job(platform: Pl
 
 def test_restart_of_a_job_whose_version_is_gone_is_refused(platform: Platform, tmp_path: Path) -> None:
     ref = version_of(platform, tmp_path)
-    user = create_user(platform.db, "ann")[0]
+    user = ann(platform)
     job = platform.submit(user, spec(ref), snapshot=None)
     platform.stop(user, job.id)  # queued -> stopped: it no longer holds the version
-    platform.remove_dataset(ref)
+    platform.remove_dataset(ref, ann(platform))
     with pytest.raises(ModelyardError) as e:
         platform.restart(user, job.id)
     assert e.value.field == "dataset"
@@ -74,9 +83,9 @@ def test_restart_of_a_job_whose_version_is_gone_is_refused(platform: Platform, t
 
 def test_a_queued_job_keeps_its_version_from_removal(platform: Platform, tmp_path: Path) -> None:
     ref = version_of(platform, tmp_path)
-    job = platform.submit(create_user(platform.db, "ann")[0], spec(ref), snapshot=None)
+    job = platform.submit(ann(platform), spec(ref), snapshot=None)
     with pytest.raises(ModelyardError, match=f"by job {job.id}") as e:
-        platform.remove_dataset(ref)
+        platform.remove_dataset(ref, ann(platform))
     assert e.value.code is ErrorCode.CONFLICT
     assert get_version(platform.datasets, ref).ref == ref
 
@@ -88,7 +97,7 @@ def test_a_submit_waits_for_a_removal_in_progress_then_is_refused(pg_url: str, t
                           capacity="gpus=0,cpus=2,memory=8G"), server_url=None)
     try:
         ref = version_of(p, tmp_path)
-        user = create_user(p.db, "ann")[0]
+        user = ann(p)
         holding, release = threading.Event(), threading.Event()
 
         def removal() -> None:  # Platform.remove_dataset, held open between its check and its commit

@@ -229,18 +229,24 @@ class Client:
         self, name: str, *, source: str | None = None, upload: str | None = None,
         split: str | Mapping[str, float] | None = None, seed: int = 0, fmt: str | None = None,
         description: str | None = None, label_column: str | None = None, data_key: str | None = None,
-        kind: str | None = None,
+        kind: str | None = None, visibility: str | None = None,
     ) -> dict[str, Any]:
         """A new version of ``name`` from ``source`` (a path or URL the server reads) or an ``upload``;
-        the existing version (``"new": false``) when the content is the same. Waits as long as it takes."""
+        the existing version (``"new": false``) when the content is the same. Waits as long as it takes.
+        ``visibility``: "private" (a new name's default) or "public"; for an existing name, changes it."""
         body = _without_none({"name": name, "source": source, "upload": upload,
                               "split": dict(split) if isinstance(split, Mapping) else split, "seed": seed,
                               "format": fmt, "description": description, "label_column": label_column,
-                              "data_key": data_key, "kind": kind})
+                              "data_key": data_key, "kind": kind, "visibility": visibility})
         return self._request("POST", "/datasets", json=body, timeout=httpx.Timeout(None, connect=5.0))
 
+    def set_dataset_visibility(self, name: str, visibility: str) -> dict[str, Any]:
+        """Make dataset ``name`` "public" or "private"; ``{"name", "owner", "visibility"}``."""
+        return self._request("PATCH", f"/datasets/{quote(name, safe='')}", json={"visibility": visibility})
+
     def list_datasets(self) -> dict[str, Any]:
-        """``{"datasets": [{"name", "versions": n, "latest": VERSION}]}``."""
+        """The caller's datasets and the public ones:
+        ``{"datasets": [{"name", "owner", "visibility", "versions": n, "latest": VERSION}]}``."""
         return self._request("GET", "/datasets")
 
     def get_dataset(self, ref: str) -> dict[str, Any]:

@@ -10,6 +10,11 @@
 | MODELYARD_WEBHOOKS | comma-separated URLs POSTed on every job's final state |
 | MODELYARD_MAX_SNAPSHOT | 200M (largest workdir snapshot accepted) |
 | MODELYARD_SECRET_KEY | $MODELYARD_HOME/secret.key (Fernet key(s) that seal stored secrets; modelyard/secrets.py) |
+| MODELYARD_MAX_DATASET_UPLOAD | 20G (largest dataset upload, the tar as sent) |
+| MODELYARD_MAX_DATASET_UNPACKED | 50G (what an uploaded tar's members may hold, in total) |
+| MODELYARD_MAX_DATASET_MEMBERS | 1000000 (entries in an uploaded tar) |
+| MODELYARD_MAX_ARRAY_BYTES | 4G (bytes one .npz array or IDX file may declare in its header) |
+| MODELYARD_MAX_DATASET_RECORDS | 50000000 (rows one .npz array or IDX file may declare) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
 """
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelyard.datasets.bounds import Limits
 from modelyard.jobs.units import parse_duration, parse_size
 
 
@@ -35,6 +41,8 @@ class Settings:
     # server reads (its own disk, any other URL, read with its credentials) is admin-only
     dataset_sources: tuple[str, ...] = ()
     secret_key: str | None = None  # MODELYARD_SECRET_KEY; None: $MODELYARD_HOME/secret.key
+    # what one dataset source may make the server hold (datasets/bounds.py)
+    dataset_limits: Limits = field(default_factory=Limits)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -58,4 +66,16 @@ class Settings:
             dataset_sources=tuple(u.strip() for u in env.get("MODELYARD_DATASET_SOURCES", "").split(",")
                                   if u.strip()),
             secret_key=env.get("MODELYARD_SECRET_KEY") or None,
+            dataset_limits=_dataset_limits(env),
         )
+
+
+def _dataset_limits(env: dict[str, str]) -> Limits:
+    d = Limits()
+    return Limits(
+        upload=parse_size(env.get("MODELYARD_MAX_DATASET_UPLOAD") or d.upload),
+        unpacked=parse_size(env.get("MODELYARD_MAX_DATASET_UNPACKED") or d.unpacked),
+        members=int(env.get("MODELYARD_MAX_DATASET_MEMBERS") or d.members),
+        array=parse_size(env.get("MODELYARD_MAX_ARRAY_BYTES") or d.array),
+        records=int(env.get("MODELYARD_MAX_DATASET_RECORDS") or d.records),
+    )

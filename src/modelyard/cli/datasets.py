@@ -1,4 +1,4 @@
-"""``modelyard dataset``: create, ls, show, rm and download dataset versions.
+"""``modelyard dataset``: create, ls, show, visibility, rm and download dataset versions.
 
 A local SOURCE is streamed to a remote server as a tar (with a progress bar); the
 embedded server, on this machine, reads the path itself. A SOURCE with ``://`` is
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
+from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
@@ -26,6 +27,11 @@ Ref = Annotated[str, typer.Argument(metavar="NAME[:VERSION]", help="a dataset; N
 FILES_SHOWN = 20
 
 
+class Visibility(str, Enum):
+    private = "private"
+    public = "public"
+
+
 @dataset_app.command("create")
 def create(
     name: Annotated[str, typer.Argument(help="the dataset's name; creating it again adds a version")],
@@ -37,6 +43,8 @@ def create(
     label_column: Annotated[Optional[str], typer.Option(help="the label column of a CSV/Parquet table (or npz key)")] = None,
     kind: Annotated[Optional[str], typer.Option(help="force the reader: folder, images, idx, npz, csv, parquet")] = None,
     data_key: Annotated[Optional[str], typer.Option(help="the data array of an .npz with several")] = None,
+    visibility: Annotated[Optional[Visibility], typer.Option(
+        help="private: only you and admins see it (a new name's default); public: every user may read it")] = None,
     as_json: Json = False,
 ) -> None:
     """Import SOURCE as a new immutable version of dataset NAME, split and formatted.
@@ -44,7 +52,8 @@ def create(
     Example: modelyard dataset create digits ./mnist --split train=0.8,val=0.2 --format npz
     """
     options: dict[str, Any] = {"split": split, "seed": seed, "fmt": fmt, "description": description,
-                               "label_column": label_column, "kind": kind, "data_key": data_key}
+                               "label_column": label_column, "kind": kind, "data_key": data_key,
+                               "visibility": visibility.value if visibility else None}
     with get_client() as client:
         where = _where(client, source, show_progress=not as_json)
         with err_console.status(f"creating {name} from {source}: reading, splitting, formatting",
@@ -59,7 +68,7 @@ def create(
 
 @dataset_app.command("ls")
 def ls(as_json: Json = False) -> None:
-    """List datasets with their latest version.
+    """List your datasets and the public ones, with their owner and latest version.
 
     Example: modelyard dataset ls
     """
@@ -71,12 +80,12 @@ def ls(as_json: Json = False) -> None:
         note("no datasets yet; create one with `modelyard dataset create NAME SOURCE`")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("name", "latest", "versions", "format", "splits", "size", "created"):
+    for column in ("name", "owner", "visibility", "latest", "versions", "format", "splits", "size", "created"):
         table.add_column(column)
     for d in data["datasets"]:
         v = d["latest"]
-        table.add_row(d["name"], v["version"], str(d["versions"]), v["format"], _splits(v),
-                      format_size(v["size"]), _when(v["created"]))
+        table.add_row(d["name"], d.get("owner") or "-", d.get("visibility", ""), v["version"], str(d["versions"]),
+                      v["format"], _splits(v), format_size(v["size"]), _when(v["created"]))
     console.print(table)
 
 
@@ -90,10 +99,30 @@ def show(ref: Ref, as_json: Json = False) -> None:
         data = client.get_dataset(ref)
     if as_json:
         return print_json(data)
+    if "owner" in data:
+        note(f"{data['name']}: owner {data['owner'] or '-'}, {data['visibility']}")
     for i, version in enumerate(data.get("versions", [data])):
         if i:
             console.print()
         _print_version(version, files=":" in ref)
+
+
+@dataset_app.command("visibility")
+def visibility(
+    name: Annotated[str, typer.Argument(help="the dataset")],
+    to: Annotated[Visibility, typer.Argument(metavar="private|public", help="who may read it")],
+    as_json: Json = False,
+) -> None:
+    """Make a dataset public (every user may read it and run jobs on it) or private (its owner and admins).
+    Only its owner or an admin may.
+
+    Example: modelyard dataset visibility digits public
+    """
+    with get_client() as client:
+        data = client.set_dataset_visibility(name, to.value)
+    if as_json:
+        return print_json(data)
+    note(f"{data['name']} is {data['visibility']} (owner {data['owner']})")
 
 
 @dataset_app.command("rm")

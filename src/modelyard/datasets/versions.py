@@ -19,6 +19,7 @@ from pathlib import Path
 import lmdb
 import pyarrow as pa
 
+from modelyard.datasets.bounds import Limits
 from modelyard.datasets.build import Built, build
 from modelyard.datasets.formats import check_format
 from modelyard.datasets.index import DatasetIndex
@@ -50,15 +51,17 @@ def create_dataset(
     kind: str | None = None,
     progress: Progress | None = None,
     work_dir: str | Path | None = None,
+    limits: Limits | None = None,
 ) -> Manifest:
-    """Import ``source`` as a new version of ``name`` (or return the identical existing one)."""
+    """Import ``source`` as a new version of ``name`` (or return the identical existing one);
+    ``limits`` bound what an array source's headers may declare (``bounds``)."""
     validate_name(name)
     ratios = parse_split(split)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ModelyardError(ErrorCode.INVALID, f"seed must be a whole number from 0, not {seed!r}", field="seed")
     fmt = check_format(fmt)
     with tempfile.TemporaryDirectory(prefix="modelyard-dataset-", dir=work_dir) as tmp:
-        src, built = _read(source, kind, label_column, data_key, fmt, ratios, seed, Path(tmp))
+        src, built = _read(source, kind, label_column, data_key, fmt, ratios, seed, Path(tmp), limits)
         files = hash_tree(Path(tmp))
         version = content_version(fmt, files, [s.name for s in built.splits])
         for existing in index.versions(name):
@@ -74,9 +77,9 @@ def create_dataset(
 
 
 def _read(source: str, kind: str | None, label_column: str | None, data_key: str | None, fmt: str,
-          ratios: dict[str, float] | None, seed: int, dest: Path) -> tuple[Source, Built]:
+          ratios: dict[str, float] | None, seed: int, dest: Path, limits: Limits | None) -> tuple[Source, Built]:
     try:
-        src: Source = open_source(source, kind=kind, label_column=label_column, data_key=data_key)
+        src: Source = open_source(source, kind=kind, label_column=label_column, data_key=data_key, limits=limits)
         check_format(fmt, src.kind)
         return src, build(src, ratios, seed, fmt, dest)
     except ModelyardError:

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from modelyard.config import Settings
-from modelyard.datasets import Manifest, StoreIndex, get_version, parse_ref, remove_dataset
+from modelyard.datasets import Manifest, StoreIndex, parse_ref, remove_dataset
+from modelyard.datasets.access import check_change
 from modelyard.datasets.manifest import version_prefix
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.executors.base import Executor
@@ -23,12 +24,14 @@ from modelyard.scheduler import policy
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.secrets import SecretBox
+from modelyard.server.dataset_service import DatasetService
 from modelyard.server.serialize import job_to_dict
 from modelyard.storage.store import ArtifactStore
 from modelyard.store import jobs as store_jobs
 from modelyard.store import secrets as store_secrets
 from modelyard.store.db import Database
 from modelyard.store.records import Job, User
+from modelyard.store.users import get_user_by_name
 from modelyard.webhooks import WebhookSender
 
 log = logging.getLogger("modelyard.platform")
@@ -44,6 +47,7 @@ class Platform:
         self.db.migrate()
         self.storage = ArtifactStore(settings.storage_url)
         self.datasets = StoreIndex(self.storage)
+        self.dataset_access = DatasetService(self.db, self.datasets, uploads=settings.home / "uploads")
         self.executor = executor or LocalExecutor()
         self.capacity = detect_capacity(settings.capacity)
         self.webhooks = WebhookSender()
@@ -75,9 +79,9 @@ class Platform:
         sealed = sealed_secrets if sealed_secrets is not None else self._seal_inline_secrets(spec)
         if snapshot is not None and (not snapshot.startswith("snapshots/") or not self.storage.exists(snapshot)):
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
-        dataset = self.pin_dataset(spec.dataset).ref if spec.dataset else None
+        dataset = self.pin_dataset(spec.dataset, user).ref if spec.dataset else None
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
-                                    dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset),
+                                    dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset, user),
                                     sealed_secrets=sealed)
         self.scheduler.wake()
         return job
@@ -94,8 +98,8 @@ class Platform:
 
     def restart(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)
-        pinned = job.dataset
-        job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned) if pinned else None)
+        pinned, owner = job.dataset, get_user_by_name(self.db, job.owner) if job.dataset else None
+        job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned, owner) if pinned else None)
         self.scheduler.wake()
         return job
 
@@ -155,27 +159,34 @@ class Platform:
 
     # -- datasets ---------------------------------------------------------------------------
 
-    def pin_dataset(self, ref: str) -> Manifest:
-        """The version a job submitted with ``ref`` reads; an unknown one is bad input (422)."""
+    def pin_dataset(self, ref: str, user: User | None) -> Manifest:
+        """The version a job of ``user`` submitted with ``ref`` reads; an unknown one, or one
+        ``user`` may not read (answered exactly alike), is bad input (422)."""
         try:
-            return get_version(self.datasets, ref)
+            if user is None:  # the job's owner is gone: nobody vouches for its access
+                raise ModelyardError(ErrorCode.NOT_FOUND, f"dataset {parse_ref(ref).name} not found")
+            return self.dataset_access.version(ref, user)
         except ModelyardError as e:
             if e.code is ErrorCode.NOT_FOUND:
                 raise ModelyardError(ErrorCode.INVALID, e.message, field="dataset") from None
             raise
 
-    def remove_dataset(self, ref: str) -> list[Manifest]:
-        """Remove a version (or every version of a name); CONFLICT naming the jobs that use one.
+    def remove_dataset(self, ref: str, user: User) -> list[Manifest]:
+        """Remove a version (or every version of a name) if ``user`` may; CONFLICT naming the
+        jobs that use one. Who removed it goes into the dataset's history.
 
         The check for jobs using it and the removal of its manifest happen under the
         dataset's lock in one transaction, as a submit's check and its job row do
         (``store_jobs.lock_dataset``): whichever commits first, the other sees it. The
         files go after the commit, so the lock is not held while they are deleted."""
         r = parse_ref(ref)
+        self.dataset_access.readable(r.name, user)
+        check_change(self.dataset_access.ownership(r.name), user, "remove it")
         with self.db.write() as conn:
             store_jobs.lock_dataset(conn, r.name)
             removed = remove_dataset(self.storage, self.datasets, ref, delete_data=False,
                                      in_use=lambda name, version: store_jobs.active_dataset_users(conn, name, version))
+            self.dataset_access.removed(conn, r.name, removed, user)
         for m in removed:
             self.storage.delete_prefix(version_prefix(m.name, m.version))
         return removed

@@ -1,5 +1,7 @@
 """Dataset routes: upload a local source, create a version from it (or from a URL the server
-reads), list, show (with the jobs that used each version), download a file, remove.
+reads), list, show (with the jobs that used each version and who did what), change who may
+read it, download a file, remove. Who may do which is ``datasets.access``, applied by
+``Platform.dataset_access`` (``server/dataset_service.py``).
 
 Nomenclature: an *upload* is a tar of a client's local SOURCE, streamed to
 ``$MODELYARD_HOME/uploads/<id>.tar`` and unpacked next to it; a create names it
@@ -12,11 +14,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tarfile
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,12 +25,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard import datasets
-from modelyard.datasets import Manifest, get_version, list_datasets, validate_name
+from modelyard.datasets import Manifest, list_datasets, validate_name
+from modelyard.datasets.access import can_change, reads_server_disk
+from modelyard.datasets.bounds import too_large, unpack_tar
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.server.serialize import dataset_to_dict
+from modelyard.server.serialize import iso
 from modelyard.store import jobs as store_jobs
+from modelyard.store.datasets import DatasetEvent
 from modelyard.store.records import User
 
 router = APIRouter()
@@ -51,6 +55,14 @@ class CreateBody(BaseModel):
     label_column: str | None = None
     data_key: str | None = None
     kind: str | None = None
+    visibility: Literal["private", "public"] | None = Field(
+        None, description="who may read it: its owner and admins (private, the default for a new name) or "
+                          "everyone (public); given for an existing name, it changes it")
+
+
+class VisibilityBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    visibility: Literal["private", "public"]
 
 
 def uploads_dir(p: Platform) -> Path:
@@ -59,7 +71,12 @@ def uploads_dir(p: Platform) -> Path:
 
 @router.post("/datasets/uploads", status_code=201)
 async def upload(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
-    """Stream a tar of a local source to disk, then unpack it; ``{"upload": id, "size": n}``."""
+    """Stream a tar of a local source to disk, then unpack it; ``{"upload": id, "size": n}``.
+    Bounded: the bytes sent, and the members and bytes the tar unpacks to (413 naming the limit)."""
+    limits = p.settings.dataset_limits
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.upload:
+        raise too_large("the upload", limits.upload, "MODELYARD_MAX_DATASET_UPLOAD")
     root = uploads_dir(p)
     await run_in_threadpool(_sweep, root)
     upload_id = uuid.uuid4().hex
@@ -68,10 +85,12 @@ async def upload(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, 
         with open(tar_path, "wb") as f:
             async for chunk in request.stream():
                 size += len(chunk)
+                if size > limits.upload:  # a client may send more than it declared, or declare nothing
+                    raise too_large("the upload", limits.upload, "MODELYARD_MAX_DATASET_UPLOAD")
                 await run_in_threadpool(f.write, chunk)
         if size == 0:
             raise ModelyardError(ErrorCode.INVALID, "the upload is empty", field="source")
-        await run_in_threadpool(_unpack, tar_path, root / upload_id)
+        await run_in_threadpool(unpack_tar, tar_path, root / upload_id, limits)
     except BaseException:
         shutil.rmtree(root / upload_id, ignore_errors=True)
         raise
@@ -84,38 +103,45 @@ async def upload(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, 
 async def create(body: CreateBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     source, unpacked = _source_of(body, p, user)
     try:
-        return await run_in_threadpool(_create, p, body, source)
+        return await run_in_threadpool(_create, p, body, source, user, unpacked)
     finally:
         if unpacked is not None:
             await run_in_threadpool(shutil.rmtree, unpacked, True)
 
 
 @router.get("/datasets")
-def list_all(p: PlatformDep, _user: UserDep) -> dict[str, Any]:
-    by_name: dict[str, list[Manifest]] = {}
-    for m in list_datasets(p.datasets):
-        by_name.setdefault(m.name, []).append(m)
-    return {"datasets": [{"name": name, "versions": len(vs), "latest": dataset_to_dict(vs[-1], files=False)}
-                         for name, vs in sorted(by_name.items())]}
+def list_all(p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    """The caller's datasets and the public ones (every one, for an admin), by name."""
+    access = p.dataset_access
+    return {"datasets": [{"name": o.name, "owner": o.owner, "visibility": o.visibility, "versions": len(vs),
+                          "latest": access.version_dict(vs[-1], user, files=False)}
+                         for o, vs in access.listing(user)]}
 
 
 @router.get("/datasets/{name}")
 def show_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    versions = list_datasets(p.datasets, validate_name(name))
-    if not versions:
-        raise not_found(f"dataset {name}")
-    return {"name": name, "latest": versions[-1].ref,
-            "versions": [_full(p, m, user) for m in reversed(versions)]}  # newest first
+    o, versions = p.dataset_access.readable(name, user)
+    return {"name": name, "owner": o.owner, "visibility": o.visibility, "latest": versions[-1].ref,
+            "can_change": can_change(o, user),
+            "versions": [_full(p, m, user) for m in reversed(versions)],  # newest first
+            "history": [_event(e) for e in p.dataset_access.history(name)]}
+
+
+@router.patch("/datasets/{name}")
+def change(name: str, body: VisibilityBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    """Make a dataset public or private again (its owner or an admin)."""
+    o = p.dataset_access.set_visibility(name, user, body.visibility)
+    return {"name": o.name, "owner": o.owner, "visibility": o.visibility}
 
 
 @router.get("/datasets/{name}/{version}")
 def show_version(name: str, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, get_version(p.datasets, f"{name}:{version}"), user)
+    return _full(p, p.dataset_access.version(f"{name}:{version}", user), user)
 
 
 @router.get("/datasets/{name}/{version}/files/{path:path}")
-async def download_file(name: str, version: str, path: str, p: PlatformDep, _user: UserDep) -> StreamingResponse:
-    manifest = await run_in_threadpool(get_version, p.datasets, f"{name}:{version}")
+async def download_file(name: str, version: str, path: str, p: PlatformDep, user: UserDep) -> StreamingResponse:
+    manifest = await run_in_threadpool(p.dataset_access.version, f"{name}:{version}", user)
     entry = next((f for f in manifest.files if f.path == path), None)
     if entry is None:
         raise not_found(f"file {path!r} of dataset {manifest.ref}")
@@ -131,13 +157,15 @@ async def download_file(name: str, version: str, path: str, p: PlatformDep, _use
 
 
 @router.delete("/datasets/{name}")
-def remove_name(name: str, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
-    return {"removed": [dataset_to_dict(m, files=False) for m in p.remove_dataset(validate_name(name))]}
+def remove_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    removed = p.remove_dataset(validate_name(name, field="dataset"), user)
+    return {"removed": [p.dataset_access.version_dict(m, user, files=False) for m in removed]}
 
 
 @router.delete("/datasets/{name}/{version}")
-def remove_version(name: str, version: str, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
-    return {"removed": [dataset_to_dict(m, files=False) for m in p.remove_dataset(f"{name}:{version}")]}
+def remove_version(name: str, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    removed = p.remove_dataset(f"{name}:{version}", user)
+    return {"removed": [p.dataset_access.version_dict(m, user, files=False) for m in removed]}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -146,18 +174,31 @@ def remove_version(name: str, version: str, p: PlatformDep, _user: UserDep) -> d
 def _full(p: Platform, m: Manifest, user: User) -> dict[str, Any]:
     """A version with its files and the caller's jobs that used it (every job, for an admin)."""
     jobs = store_jobs.jobs_using_dataset(p.db, m.name, m.version, user=user)
-    return {**dataset_to_dict(m), "jobs": [
+    return {**p.dataset_access.version_dict(m, user), "jobs": [
         {"id": j.id, "name": j.name, "owner": j.owner, "state": j.state.value} for j in jobs]}
 
 
-def _create(p: Platform, body: CreateBody, source: str) -> dict[str, Any]:
-    validate_name(body.name)
+def _event(e: DatasetEvent) -> dict[str, Any]:
+    return {"time": iso(e.time), "action": e.action, "version": e.version, "actor": e.actor, "detail": e.detail}
+
+
+def _create(p: Platform, body: CreateBody, source: str, user: User, unpacked: Path | None) -> dict[str, Any]:
+    claimed = p.dataset_access.claim(body.name, user, body.visibility)
     before = {m.version for m in list_datasets(p.datasets, body.name)}
-    manifest = datasets.create_dataset(
-        p.storage, p.datasets, body.name, source, split=body.split, seed=body.seed, fmt=body.format,
-        description=body.description, label_column=body.label_column, data_key=body.data_key, kind=body.kind,
-    )
-    return {**dataset_to_dict(manifest), "new": manifest.version not in before, "jobs": []}
+    try:
+        manifest = datasets.create_dataset(
+            p.storage, p.dataset_access.recording_index(user), body.name, source, split=body.split, seed=body.seed,
+            fmt=body.format, description=body.description, label_column=body.label_column, data_key=body.data_key,
+            kind=body.kind, limits=p.settings.dataset_limits,
+        )
+    except BaseException as e:
+        if claimed:
+            p.dataset_access.abandon(body.name)
+        if isinstance(e, ModelyardError) and unpacked is not None:
+            # the upload's folder is a path on the server: the message names it as the client knows it
+            raise ModelyardError(e.code, e.message.replace(str(unpacked), "upload"), field=e.field) from None
+        raise
+    return {**p.dataset_access.version_dict(manifest, user), "new": manifest.version not in before, "jobs": []}
 
 
 def _source_of(body: CreateBody, p: Platform, user: User) -> tuple[str, Path | None]:
@@ -175,7 +216,7 @@ def _source_of(body: CreateBody, p: Platform, user: User) -> tuple[str, Path | N
         return str(folder / entries[0]) if len(entries) == 1 else str(folder), folder
     source = body.source.strip()
     if not user.is_admin:
-        if _reads_server_disk(source):
+        if reads_server_disk(source):
             # a path on the server's own disk would let any user read the server's files
             raise ModelyardError(ErrorCode.FORBIDDEN, "only an admin may import a path on the server; upload "
                                  "the source instead (the CLI does so for a local SOURCE)", field="source")
@@ -196,23 +237,6 @@ def allowed_source(source: str, prefixes: tuple[str, ...]) -> bool:
         return False
     return any(source == pre.rstrip("/") or source.startswith(pre if pre.endswith("/") else pre + "/")
                for pre in prefixes)
-
-
-def _reads_server_disk(source: str) -> bool:
-    """A plain path, or a URL (chained ones too: ``simplecache::file://...``) on a local filesystem."""
-    target = source.split("::")[-1]  # in a chain, the last URL is where the bytes come from
-    return "://" not in target or target.split("://", 1)[0].lower() in ("file", "local")
-
-
-def _unpack(tar_path: Path, dest: Path) -> None:
-    dest.mkdir(parents=True)
-    try:
-        with tarfile.open(tar_path, "r:*") as tar:
-            tar.extractall(dest, filter="data")  # no absolute paths, no links out, no devices
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise ModelyardError(ErrorCode.INVALID, f"the upload is not a readable tar: {e}", field="source") from None
-    if not os.listdir(dest):
-        raise ModelyardError(ErrorCode.INVALID, "the upload holds no files", field="source")
 
 
 def _sweep(root: Path) -> None:

@@ -152,3 +152,31 @@ system_metrics = sa.Table(
     sa.Column("gpus", sa.Text),  # JSON list of per-GPU samples
     sa.Index("ix_system_metrics_job", "job_id", "id"),
 )
+
+# Who owns a dataset name and who may read it. The versions themselves are the
+# manifests in the artifact store (datasets/index.py); a name in the store with
+# no row here predates owners and is treated as the first admin's, private.
+datasets = sa.Table(
+    "datasets", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("owner_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("visibility", sa.String(8), nullable=False),  # "private" | "public"
+    sa.Column("created_at", sa.Float, nullable=False),
+    # a plain user's listing reads their own names and the public ones
+    sa.Index("ix_datasets_owner", "owner_id"),
+    sa.Index("ix_datasets_visibility", "visibility"),
+)
+
+# Who did what to a dataset (a version created or removed, visibility changed);
+# deleted with its name's row, so a name taken again starts a fresh history.
+dataset_events = sa.Table(
+    "dataset_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("version", sa.String(64)),
+    sa.Column("action", sa.String(16), nullable=False),  # "created" | "removed" | "visibility"
+    sa.Column("actor_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Index("ix_dataset_events_name", "name", "id"),
+)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from fsspec import AbstractFileSystem
 
+from modelyard.datasets.bounds import Limits
+
 from modelyard.datasets.readers.base import IndexEntry, Source, list_files, open_fs, source_error
 from modelyard.datasets.readers.folders import FolderSource, ImageFolderSource, looks_like_image_folder
 from modelyard.datasets.readers.idx import IdxSource, is_idx_name
@@ -23,8 +25,10 @@ __all__ = ["SOURCE_KINDS", "IndexEntry", "Source", "open_source"]
 
 
 def open_source(source: str, *, kind: str | None = None, label_column: str | None = None,
-                data_key: str | None = None) -> Source:
-    """Open ``source`` (a local path or fsspec URL) with the reader its contents call for."""
+                data_key: str | None = None, limits: Limits | None = None) -> Source:
+    """Open ``source`` (a local path or fsspec URL) with the reader its contents call for;
+    an array source whose headers declare more than ``limits`` is refused before it is read."""
+    limits = limits or Limits()
     if kind is not None and kind not in SOURCE_KINDS:
         raise source_error(source, f"unknown source kind {kind!r}; the kinds are {', '.join(SOURCE_KINDS)}", field="kind")
     fs, path, url = open_fs(source)
@@ -39,27 +43,28 @@ def open_source(source: str, *, kind: str | None = None, label_column: str | Non
         if kind in ("csv", "parquet"):
             return _table(kind, fs, path, url, [path], label_column)
         if kind == "npz":
-            return NpzSource(fs, path, url, data_key=data_key, label_key=label_column)
+            return NpzSource(fs, path, url, data_key=data_key, label_key=label_column, limits=limits)
         if kind != "folder":
             raise source_error(url, f"a {kind} source is a folder, not a single file", field="kind")
         return FolderSource(fs, path, url)
-    return _open_folder(fs, path, url, kind, label_column, data_key)
+    return _open_folder(fs, path, url, kind, label_column, data_key, limits)
 
 
-def _open_folder(fs: AbstractFileSystem, path: str, url: str, kind: str | None, label_column: str | None, data_key: str | None) -> Source:
+def _open_folder(fs: AbstractFileSystem, path: str, url: str, kind: str | None, label_column: str | None,
+                 data_key: str | None, limits: Limits) -> Source:
     files = list_files(fs, path)
     if not files:
         raise source_error(url, "the folder holds no files")
     kind = kind or _folder_kind(files)
     if kind == "idx":
-        return IdxSource(fs, path, url, files)
+        return IdxSource(fs, path, url, files, limits=limits)
     if kind in ("csv", "parquet"):
         return _table(kind, fs, path, url, [f"{path}/{rel}" for rel, _ in files], label_column)
     if kind == "npz":
         npz = [rel for rel, _ in files if rel.endswith(".npz")]
         if len(npz) != 1:
             raise source_error(url, f"an npz source is one .npz file; the folder holds {len(npz)}")
-        return NpzSource(fs, f"{path}/{npz[0]}", url, data_key=data_key, label_key=label_column)
+        return NpzSource(fs, f"{path}/{npz[0]}", url, data_key=data_key, label_key=label_column, limits=limits)
     if kind == "images":
         if not looks_like_image_folder(files):
             raise source_error(url, "an image folder holds only images, each inside a class subfolder", field="kind")

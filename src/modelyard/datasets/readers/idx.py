@@ -19,6 +19,7 @@ from typing import IO
 import fsspec
 import numpy as np
 
+from modelyard.datasets.bounds import Limits, check_array
 from modelyard.datasets.readers.base import IndexEntry, Source, list_files, source_error
 from modelyard.datasets.records import Record
 
@@ -54,8 +55,10 @@ class IdxSource(Source):
     kind = "idx"
     payload = "array"
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str, files: list[tuple[str, int]] | None = None) -> None:
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str, files: list[tuple[str, int]] | None = None,
+                 *, limits: Limits | None = None) -> None:
         super().__init__(fs, path, url)
+        self.limits = limits or Limits()
         self.pairs = pair_idx_files(url, [rel for rel, _ in (files if files is not None else list_files(fs, path))])
         self.headers = {p.part: self._check_pair(p) for p in self.pairs}
 
@@ -64,6 +67,8 @@ class IdxSource(Source):
             images = read_header(f, f"{self.url}/{pair.images}")
         with self._open(pair.labels) as f:
             labels = read_header(f, f"{self.url}/{pair.labels}")
+        for rel, header in ((pair.images, images), (pair.labels, labels)):  # before a row is read
+            check_array(f"{self.url}/{rel}", header.shape, header.dtype.itemsize, self.limits)
         if len(labels.shape) != 1:
             raise source_error(self.url, f"{pair.labels} has {len(labels.shape)} dimensions; a labels file has 1")
         if images.shape[0] != labels.shape[0]:

@@ -16,6 +16,7 @@ import fsspec
 import numpy as np
 from numpy.lib import format as npformat
 
+from modelyard.datasets.bounds import Limits, check_array
 from modelyard.datasets.readers.base import IndexEntry, Source, source_error
 from modelyard.datasets.records import Record, normalise_label
 
@@ -29,12 +30,14 @@ class NpzSource(Source):
     payload = "array"
 
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str, *,
-                 data_key: str | None = None, label_key: str | None = None) -> None:
+                 data_key: str | None = None, label_key: str | None = None, limits: Limits | None = None) -> None:
         super().__init__(fs, path, url)
         with self._zip() as zf:
             headers = {n[:-4]: _header(zf, n, url) for n in zf.namelist() if n.endswith(".npy")}
         self.data_key = _pick(url, headers, data_key, DATA_KEYS, "data_key", required=True)
         self.label_key = _pick(url, headers, label_key, LABEL_KEYS, "label_column", required=False)
+        for key in filter(None, (self.data_key, self.label_key)):  # before a byte of either is read
+            check_array(f"{url}: array {key!r}", headers[key][0], headers[key][1].itemsize, limits or Limits())
         self.shape, self.dtype = headers[self.data_key]
         self.count = self.shape[0] if self.shape else 0
         if not self.shape:

@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, quote
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from modelyard.datasets import list_datasets
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState
 from modelyard.server import routes_datasets as datasets_api
@@ -169,15 +168,12 @@ def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep) -> Re
 
 @router.get("/ui/new")
 def new_job_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
-    return respond(request, "new.html", {"datasets": dataset_choices(p)}, user=user)
+    return respond(request, "new.html", {"datasets": dataset_choices(p, user)}, user=user)
 
 
-def dataset_choices(p: Platform) -> list[dict[str, Any]]:
-    """Per dataset: its name (the latest version at submit) and every version, newest first."""
-    versions: dict[str, list[str]] = {}
-    for m in list_datasets(p.datasets):  # oldest first
-        versions.setdefault(m.name, []).insert(0, m.version)
-    return [{"name": name, "versions": vs} for name, vs in sorted(versions.items())]
+def dataset_choices(p: Platform, user: User) -> list[dict[str, Any]]:
+    """Per dataset ``user`` may read: its name (the latest version at submit) and every version, newest first."""
+    return [{"name": o.name, "versions": [m.version for m in reversed(vs)]} for o, vs in p.dataset_access.listing(user)]
 
 
 # -- datasets ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.main import app
 
-COMMANDS = ("create", "ls", "show", "rm", "download")
+COMMANDS = ("create", "ls", "show", "visibility", "rm", "download")
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +109,20 @@ def test_run_local_gets_a_dataset_as_a_job_would(env: dict[str, str], server: Se
     missing = cli(["run", "--local", "--dataset", "no-such-data", "--", "true"], env, cwd=wd)
     assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "no-such-data" in missing.stderr
+
+
+def test_visibility_at_create_and_after_and_ls_shows_the_owner(env: dict[str, str], tmp_path: Path) -> None:
+    src = make_images(tmp_path / "shared")
+    made = cli(["dataset", "create", "shared", str(src), "--visibility", "public", "--json"], env)
+    assert made.returncode == 0, made.stderr
+    listed = {d["name"]: d for d in json.loads(cli(["dataset", "ls", "--json"], env).stdout)["datasets"]}
+    assert (listed["shared"]["owner"], listed["shared"]["visibility"]) == ("local", "public")
+    assert "local" in cli(["dataset", "ls"], env).stdout
+    changed = cli(["dataset", "visibility", "shared", "private"], env)
+    assert changed.returncode == 0 and "shared is private (owner local)" in changed.stderr, changed.stderr
+    shown = json.loads(cli(["dataset", "show", "shared", "--json"], env).stdout)
+    assert shown["visibility"] == "private"
+    assert [e["action"] for e in shown["history"]] == ["created", "visibility"]
+    bad = cli(["dataset", "visibility", "shared", "everyone"], env)
+    assert bad.returncode != 0 and "everyone" in bad.stderr
+    assert cli(["dataset", "rm", "shared"], env).returncode == 0

@@ -8,8 +8,11 @@ forgetting the last one) runs under the name's lock (``store.jobs.lock_dataset``
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from modelyard.datasets import DatasetIndex, Manifest, StoreIndex, get_version, list_datasets, parse_ref, validate_name
 from modelyard.datasets.access import (
@@ -48,10 +51,10 @@ class DatasetService:
 
     def listing(self, user: User) -> list[tuple[Ownership, list[Manifest]]]:
         """The names ``user`` may read that have versions, by name (versions oldest first)."""
-        owners = store_ds.all_owners(self.db)
+        owners, before_owners = store_ds.all_owners(self.db), store_ds.default_owner(self.db, "")
         out = []
         for name in self.index.names():
-            o = owners.get(name) or store_ds.default_owner(self.db, name)
+            o = owners.get(name) or replace(before_owners, name=name)
             if can_read(o, user) and (versions := self.index.versions(name)):
                 out.append((o, versions))
         return out
@@ -119,7 +122,7 @@ class DatasetService:
             self._set_visibility(conn, o, user, visibility)
         return self.ownership(name)
 
-    def _set_visibility(self, conn: Any, o: Ownership, user: User, visibility: str) -> None:
+    def _set_visibility(self, conn: sa.Connection, o: Ownership, user: User, visibility: str) -> None:
         if not o.recorded:  # a name from before owners gets its row now, with its inferred owner
             if o.owner_id is None:
                 raise ModelyardError(ErrorCode.CONFLICT, f"dataset {o.name} has no owner; create an admin first")
@@ -127,7 +130,7 @@ class DatasetService:
         store_ds.set_visibility(conn, o.name, visibility)
         store_ds.record(conn, o.name, "visibility", user, detail=f"{o.visibility} -> {visibility}")
 
-    def removed(self, conn: Any, name: str, versions: list[Manifest], user: User) -> None:
+    def removed(self, conn: sa.Connection, name: str, versions: list[Manifest], user: User) -> None:
         """In a removal's transaction: record who removed what; forget a name left with no version."""
         if not self.index.versions(name):
             store_ds.drop(conn, name)

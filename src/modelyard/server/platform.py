@@ -180,8 +180,8 @@ class Platform:
         (``store_jobs.lock_dataset``): whichever commits first, the other sees it. The
         files go after the commit, so the lock is not held while they are deleted."""
         r = parse_ref(ref)
-        self.dataset_access.readable(r.name, user)
-        check_change(self.dataset_access.ownership(r.name), user, "remove it")
+        owner, _versions = self.dataset_access.readable(r.name, user)
+        check_change(owner, user, "remove it")
         with self.db.write() as conn:
             store_jobs.lock_dataset(conn, r.name)
             removed = remove_dataset(self.storage, self.datasets, ref, delete_data=False,

@@ -8,7 +8,8 @@ version in the artifact store, and materialise it for jobs.
 Modules: ``readers`` (sources), ``splits``, ``formats`` (writers), ``build`` (a version
 in a local folder), ``manifest``, ``index`` (where versions are listed), ``transfer``
 (uploads and verified downloads), ``versions`` (create), ``lookup`` (find, list, remove),
-``materialise`` (the job cache).
+``materialise`` (the job cache), ``access`` (who may read and change a dataset: the policy;
+owners are kept in ``store.datasets``), ``bounds`` (what a source may make the server hold).
 """
 from __future__ import annotations
 

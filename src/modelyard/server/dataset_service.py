@@ -115,12 +115,20 @@ class DatasetService:
 
     def set_visibility(self, name: str, user: User, visibility: str) -> Ownership:
         check_visibility(visibility)
-        o, _versions = self.readable(name, user)
-        check_change(o, user, "change its visibility")
+        validate_name(name, field="dataset")
         with self.db.write() as conn:
             store_jobs.lock_dataset(conn, name)
-            self._set_visibility(conn, o, user, visibility)
+            self._set_visibility(conn, self.may_change(conn, name, user, "change its visibility"), user, visibility)
         return self.ownership(name)
+
+    def may_change(self, conn: sa.Connection, name: str, user: User, doing: str) -> Ownership:
+        """In a transaction holding the name's lock: its owner, if ``user`` may change it
+        (NOT_FOUND when it has no version or they may not read it, FORBIDDEN when only read)."""
+        o = store_ds.get(conn, name) or store_ds.legacy(conn, name)
+        check_read(o, user)
+        if not self.index.versions(name):
+            raise hidden(name)
+        return check_change(o, user, doing)
 
     def _set_visibility(self, conn: sa.Connection, o: Ownership, user: User, visibility: str) -> None:
         if not o.recorded:  # a name from before owners gets its row now, with its inferred owner

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from modelyard.config import Settings
 from modelyard.datasets import Manifest, StoreIndex, parse_ref, remove_dataset
-from modelyard.datasets.access import check_change
 from modelyard.datasets.manifest import version_prefix
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.executors.base import Executor
@@ -180,10 +179,9 @@ class Platform:
         (``store_jobs.lock_dataset``): whichever commits first, the other sees it. The
         files go after the commit, so the lock is not held while they are deleted."""
         r = parse_ref(ref)
-        owner, _versions = self.dataset_access.readable(r.name, user)
-        check_change(owner, user, "remove it")
         with self.db.write() as conn:
             store_jobs.lock_dataset(conn, r.name)
+            self.dataset_access.may_change(conn, r.name, user, "remove it")  # under the lock: the owner now
             removed = remove_dataset(self.storage, self.datasets, ref, delete_data=False,
                                      in_use=lambda name, version: store_jobs.active_dataset_users(conn, name, version))
             self.dataset_access.removed(conn, r.name, removed, user)

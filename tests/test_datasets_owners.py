@@ -4,6 +4,7 @@ from the environment."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from modelyard.datasets import StoreIndex
 from modelyard.datasets.access import PRIVATE, PUBLIC, Ownership, can_change, can_read, shown_source
 from modelyard.datasets.bounds import Limits
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.server.dataset_service import DatasetService
+from modelyard.server.dataset_service import STALE_CLAIM, DatasetService
 from modelyard.storage import ArtifactStore
 from modelyard.store import datasets as store_ds
 from modelyard.store.db import Database
@@ -72,3 +73,21 @@ def test_the_bounds_come_from_the_environment(tmp_path: Path) -> None:
                            "MODELYARD_MAX_ARRAY_BYTES": "64M", "MODELYARD_MAX_DATASET_RECORDS": "1000"})
     assert s.dataset_limits == Limits(upload=2**30, unpacked=2 * 2**30, members=10, array=64 * 2**20, records=1000)
     assert Settings.from_env({"MODELYARD_HOME": str(tmp_path)}).dataset_limits == Limits()
+
+
+def test_a_name_whose_create_never_finished_is_free_again_a_day_later(database_url: str, tmp_path: Path) -> None:
+    db = Database(database_url)
+    db.migrate()
+    try:
+        ann, bob = (create_user(db, name)[0] for name in ("ann", "bob"))
+        service = DatasetService(db, StoreIndex(ArtifactStore((tmp_path / "store").as_uri())), uploads=tmp_path)
+        with db.write() as conn:  # what a server stopped in the middle of ann's creates leaves
+            store_ds.claim(conn, "fresh", ann, PRIVATE)
+            store_ds.claim(conn, "stale", ann, PRIVATE, now=time.time() - STALE_CLAIM - 60)
+        with pytest.raises(ModelyardError) as e:
+            service.claim("fresh", bob, None)  # it may still be running
+        assert e.value.code is ErrorCode.NOT_FOUND
+        assert service.claim("stale", bob, None) is True
+        assert store_ds.ownership(db, "stale").owner == "bob"
+    finally:
+        db.dispose()

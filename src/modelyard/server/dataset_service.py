@@ -8,6 +8,7 @@ forgetting the last one) runs under the name's lock (``store.jobs.lock_dataset``
 """
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ from modelyard.store import datasets as store_ds
 from modelyard.store import jobs as store_jobs
 from modelyard.store.db import Database
 from modelyard.store.records import User
+
+# A name taken by a create that never published a version (the server stopped mid-way) is
+# free again after this: without it, nobody but its would-be owner could ever use the name.
+STALE_CLAIM = 24 * 3600.0
 
 
 class DatasetService:
@@ -83,9 +88,12 @@ class DatasetService:
             check_visibility(visibility)
         with self.db.write() as conn:
             store_jobs.lock_dataset(conn, name)
-            found = store_ds.get(conn, name)
-            if found is None and self.index.versions(name):
+            found, versions = store_ds.get(conn, name), self.index.versions(name)
+            if found is None and versions:
                 found = store_ds.legacy(conn, name)
+            elif found is not None and not versions and (found.created_at or 0) < time.time() - STALE_CLAIM:
+                store_ds.drop(conn, name)
+                found = None
             if found is None:
                 store_ds.claim(conn, name, user, visibility or PRIVATE)
                 return True

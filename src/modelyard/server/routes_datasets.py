@@ -41,6 +41,15 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 UserDep = Annotated[User, Depends(current_user)]
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _UPLOAD_MAX_AGE = 24 * 3600.0  # an upload no create claimed (the client died) is swept after this
+_WHY = {401: "No bearer token, or an unknown one", 403: "A dataset of another user's that the caller may only read",
+        404: "No such dataset, or another user's private one", 409: "Queued or running jobs use the version",
+        413: "Over a dataset bound (the message names it)", 422: "Bad input: the message names the field",
+        503: "A backing service failed; try again"}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=``: the error statuses a route may answer, each ``{"error": {...}}``."""
+    return {s: {"description": _WHY[s]} for s in (401, 422, 503, *statuses)}
 
 
 class CreateBody(BaseModel):
@@ -69,7 +78,7 @@ def uploads_dir(p: Platform) -> Path:
     return p.settings.home / "uploads"
 
 
-@router.post("/datasets/uploads", status_code=201)
+@router.post("/datasets/uploads", status_code=201, responses=_errors(413))
 async def upload(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
     """Stream a tar of a local source to disk, then unpack it; ``{"upload": id, "size": n}``.
     Bounded: the bytes sent, and the members and bytes the tar unpacks to (413 naming the limit)."""
@@ -99,7 +108,7 @@ async def upload(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, 
     return {"upload": upload_id, "size": size}
 
 
-@router.post("/datasets", status_code=201)
+@router.post("/datasets", status_code=201, responses=_errors(403, 404, 413))
 async def create(body: CreateBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     source, unpacked = _source_of(body, p, user)
     try:
@@ -109,7 +118,7 @@ async def create(body: CreateBody, p: PlatformDep, user: UserDep) -> dict[str, A
             await run_in_threadpool(shutil.rmtree, unpacked, True)
 
 
-@router.get("/datasets")
+@router.get("/datasets", responses=_errors())
 def list_all(p: PlatformDep, user: UserDep) -> dict[str, Any]:
     """The caller's datasets and the public ones (every one, for an admin), by name."""
     access = p.dataset_access
@@ -118,7 +127,7 @@ def list_all(p: PlatformDep, user: UserDep) -> dict[str, Any]:
                          for o, vs in access.listing(user)]}
 
 
-@router.get("/datasets/{name}")
+@router.get("/datasets/{name}", responses=_errors(404))
 def show_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     o, versions = p.dataset_access.readable(name, user)
     return {"name": name, "owner": o.owner, "visibility": o.visibility, "latest": versions[-1].ref,
@@ -127,19 +136,19 @@ def show_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
             "history": [_event(e) for e in p.dataset_access.history(name)]}
 
 
-@router.patch("/datasets/{name}")
+@router.patch("/datasets/{name}", responses=_errors(403, 404))
 def change(name: str, body: VisibilityBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     """Make a dataset public or private again (its owner or an admin)."""
     o = p.dataset_access.set_visibility(name, user, body.visibility)
     return {"name": o.name, "owner": o.owner, "visibility": o.visibility}
 
 
-@router.get("/datasets/{name}/{version}")
+@router.get("/datasets/{name}/{version}", responses=_errors(404))
 def show_version(name: str, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.dataset_access.version(f"{name}:{version}", user), user)
 
 
-@router.get("/datasets/{name}/{version}/files/{path:path}")
+@router.get("/datasets/{name}/{version}/files/{path:path}", responses=_errors(404))
 async def download_file(name: str, version: str, path: str, p: PlatformDep, user: UserDep) -> StreamingResponse:
     manifest = await run_in_threadpool(p.dataset_access.version, f"{name}:{version}", user)
     entry = next((f for f in manifest.files if f.path == path), None)
@@ -156,13 +165,13 @@ async def download_file(name: str, version: str, path: str, p: PlatformDep, user
                              headers={"Content-Length": str(entry.size), "X-Sha256": entry.sha256})
 
 
-@router.delete("/datasets/{name}")
+@router.delete("/datasets/{name}", responses=_errors(403, 404, 409))
 def remove_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     removed = p.remove_dataset(validate_name(name, field="dataset"), user)
     return {"removed": [p.dataset_access.version_dict(m, user, files=False) for m in removed]}
 
 
-@router.delete("/datasets/{name}/{version}")
+@router.delete("/datasets/{name}/{version}", responses=_errors(403, 404, 409))
 def remove_version(name: str, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     removed = p.remove_dataset(f"{name}:{version}", user)
     return {"removed": [p.dataset_access.version_dict(m, user, files=False) for m in removed]}

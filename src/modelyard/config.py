@@ -13,6 +13,7 @@
 | MODELYARD_MAX_DATASET_UPLOAD | 20G (largest dataset upload, the tar as sent) |
 | MODELYARD_MAX_DATASET_UNPACKED | 50G (what an uploaded tar's members may hold, in total) |
 | MODELYARD_MAX_DATASET_MEMBERS | 1000000 (entries in an uploaded tar) |
+| MODELYARD_MAX_DATASET_RATIO | 100 (times its size a compressed upload may unpack to, past 64 MiB) |
 | MODELYARD_MAX_ARRAY_BYTES | 4G (bytes one .npz array or IDX file may declare in its header) |
 | MODELYARD_MAX_DATASET_RECORDS | 50000000 (rows one .npz array or IDX file may declare) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
@@ -76,6 +77,7 @@ def _dataset_limits(env: dict[str, str]) -> Limits:
         upload=parse_size(env.get("MODELYARD_MAX_DATASET_UPLOAD") or d.upload),
         unpacked=parse_size(env.get("MODELYARD_MAX_DATASET_UNPACKED") or d.unpacked),
         members=int(env.get("MODELYARD_MAX_DATASET_MEMBERS") or d.members),
+        ratio=int(env.get("MODELYARD_MAX_DATASET_RATIO") or d.ratio),
         array=parse_size(env.get("MODELYARD_MAX_ARRAY_BYTES") or d.array),
         records=int(env.get("MODELYARD_MAX_DATASET_RECORDS") or d.records),
     )

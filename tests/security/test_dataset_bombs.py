@@ -58,15 +58,27 @@ class Zeros(io.RawIOBase):
         return k
 
 
-def test_a_gzip_tar_bomb_is_refused_before_it_is_unpacked(s: Site) -> None:
+def gzip_bomb(size: int) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         info = tarfile.TarInfo("bomb/zeros.bin")
-        info.size = 64 * MiB  # 16 times the unpacked limit, ~64 KB compressed
+        info.size = size  # ~1000 times what it takes compressed
         tar.addfile(info, Zeros(info.size))
-    assert len(buf.getvalue()) < SMALL.upload
-    refused(s.clients["bob"].post("/datasets/uploads", content=buf.getvalue()), "MODELYARD_MAX_DATASET_UNPACKED")
+    return buf.getvalue()
+
+
+def test_a_gzip_tar_bomb_is_refused_before_it_is_unpacked(s: Site) -> None:
+    bomb = gzip_bomb(64 * MiB)  # 16 times the unpacked limit
+    assert len(bomb) < SMALL.upload
+    refused(s.clients["bob"].post("/datasets/uploads", content=bomb), "MODELYARD_MAX_DATASET_UNPACKED")
     nothing_left(s)
+
+
+def test_a_gzip_tar_bomb_under_the_unpacked_limit_is_refused_by_its_ratio(tmp_path: Path, database_url: str) -> None:
+    bomb = gzip_bomb(96 * MiB)  # ~96 KB: a thousand times its size, well under the default 50 GiB
+    with site(tmp_path, database_url) as defaults:
+        refused(defaults.clients["bob"].post("/datasets/uploads", content=bomb), "MODELYARD_MAX_DATASET_RATIO")
+        nothing_left(defaults)
 
 
 def test_a_tar_of_too_many_members_is_refused(s: Site) -> None:

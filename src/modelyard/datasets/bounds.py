@@ -4,6 +4,8 @@ declares a 400 MB array).
 
     upload     bytes of the tar streamed to /datasets/uploads (checked while streaming)
     unpacked   bytes the tar's members declare, in total (checked before each is written)
+    ratio      how many times its own size a compressed tar may unpack to (a bomb's
+               is ~1000; text ~10), once it unpacks to more than ``RATIO_FLOOR``
     members    entries in the tar (files and folders)
     array      bytes an ``.npz`` member or IDX file declares (shape x item size), checked
                from its header before a row is read
@@ -23,6 +25,7 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.units import format_size
 
 GiB = 1024 ** 3
+RATIO_FLOOR = 64 * 1024 ** 2  # a small upload may always unpack to this much
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Limits:
     upload: int = 20 * GiB
     unpacked: int = 50 * GiB
     members: int = 1_000_000
+    ratio: int = 100
     array: int = 4 * GiB
     records: int = 50_000_000
 
@@ -53,8 +57,9 @@ def check_array(where: str, shape: tuple[int, ...], itemsize: int, limits: Limit
 
 def unpack_tar(tar_path: Path, dest: Path, limits: Limits) -> None:
     """Unpack an uploaded tar (plain or compressed) into ``dest``, member by member, refusing
-    one past the member count or the unpacked total before writing it."""
+    one past the member count, the unpacked total or the ratio before writing it."""
     dest.mkdir(parents=True)
+    by_ratio = max(limits.ratio * tar_path.stat().st_size, RATIO_FLOOR)
     count, total = 0, 0
     try:
         with tarfile.open(tar_path, "r|*") as tar:  # a stream: members are met, checked and written in order
@@ -66,6 +71,10 @@ def unpack_tar(tar_path: Path, dest: Path, limits: Limits) -> None:
                                     size=False)
                 if total > limits.unpacked:
                     raise too_large("the upload unpacked", limits.unpacked, "MODELYARD_MAX_DATASET_UNPACKED")
+                if total > by_ratio:
+                    raise ModelyardError(ErrorCode.TOO_LARGE, f"the upload unpacks to more than {limits.ratio} times "
+                                         f"its size, over {format_size(by_ratio)} (MODELYARD_MAX_DATASET_RATIO)",
+                                         field="source")
                 tar.extract(member, dest, filter="data")  # no absolute paths, no links out, no devices
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ModelyardError(ErrorCode.INVALID, f"the upload is not a readable tar: {e}", field="source") from None

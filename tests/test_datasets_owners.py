@@ -71,9 +71,10 @@ def test_the_bounds_come_from_the_environment(tmp_path: Path) -> None:
     s = Settings.from_env({"MODELYARD_HOME": str(tmp_path), "MODELYARD_MAX_DATASET_UPLOAD": "1G",
                            "MODELYARD_MAX_DATASET_UNPACKED": "2G", "MODELYARD_MAX_DATASET_MEMBERS": "10",
                            "MODELYARD_MAX_DATASET_RATIO": "7",
-                           "MODELYARD_MAX_ARRAY_BYTES": "64M", "MODELYARD_MAX_DATASET_RECORDS": "1000"})
+                           "MODELYARD_MAX_ARRAY_BYTES": "64M", "MODELYARD_MAX_DATASET_RECORDS": "1000",
+                           "MODELYARD_MAX_RECORD_BYTES": "1M"})
     assert s.dataset_limits == Limits(upload=2**30, unpacked=2 * 2**30, members=10, ratio=7, array=64 * 2**20,
-                                    records=1000)
+                                    records=1000, record=2**20)
     assert Settings.from_env({"MODELYARD_HOME": str(tmp_path)}).dataset_limits == Limits()
 
 

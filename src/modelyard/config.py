@@ -16,6 +16,7 @@
 | MODELYARD_MAX_DATASET_RATIO | 100 (times its size a compressed upload may unpack to, past 64 MiB) |
 | MODELYARD_MAX_ARRAY_BYTES | 4G (bytes one .npz array or IDX file may declare in its header) |
 | MODELYARD_MAX_DATASET_RECORDS | 50000000 (rows one .npz array or IDX file may declare) |
+| MODELYARD_MAX_RECORD_BYTES | 64M (bytes one row of such an array may declare) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
 """
 from __future__ import annotations
@@ -80,4 +81,5 @@ def _dataset_limits(env: dict[str, str]) -> Limits:
         ratio=int(env.get("MODELYARD_MAX_DATASET_RATIO") or d.ratio),
         array=parse_size(env.get("MODELYARD_MAX_ARRAY_BYTES") or d.array),
         records=int(env.get("MODELYARD_MAX_DATASET_RECORDS") or d.records),
+        record=parse_size(env.get("MODELYARD_MAX_RECORD_BYTES") or d.record),
     )

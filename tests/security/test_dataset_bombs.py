@@ -105,11 +105,11 @@ def test_an_upload_over_the_byte_limit_is_refused_whether_or_not_it_says_its_siz
     nothing_left(s)
 
 
-def write_npz_declaring(path: Path, shape: tuple[int, ...]) -> None:
+def write_npz_declaring(path: Path, shape: tuple[int, ...], *, fortran: bool = False) -> None:
     """An .npz whose ``x`` really holds prod(shape) zero bytes, deflated (a few hundred KB)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         with zf.open("x.npy", "w", force_zip64=True) as f:
-            npformat.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            npformat.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": fortran, "shape": shape})
             left = int(np.prod(shape))
             while left:
                 k = min(left, 4 * MiB)
@@ -117,24 +117,32 @@ def write_npz_declaring(path: Path, shape: tuple[int, ...]) -> None:
                 left -= k
 
 
-def test_an_npz_declaring_a_huge_array_is_refused_without_allocating_it(s: Site, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("limits", "shape", "fortran", "variable"), [
+    (SMALL, (4, 48 * MiB), False, "MODELYARD_MAX_ARRAY_BYTES"),  # 192 MB in all, over a 16 MB limit
+    (Limits(), (1, 96 * MiB), False, "MODELYARD_MAX_RECORD_BYTES"),  # the default limits: one 96 MB row
+    (Limits(), (8, 12 * MiB), True, "MODELYARD_MAX_RECORD_BYTES"),  # Fortran order: 96 MB read in one piece
+], ids=["array", "row", "fortran"])
+def test_an_npz_declaring_a_huge_array_is_refused_without_allocating_it(
+        tmp_path: Path, database_url: str, limits: Limits, shape: tuple[int, ...], fortran: bool,
+        variable: str) -> None:
     src = tmp_path / "npzbomb"
     src.mkdir()
-    write_npz_declaring(src / "d.npz", (1, 192 * MiB))  # one row of 192 MB: read whole, were it read
+    write_npz_declaring(src / "d.npz", shape, fortran=fortran)
     data = tar_of(src)
-    assert len(data) < SMALL.upload
-    c = s.clients["bob"]
-    upload_id = upload(c, data)
-    tracemalloc.start()
-    try:
-        r = c.post("/datasets", json={"name": "npzbomb", "upload": upload_id})
-        _now, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    refused(r, "MODELYARD_MAX_ARRAY_BYTES")
-    assert "'x'" in r.json()["error"]["message"] and "upload" in r.json()["error"]["message"]
-    assert peak < 32 * MiB, f"the server allocated {peak / MiB:.0f} MiB"
-    nothing_left(s, "npzbomb")
+    assert len(data) < 1 * MiB
+    with site(tmp_path, database_url, limits) as s:
+        c = s.clients["bob"]
+        upload_id = upload(c, data)
+        tracemalloc.start()
+        try:
+            r = c.post("/datasets", json={"name": "npzbomb", "upload": upload_id})
+            _now, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        refused(r, variable)
+        assert "'x'" in r.json()["error"]["message"] and "upload" in r.json()["error"]["message"]
+        assert peak < 32 * MiB, f"the server allocated {peak / MiB:.0f} MiB"
+        nothing_left(s, "npzbomb")
 
 
 def write_idx_header(path: Path, dims: tuple[int, ...], data: bytes = b"") -> None:

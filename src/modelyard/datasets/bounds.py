@@ -10,6 +10,8 @@ declares a 400 MB array).
     array      bytes an ``.npz`` member or IDX file declares (shape x item size), checked
                from its header before a row is read
     records    rows such an array declares (each costs a planned record in memory)
+    record     bytes one row of such an array declares: a row is read whole (and a
+               Fortran-ordered array, whose rows are not contiguous, is one read)
 
 Every refusal is TOO_LARGE (413) and names the limit and the variable that sets it.
 """
@@ -36,6 +38,7 @@ class Limits:
     ratio: int = 100
     array: int = 4 * GiB
     records: int = 50_000_000
+    record: int = 64 * 1024 ** 2
 
 
 def too_large(what: str, limit: int, variable: str, *, field: str = "source", size: bool = True) -> ModelyardError:
@@ -43,8 +46,9 @@ def too_large(what: str, limit: int, variable: str, *, field: str = "source", si
     return ModelyardError(ErrorCode.TOO_LARGE, f"{what} is over the limit of {shown} ({variable})", field=field)
 
 
-def check_array(where: str, shape: tuple[int, ...], itemsize: int, limits: Limits) -> None:
-    """Refuse an array whose header declares more than the limits, before reading it."""
+def check_array(where: str, shape: tuple[int, ...], itemsize: int, limits: Limits, *, whole: bool = False) -> None:
+    """Refuse an array whose header declares more than the limits, before reading it;
+    ``whole``: the reader reads it in one piece, so all of it must fit the row limit."""
     rows = shape[0] if shape else 1
     if rows > limits.records:
         raise too_large(f"{where} declares {rows:,} rows, which", limits.records, "MODELYARD_MAX_DATASET_RECORDS",
@@ -53,6 +57,10 @@ def check_array(where: str, shape: tuple[int, ...], itemsize: int, limits: Limit
     if declared > limits.array:
         raise too_large(f"{where} declares an array of {format_size(declared)}, which", limits.array,
                         "MODELYARD_MAX_ARRAY_BYTES")
+    piece = declared if whole else math.prod(shape[1:]) * itemsize
+    if piece > limits.record:
+        what = "is Fortran-ordered (read whole) and" if whole else f"declares rows of {format_size(piece)}, which"
+        raise too_large(f"{where} {what}", limits.record, "MODELYARD_MAX_RECORD_BYTES")
 
 
 def unpack_tar(tar_path: Path, dest: Path, limits: Limits) -> None:

@@ -37,8 +37,10 @@ class NpzSource(Source):
         self.data_key = _pick(url, headers, data_key, DATA_KEYS, "data_key", required=True)
         self.label_key = _pick(url, headers, label_key, LABEL_KEYS, "label_column", required=False)
         for key in filter(None, (self.data_key, self.label_key)):  # before a byte of either is read
-            check_array(f"{url}: array {key!r}", headers[key][0], headers[key][1].itemsize, limits or Limits())
-        self.shape, self.dtype = headers[self.data_key]
+            shape, dtype, fortran = headers[key]
+            check_array(f"{url}: array {key!r}", shape, dtype.itemsize, limits or Limits(),
+                        whole=fortran and len(shape) > 1)  # see _rows: such an array is read whole
+        self.shape, self.dtype, _fortran = headers[self.data_key]
         self.count = self.shape[0] if self.shape else 0
         if not self.shape:
             raise source_error(url, f"array {self.data_key!r} is a scalar; expected one row per example", field="data_key")
@@ -110,15 +112,15 @@ def _read_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     return tuple(shape), bool(fortran), np.dtype(dtype)
 
 
-def _header(zf: zipfile.ZipFile, member: str, url: str) -> tuple[tuple[int, ...], np.dtype]:
+def _header(zf: zipfile.ZipFile, member: str, url: str) -> tuple[tuple[int, ...], np.dtype, bool]:
     with zf.open(member) as f:
         try:
-            shape, _fortran, dtype = _read_header(f)
+            shape, fortran, dtype = _read_header(f)
         except ValueError as e:
             raise source_error(url, f"{member} is not a .npy array ({e})") from None
     if dtype.hasobject:
         raise source_error(url, f"array {member[:-4]!r} holds Python objects; only plain numeric or string arrays can be read safely")
-    return shape, dtype
+    return shape, dtype, fortran
 
 
 def _pick(url: str, headers: dict[str, Any], chosen: str | None, defaults: tuple[str, ...], option: str, *, required: bool) -> str | None:

@@ -75,3 +75,13 @@ def reap_supervisors(home: Path) -> None:
         cmd = proc.info["cmdline"] or []
         if "modelyard.supervisor" in cmd and any(str(home) in arg for arg in cmd):
             kill_tree(proc.pid)
+
+
+def ui_sign_in(c: httpx.Client, token: str, next: str = "/ui/jobs") -> httpx.Response:
+    """Sign an HTTP client in as a browser does: fetch the form (its CSRF value and cookie), post it."""
+    import re
+
+    form = c.get("/ui/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf, form.text[:500]
+    return c.post("/ui/login", data={"token": token, "next": next, "csrf": csrf.group(1)})

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import wait_for
-from servers import ServerProcess
+from servers import ServerProcess, ui_sign_in
 from test_datasets import make_csv, make_mnist, make_npz, write_idx
 
 from modelyard.jobs import JobSpec
@@ -162,7 +162,7 @@ def test_versions_are_pinned_at_submit_kept_by_clone_and_protected_while_queued(
 def test_datasets_pages_and_the_new_job_picker(server: ServerProcess, c: httpx.Client, tmp_path: Path) -> None:
     v = create(c, "pics", make_npz(tmp_path / "p.npz", n=20), split="train=0.5,val=0.5", format="npz")
     with httpx.Client(base_url=server.url, timeout=30) as browser:
-        browser.post("/ui/login", data={"token": server.token, "next": "/ui/jobs"})
+        ui_sign_in(browser, server.token)
         listing = browser.get("/ui/datasets")
         assert listing.status_code == 200 and 'href="/ui/datasets/pics"' in listing.text
         assert 'href="/ui/datasets"' in listing.text  # in the top bar

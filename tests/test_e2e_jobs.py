@@ -226,7 +226,9 @@ def test_webhooks_are_posted_on_final_states(tmp_path: Path) -> None:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    srv = ServerProcess(tmp_path / "home", env={"MODELYARD_CAPACITY": CAPACITY, "MODELYARD_WEBHOOKS": hook}).start()
+    # a job's webhook on loopback is refused unless the admin allows it
+    srv = ServerProcess(tmp_path / "home", env={"MODELYARD_CAPACITY": CAPACITY, "MODELYARD_WEBHOOKS": hook,
+                                                "MODELYARD_WEBHOOK_ALLOW": "127.0.0.1/32"}).start()
     try:
         with srv.client() as c:
             job = submit(c, [PY, "-c", "raise SystemExit(4)"], webhooks=[hook + "?job=1"])

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from conftest import wait_for
-from servers import ServerProcess
+from servers import ServerProcess, ui_sign_in
 
 from modelyard.server.web import STATIC_DIR
 from modelyard.server.web.render import TEMPLATES_DIR
@@ -31,7 +31,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def browser_like(server: ServerProcess) -> Iterator[httpx.Client]:
     """An HTTP client holding the UI's session cookie, as a signed-in browser would."""
     with httpx.Client(base_url=server.url, timeout=30) as c:
-        r = c.post("/ui/login", data={"token": server.token, "next": "/ui/queue"})
+        r = ui_sign_in(c, server.token, "/ui/queue")
         assert r.status_code == 303 and r.headers["location"] == "/ui/queue"
         yield c
 
@@ -81,8 +81,8 @@ def test_pages_need_a_session_and_a_bad_token_is_refused(server: ServerProcess) 
         r = c.get("/ui/jobs?state=running")
         assert r.status_code == 303 and r.headers["location"] == "/ui/login?next=/ui/jobs%3Fstate%3Drunning"
         assert c.get("/ui/jobs?format=json").status_code == 401
-        assert c.post("/ui/login", data={"token": "wrong"}).status_code == 401
-        r = c.post("/ui/login", data={"token": server.token, "next": "https://evil.example/"})
+        assert ui_sign_in(c, "wrong").status_code == 401
+        r = ui_sign_in(c, server.token, "https://evil.example/")
         assert r.headers["location"] == "/ui/jobs"  # no open redirect
         cookie = r.headers["set-cookie"].lower()
         assert "httponly" in cookie and "samesite=strict" in cookie
@@ -102,7 +102,7 @@ def test_another_users_job_page_is_a_404_page(server: ServerProcess, job: dict) 
     with server.client() as admin:
         bob_token = admin.post("/users", json={"name": "bob-pages"}).json()["token"]
     with httpx.Client(base_url=server.url) as bob:
-        bob.post("/ui/login", data={"token": bob_token})
+        ui_sign_in(bob, bob_token)
         r = bob.get(f"/ui/jobs/{job['id']}")
         assert r.status_code == 404 and "Not found" in r.text
         assert bob.get("/ui/jobs?format=json").json()["total"] == 0

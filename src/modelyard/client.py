@@ -129,6 +129,28 @@ class Client:
     def capacity(self) -> dict[str, Any]:
         return self._request("GET", "/capacity")
 
+    # -- tokens, webhook secret ---------------------------------------------
+
+    def create_token(self, *, name: str = "", expires_in: float | None = None) -> dict[str, Any]:
+        """A new token for the caller: ``{"token": "my_...", "id", "prefix", "expires_at", ...}``.
+
+        ``expires_in``: seconds (0: never); None: the server's default (MODELYARD_TOKEN_TTL)."""
+        body: dict[str, Any] = {"name": name}
+        if expires_in is not None:
+            body["expires_in"] = int(expires_in)
+        return self._request("POST", "/tokens", json=body)
+
+    def list_tokens(self, *, all_users: bool = False) -> dict[str, Any]:
+        return self._request("GET", "/tokens", params={"all": "true"} if all_users else {})
+
+    def revoke_token(self, ref: str | int) -> dict[str, Any]:
+        """Revoke a token by its id or its prefix (as ``list_tokens`` shows it)."""
+        return self._request("DELETE", f"/tokens/{quote(str(ref), safe='')}")
+
+    def webhook_secret(self, *, rotate: bool = False) -> dict[str, Any]:
+        """The key this user's job webhooks are signed with (``{"secret", "header", "algorithm"}``)."""
+        return self._request("POST", "/webhook-secret/rotate") if rotate else self._request("GET", "/webhook-secret")
+
     # -- jobs -------------------------------------------------------------
 
     def upload_snapshot(

@@ -17,6 +17,13 @@
 | MODELYARD_MAX_ARRAY_BYTES | 4G (bytes one .npz array or IDX file may declare in its header) |
 | MODELYARD_MAX_DATASET_RECORDS | 50000000 (rows one .npz array or IDX file may declare) |
 | MODELYARD_MAX_RECORD_BYTES | 64M (bytes one row of such an array may declare) |
+| MODELYARD_WEBHOOK_ALLOW | private/loopback networks webhooks may reach, e.g. "10.0.0.0/8,127.0.0.1/32" |
+| MODELYARD_WEBHOOK_SECRET | signs the server-wide MODELYARD_WEBHOOKS (job webhooks: the owner's secret) |
+| MODELYARD_TOKEN_TTL | 90d (lifetime of a new API token; 0: never expires) |
+| MODELYARD_SESSION_IDLE, MODELYARD_SESSION_MAX | 12h, 7d (a web sign-in ends idle / in any case) |
+| MODELYARD_AUTH_FAILURES | 10/minute (failed sign-ins and bad tokens per client address, then 429) |
+| MODELYARD_BEHIND_TLS_PROXY | off; 1: Secure cookies, X-Forwarded-* trusted from MODELYARD_TRUSTED_PROXIES |
+| MODELYARD_TRUSTED_PROXIES | 127.0.0.1 (the proxy's addresses, when behind one) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
 """
 from __future__ import annotations
@@ -45,6 +52,15 @@ class Settings:
     secret_key: str | None = None  # MODELYARD_SECRET_KEY; None: $MODELYARD_HOME/secret.key
     # what one dataset source may make the server hold (datasets/bounds.py)
     dataset_limits: Limits = field(default_factory=Limits)
+    # private, loopback and link-local networks a job's webhook may still reach ("10.0.0.0/8", ...)
+    webhook_allow: tuple[str, ...] = ()
+    webhook_secret: str | None = None  # signs the server-wide webhooks
+    token_ttl: float = 90 * 86400.0  # 0: new tokens never expire
+    session_idle: float = 12 * 3600.0
+    session_max: float = 7 * 86400.0
+    auth_failures: str = "10/minute"  # a `limits` rate: failures per client address
+    behind_tls_proxy: bool = False
+    trusted_proxies: str = "127.0.0.1"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -69,6 +85,14 @@ class Settings:
                                   if u.strip()),
             secret_key=env.get("MODELYARD_SECRET_KEY") or None,
             dataset_limits=_dataset_limits(env),
+            webhook_allow=tuple(n.strip() for n in env.get("MODELYARD_WEBHOOK_ALLOW", "").split(",") if n.strip()),
+            webhook_secret=env.get("MODELYARD_WEBHOOK_SECRET") or None,
+            token_ttl=parse_duration(env.get("MODELYARD_TOKEN_TTL", "90d")),
+            session_idle=parse_duration(env.get("MODELYARD_SESSION_IDLE", "12h")),
+            session_max=parse_duration(env.get("MODELYARD_SESSION_MAX", "7d")),
+            auth_failures=env.get("MODELYARD_AUTH_FAILURES") or "10/minute",
+            behind_tls_proxy=env.get("MODELYARD_BEHIND_TLS_PROXY", "").lower() in ("1", "true", "yes", "on"),
+            trusted_proxies=env.get("MODELYARD_TRUSTED_PROXIES") or "127.0.0.1",
         )
 
 

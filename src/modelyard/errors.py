@@ -20,6 +20,7 @@ class ErrorCode(str, enum.Enum):
     UNSATISFIABLE = "unsatisfiable"  # asks for more than the platform has
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"  # a backing service (database, storage) failed
+    THROTTLED = "throttled"  # too many failed sign-ins or bad tokens from one address; Retry-After says when
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -31,6 +32,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNSATISFIABLE: 422,
     ErrorCode.TOO_LARGE: 413,
     ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.THROTTLED: 429,
 }
 
 

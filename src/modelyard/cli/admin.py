@@ -35,6 +35,9 @@ def create_user(
 ) -> None:
     """Create a user and print their API token (shown once; give it to them as MODELYARD_TOKEN).
 
+    The token expires after the server's MODELYARD_TOKEN_TTL (90 days unless set); the
+    user makes more with `modelyard token create`.
+
     Example: modelyard user create bob
     """
     with get_client() as client:

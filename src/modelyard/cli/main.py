@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import admin, datasets, jobs, observe, secrets, submit
+from modelyard.cli import admin, datasets, jobs, observe, secrets, submit, tokens
 from modelyard.cli.errors import ModelyardGroup
 
 app = typer.Typer(
@@ -33,4 +33,6 @@ app.command("download")(observe.download)
 app.add_typer(datasets.dataset_app, name="dataset")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(secrets.secret_app, name="secret")
+app.add_typer(tokens.token_app, name="token")
+app.command("webhook-secret")(tokens.webhook_secret)
 app.command("server")(admin.server)

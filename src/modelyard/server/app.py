@@ -26,7 +26,8 @@ from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.server import (
-    routes_datasets, routes_jobs, routes_secrets, routes_streams, routes_system, routes_ui_api, web,
+    auth, routes_datasets, routes_jobs, routes_secrets, routes_streams, routes_system, routes_tokens, routes_ui_api,
+    web,
 )
 from modelyard.server.platform import Platform
 from modelyard.store.users import add_token, create_user, get_user_by_name, user_for_token
@@ -49,6 +50,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_secrets):
         app.include_router(module.router, prefix="/api/v1")
+    auth.install(app, platform.settings)  # the bad-token throttle, security headers on every answer
     web.install(app)  # the browser UI under /ui: pages, static files, the cookie session
     _install_error_handlers(app)
     return app
@@ -101,14 +103,16 @@ def ensure_local_user(platform: Platform, home: Path) -> str:
     token = token_file.read_text().strip() if token_file.exists() else ""
     if token and user_for_token(db, token) is not None:
         return token
+    # this token never expires: only its owner can read the file (0600), the embedded server
+    # listens on 127.0.0.1, and every CLI call reads it; revoking it makes the next start write a new one
     user = get_user_by_name(db, LOCAL_USER)
     if user is None:
         user, new = create_user(db, LOCAL_USER, admin=True)
         token = token or new
         if token != new:
-            add_token(db, user.id, token)
+            add_token(db, user.id, token, name="token file")
     else:
-        token = add_token(db, user.id, token or None)
+        token = add_token(db, user.id, token or None, name="token file")
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
@@ -165,5 +169,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, embedded: bool = False,
     log.info("modelyard %s listening on %s (home %s)", modelyard.__version__, url, settings.home)
     import uvicorn  # here, not at the top: importing the app (the CLI, tests) needs no server and its click
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    # X-Forwarded-For/-Proto are believed only from the admin's proxy: otherwise anyone could
+    # name their own address (and dodge the sign-in throttle) or claim https
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+                            proxy_headers=settings.behind_tls_proxy, forwarded_allow_ips=settings.trusted_proxies)
     uvicorn.Server(config).run(sockets=[sock])

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from modelyard.config import Settings
+from modelyard.destinations import check_webhooks, parse_allow
 from modelyard.datasets import Manifest, StoreIndex, parse_ref, remove_dataset
 from modelyard.datasets.manifest import version_prefix
 from modelyard.errors import ErrorCode, ModelyardError, not_found
@@ -30,7 +32,7 @@ from modelyard.store import jobs as store_jobs
 from modelyard.store import secrets as store_secrets
 from modelyard.store.db import Database
 from modelyard.store.records import Job, User
-from modelyard.store.users import get_user_by_name
+from modelyard.store.users import get_user_by_name, webhook_secret
 from modelyard.webhooks import WebhookSender
 
 log = logging.getLogger("modelyard.platform")
@@ -49,7 +51,8 @@ class Platform:
         self.dataset_access = DatasetService(self.db, self.datasets, uploads=settings.home / "uploads")
         self.executor = executor or LocalExecutor()
         self.capacity = detect_capacity(settings.capacity)
-        self.webhooks = WebhookSender()
+        self.webhook_allow = parse_allow(settings.webhook_allow)
+        self.webhooks = WebhookSender(allow=self.webhook_allow)
         self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none
         self.started_at = time.time()
         self.scheduler = SchedulerLoop(
@@ -74,6 +77,7 @@ class Platform:
                sealed_secrets: str | None = None) -> Job:
         """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source)."""
         policy.check_satisfiable(spec.resources, self.capacity)
+        check_webhooks(spec.webhooks, self.webhook_allow)
         self._check_stored_secrets(user, spec)
         sealed = sealed_secrets if sealed_secrets is not None else self._seal_inline_secrets(spec)
         if snapshot is not None and (not snapshot.startswith("snapshots/") or not self.storage.exists(snapshot)):
@@ -198,7 +202,16 @@ class Platform:
             job = store_jobs.get_job(self.db, job_id)
         except ModelyardError:
             return
-        urls = [*self.settings.webhooks, *job.spec.webhooks]
-        if urls:
-            attempts = store_jobs.job_attempts(self.db, job_id)
-            self.webhooks.send(urls, {"event": "job.ended", "state": state.value, "job": job_to_dict(job, attempts)})
+        if not (self.settings.webhooks or job.spec.webhooks):
+            return
+        payload = {"event": "job.ended", "state": state.value,
+                   "job": webhook_job(job_to_dict(job, store_jobs.job_attempts(self.db, job_id)))}
+        if self.settings.webhooks:  # the admin's own: sent where configured, signed with the server's secret
+            self.webhooks.send(self.settings.webhooks, payload, secret=self.settings.webhook_secret, checked=False)
+        if job.spec.webhooks:
+            self.webhooks.send(job.spec.webhooks, payload, secret=webhook_secret(self.db, job.user_id))
+
+
+def webhook_job(job: dict[str, Any]) -> dict[str, Any]:
+    """The job as a webhook shows it: env values are the owner's secrets, and a receiver is not the owner."""
+    return {**job, "env": {k: "***" for k in job.get("env") or {}}}

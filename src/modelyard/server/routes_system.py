@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from typing import Annotated, Any
 
 import orjson
@@ -44,7 +45,8 @@ class NewUser(BaseModel):
 
 @router.post("/users", status_code=201)
 def new_user(body: NewUser, p: PlatformDep, _admin: Annotated[User, Depends(admin_user)]) -> dict[str, Any]:
-    user, token = create_user(p.db, body.name, admin=body.admin)
+    ttl = p.settings.token_ttl  # the first token expires like any other (MODELYARD_TOKEN_TTL)
+    user, token = create_user(p.db, body.name, admin=body.admin, expires_at=time.time() + ttl if ttl else None)
     return {"user": {"id": user.id, "name": user.name, "is_admin": user.is_admin}, "token": token}
 
 

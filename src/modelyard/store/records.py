@@ -18,6 +18,24 @@ class User:
 
 
 @dataclass(frozen=True)
+class Token:
+    """An API token as listings show it: never the token itself, only its first characters."""
+    id: int
+    user_id: int
+    owner: str
+    name: str
+    prefix: str
+    created_at: float
+    expires_at: float | None  # None: never
+
+
+def token_from_row(row: sa.Row[Any]) -> Token:
+    m = row._mapping
+    return Token(id=m["id"], user_id=m["user_id"], owner=m["owner"], name=m["name"], prefix=m["prefix"],
+                 created_at=m["created_at"], expires_at=m["expires_at"])
+
+
+@dataclass(frozen=True)
 class Attempt:
     id: int
     job_id: int

@@ -24,6 +24,33 @@ tokens = sa.Table(
     # sha256 of the token: a leaked database does not leak usable tokens
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("name", sa.String(100), nullable=False, default=""),
+    # the token's first characters in clear, so a listing can say which token is which
+    sa.Column("prefix", sa.String(16), nullable=False, default=""),
+    sa.Column("expires_at", sa.Float),  # NULL: never (the embedded admin's token file)
+)
+
+# A web UI sign-in: the cookie holds a random id, the table its sha256, so the
+# long-lived API token never sits in a browser and signing out ends the session.
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("session_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),  # absolute end, however active
+    sa.Column("last_seen", sa.Float, nullable=False),  # idle expiry counts from here
+    # expired sessions are swept by this on every sign-in
+    sa.Index("ix_sessions_expires", "expires_at"),
+)
+
+# Each user's key for signing their jobs' webhooks (HMAC-SHA256); kept in clear
+# because the server signs with it and shows it back to its owner.
+webhook_secrets = sa.Table(
+    "webhook_secrets", metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("secret", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 jobs = sa.Table(

@@ -1,4 +1,11 @@
-"""Users and their bearer tokens (stored as sha256 hashes)."""
+"""Users, their API tokens and their webhook secrets.
+
+A token is ``my_`` and 43 url-safe characters. The table keeps its sha256 (a
+leaked database leaks no usable token), a name, its first ``PREFIX_LEN``
+characters in clear (so a listing can say which token is which, and
+``token revoke`` can name one) and an expiry. An expired token is refused
+exactly like an unknown one; a revoked one is deleted.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -7,10 +14,13 @@ import time
 
 import sqlalchemy as sa
 
-from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.store.db import Database
-from modelyard.store.records import User
-from modelyard.store.schema import tokens, users
+from modelyard.store.records import Token, User, token_from_row
+from modelyard.store.schema import tokens, users, webhook_secrets
+
+# "my_" and 5 random characters: enough to tell a user's tokens apart, far too few to help guess the rest
+PREFIX_LEN = 8
 
 
 def hash_token(token: str) -> str:
@@ -21,19 +31,29 @@ def new_token() -> str:
     return "my_" + secrets.token_urlsafe(32)
 
 
-def create_user(db: Database, name: str, *, admin: bool = False) -> tuple[User, str]:
-    """A new user and its first token (the only time the token is seen in clear)."""
+def _check_name(name: str) -> None:
     if not name or len(name) > 100 or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ModelyardError(ErrorCode.INVALID, "use 1-100 letters, digits, '-', '_' or '.'", field="name")
+
+
+def create_user(db: Database, name: str, *, admin: bool = False,
+                expires_at: float | None = None) -> tuple[User, str]:
+    """A new user and its first token (the only time the token is seen in clear)."""
+    _check_name(name)
+    token = new_token()
     with db.write() as conn:
         if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
             raise ModelyardError(ErrorCode.CONFLICT, f"user {name!r} already exists", field="name")
         uid = conn.execute(
             users.insert().values(name=name, is_admin=admin, created_at=time.time()).returning(users.c.id)
         ).scalar_one()
-        token = new_token()
-        conn.execute(tokens.insert().values(user_id=uid, token_hash=hash_token(token), created_at=time.time()))
+        conn.execute(tokens.insert().values(**_token_row(uid, token, "first token", expires_at)))
     return User(uid, name, admin), token
+
+
+def _token_row(user_id: int, token: str, name: str, expires_at: float | None) -> dict[str, object]:
+    return {"user_id": user_id, "token_hash": hash_token(token), "created_at": time.time(), "name": name,
+            "prefix": token[:PREFIX_LEN], "expires_at": expires_at}
 
 
 def get_user_by_name(db: Database, name: str) -> User | None:
@@ -42,16 +62,80 @@ def get_user_by_name(db: Database, name: str) -> User | None:
     return User(row.id, row.name, bool(row.is_admin)) if row else None
 
 
-def add_token(db: Database, user_id: int, token: str | None = None) -> str:
+def add_token(db: Database, user_id: int, token: str | None = None, *, name: str = "",
+              expires_at: float | None = None) -> str:
+    """Store a token for ``user_id`` (a new random one unless given) and return it."""
     token = token or new_token()
     with db.write() as conn:
-        conn.execute(tokens.insert().values(user_id=user_id, token_hash=hash_token(token), created_at=time.time()))
+        conn.execute(tokens.insert().values(**_token_row(user_id, token, name, expires_at)))
     return token
 
 
-def user_for_token(db: Database, token: str) -> User | None:
+def add_named_token(db: Database, user_id: int, *, name: str, expires_at: float | None) -> tuple[Token, str]:
+    """``token create``: the new token's listing entry, and the token (shown this once)."""
+    if len(name) > 100:
+        raise ModelyardError(ErrorCode.INVALID, "at most 100 characters", field="name")
+    token = new_token()
+    with db.write() as conn:
+        tid = conn.execute(tokens.insert().values(**_token_row(user_id, token, name, expires_at))
+                           .returning(tokens.c.id)).scalar_one()
+        row = conn.execute(_listing().where(tokens.c.id == tid)).one()
+    return token_from_row(row), token
+
+
+def user_for_token(db: Database, token: str, *, now: float | None = None) -> User | None:
+    """The user a live token speaks for; None for an unknown, revoked or expired one."""
+    now = time.time() if now is None else now
     with db.read() as conn:
         row = conn.execute(
-            sa.select(users).join(tokens, tokens.c.user_id == users.c.id).where(tokens.c.token_hash == hash_token(token))
+            sa.select(users).join(tokens, tokens.c.user_id == users.c.id)
+            .where(tokens.c.token_hash == hash_token(token))
+            .where(sa.or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > now))
         ).first()
     return User(row.id, row.name, bool(row.is_admin)) if row else None
+
+
+def _listing() -> sa.Select:
+    return (sa.select(tokens.c.id, tokens.c.user_id, users.c.name.label("owner"), tokens.c.name, tokens.c.prefix,
+                      tokens.c.created_at, tokens.c.expires_at)
+            .join(users, users.c.id == tokens.c.user_id))
+
+
+def list_tokens(db: Database, *, user_id: int | None) -> list[Token]:
+    """A user's tokens (``user_id``), or everyone's (None: admins), oldest first."""
+    query = _listing().order_by(tokens.c.id)
+    if user_id is not None:
+        query = query.where(tokens.c.user_id == user_id)
+    with db.read() as conn:
+        return [token_from_row(r) for r in conn.execute(query)]
+
+
+def revoke_token(db: Database, ref: str, *, user: User) -> Token:
+    """Delete the token named by its id or prefix; another user's is not found, unless ``user`` is an admin."""
+    ref = ref.strip().rstrip("….")
+    query = _listing().where(tokens.c.id == int(ref)) if ref.isdigit() else _listing().where(tokens.c.prefix == ref)
+    if not user.is_admin:
+        query = query.where(tokens.c.user_id == user.id)
+    with db.write() as conn:
+        rows = conn.execute(query).all() if ref else []
+        if not rows:
+            raise not_found(f"token {ref!r}")
+        if len(rows) > 1:
+            raise ModelyardError(ErrorCode.CONFLICT, f"{len(rows)} tokens start with {ref!r}; name one by its id",
+                                 field="token")
+        conn.execute(tokens.delete().where(tokens.c.id == rows[0].id))
+    return token_from_row(rows[0])
+
+
+def webhook_secret(db: Database, user_id: int, *, rotate: bool = False) -> str:
+    """The user's webhook signing secret, made on first use (or replaced, with ``rotate``)."""
+    with db.write() as conn:
+        found = conn.execute(sa.select(webhook_secrets.c.secret).where(webhook_secrets.c.user_id == user_id)).first()
+        if found and not rotate:
+            return found.secret
+        secret = "whsec_" + secrets.token_urlsafe(32)
+        if found:
+            conn.execute(webhook_secrets.update().where(webhook_secrets.c.user_id == user_id).values(secret=secret))
+        else:
+            conn.execute(webhook_secrets.insert().values(user_id=user_id, secret=secret, created_at=time.time()))
+    return secret

@@ -1,7 +1,8 @@
 """The web UI: server-rendered pages (Jinja2 + htmx) and uPlot charts over the /api/v1 JSON API.
 
-``install(app)`` is the one hook the server calls: it adds the cookie session
-(``session.py``), the page routes (``pages.py``) and the static files.
+``install(app)`` is the one hook the server calls: it adds the page routes
+(``pages.py``, with sign-in and its session cookie from ``session.py``) and the
+static files.
 
 Nomenclature: a *page* is a full HTML document under ``/ui``; a *partial* is
 a fragment of one (templates whose names start with ``_``) that htmx swaps in
@@ -16,14 +17,12 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from modelyard.server.web.pages import SignInRequired, router, signin_redirect
-from modelyard.server.web.session import CookieAuth
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 
 def install(app: FastAPI) -> None:
     """Serve the UI from ``app``: pages under /ui, assets under /ui/static."""
-    app.add_middleware(CookieAuth)
     app.add_exception_handler(SignInRequired, lambda request, _exc: signin_redirect(request))
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="static")

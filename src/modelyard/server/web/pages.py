@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from modelyard.errors import ErrorCode, ModelyardError
@@ -19,12 +20,14 @@ from modelyard.jobs import JobState
 from modelyard.server import routes_datasets as datasets_api
 from modelyard.server import routes_jobs as api
 from modelyard.server import routes_ui_api as ui_api
-from modelyard.server.auth import get_platform
+from modelyard.server.auth import COOKIE, client_address, get_platform, session_policy, throttle
 from modelyard.server.platform import Platform
+from modelyard.server.throttle import Throttled
+from modelyard.server.web import session as cookies
 from modelyard.server.web.render import render, respond
-from modelyard.server.web.session import COOKIE, MAX_AGE
 from modelyard.store.records import User
 from modelyard.store.jobs import last_event_id
+from modelyard.store.sessions import create_session, end_session, session_user
 from modelyard.store.users import user_for_token
 
 router = APIRouter(include_in_schema=False)
@@ -37,8 +40,8 @@ class SignInRequired(Exception):
 
 
 def page_user(request: Request, p: PlatformDep) -> User:
-    token = request.cookies.get(COOKIE)
-    user = user_for_token(p.db, token) if token else None
+    session = request.cookies.get(COOKIE)
+    user = session_user(p.db, session, session_policy(p.settings)) if session else None
     if user is None:
         raise SignInRequired()
     # The page's live connection resumes after this event: read before the page's
@@ -70,8 +73,18 @@ def home() -> RedirectResponse:
 
 
 @router.get("/ui/login")
-def login_form(request: Request, next: str | None = None) -> HTMLResponse:
-    return HTMLResponse(render("login.html", request=request, me=None, next=_safe_next(next), error=None))
+def login_form(request: Request, p: PlatformDep, next: str | None = None) -> HTMLResponse:
+    return _login_page(request, p, _safe_next(next))
+
+
+def _login_page(request: Request, p: Platform, target: str, *, error: str | None = None,
+                status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    """The sign-in form, with a CSRF value that its cookie repeats (double submit)."""
+    csrf = cookies.csrf_token(request)
+    html = render("login.html", request=request, me=None, next=target, error=error, csrf=csrf)
+    response = HTMLResponse(html, status_code=status_code, headers=headers)
+    cookies.set_csrf_cookie(response, csrf, request, p.settings)
+    return response
 
 
 @router.post("/ui/login")
@@ -79,19 +92,33 @@ async def login(request: Request, p: PlatformDep) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     target = _safe_next((form.get("next") or [None])[0])
-    if not token or user_for_token(p.db, token) is None:
-        html = render("login.html", request=request, me=None, next=target, error="unknown token")
-        return HTMLResponse(html, status_code=401)
+    if not cookies.csrf_ok(request, (form.get(cookies.CSRF_FIELD) or [None])[0]):
+        return _login_page(request, p, target, error="the sign-in form expired or came from another site; "
+                                                      "try again", status_code=403)
+    address = client_address(request)
+    try:
+        throttle(request).check(address)
+    except Throttled as exc:
+        return _login_page(request, p, target, error=exc.message, status_code=429,
+                           headers={"Retry-After": str(exc.retry_after)})
+    user = await run_in_threadpool(user_for_token, p.db, token) if token else None
+    if user is None:
+        throttle(request).failed(address)
+        return _login_page(request, p, target, error="unknown token", status_code=401)
+    session = await run_in_threadpool(create_session, p.db, user.id, session_policy(p.settings))
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, max_age=MAX_AGE, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
+    cookies.set_session_cookie(response, session, request, p.settings)
     return response
 
 
 @router.post("/ui/logout")
-def logout() -> Response:
+def logout(request: Request, p: PlatformDep) -> Response:
+    """Ends the session itself, not just the cookie: a copy of the old cookie gets nothing after this."""
+    session = request.cookies.get(COOKIE)
+    if session:
+        end_session(p.db, session)
     response = RedirectResponse("/ui/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    cookies.clear_session_cookie(response, request, p.settings)
     return response
 
 

@@ -68,8 +68,14 @@ def resolve(host: str, port: int) -> list[Address]:
 
 
 def host_and_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port  # .port raises on a port out of range
+    except ValueError:
+        host, port = None, None
+    if not host:
+        raise ModelyardError(ErrorCode.INVALID, f"webhook {url!r} is not a URL with a host", field="webhooks")
+    return host, port or (443 if parts.scheme == "https" else 80)
 
 
 def checked_addresses(url: str, allow: tuple[Network, ...]) -> list[Address]:

@@ -107,7 +107,7 @@ def ensure_local_user(platform: Platform, home: Path) -> str:
     # listens on 127.0.0.1, and every CLI call reads it; revoking it makes the next start write a new one
     user = get_user_by_name(db, LOCAL_USER)
     if user is None:
-        user, new = create_user(db, LOCAL_USER, admin=True)
+        user, new = create_user(db, LOCAL_USER, admin=True, token_name="token file")
         token = token or new
         if token != new:
             add_token(db, user.id, token, name="token file")

@@ -36,8 +36,8 @@ def _check_name(name: str) -> None:
         raise ModelyardError(ErrorCode.INVALID, "use 1-100 letters, digits, '-', '_' or '.'", field="name")
 
 
-def create_user(db: Database, name: str, *, admin: bool = False,
-                expires_at: float | None = None) -> tuple[User, str]:
+def create_user(db: Database, name: str, *, admin: bool = False, expires_at: float | None = None,
+                token_name: str = "first token") -> tuple[User, str]:
     """A new user and its first token (the only time the token is seen in clear)."""
     _check_name(name)
     token = new_token()
@@ -47,7 +47,7 @@ def create_user(db: Database, name: str, *, admin: bool = False,
         uid = conn.execute(
             users.insert().values(name=name, is_admin=admin, created_at=time.time()).returning(users.c.id)
         ).scalar_one()
-        conn.execute(tokens.insert().values(**_token_row(uid, token, "first token", expires_at)))
+        conn.execute(tokens.insert().values(**_token_row(uid, token, token_name, expires_at)))
     return User(uid, name, admin), token
 
 

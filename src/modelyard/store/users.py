@@ -129,6 +129,13 @@ def revoke_token(db: Database, ref: str, *, user: User) -> Token:
 
 def webhook_secret(db: Database, user_id: int, *, rotate: bool = False) -> str:
     """The user's webhook signing secret, made on first use (or replaced, with ``rotate``)."""
+    try:
+        return _webhook_secret(db, user_id, rotate=rotate)
+    except sa.exc.IntegrityError:  # two first uses at once (PostgreSQL): the other one's secret stands
+        return _webhook_secret(db, user_id, rotate=False)
+
+
+def _webhook_secret(db: Database, user_id: int, *, rotate: bool) -> str:
     with db.write() as conn:
         found = conn.execute(sa.select(webhook_secrets.c.secret).where(webhook_secrets.c.user_id == user_id)).first()
         if found and not rotate:

@@ -50,8 +50,10 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.platform = platform
     for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_secrets):
         app.include_router(module.router, prefix="/api/v1")
-    auth.install(app, platform.settings)  # the bad-token throttle, security headers on every answer
+    app.include_router(routes_tokens.router, prefix="/api/v1")
     web.install(app)  # the browser UI under /ui: pages, static files, the cookie session
+    # added last, so outermost: security headers on every answer, those of other middleware too
+    auth.install(app, platform.settings)
     _install_error_handlers(app)
     return app
 

@@ -20,7 +20,10 @@ from modelyard.server.platform import Platform
 from modelyard.store.users import create_user
 
 
-def make_app(tmp_path: Path, database_url: str | None = None, **settings: Any) -> tuple[FastAPI, Platform]:
+App = tuple[FastAPI, Platform]
+
+
+def make_app(tmp_path: Path, database_url: str | None = None, **settings: Any) -> App:
     """An app over a fresh store; the scheduler is not started (no lifespan), nothing runs jobs."""
     home = tmp_path / "home"
     base = Settings.from_env({"MODELYARD_HOME": str(home), "MODELYARD_CAPACITY": "gpus=0,cpus=2,memory=4G",

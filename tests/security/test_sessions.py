@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from auth_helpers import client, csrf_of, make_app, sign_in, user
+from auth_helpers import App, client, csrf_of, make_app, sign_in, user
 
 from conftest import wait_for
 from servers import ServerProcess
@@ -24,13 +24,13 @@ HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "refe
 
 
 @pytest.fixture
-def app_and_platform(tmp_path: Path):  # type: ignore[no-untyped-def]
+def app_and_platform(tmp_path: Path) -> Iterator[App]:
     app, platform = make_app(tmp_path)
     yield app, platform
     platform.close()
 
 
-def test_the_cookie_is_a_session_id_not_the_api_token(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_the_cookie_is_a_session_id_not_the_api_token(app_and_platform: App) -> None:
     app, platform = app_and_platform
     token = user(platform, "alice")
     c = client(app)
@@ -45,7 +45,7 @@ def test_the_cookie_is_a_session_id_not_the_api_token(app_and_platform) -> None:
     assert c.get("/ui/jobs").status_code == 200
 
 
-def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(app_and_platform: App) -> None:
     app, platform = app_and_platform
     c = client(app)
     sign_in(c, user(platform, "alice"))
@@ -58,7 +58,7 @@ def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(app_and_platf
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
 
 
-def test_a_write_with_the_cookie_needs_the_ui_header(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_a_write_with_the_cookie_needs_the_ui_header(app_and_platform: App) -> None:
     app, platform = app_and_platform
     c = client(app)
     sign_in(c, user(platform, "alice"))
@@ -67,7 +67,7 @@ def test_a_write_with_the_cookie_needs_the_ui_header(app_and_platform) -> None: 
     assert c.post("/api/v1/jobs", json=body, headers={"X-Modelyard-UI": "1"}).status_code == 201
 
 
-def test_sign_in_without_the_forms_csrf_value_is_refused(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_sign_in_without_the_forms_csrf_value_is_refused(app_and_platform: App) -> None:
     app, platform = app_and_platform
     token = user(platform, "mallory")
     victim = client(app)
@@ -83,7 +83,7 @@ def test_sign_in_without_the_forms_csrf_value_is_refused(app_and_platform) -> No
     assert COOKIE not in victim.cookies
 
 
-def test_a_cross_site_post_to_the_login_form_is_refused(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_a_cross_site_post_to_the_login_form_is_refused(app_and_platform: App) -> None:
     app, platform = app_and_platform
     token = user(platform, "mallory")
     c = client(app)
@@ -150,7 +150,7 @@ def test_secure_cookies_over_https_and_behind_a_tls_proxy(tmp_path: Path) -> Non
         p2.close()
 
 
-def test_security_headers_on_every_page_and_api_answer(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_security_headers_on_every_page_and_api_answer(app_and_platform: App) -> None:
     app, platform = app_and_platform
     c = client(app)
     anonymous = [c.get("/ui/login"), c.get("/api/v1/health"), c.get("/api/v1/jobs"), c.get("/ui/jobs"),

@@ -8,20 +8,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from auth_helpers import client, csrf_of, make_app, user
+from auth_helpers import App, client, csrf_of, make_app, user
 
 from conftest import wait_for
 from servers import ServerProcess
 
 
 @pytest.fixture
-def app_and_platform(tmp_path: Path):  # type: ignore[no-untyped-def]
+def app_and_platform(tmp_path: Path) -> Iterator[App]:
     app, platform = make_app(tmp_path)
     yield app, platform
     platform.close()
 
 
-def test_600_wrong_tokens_from_one_address_are_mostly_answered_429(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_600_wrong_tokens_from_one_address_are_mostly_answered_429(app_and_platform: App) -> None:
     app, platform = app_and_platform
     good = user(platform, "alice")
     guesser = client(app, "203.0.113.5")
@@ -44,7 +44,7 @@ def test_600_wrong_tokens_from_one_address_are_mostly_answered_429(app_and_platf
     assert client(app, "198.51.100.20", token=good).get("/api/v1/me").status_code == 200
 
 
-def test_failed_sign_ins_are_throttled_too(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_failed_sign_ins_are_throttled_too(app_and_platform: App) -> None:
     app, platform = app_and_platform
     good = user(platform, "alice")
     c = client(app, "203.0.113.6")

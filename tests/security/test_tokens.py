@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from auth_helpers import client, make_app, user
+from auth_helpers import App, client, make_app, user
 
 from serverproc import cli, start_server
 
@@ -17,19 +19,19 @@ DAY = 86400
 
 
 @pytest.fixture
-def app_and_platform(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+def app_and_platform(tmp_path: Path, database_url: str) -> Iterator[App]:
     app, platform = make_app(tmp_path, database_url)
     yield app, platform
     platform.close()
 
 
-def test_a_token_has_a_name_a_prefix_and_the_default_expiry(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_a_token_has_a_name_a_prefix_and_the_default_expiry(app_and_platform: App) -> None:
     app, platform = app_and_platform
     alice = client(app, token=user(platform, "alice"))
     made = alice.post("/api/v1/tokens", json={"name": "laptop"}).json()
     assert made["name"] == "laptop" and made["prefix"] == made["token"][:PREFIX_LEN]
     assert made["prefix"].startswith("my_") and len(made["prefix"]) == PREFIX_LEN
-    expires = time.mktime(time.strptime(made["expires_at"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    expires = datetime.fromisoformat(made["expires_at"].replace("Z", "+00:00")).timestamp()
     assert abs(expires - (time.time() + 90 * DAY)) < 120
     assert client(app, token=made["token"]).get("/api/v1/me").json()["name"] == "alice"
     listing = alice.get("/api/v1/tokens").json()["tokens"]
@@ -51,7 +53,7 @@ def test_new_users_tokens_expire_after_the_configured_ttl(tmp_path: Path) -> Non
         platform.close()
 
 
-def test_expired_and_revoked_tokens_are_refused(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_expired_and_revoked_tokens_are_refused(app_and_platform: App) -> None:
     app, platform = app_and_platform
     first = user(platform, "alice")
     alice = get_user_by_name(platform.db, "alice")
@@ -70,7 +72,7 @@ def test_expired_and_revoked_tokens_are_refused(app_and_platform) -> None:  # ty
     assert c.delete(f"/api/v1/tokens/{by_id['id']}").status_code == 404
 
 
-def test_users_list_and_revoke_only_their_own_tokens(app_and_platform) -> None:  # type: ignore[no-untyped-def]
+def test_users_list_and_revoke_only_their_own_tokens(app_and_platform: App) -> None:
     app, platform = app_and_platform
     root = client(app, "198.51.100.1", token=user(platform, "root", admin=True))
     alice = client(app, "198.51.100.2", token=user(platform, "alice"))

@@ -58,6 +58,36 @@ def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(app_and_platf
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
 
 
+def test_revoking_the_token_signed_in_with_ends_its_sessions(app_and_platform: App) -> None:
+    app, platform = app_and_platform
+    first = user(platform, "alice")
+    api = client(app, token=first)
+    leaked = api.post("/api/v1/tokens", json={"name": "leaked"}).json()
+    browser = client(app, "198.51.100.50")
+    sign_in(browser, leaked["token"])
+    assert browser.get("/api/v1/me").status_code == 200
+    api.delete(f"/api/v1/tokens/{leaked['id']}")
+    assert browser.get("/api/v1/me").status_code == 401
+    assert browser.get("/ui/jobs").status_code == 303
+
+
+def test_a_session_ends_no_later_than_its_token(database_url: str) -> None:
+    from modelyard.store.db import Database
+    from modelyard.store.users import add_token, live_token
+
+    db = Database(database_url)
+    db.migrate()
+    alice, _ = create_user(db, "alice")
+    t0 = 1_000_000.0
+    found = live_token(db, add_token(db, alice.id, expires_at=t0 + 500), now=t0)
+    assert found is not None
+    policy = SessionPolicy(idle=10_000.0, absolute=10_000.0)
+    session = create_session(db, alice.id, policy, token=found[1], now=t0)
+    assert session_user(db, session, policy, now=t0 + 499) == alice
+    assert session_user(db, session, policy, now=t0 + 500) is None
+    db.dispose()
+
+
 def test_a_write_with_the_cookie_needs_the_ui_header(app_and_platform: App) -> None:
     app, platform = app_and_platform
     c = client(app)

@@ -109,6 +109,7 @@ def test_deliveries_are_signed_and_carry_no_env_values(tmp_path: Path, receiver:
             assert json.loads(body)["job"]["id"] == job["id"]
             assert b"hunter2" not in body and b"fast" not in body
             assert json.loads(body)["job"]["env"] == {"API_KEY": "***", "MODE": "***"}
+            assert json.loads(body)["job"]["webhooks"] == [f"{receiver.url}/***"]  # a hook's path may be its key
         admin_h, admin_body = delivered["/admin"]
         alice_h, alice_body = delivered["/alice"]
         assert verify("the-admins-secret", admin_h, admin_body) and not verify(secret, admin_h, admin_body)

@@ -10,6 +10,7 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelyard.config import Settings
 from modelyard.destinations import check_webhooks, parse_allow
@@ -213,5 +214,13 @@ class Platform:
 
 
 def webhook_job(job: dict[str, Any]) -> dict[str, Any]:
-    """The job as a webhook shows it: env values are the owner's secrets, and a receiver is not the owner."""
-    return {**job, "env": {k: "***" for k in job.get("env") or {}}}
+    """The job as a webhook shows it: env values are the owner's secrets, and a receiver is not the owner.
+
+    The webhooks' paths go too: a receiver's URL often is its credential (a chat hook's token)."""
+    return {**job, "env": {k: "***" for k in job.get("env") or {}},
+            "webhooks": [_origin(url) for url in job.get("webhooks") or []]}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/***"

@@ -37,8 +37,10 @@ sessions = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("session_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # the token signed in with: revoking it ends the sessions it opened
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("tokens.id", ondelete="CASCADE")),
     sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),  # absolute end, however active
+    sa.Column("expires_at", sa.Float, nullable=False),  # absolute end, however active (never past the token's)
     sa.Column("last_seen", sa.Float, nullable=False),  # idle expiry counts from here
     # expired sessions are swept by this on every sign-in
     sa.Index("ix_sessions_expires", "expires_at"),

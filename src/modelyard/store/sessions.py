@@ -1,7 +1,7 @@
 """Web UI sessions: created by signing in, ended by signing out or by expiry.
 
-The browser holds a random id; the table holds its sha256, the user, and two
-deadlines: an absolute one (``expires_at``, however active the session is)
+The browser holds a random id; the table holds its sha256, the user, the
+token signed in with (revoking it ends the session), and two deadlines: an absolute one (``expires_at``, however active the session is)
 and an idle one (``last_seen`` + idle time). ``last_seen`` is written at most
 once a ``TOUCH_EVERY`` seconds, so a page polling every few seconds does not
 turn every read into a database write.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from modelyard.store.db import Database
-from modelyard.store.records import User
+from modelyard.store.records import Token, User
 from modelyard.store.schema import sessions, users
 
 TOUCH_EVERY = 60.0
@@ -32,14 +32,22 @@ def _hash(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def create_session(db: Database, user_id: int, policy: SessionPolicy, *, now: float | None = None) -> str:
-    """A new session for ``user_id``; returns the id for the cookie (never stored in clear)."""
+def create_session(db: Database, user_id: int, policy: SessionPolicy, *, token: Token | None = None,
+                   now: float | None = None) -> str:
+    """A new session for ``user_id``, signed in with ``token``; returns the id for the cookie.
+
+    The session ends with the token: when it is revoked (its row's deletion cascades)
+    and, at the latest, when it expires."""
     now = time.time() if now is None else now
     session_id = secrets.token_urlsafe(32)
+    ends = now + policy.absolute
+    if token is not None and token.expires_at is not None:
+        ends = min(ends, token.expires_at)
     with db.write() as conn:
         conn.execute(sessions.delete().where(sessions.c.expires_at <= now))  # keep the table to live sessions
-        conn.execute(sessions.insert().values(session_hash=_hash(session_id), user_id=user_id, created_at=now,
-                                              expires_at=now + policy.absolute, last_seen=now))
+        conn.execute(sessions.insert().values(session_hash=_hash(session_id), user_id=user_id,
+                                              token_id=token.id if token else None, created_at=now,
+                                              expires_at=ends, last_seen=now))
     return session_id
 
 

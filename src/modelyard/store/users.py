@@ -85,14 +85,19 @@ def add_named_token(db: Database, user_id: int, *, name: str, expires_at: float 
 
 def user_for_token(db: Database, token: str, *, now: float | None = None) -> User | None:
     """The user a live token speaks for; None for an unknown, revoked or expired one."""
+    found = live_token(db, token, now=now)
+    return found[0] if found else None
+
+
+def live_token(db: Database, token: str, *, now: float | None = None) -> tuple[User, Token] | None:
+    """A live token's user and listing entry (a sign-in ties its session to it)."""
     now = time.time() if now is None else now
     with db.read() as conn:
         row = conn.execute(
-            sa.select(users).join(tokens, tokens.c.user_id == users.c.id)
-            .where(tokens.c.token_hash == hash_token(token))
+            _listing().add_columns(users.c.is_admin).where(tokens.c.token_hash == hash_token(token))
             .where(sa.or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > now))
         ).first()
-    return User(row.id, row.name, bool(row.is_admin)) if row else None
+    return (User(row.user_id, row.owner, bool(row.is_admin)), token_from_row(row)) if row else None
 
 
 def _listing() -> sa.Select:

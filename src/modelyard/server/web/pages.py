@@ -8,6 +8,7 @@ form, and another user's job is a 404 page, exactly as the API answers 404.
 """
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
@@ -28,7 +29,7 @@ from modelyard.server.web.render import render, respond
 from modelyard.store.records import User
 from modelyard.store.jobs import last_event_id
 from modelyard.store.sessions import create_session, end_session, session_user
-from modelyard.store.users import user_for_token
+from modelyard.store.users import live_token
 
 router = APIRouter(include_in_schema=False)
 PlatformDep = Annotated[Platform, Depends(get_platform)]
@@ -101,11 +102,13 @@ async def login(request: Request, p: PlatformDep) -> Response:
     except Throttled as exc:
         return _login_page(request, p, target, error=exc.message, status_code=429,
                            headers={"Retry-After": str(exc.retry_after)})
-    user = await run_in_threadpool(user_for_token, p.db, token) if token else None
-    if user is None:
+    found = await run_in_threadpool(live_token, p.db, token) if token else None
+    if found is None:
         throttle(request).failed(address)
         return _login_page(request, p, target, error="unknown token", status_code=401)
-    session = await run_in_threadpool(create_session, p.db, user.id, session_policy(p.settings))
+    user, signed_with = found
+    session = await run_in_threadpool(
+        functools.partial(create_session, p.db, user.id, session_policy(p.settings), token=signed_with))
     response = RedirectResponse(target, status_code=303)
     cookies.set_session_cookie(response, session, request, p.settings)
     return response

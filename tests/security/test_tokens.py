@@ -104,3 +104,22 @@ def test_the_token_commands(tmp_path: Path) -> None:
         assert refused.returncode != 0 and "token" in refused.stderr
         secret = cli(["webhook-secret"], server.env).stdout.strip()
         assert secret.startswith("whsec_") and cli(["webhook-secret"], server.env).stdout.strip() == secret
+
+
+def test_the_token_file_never_expires_and_a_revoked_one_is_replaced_not_restored(tmp_path: Path) -> None:
+    from modelyard.server.app import ensure_local_user
+
+    app, platform = make_app(tmp_path)
+    try:
+        home = platform.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        first = ensure_local_user(platform, home)
+        (entry,) = list_tokens(platform.db, user_id=None)
+        assert entry.expires_at is None and entry.name == "token file"
+        assert ensure_local_user(platform, home) == first  # a start with a live token keeps it
+        client(app, token=first).delete(f"/api/v1/tokens/{entry.id}")
+        second = ensure_local_user(platform, home)
+        assert second != first and (home / "token").read_text().strip() == second
+        assert user_for_token(platform.db, first) is None and user_for_token(platform.db, second) is not None
+    finally:
+        platform.close()

@@ -113,8 +113,8 @@ def ensure_local_user(platform: Platform, home: Path) -> str:
         token = token or new
         if token != new:
             add_token(db, user.id, token, name="token file")
-    else:
-        token = add_token(db, user.id, token or None, name="token file")
+    else:  # the user is there, so the file's token was revoked: a new one, never the old one again
+        token = add_token(db, user.id, name="token file")
     fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import wait_for
-from servers import ServerProcess
+from servers import ServerProcess, ui_sign_in
 
 PY = sys.executable
 BASE_ENV = {"MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G", "MODELYARD_WEBHOOK_ALLOW": "127.0.0.1/32"}
@@ -123,7 +123,8 @@ def everything_shown(srv: ServerProcess, c: httpx.Client, job_id: int, last_even
         assert '"error"' not in text, (p, text)
     shown["logs/stream"] = sse_until(c, f"/jobs/{job_id}/logs/stream", stop="event: end")
     shown["events/stream"] = sse_until(c, "/events/stream?after=0", stop=f"id: {last_event}")
-    with httpx.Client(base_url=srv.url, cookies={"modelyard_token": srv.token}, timeout=30) as ui:
+    with httpx.Client(base_url=srv.url, timeout=30) as ui:
+        ui_sign_in(ui, srv.token)  # the UI's session, as a browser gets it
         for page in ("/ui/jobs", "/ui/jobs/rows", f"/ui/jobs/{job_id}", f"/ui/jobs/{job_id}/live"):
             for query in ("", "?format=json"):
                 r = ui.get(page + query)

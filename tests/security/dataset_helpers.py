@@ -3,6 +3,7 @@ with an admin and two plain users, for the dataset access and bounds probes."""
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,6 @@ from modelyard.config import Settings
 from modelyard.datasets.bounds import Limits
 from modelyard.server.app import create_app
 from modelyard.server.platform import Platform
-from modelyard.server.web.session import COOKIE
 from modelyard.store.users import create_user
 
 
@@ -28,7 +28,10 @@ class Site:
     def web(self, who: str) -> TestClient:
         """A browser signed in as ``who`` (pages under /ui)."""
         c = TestClient(self.clients[who].app, base_url="http://testserver", follow_redirects=False)
-        c.cookies.set(COOKIE, self.tokens[who])
+        # the cookie holds a session, made by signing in through the form (its CSRF value included)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/ui/login").text)
+        assert csrf is not None
+        assert c.post("/ui/login", data={"token": self.tokens[who], "csrf": csrf.group(1)}).status_code == 303
         return c
 
 

@@ -58,6 +58,7 @@ class Attempt:
         self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode, masks=config.secrets.values())
         self.store = ArtifactStore(config.storage_url) if config.storage_url else None
         self.stop_requested = threading.Event()
+        self.gone = threading.Event()  # the server takes no more reports: the attempt is over there
         self._wake = threading.Event()
         self.syncer: OutputSyncer | None = None
         self.reporter = self._make_reporter()
@@ -70,11 +71,19 @@ class Attempt:
             self.batcher, server_url=c.server_url, attempt_id=c.attempt_id, token=c.token,
             heartbeat_interval=c.heartbeat_interval, max_backoff=c.retry_max_backoff,
             final_deadline=c.final_deadline, server_file=c.server_file, on_stop=self.request_stop,
+            on_gone=self._on_gone,
         )
 
     def request_stop(self) -> None:
         """Stop the command as a user asked (SIGTERM, or a ``stop`` reply); safe from a signal handler."""
         self.stop_requested.set()
+        self._wake.set()
+
+    def _on_gone(self, message: str) -> None:
+        """The server ended this attempt (declared lost, say): a retry may be starting on its
+        GPUs, so the command is killed at once and nothing more is synced into the job's outputs."""
+        self.pump.note(message)
+        self.gone.set()
         self._wake.set()
 
     # -- the whole attempt -----------------------------------------------------
@@ -91,13 +100,15 @@ class Attempt:
             reason = TerminationReason.START_FAILED if self.job is None else TerminationReason.EXIT_NONZERO
         finally:
             if self.job is not None:
-                self.job.end_group(self.config.stop_grace)  # leftovers: daemons the command left behind
+                self.job.end_group(0.0 if self.gone.is_set() else self.config.stop_grace)  # leftovers: daemons the command left behind
         return self._finish(self.job, reason, message)
 
     def _run_command(self) -> tuple[TerminationReason, str]:
         try:
             cwd, resume_dir, data_dir = self._prepare()
             env = job_env(self.config, resume_dir=resume_dir, data_dir=data_dir)
+            if self.gone.is_set():
+                return TerminationReason.SUPERVISOR_LOST, "the server ended the attempt before the command started"
             if self.stop_requested.is_set():
                 self.pump.note("stopped before the command started")
                 return TerminationReason.STOPPED_BY_USER, TerminationReason.STOPPED_BY_USER.message()
@@ -188,6 +199,8 @@ class Attempt:
         while True:
             if job.exited.is_set():
                 return None
+            if self.gone.is_set():
+                return TerminationReason.SUPERVISOR_LOST
             if self.stop_requested.is_set():
                 return TerminationReason.STOPPED_BY_USER
             left = None if limit is None else job.started_at + limit - time.monotonic()
@@ -197,7 +210,7 @@ class Attempt:
             self._wake.clear()
 
     def _ending(self, job: JobProcess, reason: TerminationReason | None) -> tuple[TerminationReason, str]:
-        grace = self.config.stop_grace
+        grace = 0.0 if reason is TerminationReason.SUPERVISOR_LOST else self.config.stop_grace
         if reason is TerminationReason.MAX_RUNTIME:
             self.pump.note(f"max_runtime of {self.config.max_runtime:g}s reached: sending SIGTERM to the job")
         elif reason is TerminationReason.STOPPED_BY_USER:
@@ -220,11 +233,12 @@ class Attempt:
     def _finish(self, job: JobProcess | None, reason: TerminationReason, message: str) -> Outcome:
         rc = None if job is None or job.proc.returncode is None else exit_code(job.proc.returncode)
         if self.syncer is not None:
-            self.syncer.final()
+            # a lost attempt's outputs must not overwrite its retry's, in the same prefix
+            self.syncer.stop() if self.gone.is_set() else self.syncer.final()
         self.pump.close()
         self._upload_log()
         delivered = True
-        if self.batcher is not None and self.reporter is not None:
+        if self.batcher is not None and self.reporter is not None and not self.gone.is_set():
             self.batcher.cut_final({"type": "exited", "t": time.time(), "exit_code": rc,
                                     "reason": reason.value, "message": message})
             # The reporter's own deadline ends the wait; this one only guards against a stuck thread.

@@ -45,8 +45,12 @@ class OutputSyncer:
             self.syncs += 1
             return result
 
-    def final(self) -> SyncResult | None:
+    def stop(self) -> None:
+        """End the periodic syncs, without a last one."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    def final(self) -> SyncResult | None:
+        self.stop()
         return self.sync_once()

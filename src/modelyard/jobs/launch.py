@@ -18,6 +18,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LAUNCH_VERSION = 1
+# In the run folder, written by the supervisor once the command started: {"pid", "started"}
+# of the command's process-group leader, so that an executor can kill a lost attempt's command
+JOB_PID_FILE = "job.pid"
 
 
 class _Frozen(BaseModel):

@@ -17,7 +17,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import orjson
+import psutil
+
 from modelyard.errors import ModelyardError
+from modelyard.jobs.launch import JOB_PID_FILE
 from modelyard.jobs.units import format_size
 from modelyard.jobs.states import TerminationReason
 from modelyard.storage import ArtifactStore, extract_snapshot
@@ -116,6 +120,7 @@ class Attempt:
         except StartFailed as e:
             self.pump.note(str(e))
             return TerminationReason.START_FAILED, str(e)
+        self._record_group(job)
         self._event({"type": "started", "t": time.time(), "pid": job.pid})
         self.pump.start(job.proc.stdout, job.proc.stderr)  # type: ignore[arg-type]
         sampler = Sampler(job.pid, self.config.gpus, self.config.sample_interval, self._system)
@@ -126,6 +131,16 @@ class Attempt:
         finally:
             sampler.stop()
         return self._ending(job, reason)
+
+    def _record_group(self, job: JobProcess) -> None:
+        """``job.pid``: the command's group, for an executor that must kill a lost attempt's command."""
+        try:
+            started = psutil.Process(job.pid).create_time()
+        except psutil.Error:
+            return  # already gone
+        tmp = self.dirs.root / f".{JOB_PID_FILE}.tmp"
+        tmp.write_bytes(orjson.dumps({"pid": job.pid, "started": started}))
+        tmp.replace(self.dirs.root / JOB_PID_FILE)
 
     def _prepare(self) -> tuple[Path, Path | None, Path | None]:
         """The folder to run in, the resume folder and the dataset folder, if any."""
@@ -238,7 +253,9 @@ class Attempt:
         self.pump.close()
         self._upload_log()
         delivered = True
-        if self.batcher is not None and self.reporter is not None and not self.gone.is_set():
+        if self.gone.is_set():
+            delivered = False  # the server takes no final report from an attempt that is over
+        elif self.batcher is not None and self.reporter is not None:
             self.batcher.cut_final({"type": "exited", "t": time.time(), "exit_code": rc,
                                     "reason": reason.value, "message": message})
             # The reporter's own deadline ends the wait; this one only guards against a stuck thread.

@@ -25,6 +25,7 @@ from modelyard.jobs.launch import JOB_PID_FILE
 from modelyard.jobs.units import format_size
 from modelyard.jobs.states import TerminationReason
 from modelyard.storage import ArtifactStore, extract_snapshot
+from modelyard.storage.snapshot import SnapshotLimits
 from modelyard.supervisor.batch import Batcher
 from modelyard.supervisor.config import SupervisorConfig, job_env
 from modelyard.supervisor.output import OutputPump
@@ -191,7 +192,7 @@ class Attempt:
             self.dirs.code.mkdir(parents=True, exist_ok=True)
             return self.dirs.code
         with self._require_store("snapshot_key").open(c.snapshot_key) as f:
-            extract_snapshot(f, self.dirs.code)
+            extract_snapshot(f, self.dirs.code, SnapshotLimits(c.max_snapshot_bytes, c.max_snapshot_files))
         return self.dirs.code
 
     def _require_store(self, what: str) -> ArtifactStore:

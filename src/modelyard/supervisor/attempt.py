@@ -8,6 +8,7 @@ owns the mapping from how the command ended to a termination reason.
 """
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import threading
@@ -248,11 +249,12 @@ class Attempt:
 
     def _finish(self, job: JobProcess | None, reason: TerminationReason, message: str) -> Outcome:
         rc = None if job is None or job.proc.returncode is None else exit_code(job.proc.returncode)
-        if self.syncer is not None:
-            # a lost attempt's outputs must not overwrite its retry's, in the same prefix
-            self.syncer.stop() if self.gone.is_set() else self.syncer.final()
+        synced = self._final_sync()
         self.pump.close()
-        self._upload_log()
+        logged = self._upload_log()
+        keep = None if self.config.local_mode else _keep_reason(synced, logged, self.gone.is_set())
+        if keep is not None and self.batcher is not None:
+            self.batcher.add_log(time.time(), "stderr", f"[modelyard] the run folder {self.dirs.root} is kept: {keep}")
         delivered = True
         if self.gone.is_set():
             delivered = False  # the server takes no final report from an attempt that is over
@@ -261,11 +263,24 @@ class Attempt:
                                     "reason": reason.value, "message": message})
             # The reporter's own deadline ends the wait; this one only guards against a stuck thread.
             delivered = self.reporter.wait(timeout=self.config.final_deadline + 60)
+        if delivered and keep is None and not self.config.local_mode:
+            self._remove_run_dir()
         return Outcome(reason, rc, message, delivered)
 
-    def _upload_log(self) -> None:
+    def _final_sync(self) -> bool:
+        """The last output sync; True when every output is in the artifact store."""
+        if self.syncer is None:  # the command never started: a sync of what is there (nothing, usually)
+            if self.store is None or not self.config.output_prefix:
+                return False
+            self.syncer = OutputSyncer(self.store, self.dirs.output, self.config.output_prefix, 0, self.pump.note)
+        if self.gone.is_set():
+            self.syncer.stop()  # a lost attempt's outputs must not overwrite its retry's, in the same prefix
+            return False
+        return self.syncer.final() is not None
+
+    def _upload_log(self) -> bool:
         if self.store is None or not self.config.log_key:
-            return
+            return False
         try:
             self.store.put_file(self.dirs.log, self.config.log_key)
         except Exception as e:  # storage trouble must not lose the final report
@@ -273,6 +288,16 @@ class Attempt:
             print(f"modelyard supervisor: {msg}", file=sys.stderr)
             if self.batcher is not None:
                 self.batcher.add_log(time.time(), "stderr", "[modelyard] " + msg)
+            return False
+        return True
+
+    def _remove_run_dir(self) -> None:
+        """Everything of the attempt is in the artifact store and the server has its end: the
+        run folder (code, outputs, log, spool) would only fill the disk, attempt after attempt."""
+        try:
+            shutil.rmtree(self.dirs.root)
+        except OSError as e:
+            print(f"modelyard supervisor: could not remove the run folder {self.dirs.root}: {e}", file=sys.stderr)
 
     def _event(self, event: dict[str, Any]) -> None:
         if self.batcher is not None:
@@ -281,6 +306,17 @@ class Attempt:
     def _system(self, sample: dict[str, Any]) -> None:
         if self.batcher is not None:
             self.batcher.add_system(sample)
+
+
+def _keep_reason(synced: bool, logged: bool, gone: bool) -> str | None:
+    """Why the run folder must stay after the attempt (it holds the only copy of something), or None."""
+    if gone:
+        return "the server ended the attempt, so its last outputs were not synced"
+    if not synced:
+        return "its outputs are not all in the artifact store"
+    if not logged:
+        return "its log could not be uploaded"
+    return None
 
 
 def install_stop_signals(attempt: Attempt) -> dict[int, Any]:

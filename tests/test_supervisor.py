@@ -320,10 +320,32 @@ def test_system_samples_and_heartbeats(tmp_path: Path, receiver: Receiver) -> No
 
     wait_for(lambda: len(empty()) >= 2 and any(b["system"] for b in receiver.ordered()), timeout=15,
              what="heartbeats (empty batches) and a system sample")
-    sample = next(s for b in receiver.ordered() for s in b["system"])
+    first, *later = [s for b in receiver.ordered() for s in b["system"]]
+    assert first["memory_rss"] > 0 and first["cpu_percent"] is None and first["gpus"] == []  # at the start
+    wait_for(lambda: len([s for b in receiver.ordered() for s in b["system"]]) >= 3, timeout=15, what="samples")
+    sample = [s for b in receiver.ordered() for s in b["system"]][-1]
     assert sample["memory_rss"] > 0 and sample["cpu_percent"] >= 0 and sample["gpus"] == []
     go.touch()
     assert sup.wait() == 0
+
+
+def test_a_job_shorter_than_the_sampling_interval_has_a_first_and_a_last_sample(
+        tmp_path: Path, receiver: Receiver) -> None:
+    argv = job(tmp_path, """
+        import time
+        data = bytearray(50 * 2**20)  # 50 MiB, touched: in the RSS
+        end = time.time() + 1.5
+        while time.time() < end:
+            pass
+    """)
+    exited = run_to_end(tmp_path, receiver, argv, sample_interval=30)  # the job ends long before one interval
+    assert exited["reason"] == "exit_zero"
+    samples = [s for b in receiver.ordered() for s in b["system"]]
+    assert len(samples) == 2, samples
+    first, last = samples
+    assert first["cpu_percent"] is None and first["memory_rss"] > 0
+    assert last["cpu_percent"] > 0 and last["memory_rss"] > 50 * 2**20  # read while it ran, busy
+    assert first["t"] < last["t"] <= exited["t"]  # in the final report at the latest
 
 
 # -- ending a job ------------------------------------------------------------------

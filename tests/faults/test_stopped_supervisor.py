@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import wait_for
 from servers import ServerProcess
@@ -35,6 +36,14 @@ except FileNotFoundError:
     state = "gone"
 print("first attempt's command:", "running" if state not in ("gone", "Z", "X") else "gone", flush=True)
 """
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie (this machine's PID 1 reaps orphans late, if at all)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 @pytest.fixture
@@ -80,8 +89,7 @@ def test_a_stopped_supervisor_is_killed_with_its_command_before_the_retry(server
         second_lines = [l["text"] for l in c.get(f"/jobs/{job_id}/logs",
                                                  params={"attempt": 2, "limit": 1000}).json()["lines"]]
         assert "first attempt's command: gone" in second_lines, second_lines
-        with pytest.raises(ProcessLookupError):
-            os.kill(supervisor, 0)
+        assert dead(supervisor) and dead(command)
         # nothing of attempt 1 arrived after it was declared lost: its supervisor is dead, and a
         # late batch would be refused (tests/test_report_protocol.py)
         stored = first_lines()

@@ -14,6 +14,11 @@ Either way the supervisor holds an exclusive ``flock`` on its CONFIG.json for
 life: a launch whose zygote died mid-request falls back only if it can take
 that claim itself, and otherwise adopts the forked supervisor from
 ``supervisor.pid`` — an attempt never runs twice.
+
+``kill`` is for an attempt the server declared lost: SIGKILL to the supervisor
+(found as above) and to its command's process group (``job.pid``, which the
+supervisor writes with the leader's start time), waiting until both are gone,
+before the scheduler ends the attempt and may place its retry.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +289,11 @@ class LocalExecutor:
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass
-            psutil.wait_procs([proc], timeout=KILL_WAIT)
+            with self._lock:
+                child = self._children.pop(proc.pid, None)
+            if child is not None:
+                child.wait(KILL_WAIT)  # ours (the fallback's): reaped here
+            _wait_until(lambda: _gone(proc))
         group = _job_group(run_dir)
         if group is not None:
             _kill_group(group)
@@ -311,8 +321,20 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         return
+    _wait_until(lambda: not _group_members(pgid))
+
+
+def _gone(proc: psutil.Process) -> bool:
+    """Dead: a zombie counts (where PID 1 does not reap, orphans stay zombies for good)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until(done: Callable[[], bool]) -> None:
     deadline = time.monotonic() + KILL_WAIT
-    while _group_members(pgid) and time.monotonic() < deadline:
+    while not done() and time.monotonic() < deadline:
         time.sleep(0.02)
 
 

@@ -56,3 +56,31 @@ def test_each_reason_maps_to_one_state_and_one_retry_decision() -> None:
         assert reason.retryable() is retry
         assert reason.message(3)
     assert "code 3" in TerminationReason.EXIT_NONZERO.message(3)
+
+
+def test_attempts_move_as_jobs_do_but_never_back_to_the_queue() -> None:
+    from modelyard.jobs.states import ATTEMPT_TRANSITIONS, attempt_can_transition
+
+    assert set(ATTEMPT_TRANSITIONS) == set(JobState) - {JobState.QUEUED}
+    for state, targets in ATTEMPT_TRANSITIONS.items():
+        assert JobState.QUEUED not in targets
+        assert targets == (set() if state.is_terminal() else TRANSITIONS[state] - {JobState.QUEUED})
+    assert attempt_can_transition(JobState.STARTING, JobState.RUNNING)
+    assert attempt_can_transition(JobState.RUNNING, JobState.LOST)
+    assert not attempt_can_transition(JobState.LOST, JobState.RUNNING)  # a lost attempt stays lost
+    assert not attempt_can_transition(JobState.SUCCEEDED, JobState.QUEUED)
+
+
+@pytest.mark.parametrize("dst", [JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT])
+def test_a_job_asked_to_stop_cannot_end_any_other_way_than_stopped_or_lost(dst: JobState) -> None:
+    assert not can_transition(JobState.STOPPING, dst)
+    assert TRANSITIONS[JobState.STOPPING] == {JobState.STOPPED, JobState.LOST}
+
+
+def test_ending_reason_makes_a_stopping_attempts_end_a_stop() -> None:
+    from modelyard.jobs.states import ending_reason
+
+    for reason in TerminationReason:
+        expected = reason if reason is TerminationReason.SUPERVISOR_LOST else TerminationReason.STOPPED_BY_USER
+        assert ending_reason(JobState.STOPPING, reason) is expected
+        assert ending_reason(JobState.RUNNING, reason) is reason

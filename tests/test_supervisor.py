@@ -246,7 +246,7 @@ def test_long_lines_and_binary_survive(tmp_path: Path, receiver: Receiver) -> No
     """)
     exited = run_to_end(tmp_path, receiver, argv)
     assert exited["reason"] == "exit_zero"
-    assert (tmp_path / "run" / "log.txt").read_bytes() == payload
+    assert not (tmp_path / "run").exists()  # everything of it is in the store: the run folder is gone
     store = ArtifactStore((tmp_path / "store").as_uri())
     assert store.read_bytes("jobs/7/attempts/2/log.txt") == payload
     assert receiver.texts() == ["start", "x" * 100_000, "bad \\xff\\xfe bytes", "café", "no newline at end"]
@@ -295,7 +295,7 @@ def test_command_not_found(tmp_path: Path, receiver: Receiver) -> None:
     assert exited["reason"] == "start_failed" and exited["exit_code"] is None
     assert "command not found: no-such-command-xyz" in exited["message"]
     assert any("command not found: no-such-command-xyz" in t for t in receiver.texts("stderr"))
-    assert b"command not found" in (tmp_path / "run" / "log.txt").read_bytes()
+    assert b"command not found" in ArtifactStore((tmp_path / "store").as_uri()).read_bytes("jobs/7/attempts/2/log.txt")
     assert not receiver.events("started")
 
 
@@ -320,10 +320,32 @@ def test_system_samples_and_heartbeats(tmp_path: Path, receiver: Receiver) -> No
 
     wait_for(lambda: len(empty()) >= 2 and any(b["system"] for b in receiver.ordered()), timeout=15,
              what="heartbeats (empty batches) and a system sample")
-    sample = next(s for b in receiver.ordered() for s in b["system"])
+    first, *later = [s for b in receiver.ordered() for s in b["system"]]
+    assert first["memory_rss"] > 0 and first["cpu_percent"] is None and first["gpus"] == []  # at the start
+    wait_for(lambda: len([s for b in receiver.ordered() for s in b["system"]]) >= 3, timeout=15, what="samples")
+    sample = [s for b in receiver.ordered() for s in b["system"]][-1]
     assert sample["memory_rss"] > 0 and sample["cpu_percent"] >= 0 and sample["gpus"] == []
     go.touch()
     assert sup.wait() == 0
+
+
+def test_a_job_shorter_than_the_sampling_interval_has_a_first_and_a_last_sample(
+        tmp_path: Path, receiver: Receiver) -> None:
+    argv = job(tmp_path, """
+        import time
+        data = bytearray(50 * 2**20)  # 50 MiB, touched: in the RSS
+        end = time.time() + 1.5
+        while time.time() < end:
+            pass
+    """)
+    exited = run_to_end(tmp_path, receiver, argv, sample_interval=30)  # the job ends long before one interval
+    assert exited["reason"] == "exit_zero"
+    samples = [s for b in receiver.ordered() for s in b["system"]]
+    assert len(samples) == 2, samples
+    first, last = samples
+    assert first["cpu_percent"] is None and first["memory_rss"] > 0
+    assert last["cpu_percent"] > 0 and last["memory_rss"] > 50 * 2**20  # read while it ran, busy
+    assert first["t"] < last["t"] <= exited["t"]  # in the final report at the latest
 
 
 # -- ending a job ------------------------------------------------------------------

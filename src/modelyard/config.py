@@ -8,7 +8,8 @@
 | MODELYARD_CAPACITY | detected (NVML, psutil), e.g. "gpus=0,cpus=2,memory=8G" |
 | MODELYARD_HEARTBEAT_TIMEOUT | 60 (seconds of supervisor silence before an attempt is lost) |
 | MODELYARD_WEBHOOKS | comma-separated URLs POSTed on every job's final state |
-| MODELYARD_MAX_SNAPSHOT | 200M (largest workdir snapshot accepted) |
+| MODELYARD_MAX_SNAPSHOT | 200M (largest workdir snapshot accepted, compressed and unpacked) |
+| MODELYARD_MAX_SNAPSHOT_FILES | 100000 (most files a snapshot may hold) |
 | MODELYARD_SECRET_KEY | $MODELYARD_HOME/secret.key (Fernet key(s) that seal stored secrets; modelyard/secrets.py) |
 | MODELYARD_MAX_DATASET_UPLOAD | 20G (largest dataset upload, the tar as sent) |
 | MODELYARD_MAX_DATASET_UNPACKED | 50G (what an uploaded tar's members may hold, in total) |
@@ -33,7 +34,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelyard.datasets.bounds import Limits
+from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.units import parse_duration, parse_size
+
+
+def _count(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise ModelyardError(ErrorCode.INVALID, f"must be a whole number >= 1, not {raw!r}", field=name)
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Settings:
     heartbeat_timeout: float = 60.0
     webhooks: tuple[str, ...] = ()
     max_snapshot_bytes: int = 200 * 1024 * 1024
+    max_snapshot_files: int = 100_000
     stop_grace: float = 10.0
     # URL prefixes any user may import a dataset from; every other source the
     # server reads (its own disk, any other URL, read with its credentials) is admin-only
@@ -80,6 +90,7 @@ class Settings:
             heartbeat_timeout=parse_duration(env.get("MODELYARD_HEARTBEAT_TIMEOUT", "60")),
             webhooks=tuple(u.strip() for u in env.get("MODELYARD_WEBHOOKS", "").split(",") if u.strip()),
             max_snapshot_bytes=parse_size(env.get("MODELYARD_MAX_SNAPSHOT", "200M")),
+            max_snapshot_files=_count(env, "MODELYARD_MAX_SNAPSHOT_FILES", 100_000),
             stop_grace=parse_duration(env.get("MODELYARD_STOP_GRACE", "10")),
             dataset_sources=tuple(u.strip() for u in env.get("MODELYARD_DATASET_SOURCES", "").split(",")
                                   if u.strip()),

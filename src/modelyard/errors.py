@@ -19,6 +19,7 @@ class ErrorCode(str, enum.Enum):
     CONFLICT = "conflict"  # a state change that is not allowed now
     UNSATISFIABLE = "unsatisfiable"  # asks for more than the platform has
     TOO_LARGE = "too_large"
+    GONE = "gone"  # the thing asked about has ended for good (a report for an ended attempt)
     UNAVAILABLE = "unavailable"  # a backing service (database, storage) failed
     THROTTLED = "throttled"  # too many failed sign-ins or bad tokens from one address; Retry-After says when
 
@@ -31,6 +32,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.UNSATISFIABLE: 422,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.GONE: 410,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.THROTTLED: 429,
 }

@@ -1,8 +1,10 @@
 """The executor interface: how a placed attempt becomes a running supervisor.
 
 An executor starts a supervisor for an attempt (``start``), asks it to stop
-(``cancel``), answers whether it still runs (``alive``: True, False, or None when
-it cannot tell), and says what the machines it runs on hold (``capacity``).
+(``cancel``), kills it and its command outright where it can reach them
+(``kill``: before a lost attempt's retry is placed on the same GPUs), answers
+whether it still runs (``alive``: True, False, or None when it cannot tell), and
+says what the machines it runs on hold (``capacity``).
 """
 from __future__ import annotations
 
@@ -33,5 +35,10 @@ class Executor(Protocol):
         ...
 
     def cancel(self, attempt: Attempt) -> None: ...
+
+    def kill(self, attempt: Attempt) -> bool:
+        """SIGKILL the supervisor and its command (container included), and wait until they are
+        gone; False when they could not be reached (another machine, nothing recorded)."""
+        ...
 
     def alive(self, attempt: Attempt) -> bool | None: ...

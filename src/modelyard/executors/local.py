@@ -14,6 +14,11 @@ Either way the supervisor holds an exclusive ``flock`` on its CONFIG.json for
 life: a launch whose zygote died mid-request falls back only if it can take
 that claim itself, and otherwise adopts the forked supervisor from
 ``supervisor.pid`` — an attempt never runs twice.
+
+``kill`` is for an attempt the server declared lost: SIGKILL to the supervisor
+(found as above) and to its command's process group (``job.pid``, which the
+supervisor writes with the leader's start time), waiting until both are gone,
+before the scheduler ends the attempt and may place its retry.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,7 @@ import orjson
 import psutil
 
 from modelyard.executors.base import Launch
+from modelyard.jobs.launch import JOB_PID_FILE, LaunchSpec
 from modelyard.store.records import Attempt
 
 log = logging.getLogger("modelyard.executor")
@@ -48,6 +55,7 @@ PID_FILE = "supervisor.pid"  # written by the zygote's launching child: {"pid", 
 # under NTP; a pid reused within a second of the first process's start would
 # need all 32768 pids to wrap in that second
 START_TOLERANCE = 1.0
+KILL_WAIT = 10.0  # for a SIGKILLed process tree to be gone
 
 
 def supervisor_env() -> dict[str, str]:
@@ -268,3 +276,88 @@ class LocalExecutor:
                 proc.send_signal(signal.SIGTERM)
             except psutil.NoSuchProcess:
                 pass
+
+    def kill(self, attempt: Attempt) -> bool:
+        """SIGKILL the supervisor (a SIGSTOPped one too) and its command's process group, which
+        the supervisor recorded in ``job.pid``, and wait until both are gone."""
+        if not attempt.handle:
+            return False
+        run_dir = Path(orjson.loads(attempt.handle)["config"]).parent
+        proc = self._process(attempt)
+        if proc is not None:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+            with self._lock:
+                child = self._children.pop(proc.pid, None)
+            if child is not None:
+                child.wait(KILL_WAIT)  # ours (the fallback's): reaped here
+            _wait_until(lambda: _gone(proc))
+        group = _job_group(run_dir)
+        if group is not None:
+            _kill_group(group)
+        _remove_container(run_dir)
+        return True
+
+
+def _job_group(run_dir: Path) -> int | None:
+    """The command's process group, if ``job.pid`` names one that is not a reused pid's."""
+    try:
+        info = orjson.loads((run_dir / JOB_PID_FILE).read_bytes())
+        pid, started = int(info["pid"]), float(info["started"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    try:
+        if abs(psutil.Process(pid).create_time() - started) > START_TOLERANCE:
+            return None  # another process has that pid, so no group of ours can have that id
+    except psutil.NoSuchProcess:
+        pass  # the leader is gone; what it started may remain in its group (the id stays reserved)
+    return pid
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    _wait_until(lambda: not _group_members(pgid))
+
+
+def _gone(proc: psutil.Process) -> bool:
+    """Dead: a zombie counts (where PID 1 does not reap, orphans stay zombies for good)."""
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until(done: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + KILL_WAIT
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of group ``pgid``."""
+    members = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if p.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(p.pid) == pgid:
+                members.append(p.pid)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def _remove_container(run_dir: Path) -> None:
+    """A container job's command is its container, which outlives the runtime's client in the group."""
+    try:
+        spec = LaunchSpec.model_validate_json((run_dir / "supervisor.json").read_bytes())
+    except (OSError, ValueError):
+        return
+    if spec.environment.image:
+        # HOOK(containers): call modelyard.supervisor.container.remove_container(runtime,
+        # f"modelyard-{spec.job_id}-{spec.attempt}") here once container.py is on main.
+        log.warning("job %s attempt %s: its container is not removed (no container support yet)",
+                    spec.job_id, spec.attempt)

@@ -18,6 +18,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LAUNCH_VERSION = 1
+# In the run folder, written by the supervisor once the command started: {"pid", "started"}
+# of the command's process-group leader, so that an executor can kill a lost attempt's command
+JOB_PID_FILE = "job.pid"
 
 
 class _Frozen(BaseModel):
@@ -84,6 +87,8 @@ class LaunchSpec(_Frozen):
     retry_max_backoff: float = 5.0
     batch_interval: float = 0.2
     batch_max_items: int = Field(5000, ge=1)
+    max_snapshot_bytes: int = Field(200 * 1024 * 1024, ge=1)  # what the snapshot may unpack to
+    max_snapshot_files: int = Field(100_000, ge=1)  # and how many members it may hold
 
     @field_validator("argv")
     @classmethod

@@ -1,7 +1,8 @@
 """Job states, the transitions allowed between them, and why a job ended.
 
 This module owns the state machine: every state change anywhere in modelyard
-is checked against ``TRANSITIONS`` (the store applies it as a compare-and-set).
+is checked against ``TRANSITIONS`` (jobs) or ``ATTEMPT_TRANSITIONS`` (attempts);
+the store applies both as a compare-and-set.
 Nomenclature: a *job* is what a user submitted (spec, priority, owner); an
 *attempt* is one run of it. A restart or a retry adds an attempt.
 """
@@ -41,7 +42,10 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.STARTING, JobState.STOPPED}),
     JobState.STARTING: frozenset({JobState.RUNNING, JobState.STOPPING, JobState.QUEUED} | _ENDINGS),
     JobState.RUNNING: frozenset({JobState.STOPPING} | _ENDINGS),
-    JobState.STOPPING: frozenset({JobState.STOPPED} | _ENDINGS),
+    # A job asked to stop ends stopped whatever its command did meanwhile (exit 0,
+    # non-zero, or past max_runtime during the grace: see ``ending_reason``); only
+    # LOST stays, since nobody could confirm that the command stopped.
+    JobState.STOPPING: frozenset({JobState.STOPPED, JobState.LOST}),
     JobState.SUCCEEDED: frozenset({JobState.QUEUED}),
     JobState.FAILED: frozenset({JobState.QUEUED}),
     JobState.STOPPED: frozenset({JobState.QUEUED}),
@@ -50,8 +54,20 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
+# An attempt moves as its job does while it is active, but never back to QUEUED
+# (a retry or restart is a new attempt): an ended attempt stays ended.
+ATTEMPT_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    state: (TRANSITIONS[state] - {JobState.QUEUED}) if state in ACTIVE else frozenset()
+    for state in JobState if state is not JobState.QUEUED
+}
+
+
 def can_transition(src: JobState, dst: JobState) -> bool:
     return dst in TRANSITIONS[src]
+
+
+def attempt_can_transition(src: JobState, dst: JobState) -> bool:
+    return dst in ATTEMPT_TRANSITIONS.get(src, frozenset())
 
 
 def sources_of(dst: JobState) -> frozenset[JobState]:
@@ -80,6 +96,14 @@ class TerminationReason(str, enum.Enum):
         if self is TerminationReason.EXIT_NONZERO:
             return f"the command exited with code {exit_code}"
         return _REASON_MESSAGE[self]
+
+
+def ending_reason(current: JobState, reason: TerminationReason) -> TerminationReason:
+    """What an attempt in ``current`` ends as when it ends for ``reason``: once a stop was
+    asked for (STOPPING), anything but a lost supervisor is the user's stop."""
+    if current is JobState.STOPPING and reason.to_state() not in TRANSITIONS[JobState.STOPPING]:
+        return TerminationReason.STOPPED_BY_USER
+    return reason
 
 
 _REASON_STATE = {

@@ -96,4 +96,6 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         dataset_cache=dataset_cache_dir(ctx.settings),
         environment=Environment(image=spec.image, requirements=spec.requirements),
         sandbox=Sandbox(cpus=attempt.resources.cpus, memory=attempt.resources.memory),
+        max_snapshot_bytes=ctx.settings.max_snapshot_bytes,
+        max_snapshot_files=ctx.settings.max_snapshot_files,
     ))

@@ -1,7 +1,9 @@
 """The scheduling loop: applies the policy, launches supervisors, notices lost ones.
 
 One ``tick`` (1) ends attempts whose supervisor is gone or silent past the
-heartbeat timeout (LOST, retried if the job has retries left), then (2) asks
+heartbeat timeout (LOST, retried if the job has retries left), killing the
+supervisor and its command first where the executor can reach them, so that
+two attempts of a job never run at once, then (2) asks
 the pure policy for placements and launches each. It runs on a timer and
 whenever ``wake`` is called (after a submit, a restart or an attempt's end).
 
@@ -91,6 +93,10 @@ class SchedulerLoop:
                 message = f"its supervisor sent nothing for {silent_for:.0f}s"
             else:
                 continue
+            # Killed before it is ended: ending may requeue the job, and its next attempt must
+            # not start on these GPUs, into the same outputs, while this one's command runs on.
+            if attempt.executor == self.executor.name and not self.executor.kill(attempt):
+                message += " (its command could not be reached to kill it)"
             final = store_jobs.end_attempt(self.db, attempt, TerminationReason.SUPERVISOR_LOST, message=message, now=now)
             log.warning("job %s attempt %s lost: %s", attempt.job_id, attempt.number, message)
             if final is not None:

@@ -17,6 +17,7 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.units import format_size
 from modelyard.server.auth import admin_user, bearer_token, current_user, get_platform
 from modelyard.server.platform import Platform
+from modelyard.storage.snapshot import SnapshotLimits, check_snapshot
 from modelyard.store import jobs as store_jobs
 from modelyard.store import reports
 from modelyard.store.records import User
@@ -83,12 +84,19 @@ async def upload_snapshot(request: Request, p: PlatformDep, _user: UserDep) -> d
                 await run_in_threadpool(f.write, chunk)
         if size == 0:
             raise ModelyardError(ErrorCode.INVALID, "the snapshot is empty", field="snapshot")
+        # what it unpacks to, not only what it weighs: a 1 MB archive can hold 1 GiB of zeros
+        await run_in_threadpool(_check_unpacked, tmp, SnapshotLimits(limit, p.settings.max_snapshot_files))
         key = f"snapshots/{digest.hexdigest()}.tar.gz"
         if not await run_in_threadpool(p.storage.exists, key):
             await run_in_threadpool(p.storage.put_file, tmp, key)
         return {"key": key, "size": size}
     finally:
         os.unlink(tmp)
+
+
+def _check_unpacked(path: str, limits: SnapshotLimits) -> None:
+    with open(path, "rb") as f:
+        check_snapshot(f, limits)
 
 
 @router.post("/attempts/{attempt_id}/report")

@@ -5,12 +5,17 @@ This module decides what a snapshot holds: every file under the folder except
 each relative to its own folder, the deepest deciding, as git does), and
 symlinks only when they point inside the folder. It checks the size limit by
 walking, before a byte is written, and extracts with tarfile's ``data`` filter
-so a snapshot cannot write outside its destination.
+so a snapshot cannot write outside its destination. ``SnapshotLimits`` bound
+what a snapshot unpacks to (bytes and members), not only its compressed size:
+``check_snapshot`` reads an uploaded one's headers without extracting it, and
+``extract_snapshot`` checks every member again before writing it, so a small
+archive that would unpack to gigabytes (a snapshot bomb) is refused both times.
 """
 from __future__ import annotations
 
 import os
 import tarfile
+from zlib import error as zlib_error
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +29,27 @@ from modelyard.jobs.units import format_size
 Progress = Callable[[int, int], None]  # (bytes_done, bytes_total), uncompressed
 _ALWAYS_EXCLUDED = frozenset({".git"})
 _Specs = list[tuple[str, pathspec.GitIgnoreSpec]]  # (folder relative to the root, its .gitignore)
+
+
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_MAX_FILES = 100_000
+
+
+@dataclass(frozen=True)
+class SnapshotLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES  # unpacked, regular files' sizes summed (MODELYARD_MAX_SNAPSHOT)
+    max_files: int = DEFAULT_MAX_FILES  # members (MODELYARD_MAX_SNAPSHOT_FILES)
+
+    def check(self, files: int, total: int) -> None:
+        """Raise TOO_LARGE naming the limit and its variable once ``files`` or ``total`` is past it."""
+        if total > self.max_bytes:
+            raise ModelyardError(
+                ErrorCode.TOO_LARGE, f"the snapshot unpacks to more than {format_size(self.max_bytes)} "
+                f"({self.max_bytes} bytes), the limit set by MODELYARD_MAX_SNAPSHOT", field="snapshot")
+        if files > self.max_files:
+            raise ModelyardError(
+                ErrorCode.TOO_LARGE, f"the snapshot holds more than {self.max_files} files, the limit set by "
+                "MODELYARD_MAX_SNAPSHOT_FILES", field="snapshot")
 
 
 @dataclass(frozen=True)
@@ -148,16 +174,39 @@ def _add(tar: tarfile.TarFile, f: SnapshotFile, done: int, total: int, progress:
     return done + info.size
 
 
-def extract_snapshot(fileobj: IO[bytes], dest_dir: str | os.PathLike[str]) -> int:
-    """Unpack a snapshot into ``dest_dir``; returns the member count. Refuses paths leaving it."""
-    dest = Path(dest_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    count = 0
+def check_snapshot(fileobj: IO[bytes], limits: SnapshotLimits) -> SnapshotInfo:
+    """Walk an uploaded snapshot's headers (nothing is extracted) and refuse one past ``limits``,
+    stopping as soon as it is: a bomb costs at most the limit's worth of decompression."""
+    info = SnapshotInfo()
     try:
         with tarfile.open(fileobj=fileobj, mode="r|gz") as tar:  # type: ignore[call-overload]
             for member in tar:
+                info.files, info.bytes = info.files + 1, info.bytes + _unpacked_size(member)
+                limits.check(info.files, info.bytes)
+    except (tarfile.TarError, EOFError, zlib_error) as e:
+        raise ModelyardError(ErrorCode.INVALID, f"not a readable .tar.gz snapshot: {e}", field="snapshot") from None
+    return info
+
+
+def _unpacked_size(member: tarfile.TarInfo) -> int:
+    # a GNU sparse member's size is its full, unpacked size; links and folders write no data
+    return member.size if member.isreg() else 0
+
+
+def extract_snapshot(fileobj: IO[bytes], dest_dir: str | os.PathLike[str],
+                     limits: SnapshotLimits | None = None) -> int:
+    """Unpack a snapshot into ``dest_dir``; returns the member count. Refuses paths leaving it,
+    and, with ``limits``, a member that would take it past them (before writing that member)."""
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    count = total = 0
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|gz") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                count, total = count + 1, total + _unpacked_size(member)
+                if limits is not None:
+                    limits.check(count, total)
                 tar.extract(member, dest, filter="data")
-                count += 1
     except tarfile.FilterError as e:
         raise ModelyardError(ErrorCode.INVALID, f"unsafe snapshot refused: {e}") from None
     except (tarfile.TarError, EOFError, OSError) as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,6 +40,14 @@ class Entry(NamedTuple):
 class SyncResult:
     uploaded: list[str] = field(default_factory=list)  # relative paths
     bytes: int = 0
+    skipped_links: list[str] = field(default_factory=list)  # "rel -> target": links out of the folder
+
+
+class _Changed(NamedTuple):
+    rel: str
+    full: str  # the file itself: a link inside the folder is synced as the file it names
+    fp: Fingerprint
+    ident: tuple[int, int]  # (st_dev, st_ino) seen by the walk, checked again when opened
 
 
 class ArtifactStore:
@@ -166,10 +175,12 @@ class ArtifactStore:
         ``state`` maps relative paths to the (size, mtime_ns) last uploaded and is
         updated in place, so the caller keeps it between syncs. Deleted local files
         are left in the store: a job's earlier checkpoints stay downloadable.
+        A symlink is never followed out of ``local_dir``: one to a file inside it is
+        synced as that file, any other is skipped and named in ``skipped_links``.
         """
         base = prefix.strip("/")
-        changed = [(rel, full, fp) for rel, full, fp in _walk_files(Path(local_dir)) if state.get(rel) != fp]
         result = SyncResult()
+        changed = [c for c in _walk_files(Path(local_dir), result.skipped_links) if state.get(c.rel) != c.fp]
         if changed and not self.is_local:
             try:
                 # one call, so s3fs uploads the changed files concurrently
@@ -180,9 +191,10 @@ class ArtifactStore:
                 return _record(changed, state, result)
         for item in changed:
             try:
-                self.put_file(item[1], f"{base}/{item[0]}")
+                with _open_checked(item) as f:
+                    self.put_stream(f, f"{base}/{item.rel}")
             except FileNotFoundError:
-                continue  # deleted between the walk and the upload; the next sync settles it
+                continue  # deleted (or swapped) between the walk and the upload; the next sync settles it
             _record([item], state, result)
         return result
 
@@ -202,25 +214,52 @@ class ArtifactStore:
         return len(entries)
 
 
-def _record(done: list[tuple[str, str, Fingerprint]], state: dict[str, Fingerprint], result: SyncResult) -> SyncResult:
-    for rel, _full, fp in done:
+def _record(done: list[_Changed], state: dict[str, Fingerprint], result: SyncResult) -> SyncResult:
+    for rel, _full, fp, _ident in done:
         state[rel] = fp
         result.uploaded.append(rel)
         result.bytes += fp[0]
     return result
 
 
-def _walk_files(root: Path) -> Iterator[tuple[str, str, Fingerprint]]:
-    for dirpath, dirnames, filenames in os.walk(root):
+def _walk_files(root: Path, skipped: list[str]) -> Iterator[_Changed]:
+    """The regular files under ``root``, links inside it resolved; links leading out go to ``skipped``."""
+    real_root = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root):  # never descends into a linked folder
         dirnames.sort()
-        for name in sorted(filenames):
+        for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
             try:
-                st = os.stat(full)
+                item = _inspect(full, rel, real_root, skipped)
             except FileNotFoundError:
                 continue
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
-            yield rel, full, (st.st_size, st.st_mtime_ns)
+            if item is not None:
+                yield item
+
+
+def _inspect(full: str, rel: str, real_root: str, skipped: list[str]) -> _Changed | None:
+    st = os.lstat(full)
+    if stat.S_ISLNK(st.st_mode):
+        target = os.path.realpath(full)
+        if os.path.commonpath([real_root, target]) != real_root:
+            skipped.append(f"{rel} -> {os.readlink(full)}")
+            return None
+        st, full = os.stat(target), target
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a folder (linked from inside: synced under its own name), a fifo, a socket
+    return _Changed(rel, full, (st.st_size, st.st_mtime_ns), (st.st_dev, st.st_ino))
+
+
+def _open_checked(item: _Changed) -> IO[bytes]:
+    """``item``'s file, only if it is still the one the walk saw: a folder swapped for a link
+    to elsewhere between the walk and the upload opens another file, which is refused."""
+    f = open(item.full, "rb")
+    st = os.fstat(f.fileno())
+    if (st.st_dev, st.st_ino) != item.ident:
+        f.close()
+        raise FileNotFoundError(item.full)
+    return f
 
 
 def _copy(src: IO[bytes], dst: IO[bytes], chunk_size: int) -> int:

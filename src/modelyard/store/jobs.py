@@ -1,9 +1,11 @@
 """Jobs and attempts: creation, queries, and every state change as a compare-and-set.
 
-All state changes go through ``_transition``, which checks the transition table
+All job state changes go through ``_transition``, which checks the transition table
 (``jobs.states.TRANSITIONS``), applies ``UPDATE … WHERE id = :id AND state = :from``,
-checks the row count, and records the event, in the caller's transaction.
-Nothing else in modelyard writes ``jobs.state`` or ``attempts.state``.
+checks the row count, and records the event, in the caller's transaction; all
+attempt state changes go through ``_attempt_transition``, the same against
+``ATTEMPT_TRANSITIONS`` (the job's event records it). Nothing else in modelyard
+writes ``jobs.state`` or ``attempts.state``.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
-from modelyard.jobs.states import can_transition
+from modelyard.jobs.states import attempt_can_transition, can_transition, ending_reason
 from modelyard.store.db import Database
 from modelyard.store.records import (
     Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row,
@@ -49,6 +51,23 @@ def _transition(
         job_id=job_id, attempt=attempt_no, time=now, from_state=src.value, to_state=dst.value, reason=reason,
     ))
     return True
+
+
+def _attempt_transition(conn: sa.Connection, attempt_id: int, src: JobState, dst: JobState, **values: Any) -> bool:
+    """Move an attempt from ``src`` to ``dst`` if it is still in ``src`` (compare-and-set)."""
+    if not attempt_can_transition(src, dst):
+        raise ModelyardError(ErrorCode.CONFLICT, f"an attempt cannot go from {src.value} to {dst.value}")
+    return conn.execute(
+        attempts.update().where(attempts.c.id == attempt_id, attempts.c.state == src.value)
+        .values(state=dst.value, **values)
+    ).rowcount == 1
+
+
+def _route(src: JobState, dst: JobState) -> list[JobState]:
+    """The states from ``src`` to ``dst``: a stop of a running job or attempt goes through STOPPING."""
+    if dst is JobState.STOPPED and src in (JobState.STARTING, JobState.RUNNING):
+        return [JobState.STOPPING, dst]
+    return [dst]
 
 
 def create_job(
@@ -252,10 +271,7 @@ def set_handle(db: Database, attempt_id: int, handle: str) -> None:
 
 def mark_running(conn: sa.Connection, attempt: Attempt, *, now: float) -> bool:
     """The supervisor reported that the command started."""
-    moved = conn.execute(
-        attempts.update().where(attempts.c.id == attempt.id, attempts.c.state == JobState.STARTING.value)
-        .values(state=JobState.RUNNING.value, started_at=now)
-    ).rowcount == 1
+    moved = _attempt_transition(conn, attempt.id, JobState.STARTING, JobState.RUNNING, started_at=now)
     if moved:
         _transition(conn, attempt.job_id, JobState.STARTING, JobState.RUNNING, now=now, attempt_no=attempt.number,
                     reason="command started", started_at=now)
@@ -267,33 +283,39 @@ def finish_attempt(
     message: str | None, now: float,
 ) -> JobState | None:
     """End an attempt. Returns the job's final state, or None if the job was requeued (retry)
-    or the attempt had already ended."""
-    final = reason.to_state()
-    active = [s.value for s in (JobState.STARTING, JobState.RUNNING, JobState.STOPPING)]
-    moved = conn.execute(
-        attempts.update().where(attempts.c.id == attempt.id, attempts.c.state.in_(active)).values(
-            state=final.value, exit_code=exit_code, reason=reason.value,
-            message=message or reason.message(exit_code), ended_at=now,
-        )
-    ).rowcount == 1
-    if not moved:
+    or the attempt had already ended. An attempt asked to stop ends STOPPED whatever its
+    command did (``jobs.states.ending_reason``)."""
+    row = conn.execute(sa.select(attempts.c.state, attempts.c.stop_requested)
+                       .where(attempts.c.id == attempt.id)).first()
+    if row is None or not JobState(row.state).is_active():
         return None
+    src = JobState(row.state)
+    ending = ending_reason(src, reason)
+    text = message or reason.message(exit_code)
+    if ending is not reason:
+        text = f"{ending.message()} ({text})"
+    final = ending.to_state()
+    ended = {"exit_code": exit_code, "reason": ending.value, "message": text, "ended_at": now}
+    for step in _route(src, final):
+        if not _attempt_transition(conn, attempt.id, src, step, **(ended if step is final else {})):
+            return None
+        src = step
     job = conn.execute(sa.select(jobs.c.state, jobs.c.attempt, jobs.c.retries_left).where(jobs.c.id == attempt.job_id)).first()
-    if job is None or job.attempt != attempt.number:
+    if job is None or job.attempt != attempt.number or not JobState(job.state).is_active():
         return None
     src = JobState(job.state)
-    if not src.is_active():
-        return None
-    if _transition(conn, attempt.job_id, src, final, now=now, attempt_no=attempt.number,
-                   reason=message or reason.message(exit_code), exit_code=exit_code,
-                   message=message or reason.message(exit_code), ended_at=now):
-        if reason.retryable() and job.retries_left > 0 and not attempt.stop_requested:
-            _transition(conn, attempt.job_id, final, JobState.QUEUED, now=now, attempt_no=attempt.number,
-                        reason=f"retry ({job.retries_left - 1} left)", retries_left=job.retries_left - 1,
-                        queued_at=now)
+    for step in _route(src, final):
+        values = {"exit_code": exit_code, "message": text, "ended_at": now} if step is final else {}
+        if not _transition(conn, attempt.job_id, src, step, now=now, attempt_no=attempt.number,
+                           reason=text if step is final else "stopped outside modelyard", **values):
             return None
-        return final
-    return None
+        src = step
+    if ending.retryable() and job.retries_left > 0 and not row.stop_requested:
+        _transition(conn, attempt.job_id, final, JobState.QUEUED, now=now, attempt_no=attempt.number,
+                    reason=f"retry ({job.retries_left - 1} left)", retries_left=job.retries_left - 1,
+                    queued_at=now)
+        return None
+    return final
 
 
 def end_attempt(
@@ -331,8 +353,9 @@ def request_stop(db: Database, job: Job, *, now: float | None = None) -> Attempt
         if state in (JobState.STARTING, JobState.RUNNING):
             _transition(conn, job.id, state, JobState.STOPPING, now=now, attempt_no=number,
                         reason="stop requested by user")
-            conn.execute(attempts.update().where(attempts.c.job_id == job.id, attempts.c.number == number)
-                         .values(stop_requested=True, state=JobState.STOPPING.value))
+            row = conn.execute(current).first()
+            if row is not None and JobState(row.state) in (JobState.STARTING, JobState.RUNNING):
+                _attempt_transition(conn, row.id, JobState(row.state), JobState.STOPPING, stop_requested=True)
         elif state is not JobState.STOPPING:
             raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} has already ended ({state.value})")
         row = conn.execute(current).first()

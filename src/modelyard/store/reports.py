@@ -1,8 +1,12 @@
 """Supervisor reports: stored exactly once, and read back as logs, metrics and samples.
 
 A report batch is applied in one transaction that also advances the attempt's
-``last_seq`` with a compare-and-set: a batch seen before (a retry after a lost
-reply, or a server restart) changes nothing but the heartbeat.
+``last_seq``, under the attempt row's lock. Only the batch numbered exactly one
+past ``last_seq`` is stored: a batch seen before (a retry after a lost reply, or
+a server restart) changes nothing but the heartbeat; a later one is a gap,
+refused with the number expected (``SeqGap``), so that one forged number cannot
+make every real batch after it look like a repeat. An attempt that has ended
+(or was declared lost) takes no more batches (``AttemptEnded``).
 """
 from __future__ import annotations
 
@@ -29,6 +33,28 @@ if TYPE_CHECKING:
 
 STREAMS = {"stdout": 0, "stderr": 1}
 STREAM_NAMES = ("stdout", "stderr")
+
+
+class SeqGap(ModelyardError):
+    """A batch past the next expected one: the supervisor resends from ``expected``."""
+
+    def __init__(self, attempt_id: int, seq: int, expected: int) -> None:
+        super().__init__(ErrorCode.CONFLICT, f"attempt {attempt_id} expects batch {expected} next, not {seq}",
+                         field="seq")
+        self.expected = expected
+
+    def to_dict(self) -> dict[str, object]:
+        body = super().to_dict()
+        body["expected_seq"] = self.expected
+        return body
+
+
+class AttemptEnded(ModelyardError):
+    """The attempt ended (or was declared lost): its supervisor must end its command and go."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        super().__init__(ErrorCode.GONE, f"attempt {attempt.number} of job {attempt.job_id} has ended "
+                         f"({attempt.state.value}); no more reports are taken for it")
 
 
 @dataclass
@@ -67,6 +93,10 @@ def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: 
         if seq <= current.last_seq:
             conn.execute(attempts.update().where(attempts.c.id == attempt.id).values(last_heartbeat=now))
             return ReportResult(False, current.stop_requested, current)
+        if current.state.is_terminal():
+            raise AttemptEnded(current)
+        if seq != current.last_seq + 1:
+            raise SeqGap(current.id, seq, current.last_seq + 1)
         conn.execute(attempts.update().where(attempts.c.id == attempt.id).values(
             last_seq=seq, last_heartbeat=now, log_count=current.log_count + len(logs)))
         try:

@@ -8,6 +8,7 @@ owns the mapping from how the command ended to a termination reason.
 """
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import threading
@@ -17,10 +18,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import orjson
+import psutil
+
 from modelyard.errors import ModelyardError
+from modelyard.jobs.launch import JOB_PID_FILE
 from modelyard.jobs.units import format_size
 from modelyard.jobs.states import TerminationReason
 from modelyard.storage import ArtifactStore, extract_snapshot
+from modelyard.storage.snapshot import SnapshotLimits
 from modelyard.supervisor.batch import Batcher
 from modelyard.supervisor.config import SupervisorConfig, job_env
 from modelyard.supervisor.output import OutputPump
@@ -58,6 +64,7 @@ class Attempt:
         self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode, masks=config.secrets.values())
         self.store = ArtifactStore(config.storage_url) if config.storage_url else None
         self.stop_requested = threading.Event()
+        self.gone = threading.Event()  # the server takes no more reports: the attempt is over there
         self._wake = threading.Event()
         self.syncer: OutputSyncer | None = None
         self.reporter = self._make_reporter()
@@ -70,11 +77,19 @@ class Attempt:
             self.batcher, server_url=c.server_url, attempt_id=c.attempt_id, token=c.token,
             heartbeat_interval=c.heartbeat_interval, max_backoff=c.retry_max_backoff,
             final_deadline=c.final_deadline, server_file=c.server_file, on_stop=self.request_stop,
+            on_gone=self._on_gone,
         )
 
     def request_stop(self) -> None:
         """Stop the command as a user asked (SIGTERM, or a ``stop`` reply); safe from a signal handler."""
         self.stop_requested.set()
+        self._wake.set()
+
+    def _on_gone(self, message: str) -> None:
+        """The server ended this attempt (declared lost, say): a retry may be starting on its
+        GPUs, so the command is killed at once and nothing more is synced into the job's outputs."""
+        self.pump.note(message)
+        self.gone.set()
         self._wake.set()
 
     # -- the whole attempt -----------------------------------------------------
@@ -91,13 +106,15 @@ class Attempt:
             reason = TerminationReason.START_FAILED if self.job is None else TerminationReason.EXIT_NONZERO
         finally:
             if self.job is not None:
-                self.job.end_group(self.config.stop_grace)  # leftovers: daemons the command left behind
+                self.job.end_group(0.0 if self.gone.is_set() else self.config.stop_grace)  # leftovers: daemons the command left behind
         return self._finish(self.job, reason, message)
 
     def _run_command(self) -> tuple[TerminationReason, str]:
         try:
             cwd, resume_dir, data_dir = self._prepare()
             env = job_env(self.config, resume_dir=resume_dir, data_dir=data_dir)
+            if self.gone.is_set():
+                return TerminationReason.SUPERVISOR_LOST, "the server ended the attempt before the command started"
             if self.stop_requested.is_set():
                 self.pump.note("stopped before the command started")
                 return TerminationReason.STOPPED_BY_USER, TerminationReason.STOPPED_BY_USER.message()
@@ -105,6 +122,7 @@ class Attempt:
         except StartFailed as e:
             self.pump.note(str(e))
             return TerminationReason.START_FAILED, str(e)
+        self._record_group(job)
         self._event({"type": "started", "t": time.time(), "pid": job.pid})
         self.pump.start(job.proc.stdout, job.proc.stderr)  # type: ignore[arg-type]
         sampler = Sampler(job.pid, self.config.gpus, self.config.sample_interval, self._system)
@@ -115,6 +133,16 @@ class Attempt:
         finally:
             sampler.stop()
         return self._ending(job, reason)
+
+    def _record_group(self, job: JobProcess) -> None:
+        """``job.pid``: the command's group, for an executor that must kill a lost attempt's command."""
+        try:
+            started = psutil.Process(job.pid).create_time()
+        except psutil.Error:
+            return  # already gone
+        tmp = self.dirs.root / f".{JOB_PID_FILE}.tmp"
+        tmp.write_bytes(orjson.dumps({"pid": job.pid, "started": started}))
+        tmp.replace(self.dirs.root / JOB_PID_FILE)
 
     def _prepare(self) -> tuple[Path, Path | None, Path | None]:
         """The folder to run in, the resume folder and the dataset folder, if any."""
@@ -165,7 +193,7 @@ class Attempt:
             self.dirs.code.mkdir(parents=True, exist_ok=True)
             return self.dirs.code
         with self._require_store("snapshot_key").open(c.snapshot_key) as f:
-            extract_snapshot(f, self.dirs.code)
+            extract_snapshot(f, self.dirs.code, SnapshotLimits(c.max_snapshot_bytes, c.max_snapshot_files))
         return self.dirs.code
 
     def _require_store(self, what: str) -> ArtifactStore:
@@ -188,6 +216,8 @@ class Attempt:
         while True:
             if job.exited.is_set():
                 return None
+            if self.gone.is_set():
+                return TerminationReason.SUPERVISOR_LOST
             if self.stop_requested.is_set():
                 return TerminationReason.STOPPED_BY_USER
             left = None if limit is None else job.started_at + limit - time.monotonic()
@@ -197,7 +227,7 @@ class Attempt:
             self._wake.clear()
 
     def _ending(self, job: JobProcess, reason: TerminationReason | None) -> tuple[TerminationReason, str]:
-        grace = self.config.stop_grace
+        grace = 0.0 if reason is TerminationReason.SUPERVISOR_LOST else self.config.stop_grace
         if reason is TerminationReason.MAX_RUNTIME:
             self.pump.note(f"max_runtime of {self.config.max_runtime:g}s reached: sending SIGTERM to the job")
         elif reason is TerminationReason.STOPPED_BY_USER:
@@ -219,21 +249,38 @@ class Attempt:
 
     def _finish(self, job: JobProcess | None, reason: TerminationReason, message: str) -> Outcome:
         rc = None if job is None or job.proc.returncode is None else exit_code(job.proc.returncode)
-        if self.syncer is not None:
-            self.syncer.final()
+        synced = self._final_sync()
         self.pump.close()
-        self._upload_log()
+        logged = self._upload_log()
+        keep = None if self.config.local_mode else _keep_reason(synced, logged, self.gone.is_set())
+        if keep is not None and self.batcher is not None:
+            self.batcher.add_log(time.time(), "stderr", f"[modelyard] the run folder {self.dirs.root} is kept: {keep}")
         delivered = True
-        if self.batcher is not None and self.reporter is not None:
+        if self.gone.is_set():
+            delivered = False  # the server takes no final report from an attempt that is over
+        elif self.batcher is not None and self.reporter is not None:
             self.batcher.cut_final({"type": "exited", "t": time.time(), "exit_code": rc,
                                     "reason": reason.value, "message": message})
             # The reporter's own deadline ends the wait; this one only guards against a stuck thread.
             delivered = self.reporter.wait(timeout=self.config.final_deadline + 60)
+        if delivered and keep is None and not self.config.local_mode:
+            self._remove_run_dir()
         return Outcome(reason, rc, message, delivered)
 
-    def _upload_log(self) -> None:
+    def _final_sync(self) -> bool:
+        """The last output sync; True when every output is in the artifact store."""
+        if self.syncer is None:  # the command never started: a sync of what is there (nothing, usually)
+            if self.store is None or not self.config.output_prefix:
+                return False
+            self.syncer = OutputSyncer(self.store, self.dirs.output, self.config.output_prefix, 0, self.pump.note)
+        if self.gone.is_set():
+            self.syncer.stop()  # a lost attempt's outputs must not overwrite its retry's, in the same prefix
+            return False
+        return self.syncer.final() is not None
+
+    def _upload_log(self) -> bool:
         if self.store is None or not self.config.log_key:
-            return
+            return False
         try:
             self.store.put_file(self.dirs.log, self.config.log_key)
         except Exception as e:  # storage trouble must not lose the final report
@@ -241,6 +288,16 @@ class Attempt:
             print(f"modelyard supervisor: {msg}", file=sys.stderr)
             if self.batcher is not None:
                 self.batcher.add_log(time.time(), "stderr", "[modelyard] " + msg)
+            return False
+        return True
+
+    def _remove_run_dir(self) -> None:
+        """Everything of the attempt is in the artifact store and the server has its end: the
+        run folder (code, outputs, log, spool) would only fill the disk, attempt after attempt."""
+        try:
+            shutil.rmtree(self.dirs.root)
+        except OSError as e:
+            print(f"modelyard supervisor: could not remove the run folder {self.dirs.root}: {e}", file=sys.stderr)
 
     def _event(self, event: dict[str, Any]) -> None:
         if self.batcher is not None:
@@ -249,6 +306,17 @@ class Attempt:
     def _system(self, sample: dict[str, Any]) -> None:
         if self.batcher is not None:
             self.batcher.add_system(sample)
+
+
+def _keep_reason(synced: bool, logged: bool, gone: bool) -> str | None:
+    """Why the run folder must stay after the attempt (it holds the only copy of something), or None."""
+    if gone:
+        return "the server ended the attempt, so its last outputs were not synced"
+    if not synced:
+        return "its outputs are not all in the artifact store"
+    if not logged:
+        return "its log could not be uploaded"
+    return None
 
 
 def install_stop_signals(attempt: Attempt) -> dict[int, Any]:

@@ -68,6 +68,10 @@ def _column(values: list[Any]) -> array:
     return col
 
 
+def _body(seq: int, logs: list[tuple[float, str, str]], *, events: list[dict[str, Any]], final: bool) -> bytes:
+    return orjson.dumps({"seq": seq, "logs": logs, "series": {}, "system": [], "events": events, "final": final})
+
+
 class Batcher:
     def __init__(self, spool: Path, *, max_items: int = 5000, interval: float = 0.2) -> None:
         self.spool = spool
@@ -184,6 +188,21 @@ class Batcher:
             last = self._final_cut and not self._ready
         self.path(seq).unlink(missing_ok=True)
         return last
+
+    def stripped(self, seq: int, note: str) -> bytes:
+        """Spooled batch ``seq`` less its lines, metrics and samples, with ``note`` instead; the
+        spool keeps this body. Its number, events and ``final`` stay: the job's start and end
+        still reach the server, and the sequence has no hole."""
+        batch = orjson.loads(self.path(seq).read_bytes())
+        body = _body(seq, [(time.time(), "stderr", f"[modelyard] {note}")], events=batch.get("events") or [],
+                     final=bool(batch.get("final")))
+        self.path(seq).write_bytes(body)
+        return body
+
+    @staticmethod
+    def filler(seq: int, note: str) -> bytes:
+        """An empty batch numbered ``seq`` with ``note``, for a number the server lacks and the spool no longer holds."""
+        return _body(seq, [(time.time(), "stderr", f"[modelyard] {note}")], events=[], final=False)
 
     @property
     def final_cut(self) -> bool:

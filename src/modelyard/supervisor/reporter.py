@@ -4,9 +4,17 @@ This module owns the HTTP side of docs/protocol.md "Reports": connection
 errors, 5xx, 408 and 429 are retried with capped exponential backoff (tenacity)
 for as long as the attempt lives; after a connection failure the optional
 ``server_file`` is re-read so a server restarted on another port is found.
-Another 4xx drops the batch with a note on stderr. A ``{"stop": true}`` reply
-is handed to ``on_stop``. The thread ends once the final batch is acknowledged,
-or when the final batch has waited past ``final_deadline``.
+The server takes only the batch one past the last it stored: a 409 naming an
+``expected_seq`` below the batch's means it lacks batches no longer spooled
+(acknowledged, then lost with a restored database), which are filled with empty
+ones so that nothing is reordered. Another 4xx refuses the batch's content: it
+is sent once more stripped to its number, events and a note (so the sequence
+has no hole and the job's end still arrives), and a refusal of that, like a
+410 (the attempt has ended or was declared lost), is final: ``on_gone`` is
+called and the thread ends, never spinning on a batch that cannot go. A
+``{"stop": true}`` reply is handed to ``on_stop``. The thread ends once the
+final batch is acknowledged, or when the final batch has waited past
+``final_deadline``.
 
 The transport is the standard library's ``http.client`` on one kept-alive
 connection (with TCP_NODELAY, so no report waits on Nagle / delayed ACK): httpx
@@ -31,8 +39,30 @@ from modelyard.supervisor.batch import Batcher
 _RETRY_STATUS = frozenset({408, 429})
 
 
+MAX_REFUSALS = 3  # of one batch, before the server's refusal is taken as final
+
+
 class _Retry(Exception):
     """A delivery failure worth retrying."""
+
+
+class _Refused(Exception):
+    """The server answered 4xx: retrying the same body cannot help."""
+
+    def __init__(self, status: int, content: bytes) -> None:
+        self.status = status
+        self.text = content[:500].decode("utf-8", "replace")
+        super().__init__(f"HTTP {status}: {self.text}")
+
+    @property
+    def expected_seq(self) -> int | None:
+        if self.status != 409:
+            return None
+        try:
+            expected = orjson.loads(self.text).get("expected_seq")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return expected if isinstance(expected, int) and expected >= 1 else None
 
 
 class Reporter:
@@ -48,6 +78,7 @@ class Reporter:
         final_deadline: float = 3600.0,
         server_file: Path | None = None,
         on_stop: Callable[[], None] = lambda: None,
+        on_gone: Callable[[str], None] = lambda _message: None,
     ) -> None:
         self.batcher = batcher
         self.server_url = server_url.rstrip("/")
@@ -57,6 +88,8 @@ class Reporter:
         self.final_deadline = final_deadline
         self.server_file = server_file
         self.on_stop = on_stop
+        self.on_gone = on_gone
+        self.refused: str | None = None  # why the server will take no more reports, once it said so
         self.done = threading.Event()  # set when the thread ends
         self.delivered = False  # the final batch was acknowledged
         self._final_since: float | None = None
@@ -94,14 +127,52 @@ class Reporter:
             return False
         if self.batcher.final_cut and self._final_since is None:
             self._final_since = time.monotonic()
-        if not self._send(seq, self.batcher.path(seq).read_bytes()):
-            return True  # gave up past the final deadline
+        if not self._deliver(seq):
+            return True  # gave up past the final deadline, or the server takes no more
         if self.batcher.acknowledged(seq):
             self.delivered = True
             return True
         return False
 
+    def _deliver(self, seq: int) -> bool:
+        """Send spooled batch ``seq`` until acknowledged; False when it never will be."""
+        body = self.batcher.path(seq).read_bytes()
+        for _ in range(MAX_REFUSALS):
+            try:
+                return self._send(seq, body)
+            except _Refused as r:
+                if r.status == 410:
+                    return self._gone(f"the server takes no more reports for this attempt: {r.text}")
+                expected = r.expected_seq
+                if expected is not None and expected < seq:
+                    if not self._fill(expected, seq):
+                        return False
+                    continue
+                print(f"modelyard supervisor: server refused batch {seq} ({r}); "
+                      "sending it stripped to its events", file=sys.stderr)
+                body = self.batcher.stripped(seq, f"batch {seq} was refused by the server ({r}); its lines, "
+                                                  "metrics and samples are lost")
+        return self._gone(f"the server refused batch {seq} {MAX_REFUSALS} times")
+
+    def _fill(self, start: int, end: int) -> bool:
+        """Empty batches ``start`` .. ``end - 1``, for numbers the server lacks and the spool no longer has."""
+        note = f"batches {start} to {end - 1} were acknowledged once but the server no longer has them"
+        for n in range(start, end):
+            try:
+                if not self._send(n, self.batcher.filler(n, note)):
+                    return False
+            except _Refused as r:
+                return self._gone(f"the server refused filler batch {n}: {r}")
+        return True
+
+    def _gone(self, message: str) -> bool:
+        print(f"modelyard supervisor: {message}; ending the job", file=sys.stderr)
+        self.refused = message
+        self.on_gone(message)
+        return False
+
     def _send(self, seq: int, body: bytes) -> bool:
+        """Post until acknowledged (True) or past the final deadline (False); a 4xx raises ``_Refused``."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retry),
             wait=tenacity.wait_exponential_jitter(initial=0.05, max=self.max_backoff),
@@ -129,8 +200,7 @@ class Reporter:
             conn, path = self._connection(url)
         except ValueError as e:
             # our own request is malformed (a bad URL): no retry can fix it
-            print(f"modelyard supervisor: cannot send batch {seq} to {url}: {e}; dropped", file=sys.stderr)
-            return
+            raise _Refused(0, f"cannot send batch {seq} to {url}: {e}".encode()) from None
         try:
             conn.request("POST", path, body=body, headers=self._headers)
             resp = conn.getresponse()
@@ -143,9 +213,7 @@ class Reporter:
         if status >= 500 or status in _RETRY_STATUS:
             raise _Retry(f"HTTP {status}")
         if status >= 400:
-            print(f"modelyard supervisor: server refused batch {seq} (HTTP {status}): "
-                  f"{content[:500].decode('utf-8', 'replace')}; dropped", file=sys.stderr)
-            return
+            raise _Refused(status, content)
         self._handle_reply(content)
 
     def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:

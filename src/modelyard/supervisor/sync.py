@@ -2,7 +2,9 @@
 
 This module owns when outputs are synced: every ``interval`` seconds while the
 job runs, and once more at the end (``final``), never two syncs at once. The
-fingerprint state lives here, so each sync uploads only what changed.
+fingerprint state lives here, so each sync uploads only what changed. A
+symlink that leads out of the output folder is never followed (the job could
+point one at the server's token): it is skipped, and the log says so once.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class OutputSyncer:
         self.note = note
         self.state: dict[str, Fingerprint] = {}
         self.syncs = 0
+        self._noted: set[str] = set()  # skipped links already named in the log
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="modelyard-sync", daemon=True)
@@ -43,10 +46,18 @@ class OutputSyncer:
                 self.note(f"output sync to {self.prefix} failed, will retry: {e}")
                 return None
             self.syncs += 1
+            for link in result.skipped_links:
+                if link not in self._noted:
+                    self._noted.add(link)
+                    self.note(f"skipped output link {link}: points outside the output folder")
             return result
 
-    def final(self) -> SyncResult | None:
+    def stop(self) -> None:
+        """End the periodic syncs, without a last one."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    def final(self) -> SyncResult | None:
+        self.stop()
         return self.sync_once()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from serverproc import ServerProc, cli, start_server
+from test_e2e_jobs import tar_gz
 
 from modelyard.client import Client, ClientError
 
@@ -199,9 +200,13 @@ def test_client_wait_returns_the_live_job_at_its_timeout(server: ServerProc, cli
 def test_client_upload_and_errors(client: Client, tmp_path: Path) -> None:
     assert client.health()["status"] == "ok"
     seen: list[tuple[int, int | None]] = []
-    up = client.upload_snapshot(iter([b"not really a tarball"]), progress=lambda d, t: seen.append((d, t)))
-    assert seen[-1][0] == len(b"not really a tarball")
+    snapshot = tar_gz({"train.py": b"print('hi')\n"})
+    up = client.upload_snapshot(iter([snapshot[:10], snapshot[10:]]), progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == len(snapshot)
     assert up["key"].startswith("snapshots/")
+    with pytest.raises(ClientError) as bad:  # the server reads the tar's headers before keeping it
+        client.upload_snapshot(iter([b"not really a tarball"]))
+    assert bad.value.status == 422 and bad.value.field == "snapshot"
     with pytest.raises(ClientError) as e:
         client.submit_job({"command": ["x"], "resources": {"gpus": -1}})
     assert e.value.status == 422 and e.value.field and "gpus" in e.value.field

@@ -17,8 +17,10 @@ VPY := $(CURDIR)/$(VENV)/bin/python
 # .venv's python, and a shim would add ~80 ms to every spawn.
 PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
 # Debian packages the tests need, as command:package pairs; a package is installed
-# only when its command is missing.
-TEST_DEB_PACKAGES ?= chromium:chromium
+# only when its command (a name on PATH, or an absolute path) is missing. Podman with
+# runc and catatonit (--init) runs the --image tests; debootstrap builds their images.
+TEST_DEB_PACKAGES ?= chromium:chromium podman:podman /usr/sbin/runc:runc \
+	/usr/libexec/podman/catatonit:catatonit /usr/sbin/debootstrap:debootstrap
 PYTEST_ARGS ?=
 # extra arguments for python -m bench, e.g. BENCH_ARGS='--no-peers --repeat 5'
 BENCH_ARGS ?=

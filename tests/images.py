@@ -53,8 +53,7 @@ def python_image() -> str:
     ref = f"localhost/modelyard-test-python:{recipe_tag()}"
     if _exists(ref):
         return ref
-    cache = Path(os.environ.get("MODELYARD_TEST_IMAGE_CACHE", "/var/cache/modelyard-test-images"))
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = image_cache()
     tarball = cache / f"python-{recipe_tag()}.tar"
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time on the machine
@@ -63,6 +62,20 @@ def python_image() -> str:
         if not _exists(ref):
             subprocess.run([podman(), "import", "--quiet", str(tarball), ref], check=True, capture_output=True)
     return ref
+
+
+def image_cache() -> Path:
+    """$MODELYARD_TEST_IMAGE_CACHE, else /var/cache/modelyard-test-images, else ~/.cache (not root)."""
+    wanted = os.environ.get("MODELYARD_TEST_IMAGE_CACHE")
+    for folder in [Path(wanted)] if wanted else [Path("/var/cache/modelyard-test-images"),
+                                                 Path.home() / ".cache" / "modelyard-test-images"]:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            continue
+        if os.access(folder, os.W_OK):
+            return folder
+    raise AssertionError("no writable folder for the test images' cache; set MODELYARD_TEST_IMAGE_CACHE")
 
 
 def _exists(ref: str) -> bool:

@@ -14,6 +14,10 @@ import httpx
 import pytest
 
 from conftest import wait_for
+from modelyard.jobs.launch import Environment, Sandbox
+from modelyard.jobs.states import TerminationReason
+from modelyard.supervisor.attempt import run_attempt
+from modelyard.supervisor.config import SupervisorConfig
 from images import podman, python_image
 from serverproc import cli, clean_env
 from servers import ServerProcess
@@ -153,3 +157,11 @@ def test_run_local_with_an_image_runs_as_a_job_would(image: str, tmp_path: Path)
     assert "at /modelyard/code /modelyard/output True" in done.stdout
     assert [p.read_text() for p in (home / "runs").glob("local-*/output/o.txt")] == ["x"]
     assert not [n for n in containers() if n.startswith("modelyard-local-")]
+
+
+def test_a_container_the_runtime_cannot_run_is_start_failed(image: str, tmp_path: Path) -> None:
+    config = SupervisorConfig(job_id="t", argv=["python3", "-c", "print('never')"], run_dir=tmp_path / "run",
+                              environment=Environment(image=image), sandbox=Sandbox(cpuset=[4095]))
+    outcome = run_attempt(config)  # local mode: no server, the outcome is returned
+    assert outcome.reason is TerminationReason.START_FAILED, outcome
+    assert outcome.message.startswith("the container could not be run: ") and "Error" in outcome.message

@@ -44,6 +44,7 @@ RUNTIME_VAR = "MODELYARD_CONTAINER_RUNTIME"
 MIN_SHM = 64 * 1024 * 1024
 DEFAULT_SHM = 2 * 1024 * 1024 * 1024
 _PROBE_TIMEOUT = 30.0
+RUNTIME_ERROR_EXIT = 125  # Podman's and Docker's own failure to run the container, not the command's
 
 
 @dataclass(frozen=True)

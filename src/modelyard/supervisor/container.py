@@ -146,13 +146,16 @@ def pick_runtime(choice: str | None = None, env: Mapping[str, str] | None = None
 
 def _probe(path: str) -> str | None:
     """None when the runtime can run containers, else why not (its own last line)."""
+    # Docker's server version needs its engine to answer; Podman has no engine, and its
+    # `version` (not `info`, ~0.8 s) reads its configuration, failing where that is broken.
+    probe = [path, "version"] if _is_podman(path) else [path, "version", "--format", "{{.Server.Version}}"]
     try:
-        p = subprocess.run([path, "info"], capture_output=True, text=True, timeout=_PROBE_TIMEOUT)
+        p = subprocess.run(probe, capture_output=True, text=True, timeout=_PROBE_TIMEOUT)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"does not answer ({e})"
     if p.returncode == 0:
         return None
-    return _last_line(p.stderr or p.stdout) or f"`{path} info` exited with {p.returncode}"
+    return _last_line(p.stderr or p.stdout) or f"`{' '.join(probe)}` exited with {p.returncode}"
 
 
 def ensure_image(runtime: str, image: str, note: Callable[[str], None]) -> None:

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from bench.harness import Side, alternate, summary, wait_until
-from bench.ours import TRIVIAL, Server, iso_time
+from bench.ours import Server, iso_time
 from bench.scenarios import ROOT, Context, row
 
 sys.path.insert(0, str(ROOT / "tests"))  # the image builder the tests use: one recipe, one cache
@@ -53,7 +53,7 @@ def submit_to_first_line(ctx: Context, server: Server, image: str) -> dict[str, 
         out = []
         for _ in range(n):
             t0 = time.perf_counter()
-            job_id = int(client.submit_job({"command": ["echo", "up"], "image": image, "resources": TRIVIAL})["id"])
+            job_id = server.submit(["echo", "up"], image=image)
             server.wait_state(job_id, {"running", "succeeded", "failed"})
             running.append(time.perf_counter() - t0)
             _first_line(server, job_id, "up")
@@ -72,8 +72,7 @@ def submit_to_first_line(ctx: Context, server: Server, image: str) -> dict[str, 
             proc.wait()
         return out
 
-    server.wait_state(int(client.submit_job({"command": ["true"], "image": image, "resources": TRIVIAL})["id"]),
-                      {"succeeded", "failed"})  # warm-up, as podman's side gets one
+    server.wait_state(server.submit(["true"], image=image), {"succeeded", "failed"})  # warm-up, as podman's side gets one
     alone()
     mine, baseline = Side("modelyard", ours), Side("podman run alone", alone)
     alternate([baseline, mine], ctx.sizes.repeat)
@@ -102,8 +101,7 @@ def training(ctx: Context, server: Server, image: str) -> dict[str, Any]:
         return bare_times[-1]
 
     def ours() -> float:
-        spec = {"command": ["python3", "-c", LOOP, str(iterations)], "image": image, "resources": {"cpus": 1}}
-        job_id = int(client.submit_job(spec)["id"])
+        job_id = server.submit(["python3", "-c", LOOP, str(iterations)], image=image, cpus=1)
         job = server.wait_state(job_id, {"succeeded", "failed"}, interval=0.05)
         if job["state"] != "succeeded":
             raise RuntimeError(f"the loop job ended {job['state']}: {job.get('message')}")

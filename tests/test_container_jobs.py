@@ -6,6 +6,7 @@ keep this file's time small. Podman missing fails these tests; they never skip.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +166,37 @@ def test_a_container_the_runtime_cannot_run_is_start_failed(image: str, tmp_path
     outcome = run_attempt(config)  # local mode: no server, the outcome is returned
     assert outcome.reason is TerminationReason.START_FAILED, outcome
     assert outcome.message.startswith("the container could not be run: ") and "Error" in outcome.message
+
+
+SLOW_PULL = """#!/bin/sh
+# A registry we cannot reach from here, played slowly: `pull` prints progress for 6 s, then fails.
+case "$1" in
+  version|rm) exit 0 ;;
+  image) exit 1 ;;
+  pull) for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo "Copying blob $i of 12"; sleep 0.5; done
+        echo "Error: simulated registry timeout" >&2; exit 125 ;;
+esac
+exit 125
+"""
+
+
+def test_a_long_pull_shows_its_progress_and_is_not_taken_for_a_dead_supervisor(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "podman").write_text(SLOW_PULL)
+    (fake / "podman").chmod(0o755)
+    env = {"PATH": f"{fake}:{os.environ['PATH']}", "MODELYARD_HEARTBEAT_TIMEOUT": "2",
+           "MODELYARD_CONTAINER_RUNTIME": "podman"}
+    srv = ServerProcess(tmp_path / "home", env=env).start()
+    try:
+        with srv.client() as c:
+            job = submit(c, "registry.example/slow:1", "print('never')")
+            done = wait_state(c, job["id"], "failed", timeout=60)
+            lines = texts(c, job["id"])
+            events = c.get(f"/jobs/{job['id']}/events").json()["events"]
+    finally:
+        srv.stop()
+    assert done["attempts"][0]["reason"] == "start_failed", done  # not lost, though the pull outlasted 2 s
+    assert "simulated registry timeout" in done["attempts"][0]["message"]
+    assert sum(x.startswith("[modelyard] pull: Copying blob") for x in lines) == 12
+    assert "lost" not in [e["to"] for e in events]

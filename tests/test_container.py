@@ -39,6 +39,11 @@ def test_the_argv_mounts_names_and_ends_with_image_and_command() -> None:
     assert pairs(argv, "--env") == ["A", "B"]  # names only: values never in a visible argv
     assert argv[argv.index("--") + 1:] == ["localhost/img:1", "python3", "train.py", "--lr", "0.1"]
     assert pairs(argv, "--pull") == ["never"] and "--init" in argv  # pulled beforehand; signals reach the job
+    assert "--replace" in argv  # a dead supervisor's leftover of the same name goes
+    docker = run_argv("docker", spec(), name="n", mounts=MOUNTS, env_names=[], pidfile=Path("/p"))
+    assert "--replace" not in docker and "--pidfile" not in docker  # Podman's flags only
+    withpid = run_argv("podman", spec(), name="n", mounts=MOUNTS, env_names=[], pidfile=Path("/runs/7-2/c.pid"))
+    assert pairs(withpid, "--pidfile") == ["/runs/7-2/c.pid"]
 
 
 def test_limits_user_and_shm_come_from_the_sandbox() -> None:

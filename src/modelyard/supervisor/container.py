@@ -98,7 +98,8 @@ def gpu_flags(runtime: str, gpus: Sequence[int]) -> list[str]:
     return [arg for g in gpus for arg in ("--device", f"nvidia.com/gpu={g}")]  # Podman: CDI names
 
 
-def run_argv(runtime: str, spec: LaunchSpec, *, name: str, mounts: Mounts, env_names: Sequence[str]) -> list[str]:
+def run_argv(runtime: str, spec: LaunchSpec, *, name: str, mounts: Mounts, env_names: Sequence[str],
+             pidfile: Path | None = None) -> list[str]:
     """The runtime's ``run`` command line for this attempt (pure: no I/O).
 
     Variables are passed by name only (``-e NAME``: the value comes from the
@@ -107,6 +108,10 @@ def run_argv(runtime: str, spec: LaunchSpec, *, name: str, mounts: Mounts, env_n
     argv = [runtime, "run", "--name", name, "--pull", "never", "--init", "--network", "host",
             "--workdir", CODE, "--shm-size", str(shm_size(sb.memory)),
             "--cap-drop", "all", "--security-opt", "no-new-privileges", "--log-driver", "none"]
+    if _is_podman(runtime):
+        # --replace: a leftover of the same name (a dead supervisor's) goes, without a separate rm;
+        # --pidfile: the container's init pid, for the sampler, without polling inspect
+        argv += ["--replace"] + (["--pidfile", str(pidfile)] if pidfile is not None else [])
     for vol in mounts.volumes():
         argv += ["--volume", vol]
     for key in sorted(env_names):
@@ -180,6 +185,13 @@ def remove_container(runtime: str, name: str) -> None:
                    capture_output=True, timeout=120)
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
 def _is_podman(runtime: str) -> bool:
     return Path(runtime).name.startswith("podman")
 
@@ -198,13 +210,17 @@ class Container:
 
     runtime: str
     name: str
+    pidfile: Path
 
     def start(self, spec: LaunchSpec, *, mounts: Mounts, env: Mapping[str, str], cwd: Path,
               note: Callable[[str], None]) -> JobProcess:
         inside = container_env(spec, env, mounts)
-        remove_container(self.runtime, self.name)  # a leftover of the same name would refuse the run
+        if not _is_podman(self.runtime):
+            remove_container(self.runtime, self.name)  # a leftover of the same name would refuse the run
         ensure_image(self.runtime, spec.environment.image or "", note)
-        argv = run_argv(self.runtime, spec, name=self.name, mounts=mounts, env_names=list(inside))
+        self.pidfile.unlink(missing_ok=True)
+        argv = run_argv(self.runtime, spec, name=self.name, mounts=mounts, env_names=list(inside),
+                        pidfile=self.pidfile)
         client_env = {**os.environ, **inside}
         note(f"running in image {spec.environment.image} as container {self.name}")
         return JobProcess.start(argv, cwd=cwd, env=client_env)
@@ -218,11 +234,12 @@ class Container:
         """The host pid of the container's init, whose tree is the job (the client's is not);
         the client's own pid if the container does not come up within ``timeout``."""
         deadline = time.monotonic() + timeout
+        podman = _is_podman(self.runtime)
         while not job.exited.is_set() and time.monotonic() < deadline:
-            pid = self._inspect("{{.State.Pid}}")
+            pid = _read(self.pidfile) if podman else self._inspect("{{.State.Pid}}")
             if pid.isdigit() and int(pid) > 0:
                 return int(pid)
-            job.exited.wait(0.1)
+            job.exited.wait(0.02 if podman else 0.1)
         return job.pid
 
     def out_of_memory(self, returncode: int, memory: int) -> bool:
@@ -249,7 +266,8 @@ class Container:
 def start_container(spec: SupervisorConfig, *, cwd: Path, resume_dir: Path | None, data_dir: Path | None,
                     note: Callable[[str], None]) -> tuple[Container, JobProcess]:
     """The attempt's call site: pick the runtime, pull the image if needed, start the container."""
-    container = Container(pick_runtime(spec.environment.container_runtime), container_name(spec))
+    container = Container(pick_runtime(spec.environment.container_runtime), container_name(spec),
+                          spec.run_dir / "container.pid")
     data = data_dir or spec.data_dir
     mounts = Mounts(code=cwd, output=spec.dirs.output, data=data, resume=resume_dir)
     # base={}: the container gets the job's variables only, never the supervisor's PATH, HOME...

@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
 
 from conftest import wait_for
@@ -67,6 +68,10 @@ def test_a_hostile_image_job_reaches_only_its_own_mounts(server: ServerProcess) 
                             "image": image, "env": {"VICTIM_KEY": SECRET}})
         wait_for(lambda: any(x["text"] == "up" for x in all_logs(c, victim["id"])), timeout=90, what="the victim")
         victim_run = server.home / "runs" / f"{victim['id']}-1"
+        # the runtime's client gets variables by name: no value in a command line that `ps` shows to anyone
+        lines = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+        assert any(f"modelyard-{victim['id']}-1" in x for x in lines), "the victim's podman client is running"
+        assert not any(SECRET in x for x in lines)
         targets = {"token": server.home / "token", "database": server.home / "modelyard.db",
                    "victim_config": victim_run / "supervisor.json",
                    "victim_output": victim_run / "output" / "weights.bin"}

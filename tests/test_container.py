@@ -71,6 +71,14 @@ def test_gpus_are_exactly_the_jobs_and_renumbered_inside() -> None:
     assert "MODELYARD_RESUME_DIR" not in env
 
 
+def test_path_and_home_are_the_images_unless_the_job_sets_them() -> None:
+    host = {"PATH": "/bin:/usr/bin", "HOME": "/runs/7-2/home", "LANG": "C.UTF-8"}
+    assert {"PATH", "HOME"} & container_env(spec(), host, MOUNTS).keys() == set()
+    own = container_env(spec(env={"PATH": "/opt/conda/bin:/usr/bin"}), {**host, "PATH": "/opt/conda/bin:/usr/bin"},
+                        MOUNTS)
+    assert own["PATH"] == "/opt/conda/bin:/usr/bin" and "HOME" not in own and own["LANG"] == "C.UTF-8"
+
+
 def test_names_follow_job_and_attempt() -> None:
     assert container_name(spec()) == "modelyard-7-2"
     local = container_name(spec(server_url=None, job_id="local"))
@@ -78,7 +86,7 @@ def test_names_follow_job_and_attempt() -> None:
 
 
 def test_limit_text_is_what_the_oom_message_shows() -> None:
-    assert [limit_text(n) for n in (2 << 30, 100 << 20, 1536 << 20, 512)] == ["2G", "100M", "1536M", "512B"]
+    assert [limit_text(n) for n in (2 << 30, 100 << 20, 1536 << 20, 512)] == ["2G", "100M", "1.5G", "512B"]
 
 
 def test_detection_skips_a_docker_client_with_no_engine(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,6 +44,7 @@ RUNTIME_VAR = "MODELYARD_CONTAINER_RUNTIME"
 MIN_SHM = 64 * 1024 * 1024
 DEFAULT_SHM = 2 * 1024 * 1024 * 1024
 _PROBE_TIMEOUT = 30.0
+_IMAGES_OWN = ("PATH", "HOME")
 RUNTIME_ERROR_EXIT = 125  # Podman's and Docker's own failure to run the container, not the command's
 
 
@@ -74,8 +75,10 @@ def container_name(spec: LaunchSpec) -> str:
 
 
 def container_env(spec: LaunchSpec, env: Mapping[str, str], mounts: Mounts) -> dict[str, str]:
-    """The job's own variables (never the supervisor's), with the contract's paths as seen inside."""
-    inside = dict(env)
+    """The job's own variables (never the supervisor's), with the contract's paths as seen inside.
+    ``PATH`` and ``HOME`` are the image's unless the job's ``env`` sets them: the host's make no
+    sense inside (an image's Python is often on a PATH of its own, /opt/conda/bin)."""
+    inside = {k: v for k, v in env.items() if k not in _IMAGES_OWN or k in spec.env}
     inside["MODELYARD_OUTPUT_DIR"] = OUTPUT
     if mounts.data is not None:
         inside["MODELYARD_DATA_DIR"] = DATA
@@ -276,11 +279,8 @@ def start_container(spec: SupervisorConfig, *, cwd: Path, resume_dir: Path | Non
 
 
 def limit_text(n: int) -> str:
-    """2G, 512M, 100K: the largest binary unit that divides ``n`` exactly (bytes otherwise)."""
-    for unit, size in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size}{unit}"
-    for unit, size in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+    """``2G``, ``100M``, ``1.5G``: the way a person wrote the limit (as the sandbox's message says it)."""
+    for unit, size in (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024)):
         if n >= size:
-            return f"{n / size:.1f}{unit}"
+            return f"{n / size:.2f}".rstrip("0").rstrip(".") + unit
     return f"{n}B"

@@ -134,8 +134,12 @@ def test_a_missing_image_fails_start_failed_with_the_runtimes_message(server: Se
 
 def test_memory_and_cpus_are_the_containers_limits(server: ServerProcess, image: str) -> None:
     hog = "x = bytearray(400 * 1024 * 1024)\nprint('survived', len(x))\n"
-    quota = ("print('quota', int(open('/sys/fs/cgroup/cpu/cpu.cfs_quota_us').read())"
-             " / int(open('/sys/fs/cgroup/cpu/cpu.cfs_period_us').read()))")
+    quota = ("import os\n"
+             "if os.path.exists('/sys/fs/cgroup/cpu.max'):\n"  # cgroup v2
+             "    q, p = open('/sys/fs/cgroup/cpu.max').read().split()\n"
+             "else:\n"  # v1, as on this project's machines
+             "    q, p = open('/sys/fs/cgroup/cpu/cpu.cfs_quota_us').read(), open('/sys/fs/cgroup/cpu/cpu.cfs_period_us').read()\n"
+             "print('quota', int(q) / int(p))")
     with server.client() as c:
         big = submit(c, image, hog, resources={"memory": "100M", "cpus": 0.5})
         cpu = submit(c, image, quota, resources={"cpus": 0.5})

@@ -7,11 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import gpu_check
-from bench.ours import Server
 from images import podman, use_test_containers_conf
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # bench/ is not installed; `python -m pytest` finds it, plain `pytest` too
+from bench import gpu_check  # noqa: E402
+from bench.ours import Server  # noqa: E402
 
 
 def test_the_check_says_plainly_when_there_is_no_gpu() -> None:

@@ -81,7 +81,7 @@ try:
 except ImportError:
     pass
 print(json.dumps(seen), flush=True)
-time.sleep(6)
+time.sleep(4)  # long enough for both jobs to be seen running at once
 """
 
 

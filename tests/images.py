@@ -115,3 +115,15 @@ def apt_mirror(etc: Path = Path("/etc/apt")) -> str:
             if m and "security" not in m.group(1):
                 return m.group(1)
     return "http://deb.debian.org/debian"
+
+
+def remove_containers_under(home: Path) -> list[str]:
+    """Remove the containers of a test server's jobs (those whose run folder is under ``home``):
+    a server stopped in a test's teardown leaves its supervisors' containers, by design."""
+    out = subprocess.run([podman(), "ps", "-a", "--format", '{{.Names}} {{index .Labels "modelyard.run_dir"}}'],
+                         capture_output=True, text=True, check=True).stdout
+    names = [n for n, _, run_dir in (line.partition(" ") for line in out.splitlines())
+             if run_dir.startswith(f"{home}/")]
+    if names:
+        subprocess.run([podman(), "rm", "-f", "-t", "0", *names], capture_output=True, check=True)
+    return names

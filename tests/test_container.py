@@ -40,6 +40,7 @@ def test_the_argv_mounts_names_and_ends_with_image_and_command() -> None:
     assert argv[argv.index("--") + 1:] == ["localhost/img:1", "python3", "train.py", "--lr", "0.1"]
     assert pairs(argv, "--pull") == ["never"] and "--init" in argv  # pulled beforehand; signals reach the job
     assert "--replace" in argv  # a dead supervisor's leftover of the same name goes
+    assert pairs(argv, "--label") == ["modelyard.run_dir=/runs/7-2"]  # whose it is: the server's home
     docker = run_argv("docker", spec(), name="n", mounts=MOUNTS, env_names=[], pidfile=Path("/p"))
     assert "--replace" not in docker and "--pidfile" not in docker  # Podman's flags only
     withpid = run_argv("podman", spec(), name="n", mounts=MOUNTS, env_names=[], pidfile=Path("/runs/7-2/c.pid"))

@@ -19,7 +19,7 @@ from modelyard.jobs.launch import Environment, Sandbox
 from modelyard.jobs.states import TerminationReason
 from modelyard.supervisor.attempt import run_attempt
 from modelyard.supervisor.config import SupervisorConfig
-from images import podman, python_image
+from images import podman, python_image, remove_containers_under
 from serverproc import cli, clean_env
 from servers import ServerProcess
 from test_e2e_jobs import all_logs, tar_gz, wait_state
@@ -36,6 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, image: str) -> Iterator[Ser
     srv = ServerProcess(home, env={"MODELYARD_CAPACITY": "cpus=2,memory=8G", "MODELYARD_STOP_GRACE": "2"}).start()
     yield srv
     srv.stop()
+    remove_containers_under(home)
 
 
 def submit(c: httpx.Client, image: str, code: str, *, snapshot: str | None = None, **spec: object) -> dict:

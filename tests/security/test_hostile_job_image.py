@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from conftest import wait_for
-from images import python_image
+from images import python_image, remove_containers_under
 from servers import ServerProcess
 from test_e2e_jobs import all_logs, wait_state
 
@@ -51,6 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
                         env={"MODELYARD_CAPACITY": "cpus=2,memory=8G"}).start()
     yield srv
     srv.stop()
+    remove_containers_under(srv.home)
 
 
 def submit(c: httpx.Client, spec: dict) -> dict:

@@ -110,7 +110,8 @@ def run_argv(runtime: str, spec: LaunchSpec, *, name: str, mounts: Mounts, env_n
     sb = spec.sandbox
     argv = [runtime, "run", "--name", name, "--pull", "never", "--init", "--network", "host",
             "--workdir", CODE, "--shm-size", str(shm_size(sb.memory)),
-            "--cap-drop", "all", "--security-opt", "no-new-privileges", "--log-driver", "none"]
+            "--cap-drop", "all", "--security-opt", "no-new-privileges", "--log-driver", "none",
+            "--label", f"modelyard.run_dir={spec.run_dir}"]  # which server's: its home holds run_dir
     if _is_podman(runtime):
         # --replace: a leftover of the same name (a dead supervisor's) goes, without a separate rm;
         # --pidfile: the container's init pid, for the sampler, without polling inspect

@@ -4,6 +4,8 @@
 #   make test      everything the tests need (Python and Debian packages, PostgreSQL), then pytest
 #   make demo      train the digits example as a job through the CLI
 #   make bench     the benchmarks, side by side with MLflow and Ray Jobs (BENCH_ARGS='--only ingest_sqlite')
+#   make gpu-check on a machine with an NVIDIA GPU: the GPU paths, in at most 5 minutes (prints JSON)
+#   make gpu-wheels  wheels/ for gpu-check on a machine with no network (carry the folder along)
 #
 # Variables: PYTHON (interpreter to build .venv from), PYTEST_ARGS (extra pytest
 # arguments, e.g. PYTEST_ARGS='-k policy -x'), TEST_DEB_PACKAGES (below).
@@ -17,8 +19,10 @@ VPY := $(CURDIR)/$(VENV)/bin/python
 # .venv's python, and a shim would add ~80 ms to every spawn.
 PYTHON ?= $(shell python3 -c 'import sys; print(sys.executable)')
 # Debian packages the tests need, as command:package pairs; a package is installed
-# only when its command is missing.
-TEST_DEB_PACKAGES ?= chromium:chromium
+# only when its command (a name on PATH, or an absolute path) is missing. Podman with
+# runc and catatonit (--init) runs the --image tests; debootstrap builds their images.
+TEST_DEB_PACKAGES ?= chromium:chromium podman:podman /usr/sbin/runc:runc \
+	/usr/libexec/podman/catatonit:catatonit /usr/sbin/debootstrap:debootstrap
 PYTEST_ARGS ?=
 # extra arguments for python -m bench, e.g. BENCH_ARGS='--no-peers --repeat 5'
 BENCH_ARGS ?=
@@ -38,7 +42,7 @@ define install_extras
 endef
 comma := ,
 
-.PHONY: help install test demo bench deb-packages postgres clean
+.PHONY: help install test demo bench gpu-check gpu-wheels deb-packages postgres clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -57,6 +61,19 @@ demo: install
 # The peers (pinned MLflow and Ray) install into bench/.peers-venv on first use.
 bench: install postgres
 	$(VPY) -m bench $(BENCH_ARGS)
+
+# With wheels/ (make gpu-wheels) the project installs offline; else as `make install` does.
+# PyTorch is optional there: without it the digits check reports itself not run.
+gpu-check:
+	@if ! $(VPY) -c 'import modelyard' 2>/dev/null && [ -d wheels ]; then \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV) && \
+	  $(VPY) -m pip install -q --no-index --find-links wheels modelyard; \
+	fi
+	@$(VPY) -c 'import modelyard' 2>/dev/null || $(MAKE) --no-print-directory install
+	timeout 300 $(VPY) -m bench.gpu_check
+
+gpu-wheels:
+	$(VPY) -m pip wheel -q -w wheels .
 
 deb-packages:
 	@missing=""; \

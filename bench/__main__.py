@@ -20,13 +20,15 @@ import orjson
 import psutil
 
 import modelyard
+from bench import containers
 from bench import scenarios as sc
 from bench.ours import Server
 from bench.peers import PINS, PeerAgent
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 NAMES = ["submit_to_running", "throughput_50_jobs", "ingest_sqlite", "read_1m_downsampled", "read_100k_series",
-         "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "digits_demo", "memory"]
+         "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "digits_demo", "memory",
+         "submit_to_first_line_image", "training_image"]
 
 
 def machine() -> dict[str, Any]:
@@ -89,6 +91,11 @@ class Run:
         self.do("server_start", lambda: sc.server_start(ctx))
         self.do("scheduling_pass", lambda: sc.scheduling(ctx))
         self.do("memory", lambda: sc.memory(ctx))
+        if self.wanted("submit_to_first_line_image", "training_image"):
+            image = containers.prepare()  # before the server starts: it inherits CONTAINERS_CONF
+            with Server() as server:
+                self.do("submit_to_first_line_image", lambda: containers.submit_to_first_line(ctx, server, image))
+                self.do("training_image", lambda: containers.training(ctx, server, image))
         if self.wanted("digits_demo"):  # last: minutes of training, and no peer
             with Server() as server:
                 self.do("digits_demo", lambda: sc.demo(ctx, server))

@@ -123,11 +123,14 @@ class Server:
 
     # -- jobs ---------------------------------------------------------------
 
-    def submit(self, command: list[str] | str, *, workdir: Path | None = None, **resources: Any) -> int:
+    def submit(self, command: list[str] | str, *, workdir: Path | None = None, image: str | None = None,
+               **resources: Any) -> int:
         assert self.client is not None
         spec: dict[str, Any] = {"command": command, "resources": {**TRIVIAL, **resources}}
         if workdir is not None:
             spec["workdir"] = str(workdir)
+        if image is not None:
+            spec["image"] = image
         return int(self.client.submit_job(spec)["id"])
 
     def state(self, job_id: int) -> str:

@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = {"submit_to_running", "throughput_50_jobs", "ingest_sqlite", "ingest_postgresql", "read_100k_series",
         "read_1m_downsampled", "server_start", "log_to_stream", "scheduling_pass", "digits_demo",
-        "rss_server_idle", "rss_server_50_running", "rss_supervisor"}
+        "rss_server_idle", "rss_server_50_running", "rss_supervisor", "submit_to_first_line_image",
+        "training_image"}
 
 
 def test_quick_bench_runs_every_scenario_and_prints_its_json(tmp_path: Path) -> None:

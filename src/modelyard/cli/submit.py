@@ -101,6 +101,7 @@ def run(
     env: Env = None,
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 2h")] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="in MODELYARD_DATA_DIR, as a job gets it (NAME: its latest version)")] = None,
+    image: Image = None,
 ) -> None:
     """Run a command in the foreground exactly as a job would run (same folders and variables).
 
@@ -108,6 +109,7 @@ def run(
     there; MODELYARD_OUTPUT_DIR is that run's output/ folder. With --dataset the version is
     materialised first: from this machine's store into the dataset cache jobs share, or,
     with MODELYARD_URL set, downloaded from that server into the run's data/ folder.
+    With --image it runs in a container of that image, at the paths a job's container has.
 
     Example: modelyard run --local --dataset digits -- python train.py --epochs 1
     """
@@ -125,6 +127,7 @@ def run(
             spec.argv(), workdir=Path.cwd(), run_dir=run_dir, env=spec.env, gpus=_gpu_list(gpus),
             max_runtime=spec.max_runtime, stop_grace=settings.stop_grace,
             max_snapshot_bytes=settings.max_snapshot_bytes, snapshot_progress=progress, data_dir=data_dir,
+            image=image,
         )
     note(f"outputs in {run_dir / 'output'}")
     raise typer.Exit(outcome.shell_exit_code)

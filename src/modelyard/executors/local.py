@@ -357,7 +357,13 @@ def _remove_container(run_dir: Path) -> None:
     except (OSError, ValueError):
         return
     if spec.environment.image:
-        # HOOK(containers): call modelyard.supervisor.container.remove_container(runtime,
-        # f"modelyard-{spec.job_id}-{spec.attempt}") here once container.py is on main.
-        log.warning("job %s attempt %s: its container is not removed (no container support yet)",
-                    spec.job_id, spec.attempt)
+        # Imported here: only a container job's kill needs the supervisor's container module.
+        from modelyard.supervisor.container import container_name, pick_runtime, remove_container
+        from modelyard.supervisor.runner import StartFailed
+
+        try:
+            runtime = pick_runtime(spec.environment.container_runtime)
+        except StartFailed as e:  # no runtime answers now: nothing can be running in one either
+            log.warning("job %s attempt %s: its container is not removed: %s", spec.job_id, spec.attempt, e)
+            return
+        remove_container(runtime, container_name(spec))

@@ -3,6 +3,7 @@
 Modules, one responsibility each:
     config   CONFIG.json, the run folder layout, the job's environment
     runner   the job's process group: start, SIGTERM -> grace -> SIGKILL
+    container  a job in an image: the runtime's argv, pull, stop and removal by name
     output   stdout/stderr line by line: log.txt, metric parsing, echo
     batch    the current batch and the on-disk spool, with sequence numbers
     reporter delivery of spooled batches to the server, with retries

@@ -29,6 +29,7 @@ from modelyard.storage import ArtifactStore, extract_snapshot
 from modelyard.storage.snapshot import SnapshotLimits
 from modelyard.supervisor.batch import Batcher
 from modelyard.supervisor.config import SupervisorConfig, job_env
+from modelyard.supervisor.container import RUNTIME_ERROR_EXIT, Container, start_container
 from modelyard.supervisor.output import OutputPump
 from modelyard.supervisor.reporter import Reporter
 from modelyard.supervisor.runner import JobProcess, StartFailed, describe_exit, exit_code
@@ -67,6 +68,7 @@ class Attempt:
         self.gone = threading.Event()  # the server takes no more reports: the attempt is over there
         self._wake = threading.Event()
         self.syncer: OutputSyncer | None = None
+        self.container: Container | None = None  # set when the command runs in an image
         self.reporter = self._make_reporter()
 
     def _make_reporter(self) -> Reporter | None:
@@ -107,6 +109,8 @@ class Attempt:
         finally:
             if self.job is not None:
                 self.job.end_group(0.0 if self.gone.is_set() else self.config.stop_grace)  # leftovers: daemons the command left behind
+            if self.container is not None:
+                self.container.remove()
         return self._finish(self.job, reason, message)
 
     def _run_command(self) -> tuple[TerminationReason, str]:
@@ -118,14 +122,21 @@ class Attempt:
             if self.stop_requested.is_set():
                 self.pump.note("stopped before the command started")
                 return TerminationReason.STOPPED_BY_USER, TerminationReason.STOPPED_BY_USER.message()
-            job = self.job = JobProcess.start(self.config.argv, cwd=cwd, env=env)
+            if self.config.environment.image:
+                # the argv and env to exec become the container's (supervisor/container.py)
+                self.container, job = start_container(self.config, cwd=cwd, resume_dir=resume_dir,
+                                                      data_dir=data_dir, note=self.pump.note)
+                self.job = job
+            else:
+                job = self.job = JobProcess.start(self.config.argv, cwd=cwd, env=env)
         except StartFailed as e:
             self.pump.note(str(e))
             return TerminationReason.START_FAILED, str(e)
         self._record_group(job)
         self._event({"type": "started", "t": time.time(), "pid": job.pid})
         self.pump.start(job.proc.stdout, job.proc.stderr)  # type: ignore[arg-type]
-        sampler = Sampler(job.pid, self.config.gpus, self.config.sample_interval, self._system)
+        pid = job.pid if self.container is None else self.container.main_pid(job)
+        sampler = Sampler(pid, self.config.gpus, self.config.sample_interval, self._system)
         sampler.start()
         self.syncer = self._make_syncer()
         try:
@@ -232,6 +243,8 @@ class Attempt:
             self.pump.note(f"max_runtime of {self.config.max_runtime:g}s reached: sending SIGTERM to the job")
         elif reason is TerminationReason.STOPPED_BY_USER:
             self.pump.note("stop requested: sending SIGTERM to the job")
+        if reason is not None and self.container is not None:
+            self.container.stop(grace)  # the container itself, not only its client
         if reason is not None:
             job.end_group(grace, on_kill=lambda: self.pump.note(f"still running {grace:g}s after SIGTERM: sending SIGKILL"))
         job.exited.wait()
@@ -242,6 +255,10 @@ class Attempt:
             return reason, reason.message()
         if rc == 0:
             return TerminationReason.EXIT_ZERO, TerminationReason.EXIT_ZERO.message()
+        if self.container is not None and self.container.out_of_memory(rc, self.config.sandbox.memory):
+            return TerminationReason.EXIT_NONZERO, self.container.oom_message(self.config.sandbox.memory)
+        if self.container is not None and rc == RUNTIME_ERROR_EXIT:  # the runtime, not the command, failed
+            return TerminationReason.START_FAILED, f"the container could not be run: {self.pump.tail_text()}"
         tail = self.pump.tail_text()
         return TerminationReason.EXIT_NONZERO, describe_exit(rc) + (f"; last lines:\n{tail}" if tail else "")
 

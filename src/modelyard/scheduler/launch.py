@@ -94,7 +94,9 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         sample_interval=ctx.sample_interval,
         dataset=job.dataset,  # pinned "name:version", materialised before the command starts
         dataset_cache=dataset_cache_dir(ctx.settings),
-        environment=Environment(image=spec.image, requirements=spec.requirements),
+        environment=Environment(image=spec.image, requirements=spec.requirements,
+                                venv_cache=ctx.settings.venv_cache_dir, venv_cache_size=ctx.settings.venv_cache_size,
+                                venv_python=ctx.settings.venv_python),
         sandbox=Sandbox(cpus=attempt.resources.cpus, memory=attempt.resources.memory),
         max_snapshot_bytes=ctx.settings.max_snapshot_bytes,
         max_snapshot_files=ctx.settings.max_snapshot_files,

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from conftest import wait_for
+from serverproc import clean_env, cli
 from servers import ServerProcess
 from test_e2e_jobs import all_logs, submit, wait_state
 from wheels import local_requirements, make_wheel
@@ -151,3 +152,22 @@ def test_the_interpreter_is_part_of_the_key_and_can_be_chosen(tmp_path: Path, wh
     debian = venv.acquire(tmp_path, req, python="/usr/bin/python3", size_limit=10**12, note=lambda _: None, stop=stop)
     assert mine.key != debian.key
     assert "home = /usr/bin" in (debian.path / "pyvenv.cfg").read_text()
+
+
+def test_run_local_requirements_runs_in_the_venv_a_job_would_get(tmp_path: Path, wheels: Path) -> None:
+    home = tmp_path / "home"
+    code = tmp_path / "code"
+    code.mkdir()
+    req = tmp_path / "requirements.txt"
+    req.write_text(local_requirements(wheels, "tinypkg==2.0"))
+    key = venv.venv_key(req.read_text(), sys.executable, sys.version)
+    first = cli(["run", "--local", "--requirements", str(req), "--", *SHOW], clean_env(home), cwd=code)
+    assert first.returncode == 0, first.stderr
+    assert f"tinypkg 2 {home / 'cache' / 'venvs' / key}" in first.stdout  # the cache jobs on this machine share
+    assert "building virtualenv" in first.stderr and "+ tinypkg==2.0" in first.stderr
+    again = cli(["run", "--local", "--requirements", str(req), "--", *SHOW], clean_env(home), cwd=code)
+    assert again.returncode == 0 and "from the cache" in again.stderr and "building" not in again.stderr
+
+    req.write_text(local_requirements(wheels, "tinypkg==9.9"))
+    bad = cli(["run", "--local", "--requirements", str(req), "--", *SHOW], clean_env(home), cwd=code)
+    assert bad.returncode == 127 and "No solution found" in bad.stderr, bad.stderr

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modelyard.errors import ModelyardError
+from modelyard.jobs.launch import Environment
 from modelyard.storage import extract_snapshot, make_snapshot
 from modelyard.storage.snapshot import Progress
 from modelyard.supervisor.attempt import Outcome, run_attempt
@@ -65,6 +66,7 @@ def run_local(
     job_id: str = "local",
     attempt: int = 1,
     snapshot_progress: Progress | None = None,
+    environment: Environment | None = None,
 ) -> Outcome:
     """Run ``argv`` in the foreground exactly as the platform would, printing its output.
 
@@ -72,7 +74,8 @@ def run_local(
     ``max_snapshot_bytes``) and unpacked into ``run_dir/code``, where the command
     runs with the platform's variables; outputs land in ``run_dir/output``. Keep
     ``run_dir`` outside ``workdir``. Ctrl-C stops the job (SIGTERM, grace, SIGKILL).
-    Exit with ``outcome.shell_exit_code``.
+    ``environment`` is what the command runs in, as for a job (e.g. a requirements venv
+    from this machine's cache). Exit with ``outcome.shell_exit_code``.
     """
     dirs = RunDirs(Path(run_dir).resolve())
     dirs.create()
@@ -82,7 +85,7 @@ def run_local(
         workdir=dirs.code, env=dict(env or {}), gpus=list(gpus),
         resume_dir=Path(resume_dir).resolve() if resume_dir else None,
         data_dir=Path(data_dir).resolve() if data_dir else None,
-        max_runtime=max_runtime, stop_grace=stop_grace,
+        max_runtime=max_runtime, stop_grace=stop_grace, environment=environment or Environment(),
     )
     return run_attempt(config)
 

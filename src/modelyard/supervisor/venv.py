@@ -213,15 +213,16 @@ def _make_root(root: Path) -> None:
 
 
 def _open_to_all(tree: Path) -> int:
-    """Make ``tree`` readable (and its executables runnable) by every uid; its size in bytes."""
+    """Make ``tree`` readable (and its executables runnable) by every uid, and writable only by
+    its owner, whatever the umask; its size in bytes."""
     total = 0
     for dirpath, _dirs, files in os.walk(tree):
-        os.chmod(dirpath, os.stat(dirpath).st_mode | 0o755)
+        os.chmod(dirpath, (os.stat(dirpath).st_mode | 0o755) & ~0o022)
         for name in files:
             p = os.path.join(dirpath, name)
             st = os.lstat(p)
             total += st.st_size
             if not os.path.islink(p):
                 extra = 0o444 | (0o111 if st.st_mode & 0o100 else 0)
-                os.chmod(p, st.st_mode | extra)
+                os.chmod(p, (st.st_mode | extra) & ~0o022)
     return total

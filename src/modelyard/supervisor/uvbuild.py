@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +20,6 @@ import uv
 
 from modelyard.supervisor.runner import StartFailed
 
-REQUIREMENTS_FILE = "modelyard-requirements.txt"  # kept in the venv: what it was built from
 TAIL_LINES = 15  # of uv's output, in the failure message: the resolver's explanation
 
 
@@ -30,14 +30,18 @@ def uv_bin() -> str:
 def build_venv(target: Path, python: str, requirements: str, *, note: Callable[[str], None],
                stop: threading.Event) -> None:
     """Create a venv in ``target`` (absent) with ``python`` and install ``requirements`` into it.
-    StartFailed with uv's last lines when uv fails (an unresolvable requirement, say)."""
+    StartFailed with uv's last lines when uv fails (an unresolvable requirement, say).
+
+    The requirements are not kept in the venv, which every uid may read: they may hold an
+    index URL with credentials. uv reads them from a file only the server's uid can read."""
     target.mkdir(parents=True)
-    req = target / REQUIREMENTS_FILE
-    req.write_text(requirements)
     _uv(["venv", "--relocatable", "--python", python, "--no-project", str(target), "--allow-existing"],
         cwd=target, note=note, stop=stop, what="create the virtualenv")
-    _uv(["pip", "install", "--python", str(target / "bin" / "python"), "-r", str(req)],
-        cwd=target, note=note, stop=stop, what="install the requirements")
+    with tempfile.NamedTemporaryFile("w", prefix=".requirements-", suffix=".txt", dir=target.parent) as req:
+        req.write(requirements)  # NamedTemporaryFile is mode 0600
+        req.flush()
+        _uv(["pip", "install", "--python", str(target / "bin" / "python"), "-r", req.name],
+            cwd=target, note=note, stop=stop, what="install the requirements")
 
 
 def _uv(args: list[str], *, cwd: Path, note: Callable[[str], None], stop: threading.Event, what: str) -> None:

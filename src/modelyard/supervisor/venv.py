@@ -12,7 +12,8 @@ build. The cache root (``MODELYARD_VENV_CACHE``, default
     KEY.lock              flock, exclusive while KEY is checked, built or evicted
     KEY.use               flock, shared by each job using KEY for its whole life;
                           eviction needs it exclusive, so a running job's venv is never removed
-    .tmp-KEY-*/           a build in progress (a dead supervisor's leftover is removed by the next build)
+    .tmp-KEY-*/           a build in progress (a dead supervisor's leftover is removed by the next build or sweep)
+    .trash-KEY-*/         an evicted venv being deleted
 
 A job takes KEY.use while it holds KEY.lock, and eviction takes KEY.lock before
 it tries KEY.use: between them no venv is removed under a job that just got it.
@@ -139,6 +140,7 @@ def _build(root: Path, key: str, python: str, requirements: str, *, note: Note, 
 
 def evict(root: Path, limit: int, *, keep: str | None = None, note: Note | None = None) -> list[str]:
     """Remove the least recently used venvs no job holds until the cache fits ``limit``; their keys."""
+    _sweep(root)
     entries = sorted(_entries(root))
     total = sum(size for _, _, size in entries)
     removed: list[str] = []
@@ -151,6 +153,19 @@ def evict(root: Path, limit: int, *, keep: str | None = None, note: Note | None 
             if note is not None:
                 note(f"environment cache over {format_size(limit)}: evicted virtualenv {key} ({format_size(size)})")
     return removed
+
+
+def _sweep(root: Path) -> None:
+    """Remove what dead supervisors left: evictions cut short, and builds no one holds the lock of."""
+    for p in root.glob(".trash-*"):
+        shutil.rmtree(p, ignore_errors=True)  # renamed out of the cache: nobody can be using it
+    for p in root.glob(".tmp-*-*"):
+        key = p.name.split("-")[1]
+        try:
+            with _flock(root / f"{key}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
+                shutil.rmtree(p, ignore_errors=True)
+        except BlockingIOError:
+            pass  # being built right now
 
 
 def _entries(root: Path) -> Iterator[tuple[float, str, int]]:

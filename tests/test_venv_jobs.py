@@ -86,6 +86,21 @@ def test_two_jobs_asking_at_once_make_one_build_and_a_later_job_reuses_it(
     assert (root / key).stat().st_mode & 0o005 == 0o005  # readable by a job of another uid
 
 
+def test_a_job_waiting_for_another_jobs_build_can_be_stopped(server: ServerProcess, wheels: Path) -> None:
+    req = local_requirements(wheels, "tinypkg==3.0")
+    root = cache_root(server)
+    root.mkdir(parents=True, exist_ok=True)
+    with server.client() as c, open(root / f"{venv.venv_key(req, sys.executable, sys.version)}.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a build that never ends
+        job = submit(c, SHOW, requirements=req)["id"]
+        wait_for(lambda: any("waiting for another job's build" in t for t in texts(c, job)), timeout=60,
+                 what="the job to wait for the build")
+        assert c.post(f"/jobs/{job}/stop").status_code == 200
+        done = wait_state(c, job, "stopped", "failed", timeout=30)
+        assert done["state"] == "stopped", done
+        assert any("stopped while waiting for the environment" in t for t in texts(c, job))
+
+
 def test_an_unresolvable_requirement_fails_the_attempt_with_the_resolvers_message(
         server: ServerProcess, wheels: Path) -> None:
     with server.client() as c:

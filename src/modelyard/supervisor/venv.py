@@ -42,7 +42,7 @@ from modelyard.supervisor.uvbuild import build_venv
 
 SIZE_FILE = ".modelyard-size"
 USED_FILE = ".modelyard-used"
-DEFAULT_CACHE_SIZE = 20 * 1024**3
+LOCK_POLL = 0.1  # seconds between tries for an entry another job is building
 
 Note = Callable[[str], None]
 
@@ -93,7 +93,7 @@ def acquire(root: Path, requirements: str, *, python: str | None, size_limit: in
     key = venv_key(requirements, python, python_version(python))
     _make_root(root)
     entry = root / key
-    with _flock(root / f"{key}.lock", fcntl.LOCK_EX, waiting=lambda: note(
+    with _flock(root / f"{key}.lock", fcntl.LOCK_EX, stop=stop, waiting=lambda: note(
             f"environment: waiting for another job's build of virtualenv {key}")):
         use_fd = _lock_fd(root / f"{key}.use", fcntl.LOCK_SH)
         try:
@@ -119,6 +119,11 @@ def acquire_for(config: SupervisorConfig, *, note: Note, stop: threading.Event) 
                        size_limit=env.venv_cache_size, note=note, stop=stop)
     except OSError as e:
         raise StartFailed(f"could not prepare the job's virtualenv: {e}") from None
+    except StartFailed as e:
+        if not stop.is_set():
+            raise
+        note(str(e))
+        return None  # a stop, not a failure: the attempt ends stopped before its command starts
 
 
 def _build(root: Path, key: str, python: str, requirements: str, *, note: Note, stop: threading.Event) -> None:
@@ -196,7 +201,10 @@ def _try_remove(root: Path, key: str) -> bool:
 
 
 @contextmanager
-def _flock(path: Path, flags: int, *, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+def _flock(path: Path, flags: int, *, waiting: Callable[[], None] | None = None,
+           stop: threading.Event | None = None) -> Iterator[None]:
+    """Hold an flock on ``path``. With ``waiting``: called once if another holds it, then wait for
+    it, polling so that a ``stop`` ends the wait (a blocked flock would not wake for a stop)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -205,10 +213,20 @@ def _flock(path: Path, flags: int, *, waiting: Callable[[], None] | None = None)
             if waiting is None:
                 raise
             waiting()
-            fcntl.flock(fd, flags)
+            _wait_for_lock(fd, flags, stop or threading.Event())
         yield
     finally:
         os.close(fd)  # closing the descriptor drops the lock
+
+
+def _wait_for_lock(fd: int, flags: int, stop: threading.Event) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, flags | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if stop.wait(LOCK_POLL):
+                raise StartFailed("stopped while waiting for the environment") from None
 
 
 def _lock_fd(path: Path, flags: int) -> int:

@@ -29,7 +29,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,7 +128,7 @@ def acquire_for(config: SupervisorConfig, *, note: Note, stop: threading.Event) 
 def _build(root: Path, key: str, python: str, requirements: str, *, note: Note, stop: threading.Event) -> None:
     for leftover in root.glob(f".tmp-{key}-*"):  # a build whose supervisor died; we hold the lock
         shutil.rmtree(leftover, ignore_errors=True)
-    tmp = root / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp = root / f".tmp-{key}-{os.urandom(4).hex()}"
     note(f"environment: building virtualenv {key} with {python} (uv)")
     started = time.monotonic()
     try:
@@ -190,7 +189,7 @@ def _try_remove(root: Path, key: str) -> bool:
         with _flock(root / f"{key}.lock", fcntl.LOCK_EX | fcntl.LOCK_NB):
             use_fd = _lock_fd(root / f"{key}.use", fcntl.LOCK_EX | fcntl.LOCK_NB)
             try:
-                trash = root / f".trash-{key}-{uuid.uuid4().hex[:8]}"
+                trash = root / f".trash-{key}-{os.urandom(4).hex()}"
                 os.rename(root / key, trash)
             finally:
                 os.close(use_fd)

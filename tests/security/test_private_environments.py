@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from servers import ServerProcess
+from servers import ServerProcess, ui_sign_in
 
 SECRET_REQUIREMENTS = "--index-url https://alice:hunter2@pypi.example/simple\nprivate-pkg==1.0\n"
 
@@ -50,7 +50,7 @@ def test_another_users_private_environment_is_invisible_and_unusable(
         assert m.delete("/environments/alices").status_code == 404
         # the web form lists only what mallory may use
         with httpx.Client(base_url=server.url, timeout=30) as browser:
-            assert browser.post("/ui/login", data={"token": tokens["mallory"], "next": "/ui/new"}).status_code == 303
+            assert ui_sign_in(browser, tokens["mallory"], "/ui/new").status_code == 303
             page = browser.get("/ui/new")
             assert page.status_code == 200 and "alices" not in page.text and "hunter2" not in page.text
             data = browser.get("/ui/new?format=json").json()

@@ -26,8 +26,8 @@ from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.server import (
-    auth, routes_datasets, routes_environments, routes_jobs, routes_secrets, routes_streams, routes_system, routes_tokens, routes_ui_api,
-    web,
+    auth, routes_datasets, routes_environments, routes_jobs, routes_secrets, routes_streams, routes_system,
+    routes_tokens, routes_ui_api, web,
 )
 from modelyard.server.platform import Platform
 from modelyard.store.users import add_token, create_user, get_user_by_name, user_for_token

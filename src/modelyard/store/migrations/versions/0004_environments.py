@@ -5,14 +5,14 @@ stores one per owner; ``submit --environment NAME`` pins its image or
 requirements into the job's spec and keeps the name in ``jobs.environment``.
 
 Revision ID: 0004
-Revises: 0007
+Revises: 0008
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0004'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

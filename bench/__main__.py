@@ -22,13 +22,14 @@ import psutil
 import modelyard
 from bench import containers
 from bench import scenarios as sc
+from bench import venvs
 from bench.ours import Server
 from bench.peers import PINS, PeerAgent
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-NAMES = ["submit_to_running", "throughput_50_jobs", "ingest_sqlite", "read_1m_downsampled", "read_100k_series",
-         "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "digits_demo", "memory",
-         "submit_to_first_line_image", "training_image"]
+NAMES = ["submit_to_running", "submit_to_running_venv", "throughput_50_jobs", "ingest_sqlite", "read_1m_downsampled",
+         "read_100k_series", "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "digits_demo",
+         "memory", "submit_to_first_line_image", "training_image"]
 
 
 def machine() -> dict[str, Any]:
@@ -86,6 +87,9 @@ class Run:
                     self.do("read_1m_downsampled", lambda: sc.read_downsampled(ctx, server, job[0]))
                 self.do("read_100k_series", lambda: sc.read_series(ctx, server))
                 self.do("log_to_stream", lambda: sc.live_stream(ctx, server))
+        if self.wanted("submit_to_running_venv"):
+            with Server() as server:
+                self.do("submit_to_running_venv", lambda: venvs.submit_to_running_venv(ctx, server))
         if self.wanted("ingest_postgresql"):
             self.do("ingest_postgresql", self._postgres)
         self.do("server_start", lambda: sc.server_start(ctx))

@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Dialog, Page, Playwright, expect, sync_
 
 from conftest import wait_for
 from servers import ServerProcess
+from wheels import local_requirements, make_wheel
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -446,3 +447,30 @@ def test_a_real_training_run_on_its_job_page(page: Page, server: ServerProcess) 
     page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
     if os.environ.get("MODELYARD_UPDATE_SCREENSHOT") == "1":
         page.screenshot(path=str(DOCS_SCREENSHOT), full_page=True)
+
+
+def test_the_form_offers_environments_and_puts_their_errors_beside_the_field(
+        page: Page, server: ServerProcess, tmp_path: Path) -> None:
+    make_wheel(tmp_path / "wheels")
+    req = local_requirements(tmp_path / "wheels", "tinypkg==1.0")
+    with server.client() as c:
+        made = c.post("/environments", json={"name": "tiny-env", "requirements": req, "description": "one wheel"})
+        assert made.status_code == 201, made.text
+    page.goto(f"{server.url}/ui/new")
+    page.fill("#f-command", "python -c 'import tinypkg; print(\"value\", tinypkg.VALUE)'")
+    page.select_option("#f-environment", "tiny-env")
+    page.fill("#f-image", "localhost/train:1")
+    page.click("button[type=submit]")  # two of the three: checked in the browser, nothing is sent
+    expect(page.locator('[data-error-for="image"]')).to_contain_text("give one of a named environment, an image")
+    page.select_option("#f-environment", "")
+    page.fill("#f-image", "not an image")
+    page.click("button[type=submit]")  # the API's error.field puts it beside the image field
+    expect(page.locator('[data-error-for="image"]')).to_contain_text("is not an image reference")
+    page.fill("#f-image", "")
+    page.select_option("#f-environment", "tiny-env")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/ui/jobs/\d+$"))
+    expect(page.locator(".runs-in")).to_contain_text("environment tiny-env")
+    expect(page.locator(".runs-in pre.requirements")).to_contain_text("tinypkg==1.0")
+    job_state(page).to_have_attribute("data-state", "succeeded")
+    expect(page.locator("#log .ln", has_text="value 42")).to_have_count(1)

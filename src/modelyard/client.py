@@ -283,6 +283,24 @@ class Client:
         path = f"/datasets/{quote(name, safe='')}" + (f"/{quote(version, safe='')}" if version else "")
         return self._request("DELETE", path)
 
+    # -- environments -----------------------------------------------------
+
+    def create_environment(self, name: str, *, image: str | None = None, requirements: str | None = None,
+                           description: str = "") -> dict[str, Any]:
+        """A named environment of exactly one of ``image`` and ``requirements`` (a file's text)."""
+        body = {"name": name, "image": image, "requirements": requirements, "description": description}
+        return self._request("POST", "/environments", json=body)
+
+    def list_environments(self) -> dict[str, Any]:
+        """``{"environments": [ENVIRONMENT...]}``: the user's own and the admins' (everyone's, for an admin)."""
+        return self._request("GET", "/environments")
+
+    def get_environment(self, name: str) -> dict[str, Any]:
+        return self._request("GET", f"/environments/{quote(name, safe='')}")
+
+    def remove_environment(self, name: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/environments/{quote(name, safe='')}")
+
     def download_dataset_file(
         self, name: str, version: str, path: str, dest: Path, *, progress: Progress | None = None
     ) -> Path:

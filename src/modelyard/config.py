@@ -25,6 +25,9 @@
 | MODELYARD_AUTH_FAILURES | 10/minute (failed sign-ins and bad tokens per client address, then 429) |
 | MODELYARD_BEHIND_TLS_PROXY | off; 1: Secure cookies, X-Forwarded-* trusted from MODELYARD_TRUSTED_PROXIES |
 | MODELYARD_TRUSTED_PROXIES | 127.0.0.1 (the proxy's addresses, when behind one) |
+| MODELYARD_VENV_CACHE | $MODELYARD_HOME/cache/venvs (the machine's `--requirements` virtualenvs) |
+| MODELYARD_VENV_CACHE_SIZE | 20G (least recently used venvs no job holds are evicted past it) |
+| MODELYARD_VENV_PYTHON | the server's Python (the interpreter job venvs are made with) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
 """
 from __future__ import annotations
@@ -71,12 +74,19 @@ class Settings:
     auth_failures: str = "10/minute"  # a `limits` rate: failures per client address
     behind_tls_proxy: bool = False
     trusted_proxies: str = "127.0.0.1"
+    venv_cache: Path | None = None  # None: home/cache/venvs
+    venv_cache_size: int = 20 * 1024**3
+    venv_python: str | None = None  # None: the server's (and so the supervisor's) sys.executable
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def runs_dir(self) -> Path:
         """Where supervisors unpack code and write outputs on this machine."""
         return self.home / "runs"
+
+    @property
+    def venv_cache_dir(self) -> Path:
+        return self.venv_cache or self.home / "cache" / "venvs"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -104,6 +114,10 @@ class Settings:
             auth_failures=env.get("MODELYARD_AUTH_FAILURES") or "10/minute",
             behind_tls_proxy=env.get("MODELYARD_BEHIND_TLS_PROXY", "").lower() in ("1", "true", "yes", "on"),
             trusted_proxies=env.get("MODELYARD_TRUSTED_PROXIES") or "127.0.0.1",
+            venv_cache=Path(env["MODELYARD_VENV_CACHE"]).expanduser().resolve() if env.get("MODELYARD_VENV_CACHE")
+            else None,
+            venv_cache_size=parse_size(env.get("MODELYARD_VENV_CACHE_SIZE", "20G")),
+            venv_python=env.get("MODELYARD_VENV_PYTHON") or None,
         )
 
 

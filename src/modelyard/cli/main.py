@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import admin, datasets, jobs, observe, secrets, submit, tokens
+from modelyard.cli import admin, datasets, environments, jobs, observe, secrets, submit, tokens
 from modelyard.cli.errors import ModelyardGroup
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("clone")(jobs.clone)  # ID comes first, so options may follow it; th
 app.command("wait")(jobs.wait)
 app.command("download")(observe.download)
 app.add_typer(datasets.dataset_app, name="dataset")
+app.add_typer(environments.environment_app, name="environment")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(secrets.secret_app, name="secret")
 app.add_typer(tokens.token_app, name="token")

@@ -91,6 +91,7 @@ def job_summary(job: Mapping[str, Any]) -> Table:
         ("owner", job.get("owner") or ""),
         ("command", command if isinstance(command, str) else " ".join(command or [])),
         ("resources", format_resources(job.get("resources") or {})),
+        ("runs in", runs_in(job)),
         ("priority", str(job.get("priority", 0))),
         ("max runtime", format_duration(job.get("max_runtime"))),
         ("sync every", format_duration(job.get("sync_interval"))),
@@ -104,6 +105,17 @@ def job_summary(job: Mapping[str, Any]) -> Table:
         if value:
             table.add_row(f"[bold]{key}[/]", value)
     return table
+
+
+def runs_in(job: Mapping[str, Any]) -> str:
+    """What the job runs in: its named environment, and the image or requirements it was pinned to."""
+    named = f"environment {job['environment']}: " if job.get("environment") else ""
+    if job.get("image"):
+        return f"{named}image {job['image']}"
+    if job.get("requirements"):
+        pins = [ln.strip() for ln in job["requirements"].splitlines() if ln.strip() and not ln.lstrip().startswith(("#", "-"))]
+        return f"{named}a uv virtualenv of {', '.join(pins[:4])}{', ...' if len(pins) > 4 else ''}"
+    return ""  # the server's Python: said by saying nothing, as before
 
 
 def attempts_table(attempts: list[dict[str, Any]]) -> Table:

@@ -102,6 +102,7 @@ def run(
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 2h")] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="in MODELYARD_DATA_DIR, as a job gets it (NAME: its latest version)")] = None,
     image: Image = None,
+    requirements: Requirements = None,
 ) -> None:
     """Run a command in the foreground exactly as a job would run (same folders and variables).
 
@@ -109,7 +110,8 @@ def run(
     there; MODELYARD_OUTPUT_DIR is that run's output/ folder. With --dataset the version is
     materialised first: from this machine's store into the dataset cache jobs share, or,
     with MODELYARD_URL set, downloaded from that server into the run's data/ folder.
-    With --image it runs in a container of that image, at the paths a job's container has.
+    With --image it runs in a container of that image, at the paths a job's container has;
+    with --requirements, in the uv virtualenv a job would get, from this machine's cache.
 
     Example: modelyard run --local --dataset digits -- python train.py --epochs 1
     """
@@ -118,7 +120,11 @@ def run(
     # The supervisor (and the storage it snapshots with) is only needed by this command.
     from modelyard.supervisor import run_local
 
-    spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime})
+    from modelyard.scheduler.launch import environment_for
+
+    spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime,
+                             "requirements": read_requirements(requirements) if requirements else None,
+                             "image": image})
     settings = Settings.from_env()
     run_dir = settings.runs_dir / time.strftime("local-%Y%m%d-%H%M%S")
     data_dir = _local_dataset(dataset, settings, run_dir) if dataset else None
@@ -127,7 +133,7 @@ def run(
             spec.argv(), workdir=Path.cwd(), run_dir=run_dir, env=spec.env, gpus=_gpu_list(gpus),
             max_runtime=spec.max_runtime, stop_grace=settings.stop_grace,
             max_snapshot_bytes=settings.max_snapshot_bytes, snapshot_progress=progress, data_dir=data_dir,
-            image=image,
+            environment=environment_for(settings, image=spec.image, requirements=spec.requirements),
         )
     note(f"outputs in {run_dir / 'output'}")
     raise typer.Exit(outcome.shell_exit_code)

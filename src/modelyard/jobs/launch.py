@@ -40,6 +40,10 @@ class Environment(_Frozen):
     image: str | None = None  # a container image reference, run with Podman or Docker
     requirements: str | None = None  # the text of a requirements file: a uv virtualenv built for it
     container_runtime: Literal["podman", "docker"] | None = None  # None: whichever the machine has
+    # the machine's venv cache (supervisor/venv.py); None: beside runs/, as the dataset cache
+    venv_cache: Path | None = None
+    venv_cache_size: int = Field(20 * 1024**3, ge=0)  # bytes; least recently used venvs go past it
+    venv_python: str | None = None  # the interpreter venvs are made with; None: the supervisor's
 
 
 class Sandbox(_Frozen):

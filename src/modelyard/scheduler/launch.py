@@ -31,6 +31,12 @@ def log_key(job_id: int, attempt: int) -> str:
     return f"jobs/{job_id}/attempts/{attempt}/log.txt"
 
 
+def environment_for(settings: Settings, *, image: str | None = None, requirements: str | None = None) -> Environment:
+    """What a command runs in, with this machine's venv cache settings (a job's, and ``run --local``'s)."""
+    return Environment(image=image, requirements=requirements, venv_cache=settings.venv_cache_dir,
+                       venv_cache_size=settings.venv_cache_size, venv_python=settings.venv_python)
+
+
 @dataclass(frozen=True)
 class LaunchContext:
     settings: Settings
@@ -94,7 +100,7 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         sample_interval=ctx.sample_interval,
         dataset=job.dataset,  # pinned "name:version", materialised before the command starts
         dataset_cache=dataset_cache_dir(ctx.settings),
-        environment=Environment(image=spec.image, requirements=spec.requirements),
+        environment=environment_for(ctx.settings, image=spec.image, requirements=spec.requirements),
         sandbox=Sandbox(cpus=attempt.resources.cpus, memory=attempt.resources.memory),
         max_snapshot_bytes=ctx.settings.max_snapshot_bytes,
         max_snapshot_files=ctx.settings.max_snapshot_files,

@@ -26,8 +26,8 @@ from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.server import (
-    auth, routes_datasets, routes_jobs, routes_secrets, routes_streams, routes_system, routes_tokens, routes_ui_api,
-    web,
+    auth, routes_datasets, routes_environments, routes_jobs, routes_secrets, routes_streams, routes_system,
+    routes_tokens, routes_ui_api, web,
 )
 from modelyard.server.platform import Platform
 from modelyard.store.users import add_token, create_user, get_user_by_name, user_for_token
@@ -48,7 +48,8 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="modelyard", version=modelyard.__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.platform = platform
-    for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_secrets):
+    for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_secrets,
+                   routes_environments):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(routes_tokens.router, prefix="/api/v1")
     web.install(app)  # the browser UI under /ui: pages, static files, the cookie session

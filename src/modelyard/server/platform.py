@@ -29,6 +29,7 @@ from modelyard.secrets import SecretBox
 from modelyard.server.dataset_service import DatasetService
 from modelyard.server.serialize import job_to_dict
 from modelyard.storage.store import ArtifactStore
+from modelyard.store import environments as store_environments
 from modelyard.store import jobs as store_jobs
 from modelyard.store import secrets as store_secrets
 from modelyard.store.db import Database
@@ -75,10 +76,12 @@ class Platform:
     # -- commands ---------------------------------------------------------------------------
 
     def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None,
-               sealed_secrets: str | None = None) -> Job:
-        """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source)."""
+               sealed_secrets: str | None = None, pinned_environment: str | None = None) -> Job:
+        """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source);
+        ``pinned_environment``: the name a clone's already-pinned image or requirements came from."""
         policy.check_satisfiable(spec.resources, self.capacity)
         check_webhooks(spec.webhooks, self.webhook_allow)
+        spec, environment = self.pin_environment(user, spec) if spec.environment else (spec, pinned_environment)
         self._check_stored_secrets(user, spec)
         sealed = sealed_secrets if sealed_secrets is not None else self._seal_inline_secrets(spec)
         if snapshot is not None and (not snapshot.startswith("snapshots/") or not self.storage.exists(snapshot)):
@@ -86,7 +89,7 @@ class Platform:
         dataset = self.pin_dataset(spec.dataset, user).ref if spec.dataset else None
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
                                     dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset, user),
-                                    sealed_secrets=sealed)
+                                    sealed_secrets=sealed, environment=environment)
         self.scheduler.wake()
         return job
 
@@ -121,7 +124,9 @@ class Platform:
             raise ModelyardError(ErrorCode.INVALID, f"job {job_id} holds secrets of {source.owner}, given inline; "
                                  "only they may clone it", field="secrets")
         return self.submit(user, spec, snapshot=source.snapshot_key, resume_from=source.id if resume else None,
-                           sealed_secrets=source.sealed_secrets)  # the inline secrets' values go on with it
+                           sealed_secrets=source.sealed_secrets,  # the inline secrets' values go on with it
+                           # the spec holds the image or requirements the source was pinned to, not today's
+                           pinned_environment=source.environment)
 
     # -- secrets (README "Secrets") --------------------------------------------------------------
 
@@ -160,6 +165,21 @@ class Platform:
     def remove_secret(self, user: User, name: str) -> None:
         if not store_secrets.delete_secret(self.db, user.id, name):
             raise not_found(f"secret {name}")
+
+    # -- environments -----------------------------------------------------------------------
+
+    def pin_environment(self, user: User, spec: JobSpec) -> tuple[JobSpec, str]:
+        """``spec`` with its named environment replaced by that environment's image or requirements,
+        so a later change of the environment changes no submitted job; and the name. One the user
+        cannot see is not_found, as one that does not exist."""
+        assert spec.environment is not None
+        try:
+            env = store_environments.get_environment(self.db, spec.environment, user=user)
+        except ModelyardError as e:
+            raise ModelyardError(e.code, e.message, field="environment") from None
+        data = spec.model_dump()
+        data.update(environment=None, image=env.image, requirements=env.requirements)
+        return JobSpec.model_validate(data), env.name
 
     # -- datasets ---------------------------------------------------------------------------
 

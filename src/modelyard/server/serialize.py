@@ -6,7 +6,7 @@ from typing import Any
 
 from modelyard.datasets import Manifest
 from modelyard.jobs.spec import MASK
-from modelyard.store.records import Attempt, Event, Job
+from modelyard.store.records import Attempt, Event, Job, NamedEnvironment
 from modelyard.store.secrets import SecretInfo
 
 
@@ -34,8 +34,17 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "secrets": {name: MASK for name in s.secrets},  # names only: a value is never shown back
         "snapshot": job.snapshot_key, "resume_from": job.resume_from,
         "dataset": job.dataset, "dataset_requested": s.dataset,
+        # what it runs in: the image or requirements it was pinned to, and the named environment they came from
+        "image": s.image, "requirements": s.requirements, "environment": job.environment,
         "created_at": iso(job.created_at), "queued_at": iso(job.queued_at),
         "started_at": iso(job.started_at), "ended_at": iso(job.ended_at),
+    }
+
+
+def environment_to_dict(e: NamedEnvironment) -> dict[str, Any]:
+    return {
+        "name": e.name, "owner": e.owner, "shared": e.owner_is_admin, "image": e.image,
+        "requirements": e.requirements, "description": e.description, "created_at": iso(e.created_at),
     }
 
 

@@ -74,6 +74,7 @@ def create_job(
     db: Database, *, user: User, spec: JobSpec, snapshot_key: str | None,
     resume_from: int | None = None, dataset: str | None = None, dataset_check: Callable[[], object] | None = None,
     now: float | None = None, sealed_secrets: str | None = None,
+    environment: str | None = None,
 ) -> Job:
     """Queue a job; ``dataset`` is the pinned version ("name:version") it will read;
     ``sealed_secrets`` its inline secrets' values, sealed (the spec keeps only their names).
@@ -91,6 +92,7 @@ def create_job(
             spec=orjson.dumps(spec.model_dump(mode="json")).decode(), snapshot_key=snapshot_key,
             resume_from=resume_from, retries_left=spec.retries, attempt=0,
             created_at=now, queued_at=now, dataset=dataset, secrets=sealed_secrets,
+            environment=environment,
         ).returning(jobs.c.id)).scalar_one()
         conn.execute(events.insert().values(
             job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason="submitted",

@@ -79,6 +79,20 @@ class Job:
     ended_at: float | None
     dataset: str | None = None  # the pinned version, "name:version"
     sealed_secrets: str | None = None  # the inline secrets' values, sealed (modelyard/secrets.py); never shown
+    environment: str | None = None  # the named environment its image or requirements came from
+
+
+@dataclass(frozen=True)
+class NamedEnvironment:
+    id: int
+    name: str
+    user_id: int
+    owner: str
+    owner_is_admin: bool
+    image: str | None
+    requirements: str | None
+    description: str
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,15 @@ def job_from_row(row: sa.Row[Any]) -> Job:
         resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
         started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
+        environment=m["environment"],
+    )
+
+
+def environment_from_row(row: sa.Row[Any]) -> NamedEnvironment:
+    m = row._mapping
+    return NamedEnvironment(
+        id=m["id"], name=m["name"], user_id=m["user_id"], owner=m["owner"], owner_is_admin=bool(m["owner_is_admin"]),
+        image=m["image"], requirements=m["requirements"], description=m["description"], created_at=m["created_at"],
     )
 
 

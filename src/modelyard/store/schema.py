@@ -81,11 +81,27 @@ jobs = sa.Table(
     # the secrets given inline at submit, {name: value} as one token sealed with the server's key
     # (modelyard/secrets.py); the spec keeps only their names
     sa.Column("secrets", sa.Text),
+    # the named environment the job was submitted with; its image or requirements are pinned in spec
+    sa.Column("environment", sa.String(100)),
     # the scheduler reads queued jobs in this order on every pass
     sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
     sa.Index("ix_jobs_user", "user_id", "id"),
     # removing a dataset version asks which jobs use it; `dataset show` lists them
     sa.Index("ix_jobs_dataset", "dataset", "id"),
+)
+
+# Named environments (``modelyard environment create``): an admin's are offered to every
+# user, a user's only to that user. Exactly one of image and requirements is set.
+environments = sa.Table(
+    "environments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("image", sa.String(500)),
+    sa.Column("requirements", sa.Text),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("user_id", "name", name="uq_environments_owner_name"),
 )
 
 attempts = sa.Table(

@@ -35,6 +35,7 @@ from modelyard.supervisor.reporter import Reporter
 from modelyard.supervisor.runner import JobProcess, StartFailed, describe_exit, exit_code
 from modelyard.supervisor.sampler import Sampler
 from modelyard.supervisor.sync import OutputSyncer
+from modelyard.supervisor.venv import VenvLease, acquire_for
 
 START_FAILED_EXIT = 127  # what a shell returns for a command it cannot run
 
@@ -100,6 +101,7 @@ class Attempt:
         if self.reporter is not None:
             self.reporter.start()
         self.job: JobProcess | None = None
+        self.venv: VenvLease | None = None
         try:
             reason, message = self._run_command()
         except Exception as e:  # a supervisor bug still ends the job and sends a final report
@@ -111,12 +113,18 @@ class Attempt:
                 self.job.end_group(0.0 if self.gone.is_set() else self.config.stop_grace)  # leftovers: daemons the command left behind
             if self.container is not None:
                 self.container.remove()
+            if self.venv is not None:
+                self.venv.release()  # the cache may evict it now
         return self._finish(self.job, reason, message)
 
     def _run_command(self) -> tuple[TerminationReason, str]:
         try:
             cwd, resume_dir, data_dir = self._prepare()
             env = job_env(self.config, resume_dir=resume_dir, data_dir=data_dir)
+            # --requirements: PATH gets the venv's bin (supervisor/venv.py), built or from the cache
+            self.venv = acquire_for(self.config, note=self.pump.note, stop=self.stop_requested)
+            if self.venv is not None:
+                env = self.venv.activate(env)
             if self.gone.is_set():
                 return TerminationReason.SUPERVISOR_LOST, "the server ended the attempt before the command started"
             if self.stop_requested.is_set():

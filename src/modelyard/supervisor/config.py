@@ -66,6 +66,11 @@ class SupervisorConfig(LaunchSpec):
         """``$MODELYARD_HOME/cache/datasets`` when run_dir is ``$MODELYARD_HOME/runs/ID-N``."""
         return self.dataset_cache or self.run_dir.parent.parent / "cache" / "datasets"
 
+    @property
+    def venv_cache_dir(self) -> Path:
+        """``$MODELYARD_HOME/cache/venvs`` when run_dir is ``$MODELYARD_HOME/runs/ID-N``."""
+        return self.environment.venv_cache or self.run_dir.parent.parent / "cache" / "venvs"
+
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "SupervisorConfig":
         try:

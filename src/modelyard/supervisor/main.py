@@ -66,7 +66,7 @@ def run_local(
     job_id: str = "local",
     attempt: int = 1,
     snapshot_progress: Progress | None = None,
-    image: str | None = None,
+    environment: Environment | None = None,
 ) -> Outcome:
     """Run ``argv`` in the foreground exactly as the platform would, printing its output.
 
@@ -74,8 +74,8 @@ def run_local(
     ``max_snapshot_bytes``) and unpacked into ``run_dir/code``, where the command
     runs with the platform's variables; outputs land in ``run_dir/output``. Keep
     ``run_dir`` outside ``workdir``. Ctrl-C stops the job (SIGTERM, grace, SIGKILL).
-    Exit with ``outcome.shell_exit_code``. With ``image`` the command runs in a
-    container of it, as a job's would (supervisor/container.py).
+    ``environment`` is what the command runs in, as for a job (e.g. a requirements venv
+    from this machine's cache). Exit with ``outcome.shell_exit_code``.
     """
     dirs = RunDirs(Path(run_dir).resolve())
     dirs.create()
@@ -85,7 +85,7 @@ def run_local(
         workdir=dirs.code, env=dict(env or {}), gpus=list(gpus),
         resume_dir=Path(resume_dir).resolve() if resume_dir else None,
         data_dir=Path(data_dir).resolve() if data_dir else None,
-        max_runtime=max_runtime, stop_grace=stop_grace, environment=Environment(image=image),
+        max_runtime=max_runtime, stop_grace=stop_grace, environment=environment or Environment(),
     )
     return run_attempt(config)
 

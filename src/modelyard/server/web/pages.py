@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState
 from modelyard.server import routes_datasets as datasets_api
+from modelyard.server import routes_environments as environments_api
 from modelyard.server import routes_jobs as api
 from modelyard.server import routes_ui_api as ui_api
 from modelyard.server.auth import COOKIE, client_address, get_platform, session_policy, throttle
@@ -198,7 +199,8 @@ def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep) -> Re
 
 @router.get("/ui/new")
 def new_job_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
-    return respond(request, "new.html", {"datasets": dataset_choices(p, user)}, user=user)
+    environments = environments_api.list_all(p, user)["environments"]  # the ones this user may use
+    return respond(request, "new.html", {"datasets": dataset_choices(p, user), "environments": environments}, user=user)
 
 
 def dataset_choices(p: Platform, user: User) -> list[dict[str, Any]]:

@@ -31,6 +31,10 @@ export function readSpec(form) {
   if (!spec.command) errors.push(["command", "the command is empty"]);
   if (v("name")) spec.name = v("name");
   if (form.elements.dataset && v("dataset")) spec.dataset = v("dataset");
+  // what it runs in: at most one of a named environment, an image and requirements
+  const runsIn = ["environment", "image", "requirements"].filter((name) => form.elements[name] && v(name));
+  runsIn.forEach((name) => { spec[name] = name === "requirements" ? form.elements[name].value : v(name); });
+  runsIn.slice(1).forEach((name) => errors.push([name, `give one of a named environment, an image and requirements, not ${runsIn.join(" and ")}`]));
   if (v("name").length > 200) errors.push(["name", "at most 200 characters"]);
   if (v("resources.memory")) {
     if (SIZE.test(v("resources.memory"))) spec.resources.memory = v("resources.memory");

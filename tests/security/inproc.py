@@ -32,9 +32,12 @@ class InProc:
 
 
 @contextmanager
-def in_process(home: Path) -> Iterator[InProc]:
+def in_process(home: Path, database_url: str | None = None) -> Iterator[InProc]:
     home.mkdir(parents=True, exist_ok=True)
-    settings = Settings.from_env({"MODELYARD_HOME": str(home), "MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G"})
+    env = {"MODELYARD_HOME": str(home), "MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G"}
+    if database_url:
+        env["MODELYARD_DATABASE_URL"] = database_url
+    settings = Settings.from_env(env)
     platform = Platform(settings, server_url="http://127.0.0.1:1", executor=RefusingExecutor())
     admin = ensure_local_user(platform, home)
     client = TestClient(create_app(platform), raise_server_exceptions=False)

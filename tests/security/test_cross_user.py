@@ -24,12 +24,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from fuzz_server import RefusingExecutor
+from inproc import in_process
 
-from modelyard.config import Settings
 from modelyard.jobs.states import TerminationReason
 from modelyard.scheduler.launch import output_prefix
-from modelyard.server.app import create_app, ensure_local_user
+from modelyard.server.app import create_app
 from modelyard.server.platform import Platform
 from modelyard.store import jobs as store_jobs
 
@@ -98,17 +97,14 @@ def _tar(tmp: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    home = tmp_path_factory.mktemp("cross") / "home"
-    home.mkdir()
-    settings = Settings.from_env({"MODELYARD_HOME": str(home), "MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G"})
-    platform = Platform(settings, server_url="http://127.0.0.1:1", executor=RefusingExecutor())
-    admin = ensure_local_user(platform, home)
-    client = TestClient(create_app(platform), raise_server_exceptions=False)
-    w = World(client, platform, admin, "", "", dataset_tar=_tar(home.parent))
-    for who in ("alice", "bob"):
-        r = client.post("/api/v1/users", json={"name": who}, headers=w.as_(admin))
-        assert r.status_code == 201, r.text
-        setattr(w, who, r.json()["token"])
+    root = tmp_path_factory.mktemp("cross")
+    with in_process(root / "home") as ip:
+        yield from _populate(World(ip.client, ip.platform, ip.admin, ip.new_user("alice"), ip.new_user("bob"),
+                                   dataset_tar=_tar(root)))
+
+
+def _populate(w: World) -> Iterator[World]:
+    client, platform = w.client, w.platform
     job = client.post("/api/v1/jobs", headers=w.as_(w.alice),
                       json={"spec": {"command": ["python", "train.py"], "name": f"{SECRET}-job",
                                      "env": {"TOKEN": SECRET}}}).json()
@@ -126,8 +122,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     w.fill.update(job_id=str(job["id"]), attempt_id=str(live[1].id), output_file="model.bin")
     w.ensure_dataset()
     yield w
-    client.close()
-    platform.close()
 
 
 def _operations() -> list[tuple[str, str]]:

@@ -34,7 +34,10 @@ HERE = Path(__file__).parent
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 EXAMPLES = os.environ.get("MODELYARD_FUZZ_EXAMPLES", "30")
 CREATE_DATASET = "create_api_v1_datasets_post"
-SEED = os.environ.get("MODELYARD_FUZZ_SEED", "20261201")
+# Fixed, so a run is repeatable (no test that fails one run in five). Checked when chosen:
+# with the bounds of api_schema.JobId or the pattern of /metrics/latest removed, this seed
+# finds their 500s (an unlucky one, e.g. 1, found neither in 30 examples).
+SEED = os.environ.get("MODELYARD_FUZZ_SEED", "2")
 
 
 class FuzzServer:
@@ -95,8 +98,12 @@ def _explain(out: subprocess.CompletedProcess[str], server: FuzzServer) -> str:
 def test_the_whole_api_answers_fuzzing_with_documented_4xx_and_no_5xx(fuzz_server: FuzzServer) -> None:
     out = schemathesis(fuzz_server, fuzz_server.token, "--exclude-operation-id", CREATE_DATASET)
     assert out.returncode == 0, _explain(out, fuzz_server)
-    tested = _operations_tested(out.stdout)
-    assert tested >= 25, out.stdout[-3000:]  # every operation but the streams and one dataset create
+    doc = httpx.get(f"{fuzz_server.url}/api/v1/openapi.json").json()
+    operations = [(m, p) for p, item in doc["paths"].items() for m in item]
+    streams = [op for op in operations if op[1].endswith("/stream")]
+    assert len(streams) == 2, streams
+    # every operation was tried but the two streams and the admin's dataset create
+    assert _operations_tested(out.stdout) == len(operations) - 3, out.stdout[-3000:]
 
 
 def test_dataset_creation_is_fuzzed_as_a_plain_user(fuzz_server: FuzzServer) -> None:

@@ -33,6 +33,7 @@ from modelyard.server.platform import Platform
 from modelyard.store import jobs as store_jobs
 
 SECRET = "alice-private-7f3a"  # in every name alice gives: must never reach bob
+SECRET_NAME = "alice_private_7f3a"  # her stored secret's name (a secret's name is an env variable's)
 
 # Datasets have no owner yet: the `datasets-owners` branch gives them one. Until it is
 # merged every dataset is everyone's, so these operations still let bob in. Strict: once
@@ -52,11 +53,13 @@ OPEN_TO_USERS = {
     ("GET", "/api/v1/health"), ("GET", "/api/v1/me"), ("GET", "/api/v1/capacity"),
     ("POST", "/api/v1/snapshots"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"),
     ("GET", "/api/v1/queue"), ("GET", "/api/v1/metrics/latest"), ("GET", "/api/v1/datasets"),
-    ("POST", "/api/v1/datasets"), ("POST", "/api/v1/datasets/uploads"),
+    ("POST", "/api/v1/datasets"), ("POST", "/api/v1/datasets/uploads"), ("GET", "/api/v1/secrets"),
     # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
     ("GET", "/api/v1/events/stream"),
 }
 NEVER_ENDS = {("GET", "/api/v1/events/stream")}
+# The name is in the caller's own namespace: bob's PUT makes bob's secret, and alice's stays as it was.
+CALLERS_OWN = {("PUT", "/api/v1/secrets/{name}")}
 # Only the attempt's own report token speaks for it: a user's token is refused outright.
 ATTEMPT_TOKEN_ONLY = {("POST", "/api/v1/attempts/{attempt_id}/report")}
 
@@ -84,6 +87,12 @@ class World:
         assert made.status_code == 201, made.text
         self.fill.update(name=made.json()["name"], version=made.json()["version"])
         self.fill["dataset_file"] = made.json()["files"][0]["path"]
+
+    def ensure_secret(self) -> None:
+        """Alice's stored secret, again if a removal took it."""
+        r = self.client.put(f"/api/v1/secrets/{SECRET_NAME}", json={"value": SECRET}, headers=self.as_(self.alice))
+        assert r.status_code == 200, r.text
+        self.fill["secret_name"] = SECRET_NAME
 
 
 def _tar(tmp: Path) -> bytes:
@@ -121,6 +130,7 @@ def _populate(w: World) -> Iterator[World]:
     assert live is not None
     w.fill.update(job_id=str(job["id"]), attempt_id=str(live[1].id), output_file="model.bin")
     w.ensure_dataset()
+    w.ensure_secret()
     yield w
 
 
@@ -138,6 +148,8 @@ def _param(op: tuple[str, str], name: str) -> str:
     """Which fill a path parameter takes; a name not known here fails the test."""
     if name == "path":
         return "dataset_file" if "/datasets/" in op[1] else "output_file"
+    if name == "name" and op[1].startswith("/api/v1/secrets/"):
+        return "secret_name"
     return name
 
 
@@ -150,6 +162,7 @@ def _url(w: World, op: tuple[str, str]) -> str:
 
 
 BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/api/v1/secrets/{name}"): {"value": "bobs-own-value"},
     ("POST", "/api/v1/jobs/{job_id}/clone"): {},
     ("POST", "/api/v1/attempts/{attempt_id}/report"): {"seq": 1},
 }
@@ -177,13 +190,19 @@ def test_a_plain_user_cannot_reach_what_is_not_theirs(world: World, op: tuple[st
                                      "(and check what it shows another user)")
         if op not in NEVER_ENDS:
             r = _call(world, op, world.bob)
-            assert r.status_code != 403 and SECRET not in r.text, r.text[:2000]
+            assert r.status_code != 403 and SECRET not in r.text and SECRET_NAME not in r.text, r.text[:2000]
 
 
 def _names_an_object(w: World, op: tuple[str, str]) -> None:
-    if "{name}" in op[1]:
-        w.ensure_dataset()
+    _ensure(w, op)
     r = _call(w, op, w.bob)
+    if op in CALLERS_OWN:
+        before = w.client.get(f"/api/v1/secrets/{SECRET_NAME}", headers=w.as_(w.alice)).json()
+        assert r.status_code == 200, r.text
+        after = w.client.get(f"/api/v1/secrets/{SECRET_NAME}", headers=w.as_(w.alice)).json()
+        assert after == before  # bob's PUT made his own; hers did not change
+        w.client.delete(f"/api/v1/secrets/{SECRET_NAME}", headers=w.as_(w.bob))
+        return
     if op in ATTEMPT_TOKEN_ONLY:
         assert r.status_code == 401, r.text
         owner = w.client.request(op[0], _url(w, op), headers=w.as_(w.attempt_token), json=BODIES.get(op))
@@ -192,7 +211,14 @@ def _names_an_object(w: World, op: tuple[str, str]) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text[:2000]
     assert SECRET not in r.text
     # the same request as alice reaches her object: the 404 above was about bob, not a bad path
-    if "{name}" in op[1]:
-        w.ensure_dataset()
+    _ensure(w, op)
     owner = _call(w, op, w.alice)
     assert owner.status_code not in (404, 422), owner.text[:2000]
+
+
+def _ensure(w: World, op: tuple[str, str]) -> None:
+    """Alice's object again, if an earlier removal took it."""
+    if op[1].startswith("/api/v1/secrets/"):
+        w.ensure_secret()
+    elif "{name}" in op[1]:
+        w.ensure_dataset()

@@ -87,7 +87,7 @@ def schemathesis(server: FuzzServer, token: str, *filters: str) -> subprocess.Co
            "--header", f"Authorization: Bearer {token}", "--exclude-path-regex", r"/stream$",
            "--request-timeout", "30", "--no-color", "--report-dir", str(report), *filters]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=server.home,
-                          env={**os.environ, "SCHEMATHESIS_HOOKS": ""})
+                          env=os.environ.copy())
 
 
 def _explain(out: subprocess.CompletedProcess[str], server: FuzzServer) -> str:

@@ -66,7 +66,8 @@ def create_app(platform: Platform) -> FastAPI:
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(x) for x in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else [str(x) for x in loc]
+    where = ("body", "query", "path", "header")
+    parts = [str(x) for x in loc[1:]] if loc and loc[0] in where else [str(x) for x in loc]
     return ".".join(p for p in parts if not p.startswith("function-")) or "body"
 
 

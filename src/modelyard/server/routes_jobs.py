@@ -144,9 +144,12 @@ def outputs(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return {"files": [{"path": e.path, "size": e.size, "mtime": e.mtime} for e in files]}
 
 
-@router.get("/jobs/{job_id}/outputs/{path:path}", response_class=StreamingResponse, responses={
-    **errors(*AUTHED, 404), 200: {"description": "the file's bytes",
-                                  "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+BINARY = {200: {"description": "the file's bytes",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.get("/jobs/{job_id}/outputs/{path:path}", response_class=StreamingResponse,
+            responses={**BINARY, **errors(*AUTHED, 404)})
 async def output_file(job_id: JobId, path: str, p: PlatformDep, user: UserDep) -> StreamingResponse:
     await run_in_threadpool(store_jobs.get_job, p.db, job_id, user=user)
     if not path or ".." in path.split("/") or path.startswith("/"):

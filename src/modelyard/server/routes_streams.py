@@ -31,7 +31,8 @@ UserDep = Annotated[User, Depends(current_user)]
 POLL = 0.05
 PING_EVERY = 15.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-SSE_RESPONSE = {200: {"description": "server-sent events", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+SSE_RESPONSE = {200: {"description": "server-sent events",
+                      "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:

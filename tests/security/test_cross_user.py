@@ -2,11 +2,12 @@
 
 The operations are read from the app's own OpenAPI, so a new endpoint is in this
 test the moment it exists:
-- one whose path names an object (``{job_id}``, ``{name}``, ...) answers bob 404,
-  while alice, asking the same, does not get a 404 (so the path really named her object);
+- one whose path names an object (``{job_id}``, ``{name}``, ...) answers bob 404, exactly
+  as for an object nobody has (``GHOSTS``), while alice, asking the same, does not get a
+  404 (so the path really named her object);
 - one that names no object is either admin-only (bob gets 403) or open to every user,
   and then its answer to bob holds none of alice's names;
-- one this test cannot fill (a path parameter not in ``FILL``) or classify fails, so
+- one this test cannot fill (a path parameter not in ``World.fill``) or classify fails, so
   nobody adds an endpoint without saying how it is kept apart.
 
 In-process (FastAPI's TestClient over the ASGI app): no lifespan, so the scheduler
@@ -34,18 +35,6 @@ from modelyard.store import jobs as store_jobs
 
 SECRET = "alice-private-7f3a"  # in every name alice gives: must never reach bob
 SECRET_NAME = "alice_private_7f3a"  # her stored secret's name (a secret's name is an env variable's)
-
-# Datasets have no owner yet: the `datasets-owners` branch gives them one. Until it is
-# merged every dataset is everyone's, so these operations still let bob in. Strict: once
-# they pass, this list must shrink (the lead removes it after merging that branch).
-DATASETS_HAVE_NO_OWNER_YET = {
-    ("GET", "/api/v1/datasets/{name}"),
-    ("DELETE", "/api/v1/datasets/{name}"),
-    ("GET", "/api/v1/datasets/{name}/{version}"),
-    ("DELETE", "/api/v1/datasets/{name}/{version}"),
-    ("GET", "/api/v1/datasets/{name}/{version}/files/{path}"),
-    ("GET", "/api/v1/datasets"),
-}
 
 # Operations that name no object: each is admin-only or open to every user.
 ADMIN_ONLY = {("POST", "/api/v1/users")}
@@ -153,16 +142,30 @@ def _param(op: tuple[str, str], name: str) -> str:
     return name
 
 
-def _url(w: World, op: tuple[str, str]) -> str:
+# What nobody has: another user's object must answer exactly as one of these does.
+GHOSTS = {"job_id": "999999", "attempt_id": "999999", "name": "nobody-has-this", "version": "abcdef123456",
+          "secret_name": "NOBODY_HAS_THIS", "dataset_file": "all/data.csv", "output_file": "model.bin"}
+
+
+def _url(w: World, op: tuple[str, str], fill: dict[str, str] | None = None) -> str:
+    fill = w.fill if fill is None else fill
     names = re.findall(r"\{(\w+)\}", op[1])
     unknown = [n for n in names if _param(op, n) not in w.fill]
     assert not unknown, (f"{op[0]} {op[1]}: this test does not know how to fill {unknown}; add them to the "
                          "world fixture so the endpoint is covered")
-    return re.sub(r"\{(\w+)\}", lambda m: w.fill[_param(op, m.group(1))], op[1])
+    return re.sub(r"\{(\w+)\}", lambda m: fill[_param(op, m.group(1))], op[1])
+
+
+def _as_ghost(w: World, op: tuple[str, str], message: str) -> str:
+    """``message`` with alice's values in the path put back as the ghosts' (an error may name what was asked)."""
+    for key in sorted(re.findall(r"\{(\w+)\}", op[1]), key=len, reverse=True):
+        message = message.replace(w.fill[_param(op, key)], GHOSTS[_param(op, key)])
+    return message
 
 
 BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/secrets/{name}"): {"value": "bobs-own-value"},
+    ("PATCH", "/api/v1/datasets/{name}"): {"visibility": "private"},
     ("POST", "/api/v1/jobs/{job_id}/clone"): {},
     ("POST", "/api/v1/attempts/{attempt_id}/report"): {"seq": 1},
 }
@@ -173,9 +176,7 @@ def _call(w: World, op: tuple[str, str], token: str) -> Any:
     return w.client.request(op[0], _url(w, op), headers=w.as_(token), json=body)
 
 
-_NO_OWNER = pytest.mark.xfail(strict=True, reason="datasets have no owner until datasets-owners is merged")
-OPERATIONS = [pytest.param(op, id=f"{op[0]} {op[1]}", marks=[_NO_OWNER] if op in DATASETS_HAVE_NO_OWNER_YET else [])
-              for op in _operations()]
+OPERATIONS = [pytest.param(op, id=f"{op[0]} {op[1]}") for op in _operations()]
 
 
 @pytest.mark.parametrize("op", OPERATIONS)
@@ -209,7 +210,11 @@ def _names_an_object(w: World, op: tuple[str, str]) -> None:
         assert owner.status_code not in (401, 404), owner.text
         return
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text[:2000]
-    assert SECRET not in r.text
+    # indistinguishable from asking for what nobody has (but for the names bob himself asked for):
+    # not even that alice's object exists leaks
+    ghost = w.client.request(op[0], _url(w, op, GHOSTS), headers=w.as_(w.bob), json=BODIES.get(op))
+    assert ghost.status_code == 404, ghost.text
+    assert _as_ghost(w, op, r.json()["error"]["message"]) == ghost.json()["error"]["message"]
     # the same request as alice reaches her object: the 404 above was about bob, not a bad path
     _ensure(w, op)
     owner = _call(w, op, w.alice)

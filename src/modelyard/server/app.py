@@ -51,12 +51,11 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="modelyard", version=modelyard.__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.platform = platform
-    for module in (routes_system, routes_jobs, routes_streams, routes_ui_api):
+    for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets):
         app.include_router(module.router, prefix="/api/v1")
-    # the dataset and secret routes declare no statuses of their own yet: every one they can answer
-    for module in (routes_datasets, routes_secrets):
-        app.include_router(module.router, prefix="/api/v1", responses=errors(*AUTHED, 403, 404, 409))
-    app.include_router(routes_tokens.router, prefix="/api/v1")
+    # the secret and token routes declare no statuses of their own yet: every one they can answer
+    app.include_router(routes_secrets.router, prefix="/api/v1", responses=errors(*AUTHED, 404))
+    app.include_router(routes_tokens.router, prefix="/api/v1", responses=errors(*AUTHED, 403, 404, 409))
     web.install(app)  # the browser UI under /ui: pages, static files, the cookie session
     app.add_middleware(BodyLimit)  # an oversized body is refused before anything reads it
     # added last, so outermost: security headers on every answer, those of other middleware too

@@ -51,11 +51,12 @@ WHY: dict[int, str] = {
     409: "Not allowed in the object's current state, or it exists already",
     413: "The request is over a limit (the message names it)",
     422: "Bad input: the message names the field and the reason",
+    429: "Too many bad tokens or failed sign-ins from this address: wait Retry-After seconds",
     503: "A backing service (the database, the artifact store) failed; try again",
 }
 # What any route behind a bearer token may answer: no or a bad token, bad input, over the
-# body limit, the database down.
-AUTHED = (401, 413, 422, 503)
+# body limit, throttled after bad tokens from the same address, the database down.
+AUTHED = (401, 413, 422, 429, 503)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

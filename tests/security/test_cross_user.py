@@ -153,7 +153,8 @@ def _param(op: tuple[str, str], name: str) -> str:
 
 
 # What nobody has: another user's object must answer exactly as one of these does.
-GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "name": "nobody-has-this", "version": "abcdef123456",
+GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "name": "nobody-has-this",
+          "version": "abcdef123456",
           "secret_name": "NOBODY_HAS_THIS", "dataset_file": "all/data.csv", "output_file": "model.bin"}
 
 

@@ -42,7 +42,7 @@ def jobs(
 
 
 def show(job_id: JobId, as_json: Json = False) -> None:
-    """Show a job: its spec, every attempt with exit code and times, recent events.
+    """Show a job: its spec, every attempt with exit code and times, recent events and who asked for each.
 
     Example: modelyard show 7
     """

@@ -134,11 +134,12 @@ def attempts_table(attempts: list[dict[str, Any]]) -> Table:
 
 def events_table(events: list[dict[str, Any]]) -> Table:
     table = Table(title="events", box=None, header_style="bold", title_justify="left")
-    for column in ("time", "attempt", "change", "reason"):
+    for column in ("time", "attempt", "change", "reason", "by"):
         table.add_column(column)
     for e in events:
         change = f"{e.get('from') or '-'} -> {state_text(e['to'])}"
-        table.add_row(str(e.get("time") or ""), _opt(e.get("attempt")), change, e.get("reason") or "")
+        table.add_row(str(e.get("time") or ""), _opt(e.get("attempt")), change, e.get("reason") or "",
+                      e.get("actor") or "")
     return table
 
 

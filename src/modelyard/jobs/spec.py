@@ -2,6 +2,10 @@
 
 A spec is pure data. ``JobSpec.from_sources`` merges a YAML file with flags
 (flags win). Validation errors name the field and the reason.
+
+Bounds (the ``MAX_*`` constants, README "Limits") hold at submit: a spec read back
+from the store is validated with ``context=STORED`` and skips them, so a job kept
+before a bound was lowered still loads.
 """
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import shlex
 from typing import Any
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, ValidationInfo, field_serializer, field_validator,
+    model_validator,
 )
 
 from modelyard.jobs.units import parse_duration, parse_size
@@ -22,6 +27,16 @@ MAX_IMAGE_REF = 500
 MAX_REQUIREMENTS = 256 * 1024
 # an image reference as Podman and Docker take it: [registry[:port]/]path[:tag][@digest]
 _IMAGE_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+# What a submit may ask for. A spec is kept whole in the job's row and sent back in every
+# listing, so these keep one job from making every listing of its owner megabytes long.
+MAX_NAME = 200  # characters of a job's name
+MAX_ENV_BYTES = 64 * 1024  # all of `env`, names and values, UTF-8
+MAX_ENV_VALUE_BYTES = 32 * 1024  # one value of `env`
+MAX_COMMAND_BYTES = 64 * 1024  # the command, all its arguments together, UTF-8
+MAX_COMMAND_ARGS = 4096  # arguments of an argv command
+MAX_WEBHOOKS = 10  # webhook URLs of one job
+MAX_WEBHOOK_URL = 2000  # characters of one webhook URL
+STORED = {"stored": True}  # validation context of a spec read back from the store: no bounds
 # the shape of a dataset reference (datasets/names.py says which names exist; the platform resolves it)
 _DATASET_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(:[0-9a-fA-F]{4,64})?")
 # A secret becomes an environment variable of its name: the shell's rules, and not one of ours.
@@ -66,7 +81,7 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     command: list[str] | str
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=MAX_NAME)
     workdir: str | None = Field(None, description="folder snapshotted at submit (client side)")
     resources: Resources = Field(default_factory=Resources)
     env: dict[str, str] = Field(default_factory=dict)
@@ -74,7 +89,7 @@ class JobSpec(BaseModel):
     max_runtime: float = Field(DEFAULT_MAX_RUNTIME, gt=0, description="seconds")
     sync_interval: float = Field(DEFAULT_SYNC_INTERVAL, gt=0, description="seconds")
     retries: int = Field(0, ge=0, le=100)
-    webhooks: list[str] = Field(default_factory=list)
+    webhooks: list[str] = Field(default_factory=list, description=f"at most {MAX_WEBHOOKS} http(s) URLs")
     # as the user gave it: NAME (the latest at submit) or NAME:VERSION; the job row keeps the pinned version
     dataset: str | None = Field(None, max_length=200)
     # What the command runs in (README "Environments"): a container image, a uv virtualenv
@@ -90,12 +105,14 @@ class JobSpec(BaseModel):
 
     @field_validator("command")
     @classmethod
-    def _command(cls, v: list[str] | str) -> list[str] | str:
+    def _command(cls, v: list[str] | str, info: ValidationInfo) -> list[str] | str:
         if isinstance(v, str):
             if not v.strip():
                 raise ValueError("the command is empty")
         elif not v or not v[0]:
             raise ValueError("the command is empty")
+        if not _stored(info):
+            _check_command(v)
         return v
 
     @field_validator("max_runtime", "sync_interval", mode="before")
@@ -107,10 +124,12 @@ class JobSpec(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+    def _env(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for key in v:
             if not key or "=" in key or "\0" in key:
                 raise ValueError(f"bad environment variable name {key!r}")
+        if not _stored(info):
+            _check_env(v)
         return v
 
     @field_validator("secrets", mode="before")
@@ -175,11 +194,24 @@ class JobSpec(BaseModel):
 
     @field_validator("webhooks")
     @classmethod
-    def _webhooks(cls, v: list[str]) -> list[str]:
+    def _webhooks(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        if not _stored(info):
+            if len(v) > MAX_WEBHOOKS:
+                raise ValueError(f"{len(v)} webhooks; the limit is {MAX_WEBHOOKS} a job")
+            for url in v:
+                if len(url) > MAX_WEBHOOK_URL:
+                    raise ValueError(f"a webhook URL of {len(url)} characters; the limit is {MAX_WEBHOOK_URL}")
         for url in v:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"webhook {url!r} is not an http(s) URL")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, data: Any, info: ValidationInfo) -> Any:
+        if not _stored(info):
+            _check_text(data, "spec")
+        return data
 
     @model_validator(mode="after")
     def _default_name(self) -> "JobSpec":
@@ -250,3 +282,53 @@ def parse_secrets(v: Any) -> Any:
         name, sep, value = item.partition("=")
         out[name.strip()] = value if sep else None
     return out
+
+
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("stored"))
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _check_text(data: Any, where: str) -> None:
+    """Every string can be stored as UTF-8: JSON may carry a lone surrogate ("\\ud800"), which
+    no database column or JSON encoder takes."""
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where} is not valid text (it holds a lone UTF-16 surrogate)") from None
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            _check_text(key, f"{where} (a key)")
+            _check_text(value, f"{where}.{key}")
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            _check_text(value, f"{where}.{i}")
+
+
+def _check_command(command: list[str] | str) -> None:
+    args = [command] if isinstance(command, str) else command
+    if not isinstance(command, str) and len(args) > MAX_COMMAND_ARGS:
+        raise ValueError(f"the command has {len(args)} arguments; the limit is {MAX_COMMAND_ARGS}")
+    size = sum(_utf8_len(a) for a in args)
+    if size > MAX_COMMAND_BYTES:
+        raise ValueError(f"the command is {size} bytes; the limit is {MAX_COMMAND_BYTES} bytes")
+    if any("\0" in a for a in args):
+        # exec cannot pass a NUL byte: refused here, not when the job starts
+        raise ValueError("the command contains a NUL byte")
+
+
+def _check_env(env: dict[str, str]) -> None:
+    total = 0
+    for key, value in env.items():
+        if "\0" in value:
+            raise ValueError(f"the value of {key} contains a NUL byte")
+        size = _utf8_len(value)
+        if size > MAX_ENV_VALUE_BYTES:
+            raise ValueError(f"the value of {key} is {size} bytes; the limit is {MAX_ENV_VALUE_BYTES} bytes a value")
+        total += _utf8_len(key) + size
+    if total > MAX_ENV_BYTES:
+        raise ValueError(f"the environment is {total} bytes; the limit is {MAX_ENV_BYTES} bytes in all")

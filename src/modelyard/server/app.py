@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import modelyard
 from modelyard.config import Settings
@@ -29,6 +30,8 @@ from modelyard.server import (
     auth, routes_datasets, routes_environments, routes_jobs, routes_secrets, routes_streams, routes_system,
     routes_tokens, routes_ui_api, web,
 )
+from modelyard.server.api_schema import AUTHED, errors
+from modelyard.server.body_limit import BodyLimit
 from modelyard.server.platform import Platform
 from modelyard.store.users import add_token, create_user, get_user_by_name, user_for_token
 
@@ -51,26 +54,58 @@ def create_app(platform: Platform) -> FastAPI:
     for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_secrets,
                    routes_environments):
         app.include_router(module.router, prefix="/api/v1")
-    app.include_router(routes_tokens.router, prefix="/api/v1")
+    # the secret and token routes declare no statuses of their own yet: every one they can answer
+    app.include_router(routes_secrets.router, prefix="/api/v1", responses=errors(*AUTHED, 404))
+    app.include_router(routes_tokens.router, prefix="/api/v1", responses=errors(*AUTHED, 403, 404, 409))
     web.install(app)  # the browser UI under /ui: pages, static files, the cookie session
+    app.add_middleware(BodyLimit)  # an oversized body is refused before anything reads it
     # added last, so outermost: security headers on every answer, those of other middleware too
     auth.install(app, platform.settings)
     _install_error_handlers(app)
     return app
 
 
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    where = ("body", "query", "path", "header")
+    parts = [str(x) for x in loc[1:]] if loc and loc[0] in where else [str(x) for x in loc]
+    return ".".join(p for p in parts if not p.startswith("function-")) or "body"
+
+
+def _message(e: dict[str, Any]) -> str:
+    if e.get("type") == "json_invalid":
+        return f"the body is not valid JSON: {(e.get('ctx') or {}).get('error', 'cannot be decoded')}"
+    return str(e.get("msg", "invalid input")).removeprefix("Value error, ")
+
+
 def _validation_payload(errors: list[dict[str, Any]]) -> dict[str, Any]:
-    def field(loc: tuple[Any, ...] | list[Any]) -> str:
-        parts = [str(x) for x in loc[1:]] if loc and loc[0] in ("body", "query", "path") else [str(x) for x in loc]
-        return ".".join(p for p in parts if not p.startswith("function-")) or "body"
-
-    def message(e: dict[str, Any]) -> str:
-        return str(e.get("msg", "invalid input")).removeprefix("Value error, ")
-
+    if any(e.get("type") == "json_invalid" for e in errors):  # its loc is a character offset, not a field
+        errors = [{**e, "loc": ("body",)} for e in errors if e.get("type") == "json_invalid"][:1]
     first = errors[0] if errors else {"loc": ("body",), "msg": "invalid input"}
-    details = [{"field": field(e.get("loc", ())), "message": message(e)} for e in errors]
-    return {"error": {"code": ErrorCode.INVALID.value, "message": message(first),
-                      "field": field(first.get("loc", ())), "details": details}}
+    details = [{"field": _field(e.get("loc", ())), "message": _message(e)} for e in errors]
+    return {"error": {"code": ErrorCode.INVALID.value, "message": _message(first),
+                      "field": _field(first.get("loc", ())), "details": details}}
+
+
+# Starlette's and FastAPI's own HTTP errors, in our form: an unknown route (404), a
+# method the route lacks (405), a body that is not UTF-8 JSON (FastAPI says 400; it is bad
+# input like any other, so 422), one over the body limit (413).
+_HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+               413: "too_large"}
+
+
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    status = exc.status_code
+    if status == 400:
+        status, message, field = 422, "the body cannot be read as JSON (it must be UTF-8 JSON)", "body"
+    elif status == 404:
+        message, field = f"no such route: {request.method} {request.url.path}", None
+    elif status == 405:
+        message, field = f"{request.method} is not allowed on {request.url.path}", None
+    else:
+        message, field = str(exc.detail), "body" if status == 413 else None
+    code = _HTTP_CODES.get(status, ErrorCode.INVALID.value)
+    return JSONResponse({"error": {"code": code, "message": message, "field": field}}, status_code=status,
+                        headers=getattr(exc, "headers", None))
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -85,6 +120,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationError)
     async def _model(_r: Request, exc: ValidationError) -> JSONResponse:
         return JSONResponse(_validation_payload(list(exc.errors())), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _http_error(request, exc)
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     async def _database(_r: Request, exc: Exception) -> JSONResponse:

@@ -76,9 +76,11 @@ class Platform:
     # -- commands ---------------------------------------------------------------------------
 
     def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None,
-               sealed_secrets: str | None = None, pinned_environment: str | None = None) -> Job:
+               sealed_secrets: str | None = None, pinned_environment: str | None = None,
+               reason: str = "submitted") -> Job:
         """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source);
-        ``pinned_environment``: the name a clone's already-pinned image or requirements came from."""
+        ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
+        ``reason``: its first event's."""
         policy.check_satisfiable(spec.resources, self.capacity)
         check_webhooks(spec.webhooks, self.webhook_allow)
         spec, environment = self.pin_environment(user, spec) if spec.environment else (spec, pinned_environment)
@@ -89,13 +91,14 @@ class Platform:
         dataset = self.pin_dataset(spec.dataset, user).ref if spec.dataset else None
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
                                     dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset, user),
-                                    sealed_secrets=sealed, environment=environment)
+                                    sealed_secrets=sealed, environment=environment, actor=user.name,
+                                    reason=reason)
         self.scheduler.wake()
         return job
 
     def stop(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)
-        attempt = store_jobs.request_stop(self.db, job)
+        attempt = store_jobs.request_stop(self.db, job, actor=user.name)
         if attempt is not None:
             self.executor.cancel(attempt)
         job = store_jobs.get_job(self.db, job_id)
@@ -106,7 +109,8 @@ class Platform:
     def restart(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)
         pinned, owner = job.dataset, get_user_by_name(self.db, job.owner) if job.dataset else None
-        job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned, owner) if pinned else None)
+        job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned, owner) if pinned else None,
+                                 actor=user.name)
         self.scheduler.wake()
         return job
 
@@ -123,10 +127,11 @@ class Platform:
         if source.sealed_secrets and source.user_id != user.id:
             raise ModelyardError(ErrorCode.INVALID, f"job {job_id} holds secrets of {source.owner}, given inline; "
                                  "only they may clone it", field="secrets")
+        how = "resumed from" if resume else "cloned from"
         return self.submit(user, spec, snapshot=source.snapshot_key, resume_from=source.id if resume else None,
                            sealed_secrets=source.sealed_secrets,  # the inline secrets' values go on with it
                            # the spec holds the image or requirements the source was pinned to, not today's
-                           pinned_environment=source.environment)
+                           pinned_environment=source.environment, reason=f"{how} job {source.id}")
 
     # -- secrets (README "Secrets") --------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from modelyard.datasets import Manifest, list_datasets, validate_name
 from modelyard.datasets.access import can_change, reads_server_disk
 from modelyard.datasets.bounds import too_large, unpack_tar
 from modelyard.errors import ErrorCode, ModelyardError, not_found
+from modelyard.server.api_schema import ErrorResponse
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import iso
@@ -44,12 +45,13 @@ _UPLOAD_MAX_AGE = 24 * 3600.0  # an upload no create claimed (the client died) i
 _WHY = {401: "No bearer token, or an unknown one", 403: "A dataset of another user's that the caller may only read",
         404: "No such dataset, or another user's private one", 409: "Queued or running jobs use the version",
         413: "Over a dataset bound (the message names it)", 422: "Bad input: the message names the field",
+        429: "Too many bad tokens from this address: wait Retry-After seconds",
         503: "A backing service failed; try again"}
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses=``: the error statuses a route may answer, each ``{"error": {...}}``."""
-    return {s: {"description": _WHY[s]} for s in (401, 422, 503, *statuses)}
+    return {s: {"model": ErrorResponse, "description": _WHY[s]} for s in (401, 413, 422, 429, 503, *statuses)}
 
 
 class CreateBody(BaseModel):

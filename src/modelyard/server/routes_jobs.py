@@ -8,11 +8,14 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState
+from modelyard.jobs.spec import MAX_NAME
 from modelyard.scheduler.launch import output_prefix
+from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList
+from modelyard.server.api_schema import AUTHED, AttemptQuery, JobId, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import event_to_dict, job_to_dict
@@ -33,52 +36,53 @@ class SubmitBody(BaseModel):
 
 class CloneBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    resume: bool = False
+    resume: StrictBool = False
     command: list[str] | str | None = None
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, max_length=MAX_NAME)
 
 
 def _full(p: Platform, job: Job) -> dict[str, Any]:
     return job_to_dict(job, store_jobs.job_attempts(p.db, job.id))
 
 
-@router.post("/jobs", status_code=201)
+@router.post("/jobs", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 409))
 def submit(body: SubmitBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.submit(user, body.spec, snapshot=body.snapshot))
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=JobList, responses=errors(*AUTHED))
 def list_jobs(
-    p: PlatformDep, user: UserDep, state: JobState | None = None, q: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    p: PlatformDep, user: UserDep, state: JobState | None = None,
+    q: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: OffsetQuery = 0,
     all: bool = False,
 ) -> dict[str, Any]:
     jobs, total = store_jobs.list_jobs(p.db, user=user, all_users=all, state=state, q=q, limit=limit, offset=offset)
     return {"jobs": [job_to_dict(j) for j in jobs], "total": total}
 
 
-@router.get("/jobs/{job_id}")
-def show(job_id: int, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(*AUTHED, 404))
+def show(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, store_jobs.get_job(p.db, job_id, user=user))
 
 
-@router.post("/jobs/{job_id}/stop")
-def stop(job_id: int, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/stop", response_model=JobOut, responses=errors(*AUTHED, 404, 409))
+def stop(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.stop(user, job_id))
 
 
-@router.post("/jobs/{job_id}/restart")
-def restart(job_id: int, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/restart", response_model=JobOut, responses=errors(*AUTHED, 404, 409))
+def restart(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.restart(user, job_id))
 
 
-@router.post("/jobs/{job_id}/clone", status_code=201)
-def clone(job_id: int, body: CloneBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 404, 409))
+def clone(job_id: JobId, body: CloneBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.clone(user, job_id, resume=body.resume, command=body.command, name=body.name))
 
 
-@router.get("/jobs/{job_id}/events")
-def job_events(job_id: int, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.get("/jobs/{job_id}/events", response_model=EventList, responses=errors(*AUTHED, 404))
+def job_events(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     store_jobs.get_job(p.db, job_id, user=user)
     return {"events": [event_to_dict(e) for e in store_jobs.job_events(p.db, job_id)]}
 
@@ -91,10 +95,10 @@ def attempt_of(p: Platform, job: Job, number: int | None):  # type: ignore[no-un
     return attempt
 
 
-@router.get("/jobs/{job_id}/logs")
+@router.get("/jobs/{job_id}/logs", response_model=LogPage, responses=errors(*AUTHED, 404))
 def logs(
-    job_id: int, p: PlatformDep, user: UserDep, attempt: int | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    job_id: JobId, p: PlatformDep, user: UserDep, attempt: AttemptQuery = None,
+    offset: OffsetQuery = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> dict[str, Any]:
     job = store_jobs.get_job(p.db, job_id, user=user)
     a = attempt_of(p, job, attempt)
@@ -105,9 +109,11 @@ def logs(
     return {"attempt": a.number, "lines": page.lines, "next_offset": page.next_offset, "done": done}
 
 
-@router.get("/jobs/{job_id}/metrics")
+@router.get("/jobs/{job_id}/metrics", responses={**errors(*AUTHED, 404), 200: {
+    "description": "each series, as points or as columns",
+    "content": {"application/json": {"schema": {"type": "object"}}}}})
 def metrics(
-    job_id: int, p: PlatformDep, user: UserDep, names: str | None = None,
+    job_id: JobId, p: PlatformDep, user: UserDep, names: Annotated[str | None, Query(max_length=10000)] = None,
     max_points: Annotated[int | None, Query(ge=3, le=100000)] = None,
     layout: Literal["points", "columns"] = "points",
 ) -> Response:
@@ -125,21 +131,26 @@ def metrics(
     return Response(orjson.dumps(series, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
-@router.get("/jobs/{job_id}/system-metrics")
-def system_metrics(job_id: int, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.get("/jobs/{job_id}/system-metrics", responses=errors(*AUTHED, 404))
+def system_metrics(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     store_jobs.get_job(p.db, job_id, user=user)
     return {"samples": reports.read_system_metrics(p.db, job_id)}
 
 
-@router.get("/jobs/{job_id}/outputs")
-def outputs(job_id: int, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.get("/jobs/{job_id}/outputs", response_model=OutputList, responses=errors(*AUTHED, 404))
+def outputs(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     store_jobs.get_job(p.db, job_id, user=user)
     files = p.storage.list(output_prefix(job_id))
     return {"files": [{"path": e.path, "size": e.size, "mtime": e.mtime} for e in files]}
 
 
-@router.get("/jobs/{job_id}/outputs/{path:path}")
-async def output_file(job_id: int, path: str, p: PlatformDep, user: UserDep) -> StreamingResponse:
+BINARY = {200: {"description": "the file's bytes",
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.get("/jobs/{job_id}/outputs/{path:path}", response_class=StreamingResponse,
+            responses={**BINARY, **errors(*AUTHED, 404)})
+async def output_file(job_id: JobId, path: str, p: PlatformDep, user: UserDep) -> StreamingResponse:
     await run_in_threadpool(store_jobs.get_job, p.db, job_id, user=user)
     if not path or ".." in path.split("/") or path.startswith("/"):
         raise ModelyardError(ErrorCode.INVALID, "not a path inside the job's outputs", field="path")

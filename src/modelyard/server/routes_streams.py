@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
@@ -30,6 +31,8 @@ UserDep = Annotated[User, Depends(current_user)]
 POLL = 0.05
 PING_EVERY = 15.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_RESPONSE = {200: {"description": "server-sent events",
+                      "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -37,10 +40,11 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
-@router.get("/jobs/{job_id}/logs/stream")
+@router.get("/jobs/{job_id}/logs/stream", response_class=StreamingResponse,
+            responses={**SSE_RESPONSE, **errors(*AUTHED, 404)})
 async def log_stream(
-    job_id: int, request: Request, p: PlatformDep, user: UserDep, attempt: int | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    job_id: JobId, request: Request, p: PlatformDep, user: UserDep, attempt: AttemptQuery = None,
+    offset: OffsetQuery = 0,
 ) -> StreamingResponse:
     job = await run_in_threadpool(store_jobs.get_job, p.db, job_id, user=user)
 
@@ -77,14 +81,14 @@ async def log_stream(
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.get("/events/stream")
+@router.get("/events/stream", response_class=StreamingResponse, responses={**SSE_RESPONSE, **errors(*AUTHED)})
 async def job_events_stream(
-    request: Request, p: PlatformDep, user: UserDep, after: int | None = None,
+    request: Request, p: PlatformDep, user: UserDep, after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
 ) -> StreamingResponse:
     # On a reconnect EventSource sends Last-Event-ID with the URL it first used:
     # the header is the newer cursor, so it wins over ?after=.
     header = request.headers.get("last-event-id")
-    start = int(header) if header and header.isdigit() else after
+    start = int(header) if header and header.isascii() and header.isdigit() and len(header) <= 16 else after
     if start is None:
         start = await run_in_threadpool(store_jobs.last_event_id, p.db)
 
@@ -98,7 +102,7 @@ async def job_events_stream(
                 attempts = await run_in_threadpool(store_jobs.job_attempts, p.db, ev.job_id)
                 data = job_to_dict(job, attempts)
                 data["event"] = {"from": ev.from_state.value if ev.from_state else None, "to": ev.to_state.value,
-                                 "reason": ev.reason}
+                                 "reason": ev.reason, "actor": ev.actor}
                 yield sse("job", data, ev.id)
                 cursor = ev.id
                 last_sent = time.monotonic()

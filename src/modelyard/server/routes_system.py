@@ -2,19 +2,22 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 import modelyard
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.units import format_size
+from modelyard.server.api_models import Health, NewUserOut, ReportAck, SnapshotOut, UserOut
+from modelyard.server.api_schema import AUTHED, MAX_ID, USER_NAME_PATTERN, errors
 from modelyard.server.auth import admin_user, bearer_token, current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.storage.snapshot import SnapshotLimits, check_snapshot
@@ -24,34 +27,36 @@ from modelyard.store.records import User
 from modelyard.store.users import create_user
 
 router = APIRouter()
+log = logging.getLogger("modelyard.server")
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 UserDep = Annotated[User, Depends(current_user)]
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health, responses=errors(503))
 def health() -> dict[str, Any]:
     return {"status": "ok", "version": modelyard.__version__}
 
 
-@router.get("/me")
+@router.get("/me", response_model=UserOut, responses=errors(*AUTHED))
 def me(user: UserDep) -> dict[str, Any]:
     return {"id": user.id, "name": user.name, "is_admin": user.is_admin}
 
 
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
-    admin: bool = False
+    name: str = Field(min_length=1, max_length=100, pattern=USER_NAME_PATTERN)
+    admin: StrictBool = False  # strict: 0 or "yes" is a mistake, not an admin
 
 
-@router.post("/users", status_code=201)
-def new_user(body: NewUser, p: PlatformDep, _admin: Annotated[User, Depends(admin_user)]) -> dict[str, Any]:
+@router.post("/users", status_code=201, response_model=NewUserOut, responses=errors(*AUTHED, 403, 409))
+def new_user(body: NewUser, p: PlatformDep, admin: Annotated[User, Depends(admin_user)]) -> dict[str, Any]:
     ttl = p.settings.token_ttl  # the first token expires like any other (MODELYARD_TOKEN_TTL)
     user, token = create_user(p.db, body.name, admin=body.admin, expires_at=time.time() + ttl if ttl else None)
+    log.info("user %s (admin: %s) created by %s", user.name, user.is_admin, admin.name)
     return {"user": {"id": user.id, "name": user.name, "is_admin": user.is_admin}, "token": token}
 
 
-@router.get("/capacity")
+@router.get("/capacity", responses=errors(*AUTHED))
 def capacity(p: PlatformDep, _user: UserDep) -> dict[str, Any]:
     used = {"gpus": 0, "cpus": 0.0, "memory": 0}
     for alloc in store_jobs.running_allocations(p.db):
@@ -64,7 +69,7 @@ def capacity(p: PlatformDep, _user: UserDep) -> dict[str, Any]:
     }
 
 
-@router.post("/snapshots", status_code=201)
+@router.post("/snapshots", status_code=201, response_model=SnapshotOut, responses=errors(*AUTHED))
 async def upload_snapshot(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
     """Stream the body to a temporary file (hashing as it goes), then store it under its hash."""
     limit = p.settings.max_snapshot_bytes
@@ -99,8 +104,8 @@ def _check_unpacked(path: str, limits: SnapshotLimits) -> None:
         check_snapshot(f, limits)
 
 
-@router.post("/attempts/{attempt_id}/report")
-async def report(attempt_id: int, request: Request, p: PlatformDep) -> dict[str, Any]:
+@router.post("/attempts/{attempt_id}/report", response_model=ReportAck, responses=errors(*AUTHED))
+async def report(attempt_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request, p: PlatformDep) -> dict[str, Any]:
     token = bearer_token(request)
     try:
         batch = orjson.loads(await request.body())

@@ -23,6 +23,8 @@ from modelyard.errors import ModelyardError
 from modelyard.jobs import Resources
 from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
+from modelyard.server.api_models import LogSize
+from modelyard.server.api_schema import AUTHED, ID_LIST_PATTERN, AttemptQuery, JobId, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
@@ -105,7 +107,7 @@ def _why_waiting(q: policy.QueuedJob, short: list[str], free: Resources, startin
     return "waits for the per-user GPU quota or the next scheduling pass"
 
 
-@router.get("/queue")
+@router.get("/queue", responses=errors(*AUTHED))
 def queue(p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return queue_view(p, user)
 
@@ -123,15 +125,19 @@ def latest_metrics(p: Platform, user: User, job_ids: list[int], name: str | None
     return {"names": reports.names_of_jobs(p.db, visible), "latest": {str(j): pt for j, pt in latest.items()}}
 
 
-@router.get("/metrics/latest")
-def metrics_latest(p: PlatformDep, user: UserDep, jobs: str = "", name: str | None = None) -> dict[str, Any]:
-    ids = [int(x) for x in jobs.split(",") if x.strip().isdigit()]
+@router.get("/metrics/latest", responses=errors(*AUTHED))
+def metrics_latest(
+    p: PlatformDep, user: UserDep,
+    jobs: Annotated[str, Query(pattern=ID_LIST_PATTERN, max_length=4000, description="job ids: 1,2,3")] = "",
+    name: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict[str, Any]:
+    ids = [int(x) for x in jobs.split(",") if x]  # the pattern let only ASCII digits through
     return latest_metrics(p, user, ids, name)
 
 
-@router.get("/jobs/{job_id}/metrics/window")
+@router.get("/jobs/{job_id}/metrics/window", responses=errors(*AUTHED, 404))
 def metrics_window(
-    job_id: int, p: PlatformDep, user: UserDep, names: str | None = None,
+    job_id: JobId, p: PlatformDep, user: UserDep, names: Annotated[str | None, Query(max_length=10000)] = None,
     x: Literal["step", "epoch", "time"] = "step", start: float | None = None, end: float | None = None,
     max_points: Annotated[int, Query(ge=3, le=100000)] = 1000,
 ) -> dict[str, Any]:
@@ -149,8 +155,8 @@ def metrics_window(
     return out
 
 
-@router.get("/jobs/{job_id}/logs/size")
-def log_size(job_id: int, p: PlatformDep, user: UserDep, attempt: int | None = None) -> dict[str, Any]:
+@router.get("/jobs/{job_id}/logs/size", response_model=LogSize, responses=errors(*AUTHED, 404))
+def log_size(job_id: JobId, p: PlatformDep, user: UserDep, attempt: AttemptQuery = None) -> dict[str, Any]:
     job = store_jobs.get_job(p.db, job_id, user=user)
     a = attempt_of(p, job, attempt)
     if a is None:

@@ -52,6 +52,7 @@ def event_to_dict(e: Event) -> dict[str, Any]:
     return {
         "id": e.id, "job_id": e.job_id, "time": iso(e.time), "attempt": e.attempt,
         "from": e.from_state.value if e.from_state else None, "to": e.to_state.value, "reason": e.reason,
+        "actor": e.actor,
     }
 
 

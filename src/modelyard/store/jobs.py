@@ -37,9 +37,10 @@ def _job_query() -> sa.Select[Any]:
 
 def _transition(
     conn: sa.Connection, job_id: int, src: JobState, dst: JobState, *, now: float,
-    attempt_no: int, reason: str | None = None, **values: Any,
+    attempt_no: int, reason: str | None = None, actor: str | None = None, **values: Any,
 ) -> bool:
-    """Move a job from ``src`` to ``dst`` if it is still in ``src``; record the event."""
+    """Move a job from ``src`` to ``dst`` if it is still in ``src``; record the event
+    (``actor``: the name of the user who asked for it)."""
     if not can_transition(src, dst):
         raise ModelyardError(ErrorCode.CONFLICT, f"a job cannot go from {src.value} to {dst.value}")
     res = conn.execute(
@@ -49,6 +50,7 @@ def _transition(
         return False
     conn.execute(events.insert().values(
         job_id=job_id, attempt=attempt_no, time=now, from_state=src.value, to_state=dst.value, reason=reason,
+        actor=actor,
     ))
     return True
 
@@ -74,10 +76,11 @@ def create_job(
     db: Database, *, user: User, spec: JobSpec, snapshot_key: str | None,
     resume_from: int | None = None, dataset: str | None = None, dataset_check: Callable[[], object] | None = None,
     now: float | None = None, sealed_secrets: str | None = None,
-    environment: str | None = None,
+    environment: str | None = None, actor: str | None = None, reason: str = "submitted",
 ) -> Job:
     """Queue a job; ``dataset`` is the pinned version ("name:version") it will read;
-    ``sealed_secrets`` its inline secrets' values, sealed (the spec keeps only their names).
+    ``sealed_secrets`` its inline secrets' values, sealed (the spec keeps only their names);
+    ``actor`` and ``reason`` go into its first event.
 
     ``dataset_check`` (raising if the version is gone) runs under that dataset's
     lock in the job's own transaction, so a removal cannot slip in between the
@@ -95,7 +98,8 @@ def create_job(
             environment=environment,
         ).returning(jobs.c.id)).scalar_one()
         conn.execute(events.insert().values(
-            job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason="submitted",
+            job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason=reason,
+            actor=actor,
         ))
     return get_job(db, job_id)
 
@@ -341,7 +345,7 @@ def _locked_state(db: Database, conn: sa.Connection, job_id: int) -> tuple[JobSt
     return JobState(row.state), row.attempt
 
 
-def request_stop(db: Database, job: Job, *, now: float | None = None) -> Attempt | None:
+def request_stop(db: Database, job: Job, *, now: float | None = None, actor: str | None = None) -> Attempt | None:
     """Stop a job. A queued one stops at once; an active one goes STOPPING and its attempt,
     returned, is to be cancelled by its executor."""
     now = time.time() if now is None else now
@@ -350,11 +354,11 @@ def request_stop(db: Database, job: Job, *, now: float | None = None) -> Attempt
         current = sa.select(attempts).where(attempts.c.job_id == job.id, attempts.c.number == number)
         if state is JobState.QUEUED:
             _transition(conn, job.id, state, JobState.STOPPED, now=now, attempt_no=number,
-                        reason="stopped by user", ended_at=now, message="stopped by a user")
+                        reason="stopped by user", actor=actor, ended_at=now, message="stopped by a user")
             return None
         if state in (JobState.STARTING, JobState.RUNNING):
             _transition(conn, job.id, state, JobState.STOPPING, now=now, attempt_no=number,
-                        reason="stop requested by user")
+                        reason="stop requested by user", actor=actor)
             row = conn.execute(current).first()
             if row is not None and JobState(row.state) in (JobState.STARTING, JobState.RUNNING):
                 _attempt_transition(conn, row.id, JobState(row.state), JobState.STOPPING, stop_requested=True)
@@ -365,7 +369,7 @@ def request_stop(db: Database, job: Job, *, now: float | None = None) -> Attempt
 
 
 def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: float | None = None,
-            dataset_check: Callable[[], object] | None = None) -> Job:
+            dataset_check: Callable[[], object] | None = None, actor: str | None = None) -> Job:
     """Restart an ended job: back to QUEUED; its next placement adds an attempt.
     ``dataset_check`` as in ``create_job``, for the version the job is pinned to."""
     now = time.time() if now is None else now
@@ -375,7 +379,7 @@ def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: f
         if not state.is_terminal():
             raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {state.value}; stop it before restarting")
         _transition(conn, job.id, state, JobState.QUEUED, now=now, attempt_no=number, reason=reason,
-                    queued_at=now, retries_left=job.spec.retries, exit_code=None, message=None, ended_at=None)
+                    actor=actor, queued_at=now, retries_left=job.spec.retries, exit_code=None, message=None, ended_at=None)
     return get_job(db, job.id)
 
 

@@ -8,6 +8,7 @@ import orjson
 import sqlalchemy as sa
 
 from modelyard.jobs import JobSpec, JobState, Resources
+from modelyard.jobs.spec import STORED
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class Event:
     from_state: JobState | None
     to_state: JobState
     reason: str | None
+    actor: str | None = None  # the user who asked for it; None: the platform itself
 
 
 def job_from_row(row: sa.Row[Any]) -> Job:
@@ -111,7 +113,7 @@ def job_from_row(row: sa.Row[Any]) -> Job:
     return Job(
         id=m["id"], user_id=m["user_id"], owner=m["owner"], name=m["name"], state=JobState(m["state"]),
         priority=m["priority"], resources=Resources(gpus=m["gpus"], cpus=m["cpus"], memory=m["memory"]),
-        spec=JobSpec.model_validate(orjson.loads(m["spec"])), snapshot_key=m["snapshot_key"],
+        spec=JobSpec.model_validate(orjson.loads(m["spec"]), context=STORED), snapshot_key=m["snapshot_key"],
         resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
         started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
@@ -144,7 +146,7 @@ def event_from_row(row: sa.Row[Any]) -> Event:
     return Event(
         id=m["id"], job_id=m["job_id"], attempt=m["attempt"], time=m["time"],
         from_state=JobState(m["from_state"]) if m["from_state"] else None,
-        to_state=JobState(m["to_state"]), reason=m["reason"],
+        to_state=JobState(m["to_state"]), reason=m["reason"], actor=m.get("actor"),
     )
 
 

@@ -139,6 +139,7 @@ events = sa.Table(
     sa.Column("from_state", sa.String(16)),
     sa.Column("to_state", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(100)),  # the user who asked for the change; NULL: the platform itself
     sa.Index("ix_events_job", "job_id", "id"),
 )
 

@@ -1,0 +1,132 @@
+"""Response models: the shapes of docs/api.md as the OpenAPI states them.
+
+``serialize.py`` builds the dicts; these models only describe and check them, so
+the fuzz test can hold each response to its schema. Each allows extra keys
+(``extra="allow"``): a key added to a serializer shows up in the answer at once,
+and is documented here when it settles.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class AttemptOut(Out):
+    number: int
+    state: str
+    exit_code: int | None
+    reason: str | None
+    message: str | None
+    gpus: list[int]
+    created_at: str | None
+    started_at: str | None
+    ended_at: str | None
+
+
+class JobOut(Out):
+    id: int
+    name: str
+    owner: str
+    state: str
+    exit_code: int | None
+    message: str | None
+    attempt: int
+    attempts: list[AttemptOut]
+    resources: dict[str, Any]
+    command: list[str] | str
+    priority: int
+    max_runtime: float
+    sync_interval: float
+    retries: int
+    retries_left: int
+    env: dict[str, str]
+    webhooks: list[str]
+    snapshot: str | None
+    resume_from: int | None
+    dataset: str | None
+    dataset_requested: str | None
+    created_at: str | None
+    queued_at: str | None
+    started_at: str | None
+    ended_at: str | None
+
+
+class JobList(Out):
+    jobs: list[JobOut]
+    total: int
+
+
+class EventOut(Out):
+    id: int
+    job_id: int
+    time: str | None
+    attempt: int
+    from_: str | None = Field(alias="from")
+    to: str
+    reason: str | None
+    actor: str | None  # the user who asked for the change; None for the platform's own
+
+
+class EventList(Out):
+    events: list[EventOut]
+
+
+class LogLine(Out):
+    n: int
+    t: float
+    stream: str
+    text: str
+
+
+class LogPage(Out):
+    attempt: int
+    lines: list[LogLine]
+    next_offset: int
+    done: bool
+
+
+class LogSize(Out):
+    attempt: int
+    lines: int
+    done: bool
+
+
+class OutputFile(Out):
+    path: str
+    size: int
+    mtime: float
+
+
+class OutputList(Out):
+    files: list[OutputFile]
+
+
+class UserOut(Out):
+    id: int
+    name: str
+    is_admin: bool
+
+
+class NewUserOut(Out):
+    user: UserOut
+    token: str
+
+
+class Health(Out):
+    status: str
+    version: str
+
+
+class SnapshotOut(Out):
+    key: str
+    size: int
+
+
+class ReportAck(Out):
+    stored: bool
+    stop: bool

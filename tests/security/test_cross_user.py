@@ -1,0 +1,242 @@
+"""Every operation of the OpenAPI, asked by one plain user (bob) for another's (alice's) objects.
+
+The operations are read from the app's own OpenAPI, so a new endpoint is in this
+test the moment it exists:
+- one whose path names an object (``{job_id}``, ``{name}``, ...) answers bob 404, exactly
+  as for an object nobody has (``GHOSTS``), while alice, asking the same, does not get a
+  404 (so the path really named her object);
+- one that names no object is either admin-only (bob gets 403) or open to every user,
+  and then its answer to bob holds none of alice's names;
+- one this test cannot fill (a path parameter not in ``World.fill``) or classify fails, so
+  nobody adds an endpoint without saying how it is kept apart.
+
+In-process (FastAPI's TestClient over the ASGI app): no lifespan, so the scheduler
+never runs and alice's objects stay exactly as they were made.
+"""
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from inproc import in_process
+
+from modelyard.config import Settings
+from modelyard.jobs.states import TerminationReason
+from modelyard.scheduler.launch import output_prefix
+from modelyard.server.app import create_app
+from modelyard.server.platform import Platform
+from modelyard.store import jobs as store_jobs
+
+SECRET = "alice-private-7f3a"  # in every name alice gives: must never reach bob
+SECRET_NAME = "alice_private_7f3a"  # her stored secret's name (a secret's name is an env variable's)
+
+# Operations that name no object: each is admin-only or open to every user.
+ADMIN_ONLY = {("POST", "/api/v1/users")}
+OPEN_TO_USERS = {
+    ("GET", "/api/v1/health"), ("GET", "/api/v1/me"), ("GET", "/api/v1/capacity"),
+    ("POST", "/api/v1/snapshots"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"),
+    ("GET", "/api/v1/queue"), ("GET", "/api/v1/metrics/latest"), ("GET", "/api/v1/datasets"),
+    ("POST", "/api/v1/datasets"), ("POST", "/api/v1/datasets/uploads"), ("GET", "/api/v1/secrets"),
+    ("GET", "/api/v1/tokens"), ("POST", "/api/v1/tokens"),  # the caller's own tokens; ?all=true is admins' (403)
+    ("GET", "/api/v1/webhook-secret"), ("POST", "/api/v1/webhook-secret/rotate"),  # the caller's own key
+    # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
+    ("GET", "/api/v1/events/stream"),
+}
+NEVER_ENDS = {("GET", "/api/v1/events/stream")}
+# The name is in the caller's own namespace: bob's PUT makes bob's secret, and alice's stays as it was.
+CALLERS_OWN = {("PUT", "/api/v1/secrets/{name}")}
+# Only the attempt's own report token speaks for it: a user's token is refused outright.
+ATTEMPT_TOKEN_ONLY = {("POST", "/api/v1/attempts/{attempt_id}/report")}
+
+
+@dataclass
+class World:
+    client: TestClient
+    platform: Platform
+    admin: str
+    alice: str
+    bob: str
+    fill: dict[str, str] = field(default_factory=dict)
+    markers: list[str] = field(default_factory=lambda: [SECRET, SECRET_NAME])  # alice's: never in bob's answers
+    attempt_token: str = ""
+    dataset_tar: bytes = b""
+
+    def as_(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def ensure_dataset(self) -> None:
+        """Alice's dataset, again if a removal took it (same content: the same version)."""
+        up = self.client.post("/api/v1/datasets/uploads", content=self.dataset_tar, headers=self.as_(self.alice))
+        assert up.status_code == 201, up.text
+        made = self.client.post("/api/v1/datasets", headers=self.as_(self.alice),
+                                json={"name": f"{SECRET}-data", "upload": up.json()["upload"]})
+        assert made.status_code == 201, made.text
+        self.fill.update(name=made.json()["name"], version=made.json()["version"])
+        self.fill["dataset_file"] = made.json()["files"][0]["path"]
+
+    def ensure_secret(self) -> None:
+        """Alice's stored secret, again if a removal took it."""
+        r = self.client.put(f"/api/v1/secrets/{SECRET_NAME}", json={"value": SECRET}, headers=self.as_(self.alice))
+        assert r.status_code == 200, r.text
+        self.fill["secret_name"] = SECRET_NAME
+
+
+def _tar(tmp: Path) -> bytes:
+    src = tmp / "rows.csv"
+    src.write_text("x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.add(src, arcname="rows.csv")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("cross")
+    with in_process(root / "home") as ip:
+        yield from _populate(World(ip.client, ip.platform, ip.admin, ip.new_user("alice"), ip.new_user("bob"),
+                                   dataset_tar=_tar(root)))
+
+
+def _populate(w: World) -> Iterator[World]:
+    client, platform = w.client, w.platform
+    job = client.post("/api/v1/jobs", headers=w.as_(w.alice),
+                      json={"spec": {"command": ["python", "train.py"], "name": f"{SECRET}-job",
+                                     "env": {"TOKEN": SECRET}}}).json()
+    # attempts placed and ended through the store's own transitions: the job's logs and
+    # attempts have something real to name, and its log stream ends; a second job's
+    # attempt still lives, for the report endpoint
+    ended = store_jobs.place(platform.db, job["id"], gpus=[], token="ended-attempt", executor="local")
+    assert ended is not None
+    store_jobs.end_attempt(platform.db, ended[1], TerminationReason.EXIT_NONZERO, exit_code=1)
+    platform.storage.put_bytes(b"weights", f"{output_prefix(job['id'])}/model.bin")
+    live_job = client.post("/api/v1/jobs", headers=w.as_(w.alice), json={"spec": {"command": ["sleep", "1"]}}).json()
+    w.attempt_token = "live-attempt-of-alice"
+    live = store_jobs.place(platform.db, live_job["id"], gpus=[], token=w.attempt_token, executor="local")
+    assert live is not None
+    w.fill.update(job_id=str(job["id"]), attempt_id=str(live[1].id), output_file="model.bin")
+    w.ensure_dataset()
+    w.ensure_secret()
+    token = client.post("/api/v1/tokens", json={"name": f"{SECRET}-laptop"}, headers=w.as_(w.alice)).json()
+    w.fill["ref"] = str(token["id"])
+    hook = client.get("/api/v1/webhook-secret", headers=w.as_(w.alice)).json()["secret"]
+    w.markers += [token["token"], hook]
+    yield w
+
+
+def _operations() -> list[tuple[str, str]]:
+    doc = create_app(_NoPlatform()).openapi()  # the routes' schema needs no platform
+    ops = [(m.upper(), path) for path, item in doc["paths"].items() for m in item]
+    return sorted(ops, key=lambda op: (op[0] == "DELETE", op))  # removals last: they take objects away
+
+
+class _NoPlatform:
+    """Enough of a platform to build the app and its OpenAPI, without a database."""
+
+    settings = Settings.from_env({"MODELYARD_HOME": "/nonexistent/modelyard-openapi"})
+
+
+def _param(op: tuple[str, str], name: str) -> str:
+    """Which fill a path parameter takes; a name not known here fails the test."""
+    if name == "path":
+        return "dataset_file" if "/datasets/" in op[1] else "output_file"
+    if name == "name" and op[1].startswith("/api/v1/secrets/"):
+        return "secret_name"
+    return name
+
+
+# What nobody has: another user's object must answer exactly as one of these does.
+GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "name": "nobody-has-this",
+          "version": "abcdef123456",
+          "secret_name": "NOBODY_HAS_THIS", "dataset_file": "all/data.csv", "output_file": "model.bin"}
+
+
+def _url(w: World, op: tuple[str, str], fill: dict[str, str] | None = None) -> str:
+    fill = w.fill if fill is None else fill
+    names = re.findall(r"\{(\w+)\}", op[1])
+    unknown = [n for n in names if _param(op, n) not in w.fill]
+    assert not unknown, (f"{op[0]} {op[1]}: this test does not know how to fill {unknown}; add them to the "
+                         "world fixture so the endpoint is covered")
+    return re.sub(r"\{(\w+)\}", lambda m: fill[_param(op, m.group(1))], op[1])
+
+
+def _as_ghost(w: World, op: tuple[str, str], message: str) -> str:
+    """``message`` with alice's values in the path put back as the ghosts' (an error may name what was asked)."""
+    for key in sorted(re.findall(r"\{(\w+)\}", op[1]), key=len, reverse=True):
+        message = message.replace(w.fill[_param(op, key)], GHOSTS[_param(op, key)])
+    return message
+
+
+BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/api/v1/secrets/{name}"): {"value": "bobs-own-value"},
+    ("PATCH", "/api/v1/datasets/{name}"): {"visibility": "private"},
+    ("POST", "/api/v1/jobs/{job_id}/clone"): {},
+    ("POST", "/api/v1/attempts/{attempt_id}/report"): {"seq": 1},
+}
+
+
+def _call(w: World, op: tuple[str, str], token: str) -> Any:
+    body = BODIES.get(op)
+    return w.client.request(op[0], _url(w, op), headers=w.as_(token), json=body)
+
+
+OPERATIONS = [pytest.param(op, id=f"{op[0]} {op[1]}") for op in _operations()]
+
+
+@pytest.mark.parametrize("op", OPERATIONS)
+def test_a_plain_user_cannot_reach_what_is_not_theirs(world: World, op: tuple[str, str]) -> None:
+    if "{" in op[1]:
+        _names_an_object(world, op)
+    elif op in ADMIN_ONLY:
+        r = _call(world, op, world.bob)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+    else:
+        assert op in OPEN_TO_USERS, (f"{op[0]} {op[1]} names no object: add it to ADMIN_ONLY or OPEN_TO_USERS "
+                                     "(and check what it shows another user)")
+        if op not in NEVER_ENDS:
+            r = _call(world, op, world.bob)
+            assert r.status_code != 403, r.text[:2000]
+            leaked = [m for m in world.markers if m in r.text]
+            assert not leaked, r.text[:2000]
+
+
+def _names_an_object(w: World, op: tuple[str, str]) -> None:
+    _ensure(w, op)
+    r = _call(w, op, w.bob)
+    if op in CALLERS_OWN:
+        before = w.client.get(f"/api/v1/secrets/{SECRET_NAME}", headers=w.as_(w.alice)).json()
+        assert r.status_code == 200, r.text
+        after = w.client.get(f"/api/v1/secrets/{SECRET_NAME}", headers=w.as_(w.alice)).json()
+        assert after == before  # bob's PUT made his own; hers did not change
+        w.client.delete(f"/api/v1/secrets/{SECRET_NAME}", headers=w.as_(w.bob))
+        return
+    if op in ATTEMPT_TOKEN_ONLY:
+        assert r.status_code == 401, r.text
+        owner = w.client.request(op[0], _url(w, op), headers=w.as_(w.attempt_token), json=BODIES.get(op))
+        assert owner.status_code not in (401, 404), owner.text
+        return
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text[:2000]
+    # indistinguishable from asking for what nobody has (but for the names bob himself asked for):
+    # not even that alice's object exists leaks
+    ghost = w.client.request(op[0], _url(w, op, GHOSTS), headers=w.as_(w.bob), json=BODIES.get(op))
+    assert ghost.status_code == 404, ghost.text
+    assert _as_ghost(w, op, r.json()["error"]["message"]) == ghost.json()["error"]["message"]
+    # the same request as alice reaches her object: the 404 above was about bob, not a bad path
+    _ensure(w, op)
+    owner = _call(w, op, w.alice)
+    assert owner.status_code not in (404, 422), owner.text[:2000]
+
+
+def _ensure(w: World, op: tuple[str, str]) -> None:
+    """Alice's object again, if an earlier removal took it."""
+    if op[1].startswith("/api/v1/secrets/"):
+        w.ensure_secret()
+    elif "{name}" in op[1]:
+        w.ensure_dataset()

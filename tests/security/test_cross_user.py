@@ -44,6 +44,7 @@ OPEN_TO_USERS = {
     ("POST", "/api/v1/snapshots"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"),
     ("GET", "/api/v1/queue"), ("GET", "/api/v1/metrics/latest"), ("GET", "/api/v1/datasets"),
     ("POST", "/api/v1/datasets"), ("POST", "/api/v1/datasets/uploads"), ("GET", "/api/v1/secrets"),
+    ("GET", "/api/v1/environments"), ("POST", "/api/v1/environments"),  # one's own and the admins'; a new one is one's own
     ("GET", "/api/v1/tokens"), ("POST", "/api/v1/tokens"),  # the caller's own tokens; ?all=true is admins' (403)
     ("GET", "/api/v1/webhook-secret"), ("POST", "/api/v1/webhook-secret/rotate"),  # the caller's own key
     # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
@@ -80,6 +81,14 @@ class World:
         assert made.status_code == 201, made.text
         self.fill.update(name=made.json()["name"], version=made.json()["version"])
         self.fill["dataset_file"] = made.json()["files"][0]["path"]
+
+    def ensure_environment(self) -> None:
+        """Alice's private environment, again if a removal took it."""
+        name = f"{SECRET}-env"
+        r = self.client.post("/api/v1/environments", headers=self.as_(self.alice),
+                             json={"name": name, "image": "localhost/alice-private:1"})
+        assert r.status_code in (201, 409), r.text
+        self.fill["environment_name"] = name
 
     def ensure_secret(self) -> None:
         """Alice's stored secret, again if a removal took it."""
@@ -124,6 +133,7 @@ def _populate(w: World) -> Iterator[World]:
     w.fill.update(job_id=str(job["id"]), attempt_id=str(live[1].id), output_file="model.bin")
     w.ensure_dataset()
     w.ensure_secret()
+    w.ensure_environment()
     token = client.post("/api/v1/tokens", json={"name": f"{SECRET}-laptop"}, headers=w.as_(w.alice)).json()
     w.fill["ref"] = str(token["id"])
     hook = client.get("/api/v1/webhook-secret", headers=w.as_(w.alice)).json()["secret"]
@@ -149,13 +159,15 @@ def _param(op: tuple[str, str], name: str) -> str:
         return "dataset_file" if "/datasets/" in op[1] else "output_file"
     if name == "name" and op[1].startswith("/api/v1/secrets/"):
         return "secret_name"
+    if name == "name" and op[1].startswith("/api/v1/environments/"):
+        return "environment_name"
     return name
 
 
 # What nobody has: another user's object must answer exactly as one of these does.
 GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "name": "nobody-has-this",
           "version": "abcdef123456",
-          "secret_name": "NOBODY_HAS_THIS", "dataset_file": "all/data.csv", "output_file": "model.bin"}
+          "secret_name": "NOBODY_HAS_THIS", "environment_name": "nobody-has-this", "dataset_file": "all/data.csv", "output_file": "model.bin"}
 
 
 def _url(w: World, op: tuple[str, str], fill: dict[str, str] | None = None) -> str:
@@ -176,6 +188,7 @@ def _as_ghost(w: World, op: tuple[str, str], message: str) -> str:
 
 BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/secrets/{name}"): {"value": "bobs-own-value"},
+    ("POST", "/api/v1/environments"): {"name": "bobs-env", "image": "localhost/bob:1"},
     ("PATCH", "/api/v1/datasets/{name}"): {"visibility": "private"},
     ("POST", "/api/v1/jobs/{job_id}/clone"): {},
     ("POST", "/api/v1/attempts/{attempt_id}/report"): {"seq": 1},
@@ -238,5 +251,7 @@ def _ensure(w: World, op: tuple[str, str]) -> None:
     """Alice's object again, if an earlier removal took it."""
     if op[1].startswith("/api/v1/secrets/"):
         w.ensure_secret()
+    elif op[1].startswith("/api/v1/environments/"):
+        w.ensure_environment()
     elif "{name}" in op[1]:
         w.ensure_dataset()

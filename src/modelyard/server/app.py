@@ -51,8 +51,7 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="modelyard", version=modelyard.__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.platform = platform
-    for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_secrets,
-                   routes_environments):
+    for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_environments):
         app.include_router(module.router, prefix="/api/v1")
     # the secret and token routes declare no statuses of their own yet: every one they can answer
     app.include_router(routes_secrets.router, prefix="/api/v1", responses=errors(*AUTHED, 404))

@@ -6,18 +6,19 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from modelyard.jobs.environments import EnvironmentSpec
+from modelyard.server.api_schema import AUTHED, NameParam, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import environment_to_dict
 from modelyard.store import environments as store_environments
 from modelyard.store.records import User
 
-router = APIRouter()
+router = APIRouter(responses=errors(*AUTHED))
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 UserDep = Annotated[User, Depends(current_user)]
 
 
-@router.post("/environments", status_code=201)
+@router.post("/environments", status_code=201, responses=errors(409))
 def create(body: EnvironmentSpec, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return environment_to_dict(store_environments.create_environment(p.db, user, body))
 
@@ -27,11 +28,11 @@ def list_all(p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return {"environments": [environment_to_dict(e) for e in store_environments.list_environments(p.db, user)]}
 
 
-@router.get("/environments/{name}")
-def show(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.get("/environments/{name}", responses=errors(404))
+def show(name: NameParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return environment_to_dict(store_environments.get_environment(p.db, name, user=user))
 
 
-@router.delete("/environments/{name}")
-def remove(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+@router.delete("/environments/{name}", responses=errors(403, 404))
+def remove(name: NameParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return environment_to_dict(store_environments.remove_environment(p.db, name, user=user))

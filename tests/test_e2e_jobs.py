@@ -161,8 +161,9 @@ def test_stop_restart_and_clone_with_resume(server: ServerProcess) -> None:
 
         again = c.post(f"/jobs/{job['id']}/restart").json()
         assert again["state"] == "queued"
+        # attempt 2 exists only once the scheduler has placed it: its log answers 404 until then
+        wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["attempt"] == 2, 30, what="attempt 2 to be placed")
         wait_for(lambda: any(l["text"] == "ready" for l in all_logs(c, job["id"], 2)), 30)
-        assert c.get(f"/jobs/{job['id']}").json()["attempt"] == 2
         c.post(f"/jobs/{job['id']}/stop")
         wait_state(c, job["id"], "stopped")
         assert len(all_logs(c, job["id"], 1)) >= 2  # attempt 1 keeps its own log

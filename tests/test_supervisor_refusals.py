@@ -127,8 +127,18 @@ def test_a_permanent_refusal_ends_the_job_instead_of_spinning(tmp_path: Path, st
     assert sup.wait(timeout=30) == 1
     assert strict.posts <= 6  # a few tries, not a loop
     assert "refused batch 1 3 times" in sup.stderr
-    wait_for(lambda: (tmp_path / "pid").exists(), timeout=5)
-    assert dead(int((tmp_path / "pid").read_text()))
+    # the refusals may come before the command has even written its pid: look for it by its script
+    wait_for(lambda: not _running(str(tmp_path / "job.py")), timeout=10, what="the command to be gone")
+
+
+def _running(marker: str) -> list[int]:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline", "status"]):
+        if p.info["status"] != psutil.STATUS_ZOMBIE and marker in (p.info["cmdline"] or []):
+            found.append(p.pid)
+    return found
 
 
 def test_an_attempt_the_server_ended_is_killed_and_syncs_nothing_more(tmp_path: Path, strict: StrictReceiver) -> None:

@@ -111,6 +111,8 @@ class Attempt:
         the server shares our disk, the reserve's space is what lets it store it."""
         if self.batcher is not None and self.batcher.final_cut and self.disk.release_reserve():
             print("modelyard supervisor: the server's disk is full; released the reserve", file=sys.stderr)
+            if self.reporter is not None:
+                self.reporter.nudge()
 
     # -- the whole attempt -----------------------------------------------------
 
@@ -313,6 +315,7 @@ class Attempt:
             if self.disk.seen and self.disk.release_reserve():
                 # after the last sync and upload, which would only have eaten it
                 self.pump.note("the disk is full: released the supervisor's reserve to report the end")
+                self.reporter.nudge()  # batches the server could not store: again, into the freed space
             self.batcher.cut_final({"type": "exited", "t": time.time(), "exit_code": rc,
                                     "reason": reason.value, "message": message})
             # The reporter's own deadline ends the wait; this one only guards against a stuck thread.

@@ -98,6 +98,7 @@ class Reporter:
         self.done = threading.Event()  # set when the thread ends
         self.delivered = False  # the final batch was acknowledged
         self._final_since: float | None = None
+        self._nudged = threading.Event()  # cuts a retry's wait short: space was just freed
         self._headers = {"Content-Type": "application/json",
                          **({"Authorization": f"Bearer {token}"} if token else {})}
         self._conn: http.client.HTTPConnection | None = None
@@ -183,6 +184,7 @@ class Reporter:
             wait=tenacity.wait_exponential_jitter(initial=0.05, max=min(self.max_backoff, self.heartbeat_interval)),
             stop=self._past_deadline,
             before_sleep=lambda _state: self._rediscover(),
+            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -192,6 +194,14 @@ class Reporter:
                   f"{self.final_deadline:.0f}s: {e}", file=sys.stderr)
             return False
         return True
+
+    def nudge(self) -> None:
+        """Retry now rather than after the backoff (the supervisor just freed its reserve)."""
+        self._nudged.set()
+
+    def _sleep(self, seconds: float) -> None:
+        self._nudged.wait(seconds)
+        self._nudged.clear()
 
     def _past_deadline(self, _state: tenacity.RetryCallState) -> bool:
         # Before the final batch is cut the job is still running: retry forever.

@@ -4,7 +4,8 @@
 heartbeat timeout, never ``lost`` nor left ``running``, with every line it printed stored;
 (ii) a submit or a snapshot upload on a full disk answers ``disk_full`` naming MODELYARD_HOME,
 and leaves nothing half-written; (iii) lines printed while a filler file fills the disk are held
-by the supervisor and, once the filler is gone, all arrive exactly once and in order.
+by the supervisor and, once the filler is gone, all arrive exactly once and in order; (iv) a
+supervisor whose reports the server cannot store for twice the heartbeat timeout is not lost.
 Unit cases: the Batcher and the OutputPump on a tiny full tmpfs.
 The tmpfs mount needs root (as here and on CI): without it these fail, never skip.
 """
@@ -160,6 +161,35 @@ def test_lines_printed_while_the_disk_is_full_arrive_once_in_order_after(tmp_pat
                 # held in memory while the spool's disk was full, and said so once
                 notes = [l for l in lines if "no space left on device for the spool" in l]
                 assert len(notes) == 1, lines
+        finally:
+            server.stop()
+
+
+def test_a_supervisor_reporting_to_a_full_database_is_not_lost(tmp_path: Path) -> None:
+    # the database's disk full for over twice the heartbeat timeout, the run folders' disk not:
+    # every report fails to be stored, yet each reached the server, so the job is not lost (without
+    # the server's in-memory contact times it would be killed and ended lost once space returned)
+    with tmpfs(tmp_path / "home") as home, tmpfs(home / "runs"):
+        server = start_server(tmp_path, home, HEARTBEAT_TIMEOUT)
+        try:
+            script, printed = tmp_path / "ticker.py", tmp_path / "printed"
+            script.write_text(TICKER_JOB)
+            total = 600
+            with server.client() as c:
+                job_id = submit(c, script, str(printed), str(total))
+                wait_for(lambda: len(stored_lines(c, job_id)) >= 20, timeout=30, what="the first lines")
+                filler = fill(home / "filler")
+                full_from = time.monotonic()
+                wait_for(lambda: time.monotonic() - full_from > 2 * HEARTBEAT_TIMEOUT, timeout=30,
+                         what="twice the heartbeat timeout")
+                assert c.get(f"/jobs/{job_id}").json()["state"] == "running"
+                filler.unlink()
+                seen: set[str] = set()
+                job = wait_for(lambda: ended(c, job_id, seen), timeout=60, what="the job to end")
+                assert job["state"] == "succeeded" and "lost" not in seen, job
+                lines = stored_lines(c, job_id)
+                assert [l for l in lines if l.startswith("tick ")] == [f"tick {i}" for i in range(total)]
+                assert "disk full: the disk of MODELYARD_HOME" in server.log_text()  # it was full, and said so
         finally:
             server.stop()
 

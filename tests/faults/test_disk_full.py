@@ -24,10 +24,12 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
-import pytest
+import psycopg.errors
+import sqlalchemy.exc
 from conftest import wait_for
 from servers import ServerProcess
 
+from modelyard.server.disk import disk_full_error
 from modelyard.supervisor.batch import Batcher
 from modelyard.supervisor.disk import DiskWatch
 from modelyard.supervisor.output import OutputPump
@@ -283,3 +285,22 @@ def test_output_pump_stops_log_txt_on_a_full_disk_and_still_reports_every_line(t
         assert watch.seen and watch.probe() > 0  # a full disk, seen and still full
         pump.note("a note after the stop goes to the report only")
         assert b.logs[-1][2].endswith("a note after the stop goes to the report only")
+
+
+def test_each_kind_of_full_disk_maps_to_disk_full_and_nothing_else_does() -> None:
+    import sqlite3
+
+    home = Path("/srv/modelyard")
+
+    def wrapped(orig: Exception) -> sqlalchemy.exc.OperationalError:
+        return sqlalchemy.exc.OperationalError("INSERT INTO log_lines ...", {}, orig)
+
+    for exc in (OSError(errno.ENOSPC, "No space left on device"), wrapped(sqlite3.OperationalError("database or disk is full"))):
+        err = disk_full_error(exc, home)
+        assert err is not None and err.code.value == "disk_full" and err.http_status == 503
+        assert "the disk of MODELYARD_HOME (/srv/modelyard) is full" in err.message
+    pg = disk_full_error(wrapped(psycopg.errors.DiskFull("could not extend file")), home)  # SQLSTATE 53100
+    assert pg is not None and "database server's disk is full" in pg.message
+    for other in (OSError(errno.EACCES, "Permission denied"), wrapped(sqlite3.OperationalError("database is locked")),
+                  wrapped(psycopg.errors.AdminShutdown("terminating connection"))):
+        assert disk_full_error(other, home) is None

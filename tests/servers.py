@@ -20,8 +20,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, home: Path, *, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(self, home: Path, *, env: dict[str, str] | None = None, port: int | None = None,
+                 log_path: Path | None = None) -> None:
         self.home = home
+        self.log_path = log_path or home / "test-server.log"  # elsewhere when home's disk is to be filled
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "MODELYARD_HOME": str(home), **(env or {})}
@@ -31,12 +33,12 @@ class ServerProcess:
 
     def start(self, timeout: float = 30) -> "ServerProcess":
         self.home.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.home / "test-server.log", "ab")
+        self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelyard.server", "--port", str(self.port)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
-        wait_for(self._healthy, timeout=timeout, what=f"server on {self.url} (log: {self.home / 'test-server.log'})")
+        wait_for(self._healthy, timeout=timeout, what=f"server on {self.url} (log: {self.log_path})")
         self.token = (self.home / "token").read_text().strip()
         return self
 
@@ -50,7 +52,7 @@ class ServerProcess:
             return False
 
     def log_text(self) -> str:
-        return (self.home / "test-server.log").read_text(errors="replace")
+        return self.log_path.read_text(errors="replace")
 
     def client(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=f"{self.url}/api/v1", timeout=30,

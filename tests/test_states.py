@@ -50,6 +50,7 @@ def test_each_reason_maps_to_one_state_and_one_retry_decision() -> None:
         TerminationReason.STOPPED_BY_USER: (JobState.STOPPED, False),
         TerminationReason.MAX_RUNTIME: (JobState.TIMED_OUT, False),
         TerminationReason.SUPERVISOR_LOST: (JobState.LOST, True),
+        TerminationReason.DISK_FULL: (JobState.FAILED, False),
     }
     for reason, (state, retry) in expected.items():
         assert reason.to_state() is state

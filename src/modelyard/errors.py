@@ -22,6 +22,7 @@ class ErrorCode(str, enum.Enum):
     GONE = "gone"  # the thing asked about has ended for good (a report for an ended attempt)
     UNAVAILABLE = "unavailable"  # a backing service (database, storage) failed
     THROTTLED = "throttled"  # too many failed sign-ins or bad tokens from one address; Retry-After says when
+    DISK_FULL = "disk_full"  # the disk of MODELYARD_HOME (or the database server's) has no space left
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -35,6 +36,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.GONE: 410,
     ErrorCode.UNAVAILABLE: 503,
     ErrorCode.THROTTLED: 429,
+    # 503, not 507: a full disk is a backing service failing, retried like one (the
+    # supervisor's reporter and every client retry a 503), and the OpenAPI documents 503
+    ErrorCode.DISK_FULL: 503,
 }
 
 

@@ -79,6 +79,8 @@ class LaunchSpec(_Frozen):
     sync_interval: float = 600.0
     stop_grace: float = 10.0
     heartbeat_interval: float = 2.0
+    # how long the command may run on while its disk is full: half the server's heartbeat timeout
+    disk_full_grace: float = 30.0
     sample_interval: float = 5.0
     environment: Environment = Field(default_factory=Environment)
     sandbox: Sandbox = Field(default_factory=Sandbox)

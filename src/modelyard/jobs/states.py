@@ -84,6 +84,7 @@ class TerminationReason(str, enum.Enum):
     STOPPED_BY_USER = "stopped_by_user"
     MAX_RUNTIME = "max_runtime"
     SUPERVISOR_LOST = "supervisor_lost"
+    DISK_FULL = "disk_full"  # the job's outputs or log could not be kept: no space left on the run's disk
 
     def to_state(self) -> JobState:
         return _REASON_STATE[self]
@@ -113,6 +114,7 @@ _REASON_STATE = {
     TerminationReason.STOPPED_BY_USER: JobState.STOPPED,
     TerminationReason.MAX_RUNTIME: JobState.TIMED_OUT,
     TerminationReason.SUPERVISOR_LOST: JobState.LOST,
+    TerminationReason.DISK_FULL: JobState.FAILED,
 }
 _REASON_MESSAGE = {
     TerminationReason.EXIT_ZERO: "the command exited with code 0",
@@ -120,4 +122,5 @@ _REASON_MESSAGE = {
     TerminationReason.STOPPED_BY_USER: "stopped by a user",
     TerminationReason.MAX_RUNTIME: "ran past its max_runtime and was killed",
     TerminationReason.SUPERVISOR_LOST: "its supervisor stopped reporting",
+    TerminationReason.DISK_FULL: "no space left on device writing outputs",
 }

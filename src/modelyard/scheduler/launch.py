@@ -97,6 +97,7 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         sync_interval=spec.sync_interval,
         stop_grace=ctx.settings.stop_grace,
         heartbeat_interval=ctx.heartbeat_interval,
+        disk_full_grace=ctx.settings.heartbeat_timeout / 2,
         sample_interval=ctx.sample_interval,
         dataset=job.dataset,  # pinned "name:version", materialised before the command starts
         dataset_cache=dataset_cache_dir(ctx.settings),

@@ -23,6 +23,7 @@ from modelyard.executors.base import Executor
 from modelyard.executors.capacity import Capacity
 from modelyard.jobs import JobState, TerminationReason
 from modelyard.scheduler import policy
+from modelyard.scheduler.contact import ContactTimes
 from modelyard.scheduler.launch import LaunchContext, build_launch
 from modelyard.store import jobs as store_jobs
 from modelyard.store.db import Database
@@ -49,6 +50,7 @@ class SchedulerLoop:
         self.clock = clock
         # after a restart, silence while the server was down is not the supervisors' fault
         self.started_at = clock()
+        self.contacts = ContactTimes()  # reports received, even those the database could not store
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,10 +86,13 @@ class SchedulerLoop:
             self.schedule(now)
 
     def reap_lost(self, now: float) -> None:
-        for attempt in store_jobs.active_attempts(self.db):
-            silent_for = now - max(attempt.last_heartbeat, self.started_at)
+        active = store_jobs.active_attempts(self.db)
+        self.contacts.keep_only(a.id for a in active)
+        for attempt in active:
+            heard = self.contacts.last(attempt.id, attempt.last_heartbeat)
+            silent_for = now - max(heard, self.started_at)
             alive = self.executor.alive(attempt) if attempt.executor == self.executor.name else None
-            if alive is False and now - attempt.last_heartbeat > DEAD_PROCESS_GRACE:
+            if alive is False and now - heard > DEAD_PROCESS_GRACE:
                 message = "its supervisor process is gone"
             elif silent_for > self.heartbeat_timeout:
                 message = f"its supervisor sent nothing for {silent_for:.0f}s"

@@ -52,7 +52,7 @@ WHY: dict[int, str] = {
     413: "The request is over a limit (the message names it)",
     422: "Bad input: the message names the field and the reason",
     429: "Too many bad tokens or failed sign-ins from this address: wait Retry-After seconds",
-    503: "A backing service (the database, the artifact store) failed; try again",
+    503: "A backing service (the database, the artifact store) failed, or the disk is full (code disk_full); try again",
 }
 # What any route behind a bearer token may answer: no or a bad token, bad input, over the
 # body limit, throttled after bad tokens from the same address, the database down.

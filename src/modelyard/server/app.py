@@ -32,6 +32,7 @@ from modelyard.server import (
 )
 from modelyard.server.api_schema import AUTHED, errors
 from modelyard.server.body_limit import BodyLimit
+from modelyard.server.disk import disk_full_error
 from modelyard.server.platform import Platform
 from modelyard.store.users import add_token, create_user, get_user_by_name, user_for_token
 
@@ -125,16 +126,33 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _http_error(request, exc)
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
-    async def _database(_r: Request, exc: Exception) -> JSONResponse:
+    async def _database(r: Request, exc: Exception) -> JSONResponse:
+        if (full := _disk_full(r, exc)) is not None:
+            return full
         log.exception("database error", exc_info=exc)
         err = ModelyardError(ErrorCode.UNAVAILABLE, "the database is unavailable; try again")
         return JSONResponse(err.to_dict(), status_code=503)
+
+    @app.exception_handler(OSError)
+    async def _os(r: Request, exc: Exception) -> JSONResponse:
+        if (full := _disk_full(r, exc)) is not None:
+            return full
+        return await _unexpected(r, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
         return JSONResponse({"error": {"code": "internal", "message": "internal error; see the server log",
                                        "field": None}}, status_code=500)
+
+
+def _disk_full(r: Request, exc: Exception) -> JSONResponse | None:
+    """A full disk said plainly (server/disk.py), not as "the database is unavailable"."""
+    err = disk_full_error(exc, r.app.state.platform.settings.home)
+    if err is None:
+        return None
+    log.error("disk full: %s (%s)", err.message, exc)
+    return JSONResponse(err.to_dict(), status_code=err.http_status)
 
 
 def ensure_local_user(platform: Platform, home: Path) -> str:

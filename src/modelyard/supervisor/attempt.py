@@ -4,7 +4,11 @@ This module owns the order of things (docs/protocol.md): materialise code and
 resume outputs, start the command, race its exit against a stop (SIGTERM or a
 ``stop`` reply) and ``max_runtime``, end the process group, sync outputs once
 more, upload log.txt, and only then send the final ``exited`` event. It also
-owns the mapping from how the command ended to a termination reason.
+owns the mapping from how the command ended to a termination reason, and the
+full disk's part in it (supervisor/disk.py): a command still running while
+its disk stays full past ``disk_full_grace`` is ended as for a stop, outputs
+or a log that could not be kept for want of space end the attempt failed
+(``DISK_FULL``), and the reserve is released just before the final report.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from modelyard.storage.snapshot import SnapshotLimits
 from modelyard.supervisor.batch import Batcher
 from modelyard.supervisor.config import SupervisorConfig, job_env
 from modelyard.supervisor.container import RUNTIME_ERROR_EXIT, Container, start_container
+from modelyard.supervisor.disk import DiskWatch, is_enospc
 from modelyard.supervisor.output import OutputPump
 from modelyard.supervisor.reporter import Reporter
 from modelyard.supervisor.runner import JobProcess, StartFailed, describe_exit, exit_code
@@ -64,6 +69,12 @@ class Attempt:
             self.dirs.spool, max_items=config.batch_max_items, interval=config.batch_interval)
         # secrets: their values are masked in the job's output (README "Secrets")
         self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode, masks=config.secrets.values())
+        self.disk = DiskWatch(self.dirs.root, None if config.local_mode else self.dirs.spool / "reserve")
+        self.disk.hold_reserve()
+        self.pump.on_enospc = self.disk.enospc
+        if self.batcher is not None:
+            self.batcher.on_enospc = self.disk.enospc
+        self._log_enospc = False  # log.txt could not be uploaded for want of space
         self.store = ArtifactStore(config.storage_url) if config.storage_url else None
         self.stop_requested = threading.Event()
         self.gone = threading.Event()  # the server takes no more reports: the attempt is over there
@@ -80,7 +91,7 @@ class Attempt:
             self.batcher, server_url=c.server_url, attempt_id=c.attempt_id, token=c.token,
             heartbeat_interval=c.heartbeat_interval, max_backoff=c.retry_max_backoff,
             final_deadline=c.final_deadline, server_file=c.server_file, on_stop=self.request_stop,
-            on_gone=self._on_gone,
+            on_gone=self._on_gone, on_disk_full=self._server_disk_full,
         )
 
     def request_stop(self) -> None:
@@ -94,6 +105,14 @@ class Attempt:
         self.pump.note(message)
         self.gone.set()
         self._wake.set()
+
+    def _server_disk_full(self) -> None:
+        """The server could not store a batch: its disk is full. If that batch is the final one and
+        the server shares our disk, the reserve's space is what lets it store it."""
+        if self.batcher is not None and self.batcher.final_cut and self.disk.release_reserve():
+            print("modelyard supervisor: the server's disk is full; released the reserve", file=sys.stderr)
+            if self.reporter is not None:
+                self.reporter.nudge()
 
     # -- the whole attempt -----------------------------------------------------
 
@@ -225,6 +244,7 @@ class Attempt:
             return None
         syncer = OutputSyncer(self.store, self.dirs.output, self.config.output_prefix,
                               self.config.sync_interval, self.pump.note)
+        syncer.on_enospc = self.disk.enospc
         syncer.start()
         return syncer
 
@@ -232,6 +252,8 @@ class Attempt:
         """Wait for the command; the reason we must end it, or None when it exited by itself."""
         threading.Thread(target=lambda: (job.exited.wait(), self._wake.set()), daemon=True).start()
         limit = self.config.max_runtime
+        grace = self.config.disk_full_grace
+        probe_every = max(0.1, min(self.config.heartbeat_interval, grace / 4))
         while True:
             if job.exited.is_set():
                 return None
@@ -242,13 +264,18 @@ class Attempt:
             left = None if limit is None else job.started_at + limit - time.monotonic()
             if left is not None and left <= 0:
                 return TerminationReason.MAX_RUNTIME
-            self._wake.wait(timeout=left)
+            if self.disk.probe() > grace:
+                return TerminationReason.DISK_FULL
+            self._wake.wait(timeout=probe_every if left is None else min(left, probe_every))
             self._wake.clear()
 
     def _ending(self, job: JobProcess, reason: TerminationReason | None) -> tuple[TerminationReason, str]:
         grace = 0.0 if reason is TerminationReason.SUPERVISOR_LOST else self.config.stop_grace
         if reason is TerminationReason.MAX_RUNTIME:
             self.pump.note(f"max_runtime of {self.config.max_runtime:g}s reached: sending SIGTERM to the job")
+        elif reason is TerminationReason.DISK_FULL:
+            self.pump.note(f"no space left on device for over {self.config.disk_full_grace:g}s: "
+                           "sending SIGTERM to the job")
         elif reason is TerminationReason.STOPPED_BY_USER:
             self.pump.note("stop requested: sending SIGTERM to the job")
         if reason is not None and self.container is not None:
@@ -277,6 +304,7 @@ class Attempt:
         synced = self._final_sync()
         self.pump.close()
         logged = self._upload_log()
+        reason, message = self._disk_full_ending(reason, message)
         keep = None if self.config.local_mode else _keep_reason(synced, logged, self.gone.is_set())
         if keep is not None and self.batcher is not None:
             self.batcher.add_log(time.time(), "stderr", f"[modelyard] the run folder {self.dirs.root} is kept: {keep}")
@@ -284,6 +312,10 @@ class Attempt:
         if self.gone.is_set():
             delivered = False  # the server takes no final report from an attempt that is over
         elif self.batcher is not None and self.reporter is not None:
+            if self.disk.seen and self.disk.release_reserve():
+                # after the last sync and upload, which would only have eaten it
+                self.pump.note("the disk is full: released the supervisor's reserve to report the end")
+                self.reporter.nudge()  # batches the server could not store: again, into the freed space
             self.batcher.cut_final({"type": "exited", "t": time.time(), "exit_code": rc,
                                     "reason": reason.value, "message": message})
             # The reporter's own deadline ends the wait; this one only guards against a stuck thread.
@@ -292,12 +324,22 @@ class Attempt:
             self._remove_run_dir()
         return Outcome(reason, rc, message, delivered)
 
+    def _disk_full_ending(self, reason: TerminationReason, message: str) -> tuple[TerminationReason, str]:
+        """An attempt whose outputs or log could not be kept for want of space failed, however its
+        command exited; a stop or a lost attempt stays what it was."""
+        full = (self.syncer is not None and self.syncer.disk_full) or self._log_enospc
+        if not full or reason not in (TerminationReason.EXIT_ZERO, TerminationReason.EXIT_NONZERO):
+            return reason, message
+        ending = TerminationReason.DISK_FULL.message()
+        return TerminationReason.DISK_FULL, ending if reason is TerminationReason.EXIT_ZERO else f"{ending}; {message}"
+
     def _final_sync(self) -> bool:
         """The last output sync; True when every output is in the artifact store."""
         if self.syncer is None:  # the command never started: a sync of what is there (nothing, usually)
             if self.store is None or not self.config.output_prefix:
                 return False
             self.syncer = OutputSyncer(self.store, self.dirs.output, self.config.output_prefix, 0, self.pump.note)
+            self.syncer.on_enospc = self.disk.enospc
         if self.gone.is_set():
             self.syncer.stop()  # a lost attempt's outputs must not overwrite its retry's, in the same prefix
             return False
@@ -309,6 +351,7 @@ class Attempt:
         try:
             self.store.put_file(self.dirs.log, self.config.log_key)
         except Exception as e:  # storage trouble must not lose the final report
+            self._log_enospc = is_enospc(e)
             msg = f"could not upload log.txt to {self.config.log_key}: {e}"
             print(f"modelyard supervisor: {msg}", file=sys.stderr)
             if self.batcher is not None:

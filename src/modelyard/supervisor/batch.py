@@ -3,18 +3,23 @@
 This module owns sequence numbers: items (logs, metrics, system samples,
 events) go into the current batch; ``cut`` numbers it and writes it to
 ``spool/`` as the exact request body, so memory holds at most one batch however
-long the server is away. A batch is cut when it reaches ``max_items`` (by the
+long the server is away. When the spool's disk is full (ENOSPC) a cut batch
+is held in memory instead, and sent from there: the job's lines are never
+dropped for want of disk, and the log says so once per time the disk fills.
+Bodies are read through ``body``, never from the path. A batch is cut when it reaches ``max_items`` (by the
 thread that adds the item) or when it is ``interval`` old (by the reporter);
 an event is cut at once, since a state change waits on it.
 """
 from __future__ import annotations
 
 import base64
+import errno
 import sys
 import threading
 import time
 from array import array
 from collections import deque
+from collections.abc import Callable
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -81,6 +86,9 @@ class Batcher:
         self.lock = threading.Lock()  # shared with the output pump
         self.cut_event = threading.Event()  # set when a batch lands in the spool
         self._ready: deque[int] = deque()
+        self._held: dict[int, bytes] = {}  # batches the full disk would not take, by seq
+        self._holding = False  # the last cut went to memory (the note is given once per episode)
+        self.on_enospc: Callable[[], None] = lambda: None  # must not take ``lock``
         self._seq = 0
         self._final_cut = False
         self._reset()
@@ -165,17 +173,48 @@ class Batcher:
             "seq": self._seq, "logs": self.logs, "series": pack_series(self.metrics),
             "system": self.system, "events": self.events, "final": final,
         })
-        path = self.path(self._seq)
-        path.write_bytes(body)
+        held = not self._spool(self._seq, body)
         self._ready.append(self._seq)
         self._final_cut = self._final_cut or final
         self._reset()
         self.last_cut = time.monotonic()
+        if held and not self._holding:
+            # the lock is held: the note goes straight into the next batch
+            self.logs.append((time.time(), "stderr", f"[modelyard] no space left on device for the spool "
+                                                     f"({self.spool}): report batches are kept in memory until sent"))
+            self.count, self.first_at = 1, self.last_cut
+        self._holding = held
         self.cut_event.set()
         return self._seq
 
+    def _spool(self, seq: int, body: bytes) -> bool:
+        """Write batch ``seq`` to the spool; False (and held in memory) when the disk is full."""
+        path = self.path(seq)
+        try:
+            path.write_bytes(body)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            path.unlink(missing_ok=True)  # a half-written batch must not be sent after a restart
+            self._held[seq] = body
+            self.on_enospc()
+            return False
+        return True
+
     def path(self, seq: int) -> Path:
         return self.spool / f"{seq:012d}.json"
+
+    def body(self, seq: int) -> bytes:
+        """Batch ``seq`` as it is to be sent: from memory if the disk would not take it, else the spool."""
+        with self.lock:
+            held = self._held.get(seq)
+        return held if held is not None else self.path(seq).read_bytes()
+
+    @property
+    def held(self) -> int:
+        """How many cut batches are in memory only."""
+        with self.lock:
+            return len(self._held)
 
     def oldest(self) -> int | None:
         with self.lock:
@@ -185,6 +224,7 @@ class Batcher:
         """Drop the sent batch from the spool; True when it was the final one."""
         with self.lock:
             self._ready.popleft()
+            self._held.pop(seq, None)
             last = self._final_cut and not self._ready
         self.path(seq).unlink(missing_ok=True)
         return last
@@ -193,10 +233,14 @@ class Batcher:
         """Spooled batch ``seq`` less its lines, metrics and samples, with ``note`` instead; the
         spool keeps this body. Its number, events and ``final`` stay: the job's start and end
         still reach the server, and the sequence has no hole."""
-        batch = orjson.loads(self.path(seq).read_bytes())
+        batch = orjson.loads(self.body(seq))
         body = _body(seq, [(time.time(), "stderr", f"[modelyard] {note}")], events=batch.get("events") or [],
                      final=bool(batch.get("final")))
-        self.path(seq).write_bytes(body)
+        with self.lock:
+            if seq in self._held:
+                self._held[seq] = body
+            else:
+                self._spool(seq, body)
         return body
 
     @staticmethod

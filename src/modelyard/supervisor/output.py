@@ -14,14 +14,17 @@ UTF-8 sequence). Lines longer than ``MAX_LINE`` are reported in pieces (and
 still raw, whole, in log.txt). A job's secret values (at least ``MIN_MASKED`` characters) are
 replaced by ``***`` in whatever it prints, before log.txt, the tail or a report
 sees them; with no secrets the path does one test a read, nothing more.
+When log.txt's disk is full (ENOSPC) the raw copy stops there, with one note;
+the lines are still reported, and the server keeps them.
 """
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
@@ -39,7 +42,9 @@ MIN_MASKED = 4
 class OutputPump:
     def __init__(self, log_path: Path, batcher: Batcher | None, *, echo: bool = False, tail_lines: int = 20,
                  masks: Iterable[str] = ()) -> None:
-        self.log = open(log_path, "ab")
+        self.log_path = log_path
+        self.log: IO[bytes] | None = open(log_path, "ab")
+        self.on_enospc: Callable[[], None] = lambda: None  # called under ``lock``: must not take it
         self.batcher = batcher
         self.echo = echo
         # One lock for log.txt and the batch, so both keep the order lines were read in.
@@ -126,7 +131,7 @@ class OutputPump:
         else:
             logs = [(t, stream, line.rstrip("\r\n")) for line in lines]
         with self.lock:
-            self.log.write(raw)
+            self._write_log(raw)
             if echo_to is not None:
                 echo_to.write(raw)
                 echo_to.flush()
@@ -148,7 +153,7 @@ class OutputPump:
         line = NOTE_PREFIX + text
         raw = (line + "\n").encode("utf-8", "backslashreplace")
         with self.lock:
-            self.log.write(raw)
+            self._write_log(raw)
             self.tail.append(line)
             if self.echo:
                 err = _binary(sys.stderr)
@@ -158,13 +163,48 @@ class OutputPump:
                 self.batcher.logs.append((time.time(), "stderr", line))
                 self.batcher.added_locked()
 
+    def _write_log(self, raw: bytes) -> None:
+        """``raw`` onto log.txt (the caller holds the lock), until its disk is full."""
+        if self.log is None:
+            return
+        try:
+            self.log.write(raw)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            self._stop_log()
+
+    def _stop_log(self) -> None:
+        log, self.log = self.log, None
+        try:
+            if log is not None:
+                log.close()  # closes the file even when its last flush fails again
+        except OSError:
+            pass
+        self.on_enospc()
+        line = f"{NOTE_PREFIX}no space left on device: {self.log_path} stops here; the lines are still reported"
+        self.tail.append(line)
+        if self.batcher is not None:
+            self.batcher.logs.append((time.time(), "stderr", line))
+            self.batcher.added_locked()
+
     def tail_text(self) -> str:
         with self.lock:
             return "\n".join(self.tail)
 
     def close(self) -> None:
         with self.lock:
-            self.log.close()
+            if self.log is None:
+                return
+            try:
+                self.log.close()
+            except OSError as e:  # the last buffered bytes did not fit
+                if e.errno != errno.ENOSPC:
+                    raise
+                self.log = None
+                self._stop_log()
+                return
+            self.log = None
 
 
 class _TextSink:

@@ -14,7 +14,10 @@ has no hole and the job's end still arrives), and a refusal of that, like a
 called and the thread ends, never spinning on a batch that cannot go. A
 ``{"stop": true}`` reply is handed to ``on_stop``. The thread ends once the
 final batch is acknowledged, or when the final batch has waited past
-``final_deadline``.
+``final_deadline``. A 503 ``disk_full`` (the server could not store the
+batch) is retried like any 5xx, and ``on_disk_full`` is told. No retry waits
+longer than a heartbeat interval: every retry reaches the server, which counts
+it as contact even when it cannot store the batch (scheduler/contact.py).
 
 The transport is the standard library's ``http.client`` on one kept-alive
 connection (with TCP_NODELAY, so no report waits on Nagle / delayed ACK): httpx
@@ -79,6 +82,7 @@ class Reporter:
         server_file: Path | None = None,
         on_stop: Callable[[], None] = lambda: None,
         on_gone: Callable[[str], None] = lambda _message: None,
+        on_disk_full: Callable[[], None] = lambda: None,
     ) -> None:
         self.batcher = batcher
         self.server_url = server_url.rstrip("/")
@@ -89,10 +93,12 @@ class Reporter:
         self.server_file = server_file
         self.on_stop = on_stop
         self.on_gone = on_gone
+        self.on_disk_full = on_disk_full
         self.refused: str | None = None  # why the server will take no more reports, once it said so
         self.done = threading.Event()  # set when the thread ends
         self.delivered = False  # the final batch was acknowledged
         self._final_since: float | None = None
+        self._nudged = threading.Event()  # cuts a retry's wait short: space was just freed
         self._headers = {"Content-Type": "application/json",
                          **({"Authorization": f"Bearer {token}"} if token else {})}
         self._conn: http.client.HTTPConnection | None = None
@@ -136,7 +142,7 @@ class Reporter:
 
     def _deliver(self, seq: int) -> bool:
         """Send spooled batch ``seq`` until acknowledged; False when it never will be."""
-        body = self.batcher.path(seq).read_bytes()
+        body = self.batcher.body(seq)
         for _ in range(MAX_REFUSALS):
             try:
                 return self._send(seq, body)
@@ -175,9 +181,10 @@ class Reporter:
         """Post until acknowledged (True) or past the final deadline (False); a 4xx raises ``_Refused``."""
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_Retry),
-            wait=tenacity.wait_exponential_jitter(initial=0.05, max=self.max_backoff),
+            wait=tenacity.wait_exponential_jitter(initial=0.05, max=min(self.max_backoff, self.heartbeat_interval)),
             stop=self._past_deadline,
             before_sleep=lambda _state: self._rediscover(),
+            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -187,6 +194,14 @@ class Reporter:
                   f"{self.final_deadline:.0f}s: {e}", file=sys.stderr)
             return False
         return True
+
+    def nudge(self) -> None:
+        """Retry now rather than after the backoff (the supervisor just freed its reserve)."""
+        self._nudged.set()
+
+    def _sleep(self, seconds: float) -> None:
+        self._nudged.wait(seconds)
+        self._nudged.clear()
 
     def _past_deadline(self, _state: tenacity.RetryCallState) -> bool:
         # Before the final batch is cut the job is still running: retry forever.
@@ -211,6 +226,8 @@ class Reporter:
         if resp.will_close:
             self._disconnect()
         if status >= 500 or status in _RETRY_STATUS:
+            if status == 503 and b'"disk_full"' in content:
+                self.on_disk_full()
             raise _Retry(f"HTTP {status}")
         if status >= 400:
             raise _Refused(status, content)

@@ -5,6 +5,9 @@ job runs, and once more at the end (``final``), never two syncs at once. The
 fingerprint state lives here, so each sync uploads only what changed. A
 symlink that leads out of the output folder is never followed (the job could
 point one at the server's token): it is skipped, and the log says so once.
+A sync that fails for want of space (ENOSPC) sets ``disk_full`` (cleared by
+the next sync that succeeds) and calls ``on_enospc``: the attempt then ends
+failed, since its outputs cannot all be kept.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelyard.storage import ArtifactStore, Fingerprint, SyncResult
+from modelyard.supervisor.disk import is_enospc
 
 
 class OutputSyncer:
@@ -24,6 +28,8 @@ class OutputSyncer:
         self.note = note
         self.state: dict[str, Fingerprint] = {}
         self.syncs = 0
+        self.disk_full = False  # the last sync failed with no space left
+        self.on_enospc: Callable[[], None] = lambda: None
         self._noted: set[str] = set()  # skipped links already named in the log
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -43,8 +49,13 @@ class OutputSyncer:
             try:
                 result = self.store.sync_dir(self.local_dir, self.prefix, self.state)
             except Exception as e:  # the loop boundary: storage may be away for a while
-                self.note(f"output sync to {self.prefix} failed, will retry: {e}")
+                if is_enospc(e):
+                    self.on_enospc()
+                if not self.disk_full:  # once per time the disk fills, not every interval
+                    self.note(f"output sync to {self.prefix} failed, will retry: {e}")
+                self.disk_full = is_enospc(e)
                 return None
+            self.disk_full = False
             self.syncs += 1
             for link in result.skipped_links:
                 if link not in self._noted:

@@ -84,6 +84,7 @@ class TerminationReason(str, enum.Enum):
     STOPPED_BY_USER = "stopped_by_user"
     MAX_RUNTIME = "max_runtime"
     SUPERVISOR_LOST = "supervisor_lost"
+    OUT_OF_MEMORY = "out_of_memory"  # the kernel killed it at its memory limit (the cgroup's OOM counter says so)
 
     def to_state(self) -> JobState:
         return _REASON_STATE[self]
@@ -113,6 +114,7 @@ _REASON_STATE = {
     TerminationReason.STOPPED_BY_USER: JobState.STOPPED,
     TerminationReason.MAX_RUNTIME: JobState.TIMED_OUT,
     TerminationReason.SUPERVISOR_LOST: JobState.LOST,
+    TerminationReason.OUT_OF_MEMORY: JobState.FAILED,
 }
 _REASON_MESSAGE = {
     TerminationReason.EXIT_ZERO: "the command exited with code 0",
@@ -120,4 +122,6 @@ _REASON_MESSAGE = {
     TerminationReason.STOPPED_BY_USER: "stopped by a user",
     TerminationReason.MAX_RUNTIME: "ran past its max_runtime and was killed",
     TerminationReason.SUPERVISOR_LOST: "its supervisor stopped reporting",
+    # the supervisor says the limit: "out of memory (limit 2G)" (supervisor/sandbox.py)
+    TerminationReason.OUT_OF_MEMORY: "out of memory",
 }

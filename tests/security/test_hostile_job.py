@@ -23,7 +23,7 @@ import pytest
 
 from conftest import wait_for
 from servers import ServerProcess
-from test_e2e_jobs import all_logs, wait_state
+from test_e2e_jobs import all_logs, tar_gz, wait_state
 
 SECRET = "alice-wandb-7f3e9"
 PY = "/usr/bin/python3"  # any uid can run Debian's Python; the pyenv one lives under /root (0700)
@@ -122,11 +122,30 @@ def probe(isolated: bool) -> tuple[dict[str, list[Any]], ServerProcess]:
             assert found, lines
             victim_logs = [ln["text"] for ln in all_logs(alice, victim["id"])]
             alice.post(f"/jobs/{victim['id']}/stop")
+            own = own_job(bob)
         tries = json.loads(found[-1].removeprefix("PROBES "))
         tries["forged_line_stored"] = ["info", "forged by bob" in victim_logs]
+        tries["own_job"] = ["info", own]
         return tries, server
     finally:
         server.stop()
+
+
+OWN = b"""
+import os
+open(os.path.join(os.environ["MODELYARD_OUTPUT_DIR"], "model.bin"), "w").write(open("weights.txt").read())
+open(os.path.join(os.environ["HOME"], ".cache-test"), "w").write("mine")
+print("own job ok")
+"""
+
+
+def own_job(c: httpx.Client) -> dict[str, Any]:
+    """What a job may do with what is its own: read its code, write its outputs and its HOME."""
+    key = c.post("/snapshots", content=tar_gz({"train.py": OWN, "weights.txt": b"w1"})).json()["key"]
+    job = c.post("/jobs", json={"spec": {"command": [PY, "train.py"]}, "snapshot": key}).json()
+    done = wait_state(c, job["id"], "succeeded", "failed")
+    return {"state": done["state"], "model": c.get(f"/jobs/{job['id']}/outputs/model.bin").text,
+            "logs": [ln["text"] for ln in all_logs(c, job["id"])]}
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +179,12 @@ def test_it_runs_as_an_unprivileged_uid_of_the_range_with_a_home_of_its_own(isol
     uid, gid, home = isolated["whoami"][1]
     assert 61000 <= uid <= 61999 and gid == uid
     assert home.endswith("/home") and "/runs/" in home
+
+
+def test_its_own_code_outputs_and_home_are_its_own(isolated: dict[str, list[Any]]) -> None:
+    own = isolated["own_job"][1]
+    assert own["state"] == "succeeded", own["logs"]
+    assert own["model"] == "w1"  # written as its uid, synced by the root supervisor
 
 
 @pytest.mark.parametrize("what", ["token", "database", "config", "run_folder", "outputs", "environ"])

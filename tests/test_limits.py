@@ -96,10 +96,11 @@ def test_the_environment_has_nothing_of_the_servers(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("LANG", "C.UTF-8")
     code = "import json, os; print(json.dumps(dict(os.environ)))"
     config = SupervisorConfig(job_id="env", argv=[PY, "-c", code], run_dir=tmp_path / "run",
-                              env={"MINE": "1"}, secrets={"API_KEY": "s3cret"})
+                              env={"MINE": "1"}, secrets={"API_KEY": "s3cret"}, token="my_report_token")
     assert run_attempt(config).reason is TerminationReason.EXIT_ZERO
     env = output(tmp_path)
     assert not set(server_only) & set(env)
+    assert not any("my_report_token" in v for v in env.values())  # the report token is the supervisor's
     assert env["MINE"] == "1" and env["API_KEY"] == "s3cret" and env["LANG"] == "C.UTF-8"
     assert env["PATH"] and env["HOME"] == os.environ["HOME"]  # one person's server: their own HOME
     assert {k for k in env if k.startswith("MODELYARD_")} == {"MODELYARD_JOB_ID", "MODELYARD_ATTEMPT",

@@ -173,6 +173,11 @@ class Attempt:
         """The folder to run in, the resume folder and the dataset folder, if any."""
         c = self.config
         try:
+            if c.sandbox.run_as is not None:
+                # private from the first byte: other uids must not read the code while it unpacks
+                for d in (self.dirs.code, self.dirs.resume, self.dirs.output):
+                    d.mkdir(mode=0o700, exist_ok=True)
+                    os.chmod(d, 0o700)
             cwd = self._materialise_code()
             resume = c.resume_dir
             if c.resume_prefix:

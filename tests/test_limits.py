@@ -7,12 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import wait_for
+from servers import ServerProcess
+from test_e2e_jobs import all_logs, wait_state
 
 from modelyard.jobs import TerminationReason
 from modelyard.jobs.launch import Sandbox
@@ -147,3 +150,42 @@ def test_a_killed_supervisor_takes_its_commands_whole_group_with_it(tmp_path: Pa
         if sup.poll() is None:
             sup.kill()
             sup.wait()
+
+
+# -- through the platform: the scheduler's cores, and the reason as the server keeps it ------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("limits") / "home",
+                        env={"MODELYARD_CAPACITY": "gpus=0,cpus=2,memory=8G"}).start()
+    yield srv
+    srv.stop()
+
+
+HOLD = ("import json, os, time; print(json.dumps({'cores': sorted(os.sched_getaffinity(0))}), flush=True); "
+        "time.sleep(30)")
+
+
+def test_two_concurrent_jobs_get_distinct_cores(server: ServerProcess) -> None:
+    with server.client() as c:
+        jobs = [c.post("/jobs", json={"spec": {"command": [PY, "-c", HOLD], "resources": {"cpus": 1}}}).json()
+                for _ in range(2)]
+
+        def seen(job_id: int) -> list[int] | None:
+            lines = [ln["text"] for ln in all_logs(c, job_id) if ln["text"].startswith("{")]
+            return json.loads(lines[0])["cores"] if lines else None
+
+        cores = [wait_for(lambda j=j: seen(j["id"]), timeout=30, what="the job's cores") for j in jobs]
+        for j in jobs:
+            c.post(f"/jobs/{j['id']}/stop")
+    assert all(len(cs) == 1 for cs in cores) and cores[0] != cores[1]
+
+
+def test_out_of_memory_is_the_jobs_message_and_is_not_retried(server: ServerProcess) -> None:
+    spec = {"command": [PY, "-c", ALLOCATE], "resources": {"memory": "100M", "cpus": 1}, "retries": 2}
+    with server.client() as c:
+        job = c.post("/jobs", json={"spec": spec}).json()
+        done = wait_state(c, job["id"], "failed")
+    assert done["message"] == "out of memory (limit 100M)"
+    assert len(done["attempts"]) == 1

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import wait_for
 from serverproc import ServerProc, cli, start_server
 
 from modelyard.config import Settings
@@ -77,3 +78,6 @@ def test_running_in_place_is_for_admins_only(server: ServerProc) -> None:
             assert frank.get("/jobs").json()["total"] == 0
         r = admin.post("/jobs", json={"spec": {"command": ["true"], "workdir": "/"}})
         assert r.status_code == 201, r.text
+        # ended before the server stops, so that its supervisor is not left retrying its final report
+        wait_for(lambda: admin.get(f"/jobs/{r.json()['id']}").json()["state"] == "succeeded", timeout=30,
+                 what="the admin's job in place to succeed")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -97,6 +98,8 @@ def make_cgroup(name: str, *, memory: int, cpus: float) -> tuple[JobCgroup | Non
     """The job's cgroup with its limits set, or None and why not (for the job's log)."""
     if memory <= 0 and cpus <= 0:
         return None, None
+    # never a name a previous attempt's guard may still be sweeping up (it does so asynchronously)
+    name = f"{name}-{secrets.token_hex(4)}"
     try:
         if (CGROUP_ROOT / "cgroup.controllers").exists():
             return _make_v2(name, memory=memory, cpus=cpus), None
@@ -214,6 +217,8 @@ def child_setup(procs_fds: Sequence[int], cores: Sequence[int]) -> Callable[[], 
 # command itself, not what it started).
 _GUARD = """\
 import os, signal, sys, time
+if os.fork():  # not the supervisor's child: a kill of its process tree must not take the guard too
+    os._exit(0)
 while os.read(0, 1):
     pass
 try:
@@ -250,17 +255,13 @@ class Guard:
             )
         finally:
             os.close(read)
+        self.proc.wait()  # the first process forks the guard and exits at once
 
-    def release(self, timeout: float = 10.0) -> None:
-        """The supervisor is done with the job: the guard sweeps up and exits."""
+    def release(self) -> None:
+        """The supervisor is done with the job: the guard sweeps up (what is left) and exits."""
         if self._write >= 0:
             os.close(self._write)
             self._write = -1
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def format_limit(n: int) -> str:

@@ -255,13 +255,13 @@ class Guard:
             )
         finally:
             os.close(read)
-        self.proc.wait()  # the first process forks the guard and exits at once
 
     def release(self) -> None:
         """The supervisor is done with the job: the guard sweeps up (what is left) and exits."""
         if self._write >= 0:
             os.close(self._write)
             self._write = -1
+        self.proc.wait()  # the first process, which forked the guard and exited long ago
 
 
 def format_limit(n: int) -> str:

@@ -20,7 +20,7 @@ from test_e2e_jobs import all_logs, wait_state
 from modelyard.jobs import TerminationReason
 from modelyard.jobs.launch import Sandbox
 from modelyard.supervisor import SupervisorConfig, run_attempt
-from modelyard.supervisor.sandbox import CGROUP_ROOT, own_group
+from modelyard.supervisor.cgroup import CGROUP_ROOT, own_group
 
 MiB = 1024**2
 PY = "/usr/bin/python3"  # any uid can run Debian's; the pyenv one under /root only root can

@@ -23,7 +23,8 @@ from pathlib import Path
 import psutil
 
 from modelyard.jobs.launch import Sandbox
-from modelyard.supervisor.sandbox import Guard, JobCgroup, child_setup, make_cgroup, real_cores
+from modelyard.supervisor.cgroup import JobCgroup, make_cgroup
+from modelyard.supervisor.sandbox import Guard, child_setup, real_cores
 
 
 class StartFailed(Exception):

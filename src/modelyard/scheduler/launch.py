@@ -12,10 +12,10 @@ from pathlib import Path
 from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Launch
+from modelyard.jobs.launch import Environment, LaunchSpec, RunAs, Sandbox
 from modelyard.secrets import SecretBox
 from modelyard.store import secrets as store_secrets
 from modelyard.store.db import Database
-from modelyard.jobs.launch import Environment, LaunchSpec, RunAs, Sandbox
 from modelyard.store.records import Attempt, Job
 
 
@@ -47,6 +47,8 @@ class LaunchContext:
     sample_interval: float = 5.0
     db: Database | None = None  # where a job's stored secrets are read (None: no secrets can be opened)
     secret_box: SecretBox | None = None
+    # owner's user id -> the uid its jobs run as (a shared server's MODELYARD_JOB_UIDS); None: the server's own
+    job_uid: Callable[[int], int] | None = None
 
 
 def job_secrets(ctx: LaunchContext, job: Job) -> dict[str, str]:
@@ -70,8 +72,6 @@ def job_secrets(ctx: LaunchContext, job: Job) -> dict[str, str]:
             raise ModelyardError(ErrorCode.INVALID, f"secret {name} of {job.owner} is no longer stored; "
                                  f"set it again (modelyard secret set {name}) and restart the job", field="secrets")
     return out
-    # owner's user id -> the uid its jobs run as (a shared server's MODELYARD_JOB_UIDS); None: the server's own
-    job_uid: Callable[[int], int] | None = None
 
 
 def run_as(ctx: LaunchContext, job: Job) -> RunAs | None:

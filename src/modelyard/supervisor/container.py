@@ -34,7 +34,6 @@ from pathlib import Path
 from modelyard.jobs.launch import LaunchSpec
 from modelyard.supervisor.config import SupervisorConfig, job_env
 from modelyard.supervisor.runner import JobProcess, StartFailed
-from modelyard.supervisor.sandbox import real_cores
 
 CODE = "/modelyard/code"
 DATA = "/modelyard/data"
@@ -127,8 +126,7 @@ def run_argv(runtime: str, spec: LaunchSpec, *, name: str, mounts: Mounts, env_n
         # the runtime refuses a quota over the machine's cores (a configured capacity may exceed them)
         argv += ["--cpus", f"{min(sb.cpus, os.cpu_count() or 1):g}"]
     if sb.cpuset:
-        # the scheduler's indices on this machine's cores (MODELYARD_CAPACITY may declare more)
-        argv += ["--cpuset-cpus", ",".join(str(c) for c in real_cores(sb.cpuset))]
+        argv += ["--cpuset-cpus", ",".join(str(c) for c in sb.cpuset)]
     if sb.run_as is not None:
         argv += ["--user", f"{sb.run_as.uid}:{sb.run_as.gid}"]
     argv += gpu_flags(runtime, spec.gpus)

@@ -6,14 +6,14 @@ each owner's jobs run as one unprivileged uid drawn from that range, kept on
 the user row so the mapping is stable across restarts (``users.job_uid``).
 
 Revision ID: 0006
-Revises: 0008
+Revises: 0009
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0006'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 

@@ -41,11 +41,11 @@ def test_requests_without_a_valid_token_are_refused(server: ServerProcess) -> No
 
 def test_users_see_only_their_own_jobs(server: ServerProcess) -> None:
     with server.client() as admin:
-        r = admin.post("/users", json={"name": "bob"})
+        r = admin.post("/users", json={"name": "bob", "no_isolation": True})
         assert r.status_code == 201
         bob_token = r.json()["token"]
-        assert admin.post("/users", json={"name": "bob"}).status_code == 409
-        assert admin.post("/users", json={"name": "a b"}).json()["error"]["field"] == "name"
+        assert admin.post("/users", json={"name": "bob", "no_isolation": True}).status_code == 409
+        assert admin.post("/users", json={"name": "a b", "no_isolation": True}).json()["error"]["field"] == "name"
         mine = admin.post("/jobs", json={"spec": {"command": ["true"], "name": "admin-job"}}).json()
         with server.client(token=bob_token) as bob:
             assert bob.get("/me").json() == {"id": r.json()["user"]["id"], "name": "bob", "is_admin": False}

@@ -169,7 +169,7 @@ def test_bad_token_is_refused(server: ServerProc) -> None:
 
 
 def test_user_create_prints_a_working_token(server: ServerProc) -> None:
-    done = cli(["user", "create", "bob"], server.env)
+    done = cli(["user", "create", "bob", "--no-isolation"], server.env)
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
     with Client(server.url, token) as bob:

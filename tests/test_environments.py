@@ -82,7 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def users(server: ServerProcess) -> dict[str, str]:
     with server.client() as admin:
-        return {name: admin.post("/users", json={"name": name}).json()["token"] for name in ("carol", "dave")}
+        return {name: admin.post("/users", json={"name": name, "no_isolation": True}).json()["token"] for name in ("carol", "dave")}
 
 
 def test_create_list_show_and_remove_through_the_api(server: ServerProcess, users: dict[str, str]) -> None:

@@ -30,8 +30,8 @@ def queued(id: int, gpus: int = 0, cpus: float = 1, memory: int = 0, *, priority
 
 
 def running(id: int, gpus: tuple[int, ...] = (), cpus: float = 1, memory: int = 0, *,
-            ends_in: float = 3600, user: str | None = None) -> RunningJob:
-    return RunningJob(id, Resources(gpus=len(gpus), cpus=cpus, memory=memory), gpus, NOW + ends_in, user)
+            ends_in: float = 3600, user: str | None = None, cores: tuple[int, ...] = ()) -> RunningJob:
+    return RunningJob(id, Resources(gpus=len(gpus), cpus=cpus, memory=memory), gpus, NOW + ends_in, user, cores)
 
 
 def ids(placements: list[Placement]) -> list[int]:
@@ -51,11 +51,11 @@ def test_fifo_within_a_priority() -> None:
 def test_gpus_are_specific_free_indices_never_shared() -> None:
     busy = [running(10, gpus=(1,))]
     placed = schedule([queued(1, gpus=2), queued(2, gpus=1), queued(3, gpus=1)], busy, machine(gpus=4), NOW)
-    assert placed == [Placement(1, (0, 2)), Placement(2, (3,))]
+    assert placed == [Placement(1, (0, 2), (0,)), Placement(2, (3,), (1,))]
 
 
 def test_cpu_only_jobs_get_no_gpus() -> None:
-    assert schedule([queued(1)], [], machine(gpus=2), NOW) == [Placement(1, ())]
+    assert schedule([queued(1)], [], machine(gpus=2), NOW) == [Placement(1, (), (0,))]
 
 
 def test_nothing_starts_when_nothing_is_free() -> None:
@@ -89,7 +89,7 @@ def test_long_backfill_allowed_on_resources_the_head_does_not_need() -> None:
     jobs = [queued(1, gpus=2, priority=10), queued(2, gpus=1, max_runtime=10 * 3600),
             queued(3, gpus=0, cpus=1, max_runtime=10 * 3600)]
     placed = schedule(jobs, busy, machine(gpus=3, cpus=8), NOW)
-    assert placed == [Placement(2, (2,)), Placement(3, ())]
+    assert placed == [Placement(2, (2,), (0,)), Placement(3, (), (1,))]
 
 
 def test_long_backfill_uses_spare_at_reservation_only_once() -> None:
@@ -262,3 +262,48 @@ def _earliest_start(need: Resources, holders: list[tuple[float, Resources]], cap
         if need.fits_in(_free(cap, [res for _, res in holders[i:]])):
             return at
     return float("inf")
+
+
+# -- cores -----------------------------------------------------------------------------
+
+
+def cores_of(placements: list[Placement]) -> dict[int, tuple[int, ...]]:
+    return {p.job_id: p.cores for p in placements}
+
+
+def test_cores_are_whole_distinct_and_skip_those_running_jobs_hold() -> None:
+    busy = [running(10, cpus=2, cores=(0, 1))]
+    placed = schedule([queued(1, cpus=2), queued(2, cpus=1.5), queued(3, cpus=1)], busy, machine(cpus=8), NOW)
+    assert cores_of(placed) == {1: (2, 3), 2: (4, 5), 3: (6,)}  # 1.5 CPUs: ceil, two cores
+
+
+def test_fractional_jobs_share_a_core_and_whole_jobs_do_not_take_it() -> None:
+    placed = schedule([queued(1, cpus=0.5), queued(2, cpus=0.5), queued(3, cpus=0.25), queued(4, cpus=1)],
+                      [], machine(cpus=4), NOW)
+    # the two halves fill core 0; the quarter opens core 1; the whole job takes an empty one
+    assert cores_of(placed) == {1: (0,), 2: (0,), 3: (1,), 4: (2,)}
+
+
+def test_a_running_fractional_job_keeps_its_core_shared_not_free() -> None:
+    busy = [running(10, cpus=0.5, cores=(0,))]
+    placed = schedule([queued(1, cpus=1), queued(2, cpus=0.5)], busy, machine(cpus=2), NOW)
+    assert cores_of(placed) == {1: (1,), 2: (0,)}
+
+
+def test_zero_cpu_jobs_get_no_cores_and_cores_past_a_shrunk_capacity_are_ignored() -> None:
+    busy = [running(10, cpus=1, cores=(7,))]  # placed when the machine had 8
+    placed = schedule([queued(1, cpus=0), queued(2, cpus=2)], busy, machine(cpus=3), NOW)
+    assert cores_of(placed) == {1: (), 2: (0, 1)}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.25, 0.5, 1, 1.5, 2, 3]), min_size=1, max_size=12),
+       st.integers(min_value=1, max_value=16))
+def test_whole_cpu_jobs_never_share_a_core_when_they_fit_by_count(cpus: list[float], machine_cpus: int) -> None:
+    whole = [c for c in cpus if c == int(c)]  # integral asks: counts and cores agree exactly
+    jobs = [queued(i, cpus=c) for i, c in enumerate(whole)]
+    placed = schedule(jobs, [], machine(cpus=machine_cpus), NOW)
+    held = [c for p in placed for c in p.cores]
+    assert len(held) == len(set(held))
+    assert all(len(p.cores) == int(next(j.resources.cpus for j in jobs if j.id == p.job_id)) for p in placed)
+    assert all(0 <= c < machine_cpus for c in held)

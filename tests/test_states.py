@@ -51,7 +51,9 @@ def test_each_reason_maps_to_one_state_and_one_retry_decision() -> None:
         TerminationReason.MAX_RUNTIME: (JobState.TIMED_OUT, False),
         TerminationReason.SUPERVISOR_LOST: (JobState.LOST, True),
         TerminationReason.DISK_FULL: (JobState.FAILED, False),
+        TerminationReason.OUT_OF_MEMORY: (JobState.FAILED, False),  # the same limit would kill it again
     }
+    assert set(expected) == set(TerminationReason)
     for reason, (state, retry) in expected.items():
         assert reason.to_state() is state
         assert reason.retryable() is retry

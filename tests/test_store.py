@@ -194,3 +194,20 @@ def test_stop_acts_on_the_state_now_not_the_one_read_before(db: Database, alice:
     assert J.get_job(db, job.id).state is JobState.STOPPING
     J.end_attempt(db, to_cancel, TerminationReason.STOPPED_BY_USER)
     assert J.requeue(db, stale).state is JobState.QUEUED  # stale 'starting' view; the job has ended
+
+
+def test_job_uids_are_drawn_once_per_user_distinct_and_bounded(db: Database) -> None:
+    ann, ben, cal = (U.create_user(db, n)[0] for n in ("ann", "ben", "cal"))
+    first = U.job_uid(db, ann.id, (61000, 61001))
+    assert first == 61000 and U.job_uid(db, ann.id, (61000, 61001)) == 61000  # stable
+    assert U.job_uid(db, ben.id, (61000, 61001)) == 61001
+    with pytest.raises(ModelyardError) as e:
+        U.job_uid(db, cal.id, (61000, 61001))
+    assert e.value.field == "MODELYARD_JOB_UIDS"
+
+
+def test_an_attempt_keeps_the_cores_it_was_placed_on(db: Database, alice: U.User) -> None:
+    job = submit(db, alice, resources={"cpus": 2})
+    placed = J.place(db, job.id, gpus=[], token="t", executor="local", cpuset=[2, 3])
+    assert placed is not None and placed[1].cpuset == (2, 3)
+    assert [a.cores for a in J.running_allocations(db)] == [(2, 3)]

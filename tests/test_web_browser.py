@@ -205,7 +205,7 @@ def test_queue_page_shows_what_waits_for_which_resource(page: Page, server: Serv
 
 def test_another_users_job_is_not_reachable(browser: Browser, server: ServerProcess) -> None:
     with server.client() as admin:
-        bob_token = admin.post("/users", json={"name": "bob"}).json()["token"]
+        bob_token = admin.post("/users", json={"name": "bob", "no_isolation": True}).json()["token"]
     page = sign_in(browser, server, bob_token, width=390)  # and at a phone's width
     response = page.goto(f"{server.url}/ui/jobs/1")
     assert response is not None and response.status == 404

@@ -100,7 +100,7 @@ def test_the_cookie_stands_in_for_the_bearer_token_but_not_for_cross_site_writes
 
 def test_another_users_job_page_is_a_404_page(server: ServerProcess, job: dict) -> None:
     with server.client() as admin:
-        bob_token = admin.post("/users", json={"name": "bob-pages"}).json()["token"]
+        bob_token = admin.post("/users", json={"name": "bob-pages", "no_isolation": True}).json()["token"]
     with httpx.Client(base_url=server.url) as bob:
         ui_sign_in(bob, bob_token)
         r = bob.get(f"/ui/jobs/{job['id']}")

@@ -122,9 +122,12 @@ class Client:
     def me(self) -> dict[str, Any]:
         return self._request("GET", "/me")
 
-    def create_user(self, name: str, *, admin: bool = False) -> dict[str, Any]:
-        """``{"user": {...}, "token": "..."}``; admins only."""
-        return self._request("POST", "/users", json={"name": name, "admin": admin})
+    def create_user(self, name: str, *, admin: bool = False, no_isolation: bool = False) -> dict[str, Any]:
+        """``{"user": {...}, "token": "..."}``; admins only. ``no_isolation``: see README, "Security model"."""
+        body: dict[str, Any] = {"name": name, "admin": admin}
+        if no_isolation:
+            body["no_isolation"] = True
+        return self._request("POST", "/users", json=body)
 
     def capacity(self) -> dict[str, Any]:
         return self._request("GET", "/capacity")

@@ -29,6 +29,7 @@
 | MODELYARD_VENV_CACHE_SIZE | 20G (least recently used venvs no job holds are evicted past it) |
 | MODELYARD_VENV_PYTHON | the server's Python (the interpreter job venvs are made with) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
+| MODELYARD_JOB_UIDS | unset; e.g. 61000-61999: each owner's jobs run as their own uid of that range (server as root) |
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ from pathlib import Path
 from modelyard.datasets.bounds import Limits
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.units import parse_duration, parse_size
+
+JOB_UIDS_FIELD = "MODELYARD_JOB_UIDS"
 
 
 def _count(env: dict[str, str], name: str, default: int) -> int:
@@ -77,6 +80,8 @@ class Settings:
     venv_cache: Path | None = None  # None: home/cache/venvs
     venv_cache_size: int = 20 * 1024**3
     venv_python: str | None = None  # None: the server's (and so the supervisor's) sys.executable
+    # (first, last) uid of the range jobs run as, one per owner; None: jobs run as the server's user
+    job_uids: tuple[int, int] | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -118,6 +123,7 @@ class Settings:
             else None,
             venv_cache_size=parse_size(env.get("MODELYARD_VENV_CACHE_SIZE", "20G")),
             venv_python=env.get("MODELYARD_VENV_PYTHON") or None,
+            job_uids=parse_uid_range(env.get(JOB_UIDS_FIELD, "")),
         )
 
 
@@ -132,3 +138,19 @@ def _dataset_limits(env: dict[str, str]) -> Limits:
         records=int(env.get("MODELYARD_MAX_DATASET_RECORDS") or d.records),
         record=parse_size(env.get("MODELYARD_MAX_RECORD_BYTES") or d.record),
     )
+
+
+def parse_uid_range(text: str) -> tuple[int, int] | None:
+    """``"61000-61999"`` as (61000, 61999); empty as None."""
+    text = text.strip()
+    if not text:
+        return None
+    first, sep, last = text.partition("-")
+    try:
+        lo, hi = int(first), int(last if sep else first)
+    except ValueError:
+        lo = hi = -1
+    if lo < 1000 or hi < lo or hi >= 2**31:
+        raise ModelyardError(ErrorCode.INVALID, f"{JOB_UIDS_FIELD}={text!r}: use a range of unprivileged uids "
+                             "no account uses, e.g. 61000-61999", field=JOB_UIDS_FIELD)
+    return lo, hi

@@ -26,7 +26,7 @@ class InProc:
         return {"Authorization": f"Bearer {token}"}
 
     def new_user(self, name: str) -> str:
-        r = self.client.post("/api/v1/users", json={"name": name}, headers=self.auth(self.admin))
+        r = self.client.post("/api/v1/users", json={"name": name, "no_isolation": True}, headers=self.auth(self.admin))
         assert r.status_code == 201, r.text
         return r.json()["token"]
 

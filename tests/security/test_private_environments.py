@@ -27,7 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def tokens(server: ServerProcess) -> dict[str, str]:
     with server.client() as admin:
-        return {name: admin.post("/users", json={"name": name}).json()["token"] for name in ("alice", "mallory")}
+        return {name: admin.post("/users", json={"name": name, "no_isolation": True}).json()["token"] for name in ("alice", "mallory")}
 
 
 def test_another_users_private_environment_is_invisible_and_unusable(

@@ -215,7 +215,7 @@ def test_a_rotated_secret_reaches_the_next_attempt_and_a_clone_keeps_its_secrets
 def test_another_user_cannot_see_remove_or_use_a_stored_secret(server: ServerProcess) -> None:
     with server.client() as admin:
         assert admin.put("/secrets/ADMINS_ONLY", json={"value": new_value()}).status_code == 200
-        bob_token = admin.post("/users", json={"name": "bob-secrets"}).json()["token"]
+        bob_token = admin.post("/users", json={"name": "bob-secrets", "no_isolation": True}).json()["token"]
         with server.client(token=bob_token) as bob:
             assert bob.get("/secrets").json() == {"secrets": []}
             assert bob.get("/secrets/ADMINS_ONLY").status_code == 404

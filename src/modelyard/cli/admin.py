@@ -31,6 +31,9 @@ def server(
 def create_user(
     name: Annotated[str, typer.Argument(help="the new user's name")],
     admin: Annotated[bool, typer.Option(help="may see every job and create users")] = False,
+    no_isolation: Annotated[bool, typer.Option(
+        "--no-isolation", help="allow a non-admin user although this server has no MODELYARD_JOB_UIDS: "
+        "their jobs run as the server's user and can read everything it can")] = False,
     as_json: Json = False,
 ) -> None:
     """Create a user and print their API token (shown once; give it to them as MODELYARD_TOKEN).
@@ -41,7 +44,7 @@ def create_user(
     Example: modelyard user create bob
     """
     with get_client() as client:
-        created = client.create_user(name, admin=admin)
+        created = client.create_user(name, admin=admin, no_isolation=no_isolation)
     if as_json:
         return print_json(created)
     note(f"created user {created['user']['name']}" + (" (admin)" if created["user"].get("is_admin") else ""))

@@ -205,7 +205,9 @@ class LocalExecutor:
                 fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return self._adopt(run_dir)  # the zygote forked it after all
-            with open(run_dir / "supervisor.log", "ab") as out:
+            # the supervisor's log is root's alone on a shared server, as supervisor.json is
+            log_fd = os.open(run_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(log_fd, "ab") as out:
                 # sys.executable, not "python": a pyenv shim costs ~80 ms per spawn
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "modelyard.supervisor", str(config_path)],

@@ -85,6 +85,7 @@ class TerminationReason(str, enum.Enum):
     MAX_RUNTIME = "max_runtime"
     SUPERVISOR_LOST = "supervisor_lost"
     DISK_FULL = "disk_full"  # the job's outputs or log could not be kept: no space left on the run's disk
+    OUT_OF_MEMORY = "out_of_memory"  # the kernel killed it at its memory limit (the cgroup's OOM counter says so)
 
     def to_state(self) -> JobState:
         return _REASON_STATE[self]
@@ -115,6 +116,7 @@ _REASON_STATE = {
     TerminationReason.MAX_RUNTIME: JobState.TIMED_OUT,
     TerminationReason.SUPERVISOR_LOST: JobState.LOST,
     TerminationReason.DISK_FULL: JobState.FAILED,
+    TerminationReason.OUT_OF_MEMORY: JobState.FAILED,
 }
 _REASON_MESSAGE = {
     TerminationReason.EXIT_ZERO: "the command exited with code 0",
@@ -123,4 +125,6 @@ _REASON_MESSAGE = {
     TerminationReason.MAX_RUNTIME: "ran past its max_runtime and was killed",
     TerminationReason.SUPERVISOR_LOST: "its supervisor stopped reporting",
     TerminationReason.DISK_FULL: "no space left on device writing outputs",
+    # the supervisor says the limit: "out of memory (limit 2G)" (supervisor/sandbox.py)
+    TerminationReason.OUT_OF_MEMORY: "out of memory",
 }

@@ -6,12 +6,13 @@ and nowhere else: a stored secret rotated since the last attempt reaches the nex
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Launch
-from modelyard.jobs.launch import Environment, LaunchSpec, Sandbox
+from modelyard.jobs.launch import Environment, LaunchSpec, RunAs, Sandbox
 from modelyard.secrets import SecretBox
 from modelyard.store import secrets as store_secrets
 from modelyard.store.db import Database
@@ -46,6 +47,8 @@ class LaunchContext:
     sample_interval: float = 5.0
     db: Database | None = None  # where a job's stored secrets are read (None: no secrets can be opened)
     secret_box: SecretBox | None = None
+    # owner's user id -> the uid its jobs run as (a shared server's MODELYARD_JOB_UIDS); None: the server's own
+    job_uid: Callable[[int], int] | None = None
 
 
 def job_secrets(ctx: LaunchContext, job: Job) -> dict[str, str]:
@@ -69,6 +72,14 @@ def job_secrets(ctx: LaunchContext, job: Job) -> dict[str, str]:
             raise ModelyardError(ErrorCode.INVALID, f"secret {name} of {job.owner} is no longer stored; "
                                  f"set it again (modelyard secret set {name}) and restart the job", field="secrets")
     return out
+
+
+def run_as(ctx: LaunchContext, job: Job) -> RunAs | None:
+    """As whom the command runs: its owner's own uid (gid the same number), as Slurm runs a job as its submitter."""
+    if ctx.job_uid is None:
+        return None
+    uid = ctx.job_uid(job.user_id)
+    return RunAs(uid=uid, gid=uid)
 
 
 def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> Launch:
@@ -102,7 +113,8 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         dataset=job.dataset,  # pinned "name:version", materialised before the command starts
         dataset_cache=dataset_cache_dir(ctx.settings),
         environment=environment_for(ctx.settings, image=spec.image, requirements=spec.requirements),
-        sandbox=Sandbox(cpus=attempt.resources.cpus, memory=attempt.resources.memory),
+        sandbox=Sandbox(cpus=attempt.resources.cpus, memory=attempt.resources.memory,
+                        cpuset=list(attempt.cpuset), run_as=run_as(ctx, job)),
         max_snapshot_bytes=ctx.settings.max_snapshot_bytes,
         max_snapshot_files=ctx.settings.max_snapshot_files,
     ))

@@ -113,15 +113,16 @@ class SchedulerLoop:
             return
         running = [
             policy.RunningJob(id=a.job_id, resources=a.resources, gpus=a.gpus, expected_end=a.expected_end,
-                              user=str(a.user_id))
+                              user=str(a.user_id), cores=a.cores)
             for a in store_jobs.running_allocations(self.db)
         ]
         for placement in policy.schedule(pending, running, self.capacity, now=now):
-            self._launch(placement.job_id, list(placement.gpus), now)
+            self._launch(placement.job_id, list(placement.gpus), now, cores=placement.cores)
 
-    def _launch(self, job_id: int, gpus: list[int], now: float) -> None:
+    def _launch(self, job_id: int, gpus: list[int], now: float, *, cores: tuple[int, ...] = ()) -> None:
         token = new_token()
-        placed = store_jobs.place(self.db, job_id, gpus=gpus, token=token, executor=self.executor.name, now=now)
+        placed = store_jobs.place(self.db, job_id, gpus=gpus, token=token, executor=self.executor.name, now=now,
+                                  cpuset=cores)
         if placed is None:
             return  # stopped meanwhile
         job, attempt = placed

@@ -1,4 +1,4 @@
-"""The scheduling policy: which queued jobs start now, and on which GPUs. Pure; no I/O.
+"""The scheduling policy: which queued jobs start now, on which GPUs and cores. Pure; no I/O.
 
 This module decides placement and nothing else; the scheduler loop feeds it the
 store's view of the world and applies what it returns. Rules:
@@ -13,6 +13,14 @@ store's view of the world and applies what it returns. Rules:
    for the head at that time, so backfill never delays the head.
 4. Optionally, a per-user GPU quota: a job that would take its user past the
    quota waits, without holding a reservation.
+5. Cores are handed out like GPUs, as indices ``0 .. ceil(capacity cpus) - 1``:
+   a job asking for ``c >= 1`` CPUs gets ``ceil(c)`` cores no running job
+   holds, where there are that many (a job whose fraction rounds past the
+   free cores shares its last one; its cgroup quota still holds it to ``c``);
+   a job asking for less than one core shares one with other fractional jobs
+   (the fullest that still has room). Fitting is judged on CPU counts, as
+   before; cores only say where. Indices beyond the machine's real cores
+   (a declared MODELYARD_CAPACITY) are mapped onto them by the supervisor.
 
 Nomenclature: *free* is capacity minus what running jobs hold; the *shadow
 time* is the head's reservation; *extra* is what will be left at the shadow
@@ -21,6 +29,7 @@ must fit in it.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -60,12 +69,14 @@ class RunningJob:
     gpus: Sequence[int]  # the indices it holds
     expected_end: float  # started + max_runtime (Unix time)
     user: str | None = None
+    cores: Sequence[int] = ()  # the core indices it holds
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
     job_id: int
     gpus: tuple[int, ...]
+    cores: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +152,17 @@ def queue_order(queued: Iterable[QueuedJob]) -> list[QueuedJob]:
     return ordered
 
 
+def _core_load(running: Sequence[RunningJob], total_cpus: float) -> list[float]:
+    """Per core index, how much of it running jobs hold (1.0 = a whole job's own core)."""
+    load = [0.0] * (math.ceil(total_cpus - _EPS) if total_cpus > 0 else 0)
+    for r in running:
+        share = 1.0 if r.resources.cpus >= 1 - _EPS else r.resources.cpus
+        for c in r.cores:
+            if 0 <= c < len(load):  # capacity may have shrunk since it was placed
+                load[c] += share
+    return load
+
+
 class _Pass:
     """One scheduling pass: the free pool, shrinking as jobs are placed."""
 
@@ -154,6 +176,7 @@ class _Pass:
         self.free_cpus = total.cpus - sum(r.resources.cpus for r in running)
         self.free_memory = total.memory - sum(r.resources.memory for r in running)
         self.user_gpus: dict[str | None, int] = {}
+        self.core_load = _core_load(running, total.cpus)
         for r in running:
             self.user_gpus[r.user] = self.user_gpus.get(r.user, 0) + r.resources.gpus
         # (expected end, gpus, cpus, memory) of everything holding resources, for the reservation
@@ -222,7 +245,22 @@ class _Pass:
         self.free_memory -= res.memory
         self.user_gpus[job.user] = self.user_gpus.get(job.user, 0) + res.gpus
         self.ends.append((self.now + job.max_runtime, res.gpus, res.cpus, res.memory))
-        self.placements.append(Placement(job.id, gpus))
+        self.placements.append(Placement(job.id, gpus, self._take_cores(res.cpus)))
+
+    def _take_cores(self, cpus: float) -> tuple[int, ...]:
+        load = self.core_load
+        if cpus <= 0 or not load:
+            return ()
+        cores = range(len(load))
+        if cpus < 1 - _EPS:
+            room = [c for c in cores if load[c] + cpus <= 1 + _EPS]
+            core = max(room, key=lambda c: (load[c], -c)) if room else min(cores, key=lambda c: (load[c], c))
+            load[core] += cpus
+            return (core,)
+        chosen = sorted(sorted(cores, key=lambda c: (load[c], c))[:math.ceil(cpus - _EPS)])
+        for c in chosen:
+            load[c] += 1.0
+        return tuple(chosen)
 
     def _reserve(self, job: QueuedJob) -> None:
         """Find the head's shadow time by releasing running jobs in order of expected end."""

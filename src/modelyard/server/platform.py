@@ -27,11 +27,13 @@ from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.secrets import SecretBox
 from modelyard.server.dataset_service import DatasetService
+from modelyard.server.isolation import check_new_user, protect_home
 from modelyard.server.serialize import job_to_dict
 from modelyard.storage.store import ArtifactStore
 from modelyard.store import environments as store_environments
 from modelyard.store import jobs as store_jobs
 from modelyard.store import secrets as store_secrets
+from modelyard.store import users as store_users
 from modelyard.store.db import Database
 from modelyard.store.records import Job, User
 from modelyard.store.users import get_user_by_name, webhook_secret
@@ -48,6 +50,7 @@ class Platform:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.db.migrate()
+        protect_home(settings)  # before anything a job could reach is written
         self.storage = ArtifactStore(settings.storage_url)
         self.datasets = StoreIndex(self.storage)
         self.dataset_access = DatasetService(self.db, self.datasets, uploads=settings.home / "uploads")
@@ -60,7 +63,8 @@ class Platform:
         self.scheduler = SchedulerLoop(
             self.db, self.executor, self.capacity,
             LaunchContext(settings=settings, server_url=server_url, server_file=server_file,
-                          db=self.db, secret_box=self.secret_box),
+                          db=self.db, secret_box=self.secret_box,
+                          job_uid=self._job_uid if settings.job_uids else None),
             heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
         )
 
@@ -73,7 +77,16 @@ class Platform:
         self.webhooks.close()
         self.db.dispose()
 
+    def _job_uid(self, user_id: int) -> int:
+        assert self.settings.job_uids is not None
+        return store_users.job_uid(self.db, user_id, self.settings.job_uids)
+
     # -- commands ---------------------------------------------------------------------------
+
+    def create_user(self, name: str, *, admin: bool, no_isolation: bool = False,
+                    expires_at: float | None = None) -> tuple[User, str]:
+        check_new_user(self.settings, admin=admin, no_isolation=no_isolation)
+        return store_users.create_user(self.db, name, admin=admin, expires_at=expires_at)
 
     def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None,
                sealed_secrets: str | None = None, pinned_environment: str | None = None,
@@ -82,6 +95,10 @@ class Platform:
         ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
         ``reason``: its first event's."""
         policy.check_satisfiable(spec.resources, self.capacity)
+        if spec.workdir is not None and snapshot is None and not user.is_admin:
+            # in place means in a folder of the server's disk, read and written as the server's user
+            raise ModelyardError(ErrorCode.FORBIDDEN, "running in place (workdir with no snapshot) is for admins "
+                                 "only; upload the folder as a snapshot instead (the CLI does)", field="workdir")
         check_webhooks(spec.webhooks, self.webhook_allow)
         spec, environment = self.pin_environment(user, spec) if spec.environment else (spec, pinned_environment)
         self._check_stored_secrets(user, spec)

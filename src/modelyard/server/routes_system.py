@@ -24,7 +24,6 @@ from modelyard.storage.snapshot import SnapshotLimits, check_snapshot
 from modelyard.store import jobs as store_jobs
 from modelyard.store import reports
 from modelyard.store.records import User
-from modelyard.store.users import create_user
 
 router = APIRouter()
 log = logging.getLogger("modelyard.server")
@@ -46,12 +45,15 @@ class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, pattern=USER_NAME_PATTERN)
     admin: StrictBool = False  # strict: 0 or "yes" is a mistake, not an admin
+    # a non-admin user on a server without MODELYARD_JOB_UIDS, knowing its jobs run as the server's user
+    no_isolation: StrictBool = False
 
 
 @router.post("/users", status_code=201, response_model=NewUserOut, responses=errors(*AUTHED, 403, 409))
 def new_user(body: NewUser, p: PlatformDep, admin: Annotated[User, Depends(admin_user)]) -> dict[str, Any]:
     ttl = p.settings.token_ttl  # the first token expires like any other (MODELYARD_TOKEN_TTL)
-    user, token = create_user(p.db, body.name, admin=body.admin, expires_at=time.time() + ttl if ttl else None)
+    user, token = p.create_user(body.name, admin=body.admin, no_isolation=body.no_isolation,
+                                expires_at=time.time() + ttl if ttl else None)
     log.info("user %s (admin: %s) created by %s", user.name, user.is_admin, admin.name)
     return {"user": {"id": user.id, "name": user.name, "is_admin": user.is_admin}, "token": token}
 

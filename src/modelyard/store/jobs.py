@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
 from modelyard.jobs.states import attempt_can_transition, can_transition, ending_reason
 from modelyard.store.db import Database
 from modelyard.store.records import (
-    Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row,
+    Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row, parse_gpus,
 )
 from modelyard.store.schema import attempts, events, jobs, users
 from modelyard.store.users import hash_token
@@ -249,8 +249,9 @@ def active_attempts(db: Database) -> list[Attempt]:
 
 def place(
     db: Database, job_id: int, *, gpus: list[int], token: str, executor: str, now: float | None = None,
+    cpuset: Sequence[int] = (),
 ) -> tuple[Job, Attempt] | None:
-    """Claim a queued job for a new attempt on ``gpus``; None if it is no longer queued."""
+    """Claim a queued job for a new attempt on ``gpus`` and cores ``cpuset``; None if it is no longer queued."""
     now = time.time() if now is None else now
     with db.write() as conn:
         row = conn.execute(sa.select(jobs.c.attempt, jobs.c.cpus, jobs.c.memory).where(jobs.c.id == job_id)).first()
@@ -262,6 +263,7 @@ def place(
             return None
         attempt_id = conn.execute(attempts.insert().values(
             job_id=job_id, number=number, state=JobState.STARTING.value, gpus=format_gpus(gpus),
+            cpuset=format_gpus(list(cpuset)),
             cpus=row.cpus, memory=row.memory, token_hash=hash_token(token), executor=executor,
             created_at=now, last_heartbeat=now, last_seq=0, log_count=0, stop_requested=False,
         ).returning(attempts.c.id)).scalar_one()
@@ -397,6 +399,7 @@ class Allocation:
     resources: Resources
     gpus: tuple[int, ...]
     expected_end: float
+    cores: tuple[int, ...] = ()
 
 
 def running_allocations(db: Database) -> list[Allocation]:
@@ -404,7 +407,8 @@ def running_allocations(db: Database) -> list[Allocation]:
     a, j = attempts.c, jobs.c
     with db.read() as conn:
         rows = conn.execute(
-            sa.select(a.job_id, j.user_id, a.gpus, a.cpus, a.memory, a.created_at, a.started_at, j.max_runtime)
+            sa.select(a.job_id, j.user_id, a.gpus, a.cpus, a.memory, a.created_at, a.started_at, j.max_runtime,
+                      a.cpuset)
             .join(jobs, (jobs.c.id == a.job_id) & (jobs.c.attempt == a.number))
             .where(a.state.in_(states))
         ).all()
@@ -413,6 +417,6 @@ def running_allocations(db: Database) -> list[Allocation]:
         gpus = tuple(int(x) for x in r.gpus.split(",")) if r.gpus else ()
         out.append(Allocation(
             r.job_id, r.user_id, Resources.model_construct(gpus=len(gpus), cpus=r.cpus, memory=r.memory), gpus,
-            (r.started_at or r.created_at) + r.max_runtime,
+            (r.started_at or r.created_at) + r.max_runtime, parse_gpus(r.cpuset),
         ))
     return out

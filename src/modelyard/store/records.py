@@ -56,6 +56,7 @@ class Attempt:
     last_seq: int
     log_count: int
     stop_requested: bool
+    cpuset: tuple[int, ...] = ()  # the core indices it was given
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def attempt_from_row(row: sa.Row[Any]) -> Attempt:
         exit_code=m["exit_code"], reason=m["reason"], message=m["message"], executor=m["executor"],
         handle=m["handle"], created_at=m["created_at"], started_at=m["started_at"], ended_at=m["ended_at"],
         last_heartbeat=m["last_heartbeat"], last_seq=m["last_seq"], log_count=m["log_count"],
-        stop_requested=bool(m["stop_requested"]),
+        stop_requested=bool(m["stop_requested"]), cpuset=parse_gpus(m["cpuset"]),
     )
 
 

@@ -15,6 +15,8 @@ users = sa.Table(
     sa.Column("name", sa.String(100), nullable=False, unique=True),
     sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    # the unprivileged uid this user's jobs run as on a shared server (MODELYARD_JOB_UIDS), once drawn
+    sa.Column("job_uid", sa.Integer, unique=True),
 )
 
 tokens = sa.Table(
@@ -111,6 +113,7 @@ attempts = sa.Table(
     sa.Column("number", sa.Integer, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("gpus", sa.String(200), nullable=False, default=""),  # comma-joined indices
+    sa.Column("cpuset", sa.Text, nullable=False, default="", server_default=""),  # comma-joined core indices
     sa.Column("cpus", sa.Float, nullable=False, default=0),
     sa.Column("memory", sa.BigInteger, nullable=False, default=0),
     sa.Column("exit_code", sa.Integer),

@@ -151,3 +151,22 @@ def _webhook_secret(db: Database, user_id: int, *, rotate: bool) -> str:
         else:
             conn.execute(webhook_secrets.insert().values(user_id=user_id, secret=secret, created_at=time.time()))
     return secret
+
+
+def job_uid(db: Database, user_id: int, uids: tuple[int, int]) -> int:
+    """The uid ``user_id``'s jobs run as, drawn from ``uids`` the first time and kept on the user row.
+
+    Only the scheduler loop draws (one thread per server), so the next free uid is
+    read and written in one write transaction; the unique column is the backstop."""
+    lo, hi = uids
+    with db.write() as conn:
+        uid = conn.execute(sa.select(users.c.job_uid).where(users.c.id == user_id)).scalar_one()
+        if uid is not None and lo <= uid <= hi:
+            return int(uid)
+        taken = conn.execute(sa.select(sa.func.max(users.c.job_uid)).where(users.c.job_uid.between(lo, hi))).scalar()
+        uid = lo if taken is None else int(taken) + 1
+        if uid > hi:
+            raise ModelyardError(ErrorCode.UNSATISFIABLE, f"no uid left in MODELYARD_JOB_UIDS={lo}-{hi} for "
+                                 "another user; widen the range", field="MODELYARD_JOB_UIDS")
+        conn.execute(users.update().where(users.c.id == user_id).values(job_uid=uid))
+    return uid

@@ -12,6 +12,7 @@ or a log that could not be kept for want of space end the attempt failed
 """
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -38,6 +39,7 @@ from modelyard.supervisor.disk import DiskWatch, is_enospc
 from modelyard.supervisor.output import OutputPump
 from modelyard.supervisor.reporter import Reporter
 from modelyard.supervisor.runner import JobProcess, StartFailed, describe_exit, exit_code
+from modelyard.supervisor.sandbox import chown_tree, format_limit
 from modelyard.supervisor.sampler import Sampler
 from modelyard.supervisor.sync import OutputSyncer
 from modelyard.supervisor.venv import VenvLease, acquire_for
@@ -130,6 +132,7 @@ class Attempt:
         finally:
             if self.job is not None:
                 self.job.end_group(0.0 if self.gone.is_set() else self.config.stop_grace)  # leftovers: daemons the command left behind
+                self.job.release()
             if self.container is not None:
                 self.container.remove()
             if self.venv is not None:
@@ -155,7 +158,10 @@ class Attempt:
                                                       data_dir=data_dir, note=self.pump.note)
                 self.job = job
             else:
-                job = self.job = JobProcess.start(self.config.argv, cwd=cwd, env=env)
+                c = self.config
+                job = self.job = JobProcess.start(  # the sandbox: supervisor/sandbox.py
+                    c.argv, cwd=cwd, env=env, sandbox=c.sandbox, name=f"{c.job_id}-{c.attempt}-{os.getpid()}",
+                    note=self.pump.note)
         except StartFailed as e:
             self.pump.note(str(e))
             return TerminationReason.START_FAILED, str(e)
@@ -186,16 +192,37 @@ class Attempt:
         """The folder to run in, the resume folder and the dataset folder, if any."""
         c = self.config
         try:
+            if c.sandbox.run_as is not None:
+                # private from the first byte: other uids must not read the code while it unpacks
+                for d in (self.dirs.code, self.dirs.resume, self.dirs.output):
+                    d.mkdir(mode=0o700, exist_ok=True)
+                    os.chmod(d, 0o700)
             cwd = self._materialise_code()
             resume = c.resume_dir
             if c.resume_prefix:
                 self._require_store("resume_prefix").download_prefix(c.resume_prefix, self.dirs.resume)
                 resume = self.dirs.resume
-            return cwd, resume, self._materialise_dataset()
+            data = self._materialise_dataset()
+            self._hand_over()
+            return cwd, resume, data
         except ModelyardError as e:
             raise StartFailed(str(e)) from None
         except OSError as e:
             raise StartFailed(f"could not prepare the job: {e}") from None
+
+    def _hand_over(self) -> None:
+        """On a shared server: the job's own folders become its uid's; the rest of run_dir stays root's.
+
+        run_dir is 0711, so the job reaches code/, output/, resume/ and home/ by name
+        but cannot list run_dir or read supervisor.json, spool/ or log.txt."""
+        run_as = self.config.sandbox.run_as
+        if run_as is None:
+            return
+        os.chmod(self.dirs.root, 0o711)
+        for d in (self.dirs.code, self.dirs.output, self.dirs.resume, self.dirs.home):
+            d.mkdir(exist_ok=True)
+            os.chmod(d, 0o700)
+            chown_tree(d, run_as.uid, run_as.gid)
 
     def _materialise_dataset(self) -> Path | None:
         """The pinned dataset version in the machine's shared cache (fetched once, verified)."""
@@ -288,10 +315,14 @@ class Attempt:
         rc = job.proc.returncode
         if reason is not None:
             return reason, reason.message()
+        if rc != 0 and job.oom_killed():  # the cgroup's own counter, not a guess from the exit code
+            message = f"out of memory (limit {format_limit(self.config.sandbox.memory)})"
+            self.pump.note(f"the job was killed at its memory limit: {message}")
+            return TerminationReason.OUT_OF_MEMORY, message
         if rc == 0:
             return TerminationReason.EXIT_ZERO, TerminationReason.EXIT_ZERO.message()
         if self.container is not None and self.container.out_of_memory(rc, self.config.sandbox.memory):
-            return TerminationReason.EXIT_NONZERO, self.container.oom_message(self.config.sandbox.memory)
+            return TerminationReason.OUT_OF_MEMORY, self.container.oom_message(self.config.sandbox.memory)
         if self.container is not None and rc == RUNTIME_ERROR_EXIT:  # the runtime, not the command, failed
             return TerminationReason.START_FAILED, f"the container could not be run: {self.pump.tail_text()}"
         tail = self.pump.tail_text()

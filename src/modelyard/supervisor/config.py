@@ -6,6 +6,7 @@ builds the same objects, so a local run sees what a platform run sees.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,18 @@ from pydantic import ValidationError
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.launch import LaunchSpec
 
-# Variables the supervisor sets itself; inherited values are dropped so a job
-# never sees a stale one (e.g. RESUME_DIR from a shell that ran another job).
-_OWNED = ("MODELYARD_JOB_ID", "MODELYARD_ATTEMPT", "MODELYARD_OUTPUT_DIR", "MODELYARD_RESUME_DIR", "MODELYARD_DATA_DIR")
+# The only variables a job inherits from the supervisor's environment: what a
+# shell needs (PATH, locale, time zone, terminal), what makes "the server's
+# Python" the server's (PYTHONPATH, VIRTUAL_ENV) and where CUDA's libraries are.
+# Everything else -- MODELYARD_HOME, database URLs, storage credentials, the
+# server's tokens -- is the platform's, not the job's (docs/protocol.md).
+_INHERITED = frozenset({
+    "PATH", "LANG", "LANGUAGE", "TZ", "TERM", "PYTHONPATH", "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_DEVICE_ORDER",
+})
+_INHERITED_PREFIXES = ("LC_",)
+# Thread pools that size themselves by the machine's cores, not the job's
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -46,12 +56,20 @@ class RunDirs:
         return self.root / "spool"
 
     @property
+    def home(self) -> Path:
+        """``HOME`` of a job that runs as its own uid (the server's HOME is not its)."""
+        return self.root / "home"
+
+    @property
     def log(self) -> Path:
         return self.root / "log.txt"
 
     def create(self) -> None:
-        for p in (self.root, self.output, self.spool):
+        for p in (self.root, self.output):
             p.mkdir(parents=True, exist_ok=True)
+        # the supervisor's own: a job of another uid must not read its batches or log
+        self.spool.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
 
 
 class SupervisorConfig(LaunchSpec):
@@ -102,9 +120,19 @@ def job_env(
     resume_dir: Path | None = None,
     data_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The job's environment: ``base`` (the supervisor's), then ``config.env``, then ours.
+    """The job's environment: a few of ``base`` (the supervisor's, see ``_INHERITED``),
+    ``HOME``, thread counts, then ``config.env`` and its secrets, then the contract's.
     ``data_dir`` (a dataset materialised for this attempt) wins over ``config.data_dir``."""
-    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _OWNED}
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if k in _INHERITED or k.startswith(_INHERITED_PREFIXES)}
+    env.setdefault("PATH", os.defpath)
+    # its own uid has a HOME of its own; a single user's job runs as that person, at home
+    home = str(config.dirs.home) if config.sandbox.run_as is not None else base.get("HOME")
+    if home:
+        env["HOME"] = home
+    threads = job_threads(config)
+    if threads:
+        env.update(dict.fromkeys(_THREAD_VARIABLES, str(threads)))
     env.update(config.env)
     env.update(config.secrets)
     env["MODELYARD_JOB_ID"] = config.job_id
@@ -118,6 +146,14 @@ def job_env(
     env["CUDA_VISIBLE_DEVICES"] = gpu_list(config.gpus)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def job_threads(config: SupervisorConfig) -> int | None:
+    """The job's CPU count as a thread count (at least 1); None with no CPU limit."""
+    sandbox = config.sandbox
+    if sandbox.cpus > 0:
+        return max(1, math.ceil(sandbox.cpus - 1e-9))
+    return len(sandbox.cpuset) or None
 
 
 def gpu_list(gpus: Sequence[int]) -> str:

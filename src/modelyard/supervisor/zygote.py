@@ -144,7 +144,7 @@ def _supervise(config: str, run_dir: str) -> NoReturn:
         os.setsid()  # a session of its own, as start_new_session=True gives a Popen'd supervisor
         os.chdir(run_dir)
         null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open("supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        log = os.open("supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # the supervisor's log: not a job's to read
         os.dup2(null, 0)  # replaces (closes) our end of the zygote's pipes
         os.dup2(log, 1)
         os.dup2(log, 2)

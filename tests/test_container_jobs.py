@@ -167,7 +167,7 @@ def test_run_local_with_an_image_runs_as_a_job_would(image: str, tmp_path: Path)
 
 def test_a_container_the_runtime_cannot_run_is_start_failed(image: str, tmp_path: Path) -> None:
     config = SupervisorConfig(job_id="t", argv=["python3", "-c", "print('never')"], run_dir=tmp_path / "run",
-                              environment=Environment(image=image), sandbox=Sandbox(cpuset=[4095]))
+                              environment=Environment(image=image), sandbox=Sandbox(memory=1000))  # runc cannot apply 1000 bytes
     outcome = run_attempt(config)  # local mode: no server, the outcome is returned
     assert outcome.reason is TerminationReason.START_FAILED, outcome
     assert outcome.message.startswith("the container could not be run: ") and "Error" in outcome.message

@@ -34,7 +34,7 @@ from modelyard.storage import ArtifactStore, extract_snapshot
 from modelyard.storage.snapshot import SnapshotLimits
 from modelyard.supervisor.batch import Batcher
 from modelyard.supervisor.config import SupervisorConfig, job_env
-from modelyard.supervisor.container import RUNTIME_ERROR_EXIT, Container, start_container
+from modelyard.supervisor.container import RUNTIME_ERROR_EXITS, Container, start_container
 from modelyard.supervisor.disk import DiskWatch, is_enospc
 from modelyard.supervisor.output import OutputPump
 from modelyard.supervisor.reporter import Reporter
@@ -323,7 +323,7 @@ class Attempt:
             return TerminationReason.EXIT_ZERO, TerminationReason.EXIT_ZERO.message()
         if self.container is not None and self.container.out_of_memory(rc, self.config.sandbox.memory):
             return TerminationReason.OUT_OF_MEMORY, self.container.oom_message(self.config.sandbox.memory)
-        if self.container is not None and rc == RUNTIME_ERROR_EXIT:  # the runtime, not the command, failed
+        if self.container is not None and rc in RUNTIME_ERROR_EXITS:  # the runtime, not the command, failed
             return TerminationReason.START_FAILED, f"the container could not be run: {self.pump.tail_text()}"
         tail = self.pump.tail_text()
         return TerminationReason.EXIT_NONZERO, describe_exit(rc) + (f"; last lines:\n{tail}" if tail else "")

@@ -34,6 +34,7 @@ from pathlib import Path
 from modelyard.jobs.launch import LaunchSpec
 from modelyard.supervisor.config import SupervisorConfig, job_env
 from modelyard.supervisor.runner import JobProcess, StartFailed
+from modelyard.supervisor.sandbox import real_cores
 
 CODE = "/modelyard/code"
 DATA = "/modelyard/data"
@@ -45,7 +46,9 @@ MIN_SHM = 64 * 1024 * 1024
 DEFAULT_SHM = 2 * 1024 * 1024 * 1024
 _PROBE_TIMEOUT = 30.0
 _IMAGES_OWN = ("PATH", "HOME")
-RUNTIME_ERROR_EXIT = 125  # Podman's and Docker's own failure to run the container, not the command's
+# Podman's and Docker's own failure to run the container (125), or the OCI runtime's failure to
+# set it up or invoke the command (126: a limit runc cannot apply, a missing CDI device), not the command's
+RUNTIME_ERROR_EXITS = frozenset({125, 126})
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,8 @@ def run_argv(runtime: str, spec: LaunchSpec, *, name: str, mounts: Mounts, env_n
         # the runtime refuses a quota over the machine's cores (a configured capacity may exceed them)
         argv += ["--cpus", f"{min(sb.cpus, os.cpu_count() or 1):g}"]
     if sb.cpuset:
-        argv += ["--cpuset-cpus", ",".join(str(c) for c in sb.cpuset)]
+        # the scheduler's indices, on this machine's cores as a bare job gets them (a declared capacity may exceed them)
+        argv += ["--cpuset-cpus", ",".join(str(c) for c in real_cores(sb.cpuset))]
     if sb.run_as is not None:
         argv += ["--user", f"{sb.run_as.uid}:{sb.run_as.gid}"]
     argv += gpu_flags(runtime, spec.gpus)

@@ -29,7 +29,7 @@ from modelyard.datasets import Manifest, list_datasets, validate_name
 from modelyard.datasets.access import can_change, reads_server_disk
 from modelyard.datasets.bounds import too_large, unpack_tar
 from modelyard.errors import ErrorCode, ModelyardError, not_found
-from modelyard.server.api_schema import ErrorResponse
+from modelyard.server.api_schema import ErrorResponse, NameParam, VersionParam
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import iso
@@ -130,7 +130,7 @@ def list_all(p: PlatformDep, user: UserDep) -> dict[str, Any]:
 
 
 @router.get("/datasets/{name}", responses=_errors(404))
-def show_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+def show_name(name: NameParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     o, versions = p.dataset_access.readable(name, user)
     return {"name": name, "owner": o.owner, "visibility": o.visibility, "latest": versions[-1].ref,
             "can_change": can_change(o, user),
@@ -139,19 +139,21 @@ def show_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
 
 
 @router.patch("/datasets/{name}", responses=_errors(403, 404))
-def change(name: str, body: VisibilityBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+def change(name: NameParam, body: VisibilityBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     """Make a dataset public or private again (its owner or an admin)."""
     o = p.dataset_access.set_visibility(name, user, body.visibility)
     return {"name": o.name, "owner": o.owner, "visibility": o.visibility}
 
 
 @router.get("/datasets/{name}/{version}", responses=_errors(404))
-def show_version(name: str, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+def show_version(name: NameParam, version: VersionParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.dataset_access.version(f"{name}:{version}", user), user)
 
 
 @router.get("/datasets/{name}/{version}/files/{path:path}", responses=_errors(404))
-async def download_file(name: str, version: str, path: str, p: PlatformDep, user: UserDep) -> StreamingResponse:
+async def download_file(
+    name: NameParam, version: VersionParam, path: str, p: PlatformDep, user: UserDep,
+) -> StreamingResponse:
     manifest = await run_in_threadpool(p.dataset_access.version, f"{name}:{version}", user)
     entry = next((f for f in manifest.files if f.path == path), None)
     if entry is None:
@@ -168,13 +170,13 @@ async def download_file(name: str, version: str, path: str, p: PlatformDep, user
 
 
 @router.delete("/datasets/{name}", responses=_errors(403, 404, 409))
-def remove_name(name: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+def remove_name(name: NameParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     removed = p.remove_dataset(validate_name(name, field="dataset"), user)
     return {"removed": [p.dataset_access.version_dict(m, user, files=False) for m in removed]}
 
 
 @router.delete("/datasets/{name}/{version}", responses=_errors(403, 404, 409))
-def remove_version(name: str, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+def remove_version(name: NameParam, version: VersionParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     removed = p.remove_dataset(f"{name}:{version}", user)
     return {"removed": [p.dataset_access.version_dict(m, user, files=False) for m in removed]}
 

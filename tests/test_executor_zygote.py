@@ -112,7 +112,10 @@ def test_a_dead_zygote_falls_back_and_is_started_again(executor: LocalExecutor, 
     old.wait(10)
     fallback, release_b = start(executor, tmp_path, "b", supervisors)
     pid = fallback["pid"]
-    assert str(tmp_path / "runs" / "b" / "supervisor.json") in psutil.Process(pid).cmdline()  # a fresh interpreter
+    # a fresh interpreter; between its fork and its exec a new process's command line is the
+    # parent's, or empty, so wait for the exec rather than read it once
+    wait_for(lambda: str(tmp_path / "runs" / "b" / "supervisor.json") in psutil.Process(pid).cmdline(),
+             timeout=10, what="the fallback supervisor's exec")
     assert os.getsid(pid) == pid
     assert executor.alive(attempt(orjson.dumps(fallback).decode()))
     third, release_c = start(executor, tmp_path, "c", supervisors)
@@ -133,7 +136,8 @@ def test_a_zygote_that_does_not_answer_is_replaced_after_its_deadline(
     os.kill(stuck.pid, signal.SIGSTOP)
     late, release_b = start(executor, tmp_path, "b", supervisors)  # waits out the deadline, then falls back
     assert stuck.poll() is not None  # killed: a late answer must not be taken for the next launch's
-    assert str(tmp_path / "runs" / "b" / "supervisor.json") in psutil.Process(late["pid"]).cmdline()
+    wait_for(lambda: str(tmp_path / "runs" / "b" / "supervisor.json") in psutil.Process(late["pid"]).cmdline(),
+             timeout=10, what="the fallback supervisor's exec")
     release_a.touch()
     release_b.touch()
 

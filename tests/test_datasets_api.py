@@ -84,7 +84,7 @@ def test_bad_input_names_the_field_and_leaves_nothing_half_made(server: ServerPr
     assert not list((server.home / "artifacts").rglob("manifest.json"))
     assert list((server.home / "uploads").iterdir()) == []
     assert error_of(c.get("/datasets/nope"), 404)["code"] == "not_found"
-    assert error_of(c.get("/datasets/a.b/zz"))["field"] == "version"  # the path pattern names it
+    assert error_of(c.get("/datasets/a.b/zz"))["field"] == "dataset"
 
 
 def test_upload_create_show_download_remove(server: ServerProcess, c: httpx.Client, tmp_path: Path) -> None:

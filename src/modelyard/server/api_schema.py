@@ -68,5 +68,3 @@ JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="a job's id")]
 AttemptQuery = Annotated[int | None, Query(ge=0, le=MAX_SMALL, description="attempt number; 0 or none: the latest")]
 OffsetQuery = Annotated[int, Query(ge=0, le=MAX_ID)]
 NameParam = Annotated[str, Path(pattern=NAME_PATTERN, max_length=100)]
-# a dataset version: its content hash's hex digits, or a unique prefix of at least 4 (datasets/names.py)
-VersionParam = Annotated[str, Path(pattern=r"^[0-9a-f]{4,64}$", max_length=64)]

@@ -29,7 +29,7 @@ from modelyard.datasets import Manifest, list_datasets, validate_name
 from modelyard.datasets.access import can_change, reads_server_disk
 from modelyard.datasets.bounds import too_large, unpack_tar
 from modelyard.errors import ErrorCode, ModelyardError, not_found
-from modelyard.server.api_schema import ErrorResponse, NameParam, VersionParam
+from modelyard.server.api_schema import ErrorResponse, NameParam
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import iso
@@ -146,13 +146,13 @@ def change(name: NameParam, body: VisibilityBody, p: PlatformDep, user: UserDep)
 
 
 @router.get("/datasets/{name}/{version}", responses=_errors(404))
-def show_version(name: NameParam, version: VersionParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+def show_version(name: NameParam, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.dataset_access.version(f"{name}:{version}", user), user)
 
 
 @router.get("/datasets/{name}/{version}/files/{path:path}", responses=_errors(404))
 async def download_file(
-    name: NameParam, version: VersionParam, path: str, p: PlatformDep, user: UserDep,
+    name: NameParam, version: str, path: str, p: PlatformDep, user: UserDep,
 ) -> StreamingResponse:
     manifest = await run_in_threadpool(p.dataset_access.version, f"{name}:{version}", user)
     entry = next((f for f in manifest.files if f.path == path), None)
@@ -176,7 +176,7 @@ def remove_name(name: NameParam, p: PlatformDep, user: UserDep) -> dict[str, Any
 
 
 @router.delete("/datasets/{name}/{version}", responses=_errors(403, 404, 409))
-def remove_version(name: NameParam, version: VersionParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+def remove_version(name: NameParam, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     removed = p.remove_dataset(f"{name}:{version}", user)
     return {"removed": [p.dataset_access.version_dict(m, user, files=False) for m in removed]}
 

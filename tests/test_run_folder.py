@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import kill_tree
-from test_supervisor import _LAUNCHED, Receiver, job, launch
+from test_supervisor import Receiver, job, kill_leftovers, launch  # noqa: F401  (kill_leftovers: the autouse fixture)
 
 from modelyard.storage import ArtifactStore
 
@@ -17,15 +16,6 @@ WRITES = """
     print("trained", flush=True)
 """
 
-
-@pytest.fixture(autouse=True)
-def kill_leftovers() -> Iterator[None]:
-    yield
-    while _LAUNCHED:
-        proc = _LAUNCHED.pop()
-        if proc.poll() is None:
-            kill_tree(proc.pid)
-            proc.wait()
 
 
 @pytest.fixture

@@ -10,18 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import kill_tree, wait_for
-from test_supervisor import _LAUNCHED, Receiver, dead, job, launch
+from conftest import wait_for
+from test_supervisor import Receiver, dead, job, kill_leftovers, launch  # noqa: F401  (kill_leftovers: the autouse fixture)
 
-
-@pytest.fixture(autouse=True)
-def kill_leftovers() -> Iterator[None]:
-    yield
-    while _LAUNCHED:
-        proc = _LAUNCHED.pop()
-        if proc.poll() is None:
-            kill_tree(proc.pid)
-            proc.wait()
 
 
 class StrictReceiver(Receiver):

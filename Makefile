@@ -51,7 +51,7 @@ install:
 	$(call install_extras,demo)
 
 test: deb-packages postgres
-	$(call install_extras,test$(comma)demo)
+	$(call install_extras,test$(comma)demo$(comma)ray)
 	$(VPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: install

@@ -363,7 +363,7 @@ def scheduling(ctx: Context) -> dict[str, Any]:
     with db.write() as conn:
         conn.execute(jobs.insert(), rows)
     settings = Settings.from_env({"MODELYARD_HOME": str(home)})
-    capacity = Capacity(total=Resources(gpus=0, cpus=2, memory=8 * 2**30))
+    capacity = Capacity.one(Resources(gpus=0, cpus=2, memory=8 * 2**30))
     loop = SchedulerLoop(db, _NullExecutor(), capacity, LaunchContext(settings=settings, server_url=None),
                          heartbeat_timeout=1e9)
     loop.tick(now)  # places two jobs: the machine is full for the passes measured

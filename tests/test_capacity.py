@@ -123,10 +123,11 @@ def test_gpu_usage_samples_the_given_gpus_and_skips_unreadable_ones() -> None:
 
 
 def test_capacity_as_json() -> None:
-    cap = detect_capacity("gpus=1,cpus=2,memory=1G", nvml=FakeNVML(gpus=1))
+    cap = detect_capacity("gpus=1,cpus=2,memory=1G", nvml=FakeNVML(gpus=1), labels="gpu=h100")
+    devices = [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-00000000", "memory_total": 80 * GiB}]
     assert cap.to_dict() == {
-        "gpus": 1, "cpus": 2.0, "memory": GiB,
-        "gpu_devices": [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-00000000",
-                         "memory_total": 80 * GiB}],
+        "gpus": 1, "cpus": 2.0, "memory": GiB, "gpu_devices": devices,
+        "nodes": [{"id": "local", "address": None, "labels": {"gpu": "h100"}, "gpus": 1, "cpus": 2.0,
+                   "memory": GiB, "gpu_devices": devices}],
     }
     assert isinstance(cap, Capacity)

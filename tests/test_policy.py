@@ -20,7 +20,7 @@ GiB = 1024**3
 
 def machine(gpus: int = 0, cpus: float = 8, memory: int = 64 * GiB) -> Capacity:
     infos = tuple(GpuInfo(index=i, name="test", uuid=None, memory_total=0) for i in range(gpus))
-    return Capacity(Resources(gpus=gpus, cpus=cpus, memory=memory), infos)
+    return Capacity.one(Resources(gpus=gpus, cpus=cpus, memory=memory), infos)
 
 
 def queued(id: int, gpus: int = 0, cpus: float = 1, memory: int = 0, *, priority: int = 0,

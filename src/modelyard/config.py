@@ -30,6 +30,9 @@
 | MODELYARD_VENV_PYTHON | the server's Python (the interpreter job venvs are made with) |
 | MODELYARD_URL, MODELYARD_TOKEN | the client's server and token (no URL: embedded server) |
 | MODELYARD_JOB_UIDS | unset; e.g. 61000-61999: each owner's jobs run as their own uid of that range (server as root) |
+| MODELYARD_NODE_LABELS | unset; the local machine's labels for `--node-label`, e.g. "gpu=h100,zone=a" |
+| MODELYARD_EXECUTOR | local; ray: supervisors run on a Ray cluster (README "Running on a cluster") |
+| MODELYARD_RAY_ADDRESS | auto (the Ray cluster the server joins as a driver, with MODELYARD_EXECUTOR=ray) |
 """
 from __future__ import annotations
 
@@ -82,6 +85,9 @@ class Settings:
     venv_python: str | None = None  # None: the server's (and so the supervisor's) sys.executable
     # (first, last) uid of the range jobs run as, one per owner; None: jobs run as the server's user
     job_uids: tuple[int, int] | None = None
+    node_labels: str | None = None  # MODELYARD_NODE_LABELS: the local node's labels
+    executor: str = "local"  # "local" or "ray"
+    ray_address: str = "auto"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -124,7 +130,20 @@ class Settings:
             venv_cache_size=parse_size(env.get("MODELYARD_VENV_CACHE_SIZE", "20G")),
             venv_python=env.get("MODELYARD_VENV_PYTHON") or None,
             job_uids=parse_uid_range(env.get(JOB_UIDS_FIELD, "")),
+            node_labels=env.get("MODELYARD_NODE_LABELS") or None,
+            executor=_executor(env.get("MODELYARD_EXECUTOR") or "local"),
+            ray_address=env.get("MODELYARD_RAY_ADDRESS") or "auto",
         )
+
+
+EXECUTORS = ("local", "ray")
+
+
+def _executor(name: str) -> str:
+    if name not in EXECUTORS:
+        raise ModelyardError(ErrorCode.INVALID, f"unknown executor {name!r} (use {' or '.join(EXECUTORS)})",
+                             field="MODELYARD_EXECUTOR")
+    return name
 
 
 def _dataset_limits(env: dict[str, str]) -> Limits:

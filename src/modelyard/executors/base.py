@@ -18,9 +18,18 @@ from modelyard.store.records import Attempt
 
 @dataclass(frozen=True)
 class Launch:
-    """Everything a supervisor needs (the LaunchSpec of docs/protocol.md), and where it runs."""
+    """Everything a supervisor needs (the LaunchSpec of docs/protocol.md), and where it runs.
+
+    ``spec`` is node rank 0's; a job on several nodes has one spec per node rank in
+    ``ranks`` (rank 0's first), each naming its node, GPUs and cores, and the executor
+    starts one supervisor for each."""
 
     spec: LaunchSpec
+    ranks: tuple[LaunchSpec, ...] = ()
+
+    @property
+    def specs(self) -> tuple[LaunchSpec, ...]:
+        return self.ranks or (self.spec,)
 
     @property
     def run_dir(self) -> Path:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
 
 from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs.nodes import LOCAL_NODE, parse_labels
 from modelyard.jobs.spec import Resources
 from modelyard.jobs.units import parse_size
 
@@ -34,11 +35,14 @@ class GpuInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Capacity:
-    """Everything schedulable on this machine; ``total.gpus == len(gpus)``."""
+class Node:
+    """One machine the scheduler places on: its GPUs by index, CPUs, memory and labels."""
 
+    id: str  # LOCAL_NODE for the local executor; Ray's node id on a cluster
     total: Resources
     gpus: tuple[GpuInfo, ...] = field(default=())
+    labels: Mapping[str, str] = field(default_factory=dict)
+    address: str | None = None  # where other nodes reach it (a multi-node job's MASTER_ADDR)
 
     @property
     def gpu_indices(self) -> tuple[int, ...]:
@@ -46,6 +50,7 @@ class Capacity:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.id, "address": self.address, "labels": dict(self.labels),
             "gpus": self.total.gpus, "cpus": self.total.cpus, "memory": self.total.memory,
             "gpu_devices": [
                 {"index": g.index, "name": g.name, "uuid": g.uuid, "memory_total": g.memory_total}
@@ -54,7 +59,54 @@ class Capacity:
         }
 
 
-def detect_capacity(override: str | None = None, *, nvml: Any | None = None) -> Capacity:
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Everything schedulable: a set of nodes (the local executor's is one, ``LOCAL_NODE``)."""
+
+    nodes: tuple[Node, ...]
+
+    @classmethod
+    def one(cls, total: Resources, gpus: Sequence[GpuInfo] = (), *, node: str = LOCAL_NODE,
+            labels: Mapping[str, str] | None = None, address: str | None = None) -> "Capacity":
+        """A single machine's capacity."""
+        return cls((Node(node, total, tuple(gpus), dict(labels or {}), address),))
+
+    @property
+    def total(self) -> Resources:
+        """The sum over the nodes (what the platform has in all, not what one job can get)."""
+        return Resources.model_construct(
+            gpus=sum(n.total.gpus for n in self.nodes), cpus=sum(n.total.cpus for n in self.nodes),
+            memory=sum(n.total.memory for n in self.nodes))
+
+    @property
+    def gpus(self) -> tuple[GpuInfo, ...]:
+        """Every node's GPUs, in node order (indices repeat across nodes)."""
+        return tuple(g for n in self.nodes for g in n.gpus)
+
+    @property
+    def gpu_indices(self) -> tuple[int, ...]:
+        return tuple(g.index for g in self.gpus)
+
+    def node(self, node_id: str) -> Node | None:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        total = self.total
+        return {
+            "gpus": total.gpus, "cpus": total.cpus, "memory": total.memory,
+            "gpu_devices": [
+                {"index": g.index, "name": g.name, "uuid": g.uuid, "memory_total": g.memory_total}
+                for g in self.gpus
+            ],
+            "nodes": [n.to_dict() for n in self.nodes],
+        }
+
+
+def detect_capacity(override: str | None = None, *, nvml: Any | None = None,
+                    labels: str | None = None) -> Capacity:
     """This machine's capacity, with any part given in ``override`` taking precedence."""
     parts = parse_override(override)
     gpus = detect_gpus(nvml)
@@ -62,7 +114,19 @@ def detect_capacity(override: str | None = None, *, nvml: Any | None = None) -> 
         gpus = _declared_gpus(gpus, int(parts["gpus"]))
     cpus = float(parts["cpus"]) if "cpus" in parts else float(_cpu_count())
     memory = int(parts["memory"]) if "memory" in parts else int(psutil.virtual_memory().total)
-    return Capacity(Resources(gpus=len(gpus), cpus=cpus, memory=memory), tuple(gpus))
+    return Capacity.one(Resources(gpus=len(gpus), cpus=cpus, memory=memory), tuple(gpus),
+                        labels=local_labels(labels))
+
+
+LABELS_FIELD = "MODELYARD_NODE_LABELS"
+
+
+def local_labels(text: str | None) -> dict[str, str]:
+    """The local node's labels, ``MODELYARD_NODE_LABELS`` (``gpu=h100,zone=a``)."""
+    try:
+        return parse_labels(text)
+    except ValueError as exc:
+        raise ModelyardError(ErrorCode.INVALID, f"{LABELS_FIELD}: {exc}", field=LABELS_FIELD) from None
 
 
 def parse_override(text: str | None) -> dict[str, float]:

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from modelyard.jobs.nodes import LOCAL_NODE
+
 LAUNCH_VERSION = 1
 # In the run folder, written by the supervisor once the command started: {"pid", "started"}
 # of the command's process-group leader, so that an executor can kill a lost attempt's command
@@ -55,6 +57,40 @@ class Sandbox(_Frozen):
     memory: int = Field(0, ge=0)  # bytes
 
 
+class Distributed(_Frozen):
+    """This supervisor's place in its job: node rank, nodes, processes per node, the rendezvous.
+
+    Every job's command gets the variables ``torchrun`` and ``torch.distributed``
+    read (``env()``), so that ``torchrun --nnodes $NNODES --node-rank $NODE_RANK
+    --nproc-per-node $LOCAL_WORLD_SIZE --master-addr $MASTER_ADDR --master-port
+    $MASTER_PORT train.py``, or a script calling ``init_process_group`` with one
+    process per node, runs unchanged on one node or many.
+    """
+
+    node_rank: int = Field(0, ge=0)
+    nnodes: int = Field(1, ge=1)
+    nproc_per_node: int = Field(1, ge=1)
+    node_id: str = LOCAL_NODE
+    master_addr: str = "127.0.0.1"  # rank 0's node, as the other nodes reach it
+    master_port: int | None = Field(None, ge=1, le=65535)  # None: the supervisor picks a free one (one node)
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.nproc_per_node
+
+    def env(self, master_port: int) -> dict[str, str]:
+        env = {
+            "MASTER_ADDR": self.master_addr, "MASTER_PORT": str(master_port),
+            "WORLD_SIZE": str(self.world_size), "NODE_RANK": str(self.node_rank), "NNODES": str(self.nnodes),
+            "LOCAL_WORLD_SIZE": str(self.nproc_per_node),
+            "MODELYARD_NODE_RANK": str(self.node_rank), "MODELYARD_NNODES": str(self.nnodes),
+        }
+        if self.nproc_per_node == 1:
+            # one process per node is itself a rank: init_process_group("env://") needs no torchrun
+            env.update(RANK=str(self.node_rank), LOCAL_RANK="0")
+        return env
+
+
 class LaunchSpec(_Frozen):
     """One attempt, everything its supervisor needs. ``server_url`` None is local mode (``run --local``)."""
 
@@ -84,6 +120,7 @@ class LaunchSpec(_Frozen):
     sample_interval: float = 5.0
     environment: Environment = Field(default_factory=Environment)
     sandbox: Sandbox = Field(default_factory=Sandbox)
+    distributed: Distributed = Field(default_factory=Distributed)
     server_file: Path | None = None  # JSON {"url": ...}, re-read to find a restarted server
     data_dir: Path | None = None  # a materialised dataset -> MODELYARD_DATA_DIR
     dataset: str | None = None  # a pinned "name:version" to materialise into data_dir before the command

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelyard.jobs.nodes import check_label, parse_labels
 from modelyard.jobs.units import parse_duration, parse_size
 
 DEFAULT_MAX_RUNTIME = 72 * 3600.0
@@ -36,6 +37,9 @@ MAX_COMMAND_BYTES = 64 * 1024  # the command, all its arguments together, UTF-8
 MAX_COMMAND_ARGS = 4096  # arguments of an argv command
 MAX_WEBHOOKS = 10  # webhook URLs of one job
 MAX_WEBHOOK_URL = 2000  # characters of one webhook URL
+MAX_NODES = 64  # nodes of one multi-node job
+MAX_NPROC_PER_NODE = 64  # processes per node
+MAX_NODE_LABELS = 20  # labels a job may require
 STORED = {"stored": True}  # validation context of a spec read back from the store: no bounds
 # the shape of a dataset reference (datasets/names.py says which names exist; the platform resolves it)
 _DATASET_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(:[0-9a-fA-F]{4,64})?")
@@ -102,6 +106,13 @@ class JobSpec(BaseModel):
     # A dump shows every value as MASK unless asked with context=REVEAL; the server stores inline values
     # encrypted apart from the spec, so the spec it keeps holds MASK for them.
     secrets: dict[str, SecretStr | None] = Field(default_factory=dict, max_length=100)
+    # Beyond one node (README "Running on a cluster"): ``resources`` is what each node holds; the
+    # command runs once per node, with the variables torchrun expects (jobs/launch.py TorchEnv).
+    nodes: int = Field(1, ge=1, le=MAX_NODES, description="nodes, each holding `resources`")
+    nproc_per_node: int | None = Field(None, ge=1, le=MAX_NPROC_PER_NODE,
+                                       description="processes per node (LOCAL_WORLD_SIZE); None: its GPUs, or 1")
+    # only nodes with every one of these labels (a Ray node's custom resources, MODELYARD_NODE_LABELS)
+    node_labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_NODE_LABELS)
 
     @field_validator("command")
     @classmethod
@@ -157,6 +168,23 @@ class JobSpec(BaseModel):
         if both:
             raise ValueError(f"{both[0]} is in both env and secrets; give it once")
         return self
+
+    @field_validator("node_labels", mode="before")
+    @classmethod
+    def _node_labels_shape(cls, v: Any) -> Any:
+        return parse_labels(v) if isinstance(v, (list, tuple, str)) else v
+
+    @field_validator("node_labels")
+    @classmethod
+    def _node_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            check_label(key, value)
+        return v
+
+    @property
+    def local_world_size(self) -> int:
+        """Processes per node: as asked, else one per GPU, else one."""
+        return self.nproc_per_node or max(self.resources.gpus, 1)
 
     @field_validator("dataset")
     @classmethod

@@ -55,7 +55,7 @@ class Platform:
         self.datasets = StoreIndex(self.storage)
         self.dataset_access = DatasetService(self.db, self.datasets, uploads=settings.home / "uploads")
         self.executor = executor or LocalExecutor()
-        self.capacity = detect_capacity(settings.capacity)
+        self.capacity = detect_capacity(settings.capacity, labels=settings.node_labels)
         self.webhook_allow = parse_allow(settings.webhook_allow)
         self.webhooks = WebhookSender(allow=self.webhook_allow)
         self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none

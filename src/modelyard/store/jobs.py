@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
+from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, format_labels, format_slices, parse_labels, parse_slices
 from modelyard.jobs.states import attempt_can_transition, can_transition, ending_reason
 from modelyard.store.db import Database
 from modelyard.store.records import (
@@ -95,7 +96,7 @@ def create_job(
             spec=orjson.dumps(spec.model_dump(mode="json")).decode(), snapshot_key=snapshot_key,
             resume_from=resume_from, retries_left=spec.retries, attempt=0,
             created_at=now, queued_at=now, dataset=dataset, secrets=sealed_secrets,
-            environment=environment,
+            environment=environment, nodes=spec.nodes, node_labels=format_labels(spec.node_labels),
         ).returning(jobs.c.id)).scalar_one()
         conn.execute(events.insert().values(
             job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason=reason,
@@ -222,20 +223,24 @@ class QueuedJob:
     user_id: int
     priority: int
     queued_at: float
-    resources: Resources
+    resources: Resources  # per node
     max_runtime: float
+    nodes: int = 1
+    node_labels: dict[str, str] = field(default_factory=dict)
 
 
 def queued_jobs(db: Database) -> list[QueuedJob]:
     c = jobs.c
     with db.read() as conn:
         rows = conn.execute(
-            sa.select(c.id, c.user_id, c.priority, c.queued_at, c.gpus, c.cpus, c.memory, c.max_runtime)
+            sa.select(c.id, c.user_id, c.priority, c.queued_at, c.gpus, c.cpus, c.memory, c.max_runtime,
+                      c.nodes, c.node_labels)
             .where(c.state == JobState.QUEUED.value)
         ).all()
     return [
         QueuedJob(r.id, r.user_id, r.priority, r.queued_at,
-                  Resources.model_construct(gpus=r.gpus, cpus=r.cpus, memory=r.memory), r.max_runtime)
+                  Resources.model_construct(gpus=r.gpus, cpus=r.cpus, memory=r.memory), r.max_runtime,
+                  r.nodes, parse_labels(r.node_labels) if r.node_labels else {})
         for r in rows
     ]
 
@@ -248,10 +253,13 @@ def active_attempts(db: Database) -> list[Attempt]:
 
 
 def place(
-    db: Database, job_id: int, *, gpus: list[int], token: str, executor: str, now: float | None = None,
-    cpuset: Sequence[int] = (),
+    db: Database, job_id: int, *, token: str, executor: str, now: float | None = None,
+    gpus: Sequence[int] = (), cpuset: Sequence[int] = (), slices: Sequence[NodeSlice] = (),
 ) -> tuple[Job, Attempt] | None:
-    """Claim a queued job for a new attempt on ``gpus`` and cores ``cpuset``; None if it is no longer queued."""
+    """Claim a queued job for a new attempt on ``slices`` (one per node rank; or, on the local node,
+    GPUs ``gpus`` and cores ``cpuset``); None if it is no longer queued."""
+    slices = tuple(slices) or (NodeSlice(LOCAL_NODE, tuple(gpus), tuple(cpuset)),)
+    gpus, cpuset = slices[0].gpus, slices[0].cores
     now = time.time() if now is None else now
     with db.write() as conn:
         row = conn.execute(sa.select(jobs.c.attempt, jobs.c.cpus, jobs.c.memory).where(jobs.c.id == job_id)).first()
@@ -262,8 +270,8 @@ def place(
                            reason="placed", attempt=number, exit_code=None, message=None, ended_at=None):
             return None
         attempt_id = conn.execute(attempts.insert().values(
-            job_id=job_id, number=number, state=JobState.STARTING.value, gpus=format_gpus(gpus),
-            cpuset=format_gpus(list(cpuset)),
+            job_id=job_id, number=number, state=JobState.STARTING.value, gpus=format_gpus(list(gpus)),
+            cpuset=format_gpus(list(cpuset)), nodes=format_slices(slices),
             cpus=row.cpus, memory=row.memory, token_hash=hash_token(token), executor=executor,
             created_at=now, last_heartbeat=now, last_seq=0, log_count=0, stop_requested=False,
         ).returning(attempts.c.id)).scalar_one()
@@ -396,10 +404,11 @@ class Allocation:
 
     job_id: int
     user_id: int
-    resources: Resources
-    gpus: tuple[int, ...]
+    resources: Resources  # per node
+    gpus: tuple[int, ...]  # rank 0's
     expected_end: float
-    cores: tuple[int, ...] = ()
+    cores: tuple[int, ...] = ()  # rank 0's
+    slices: tuple[NodeSlice, ...] = ()  # one per node rank
 
 
 def running_allocations(db: Database) -> list[Allocation]:
@@ -408,7 +417,7 @@ def running_allocations(db: Database) -> list[Allocation]:
     with db.read() as conn:
         rows = conn.execute(
             sa.select(a.job_id, j.user_id, a.gpus, a.cpus, a.memory, a.created_at, a.started_at, j.max_runtime,
-                      a.cpuset)
+                      a.cpuset, a.nodes)
             .join(jobs, (jobs.c.id == a.job_id) & (jobs.c.attempt == a.number))
             .where(a.state.in_(states))
         ).all()
@@ -418,5 +427,6 @@ def running_allocations(db: Database) -> list[Allocation]:
         out.append(Allocation(
             r.job_id, r.user_id, Resources.model_construct(gpus=len(gpus), cpus=r.cpus, memory=r.memory), gpus,
             (r.started_at or r.created_at) + r.max_runtime, parse_gpus(r.cpuset),
+            parse_slices(r.nodes) or (NodeSlice(LOCAL_NODE, gpus, parse_gpus(r.cpuset)),),
         ))
     return out

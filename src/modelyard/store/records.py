@@ -8,6 +8,7 @@ import orjson
 import sqlalchemy as sa
 
 from modelyard.jobs import JobSpec, JobState, Resources
+from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, parse_slices
 from modelyard.jobs.spec import STORED
 
 
@@ -56,7 +57,12 @@ class Attempt:
     last_seq: int
     log_count: int
     stop_requested: bool
-    cpuset: tuple[int, ...] = ()  # the core indices it was given
+    cpuset: tuple[int, ...] = ()  # the core indices it was given (rank 0's)
+    slices: tuple[NodeSlice, ...] = ()  # one per node rank: node id, GPU and core indices
+
+    @property
+    def nnodes(self) -> int:
+        return max(len(self.slices), 1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,14 @@ def attempt_from_row(row: sa.Row[Any]) -> Attempt:
         handle=m["handle"], created_at=m["created_at"], started_at=m["started_at"], ended_at=m["ended_at"],
         last_heartbeat=m["last_heartbeat"], last_seq=m["last_seq"], log_count=m["log_count"],
         stop_requested=bool(m["stop_requested"]), cpuset=parse_gpus(m["cpuset"]),
+        slices=_slices(m),
     )
+
+
+def _slices(m: Any) -> tuple[NodeSlice, ...]:
+    """The stored allocation; a row from before nodes were recorded is one slice of the local node."""
+    stored = parse_slices(m.get("nodes"))
+    return stored or (NodeSlice(LOCAL_NODE, parse_gpus(m["gpus"]), parse_gpus(m["cpuset"])),)
 
 
 def event_from_row(row: sa.Row[Any]) -> Event:

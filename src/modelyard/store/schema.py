@@ -85,6 +85,8 @@ jobs = sa.Table(
     sa.Column("secrets", sa.Text),
     # the named environment the job was submitted with; its image or requirements are pinned in spec
     sa.Column("environment", sa.String(100)),
+    sa.Column("nodes", sa.Integer, nullable=False, default=1, server_default="1"),  # copied from spec
+    sa.Column("node_labels", sa.Text, nullable=False, default="", server_default=""),  # sorted k=v,k=v
     # the scheduler reads queued jobs in this order on every pass
     sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
     sa.Index("ix_jobs_user", "user_id", "id"),
@@ -114,6 +116,8 @@ attempts = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("gpus", sa.String(200), nullable=False, default=""),  # comma-joined indices
     sa.Column("cpuset", sa.Text, nullable=False, default="", server_default=""),  # comma-joined core indices
+    # the allocation, one {"node", "gpus", "cores"} per node rank (jobs/nodes.py); gpus, cpuset: rank 0's
+    sa.Column("nodes", sa.Text, nullable=False, default="", server_default=""),
     sa.Column("cpus", sa.Float, nullable=False, default=0),
     sa.Column("memory", sa.BigInteger, nullable=False, default=0),
     sa.Column("exit_code", sa.Integer),

@@ -88,3 +88,26 @@ def test_log_metric_prints_one_protocol_line(capsys: pytest.CaptureFixture[str])
     assert first is not None and first.name == "val_accuracy" and math.isclose(first.value, 0.97)
     assert first.step == 3 and first.epoch == 1
     assert second is not None and second.step is None
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([None, None], "must be a KEY=VALUE string"),
+    (["gpu"], "must be KEY=VALUE"),
+    (["gpu=h100", "gpu=a100"], "given twice"),
+    ({"bad key!": "x"}, "label key"),
+    ({"gpu": "a,b"}, "without ','"),
+])
+def test_bad_node_labels_are_refused_naming_the_label(labels: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message) as info:
+        JobSpec(command="true", node_labels=labels)
+    assert info.value.errors()[0]["loc"][0] == "node_labels"
+
+
+def test_node_labels_from_flags_or_yaml_and_nodes_bounds() -> None:
+    assert JobSpec(command="true", node_labels=["gpu=h100", "zone=a"]).node_labels == {"gpu": "h100", "zone": "a"}
+    assert JobSpec(command="true", node_labels="gpu=h100, zone=a").node_labels == {"gpu": "h100", "zone": "a"}
+    spec = JobSpec(command="true", nodes=2, resources={"gpus": 4})
+    assert (spec.nodes, spec.local_world_size) == (2, 4)
+    assert JobSpec(command="true").local_world_size == 1
+    with pytest.raises(ValidationError, match="nodes"):
+        JobSpec(command="true", nodes=0)

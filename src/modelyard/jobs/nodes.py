@@ -66,6 +66,8 @@ def parse_labels(items: Iterable[str] | str | None) -> dict[str, str]:
         items = [p for p in (s.strip() for s in items.split(",")) if p]
     labels: dict[str, str] = {}
     for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"label {item!r} must be a KEY=VALUE string")
         key, sep, value = item.partition("=")
         key, value = key.strip(), value.strip()
         if not sep or not key or not value:

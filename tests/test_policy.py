@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.executors.capacity import Capacity, GpuInfo
+from modelyard.executors.capacity import Capacity, GpuInfo, Node
+from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, matches
 from modelyard.jobs.spec import Resources
 from modelyard.scheduler.policy import (
     Placement, QueuedJob, RunningJob, check_satisfiable, decide, schedule,
@@ -31,11 +32,18 @@ def queued(id: int, gpus: int = 0, cpus: float = 1, memory: int = 0, *, priority
 
 def running(id: int, gpus: tuple[int, ...] = (), cpus: float = 1, memory: int = 0, *,
             ends_in: float = 3600, user: str | None = None, cores: tuple[int, ...] = ()) -> RunningJob:
-    return RunningJob(id, Resources(gpus=len(gpus), cpus=cpus, memory=memory), gpus, NOW + ends_in, user, cores)
+    return RunningJob(id, Resources(gpus=len(gpus), cpus=cpus, memory=memory), (NodeSlice(LOCAL_NODE, gpus, cores),),
+                      NOW + ends_in, user)
 
 
 def ids(placements: list[Placement]) -> list[int]:
     return [p.job_id for p in placements]
+
+
+def where(placements: list[Placement]) -> list[tuple[int, tuple[int, ...], tuple[int, ...]]]:
+    """(job, GPUs, cores) of one-node placements."""
+    assert all(len(p.slices) == 1 for p in placements)
+    return [(p.job_id, p.gpus, p.cores) for p in placements]
 
 
 def test_higher_priority_starts_first() -> None:
@@ -51,11 +59,11 @@ def test_fifo_within_a_priority() -> None:
 def test_gpus_are_specific_free_indices_never_shared() -> None:
     busy = [running(10, gpus=(1,))]
     placed = schedule([queued(1, gpus=2), queued(2, gpus=1), queued(3, gpus=1)], busy, machine(gpus=4), NOW)
-    assert placed == [Placement(1, (0, 2), (0,)), Placement(2, (3,), (1,))]
+    assert where(placed) == [(1, (0, 2), (0,)), (2, (3,), (1,))]
 
 
 def test_cpu_only_jobs_get_no_gpus() -> None:
-    assert schedule([queued(1)], [], machine(gpus=2), NOW) == [Placement(1, (), (0,))]
+    assert where(schedule([queued(1)], [], machine(gpus=2), NOW)) == [(1, (), (0,))]
 
 
 def test_nothing_starts_when_nothing_is_free() -> None:
@@ -89,7 +97,7 @@ def test_long_backfill_allowed_on_resources_the_head_does_not_need() -> None:
     jobs = [queued(1, gpus=2, priority=10), queued(2, gpus=1, max_runtime=10 * 3600),
             queued(3, gpus=0, cpus=1, max_runtime=10 * 3600)]
     placed = schedule(jobs, busy, machine(gpus=3, cpus=8), NOW)
-    assert placed == [Placement(2, (2,), (0,)), Placement(3, (), (1,))]
+    assert where(placed) == [(2, (2,), (0,)), (3, (), (1,))]
 
 
 def test_long_backfill_uses_spare_at_reservation_only_once() -> None:
@@ -204,7 +212,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[QueuedJob], list[RunningJob], Capacity
         if res.gpus <= len(free_gpus) and res.cpus <= cpus and res.memory <= memory:
             gpus, free_gpus = tuple(free_gpus[:res.gpus]), free_gpus[res.gpus:]
             cpus, memory = cpus - res.cpus, memory - res.memory
-            busy.append(RunningJob(1000 + i, res, gpus, NOW + draw(st.integers(-100, 10_000))))
+            busy.append(RunningJob(1000 + i, res, (NodeSlice(LOCAL_NODE, gpus),), NOW + draw(st.integers(-100, 10_000))))
     jobs = [QueuedJob(i, res, priority=draw(st.integers(-2, 2)), order=i,
                       max_runtime=draw(st.integers(1, 20_000)), user=draw(st.sampled_from(["a", "b", None])))
             for i, res in enumerate(draw(st.lists(job_resources, max_size=25)))]
@@ -220,7 +228,7 @@ def test_placements_never_oversubscribe_nor_share_a_gpu(
     placed = schedule(jobs, busy, cap, NOW, gpu_quota=quota)
     by_id = {j.id: j for j in jobs}
     assert len({p.job_id for p in placed}) == len(placed)
-    held = [g for r in busy for g in r.gpus] + [g for p in placed for g in p.gpus]
+    held = [g for r in busy for g in r.slices[0].gpus] + [g for p in placed for g in p.gpus]
     assert len(held) == len(set(held)), "a GPU is shared"
     assert set(held) <= set(cap.gpu_indices)
     for p in placed:

@@ -1,49 +1,66 @@
-"""The scheduling policy: which queued jobs start now, on which GPUs and cores. Pure; no I/O.
+"""The scheduling policy: which queued jobs start now, on which nodes, GPUs and cores. Pure; no I/O.
 
 This module decides placement and nothing else; the scheduler loop feeds it the
-store's view of the world and applies what it returns. Rules:
+store's view of the world and applies what it returns. Capacity is a set of
+nodes (the local executor's is one); a job's resources are *per node*. Rules:
 
 1. Queued jobs are considered by priority (highest first), then submit order.
-2. A job starts when it fits in what is free now. GPUs are whole and given as
-   specific indices; two jobs never share one.
+2. A job starts when it fits in what is free now: a single-node job on ONE
+   node, a job of ``nodes = N`` on N distinct nodes, each holding its
+   resources, and only on nodes that carry every one of its labels. GPUs are
+   whole and given as specific indices of their node; two jobs never share one.
+   Among the nodes that hold it, a job goes on the fullest (fewest free GPUs,
+   then CPUs, then memory, then node order), so that whole nodes stay free
+   for big jobs.
 3. EASY backfill: the first job that does not fit (the *head*) gets a
-   reservation — the earliest time enough resources free up, judged from the
-   running jobs' expected ends (start + max_runtime). A later job may start
-   now only if it fits now and either ends before that time or leaves enough
-   for the head at that time, so backfill never delays the head.
-4. Optionally, a per-user GPU quota: a job that would take its user past the
-   quota waits, without holding a reservation.
-5. Cores are handed out like GPUs, as indices ``0 .. ceil(capacity cpus) - 1``:
-   a job asking for ``c >= 1`` CPUs gets ``ceil(c)`` cores no running job
-   holds, where there are that many (a job whose fraction rounds past the
-   free cores shares its last one; its cgroup quota still holds it to ``c``);
-   a job asking for less than one core shares one with other fractional jobs
-   (the fullest that still has room). Fitting is judged on CPU counts, as
-   before; cores only say where. Indices beyond the machine's real cores
-   (a declared MODELYARD_CAPACITY) are mapped onto them by the supervisor.
+   reservation — the earliest time N matching nodes can hold it, judged from
+   the running jobs' expected ends (start + max_runtime) node by node, and the
+   nodes it would take then. A later job may start now only if it fits now
+   and either ends before that time or fits, node by node, in what the head
+   will leave at that time, so backfill never delays the head.
+4. Optionally, a per-user GPU quota (a job counts ``nodes x gpus``): a job
+   that would take its user past the quota waits, without holding a
+   reservation.
+5. A job that could not fit even on the empty cluster (capacity shrank, or
+   nodes left, since it was accepted) neither starts nor blocks the queue.
+6. Cores are handed out per node like GPUs, as indices ``0 .. ceil(node
+   cpus) - 1``: a job asking for ``c >= 1`` CPUs gets ``ceil(c)`` cores no
+   running job holds, where there are that many (a job whose fraction rounds
+   past the free cores shares its last one; its cgroup quota still holds it
+   to ``c``); a job asking for less than one core shares one with other
+   fractional jobs (the fullest that still has room). Fitting is judged on
+   CPU counts, as before; cores only say where. Indices beyond the machine's
+   real cores (a declared MODELYARD_CAPACITY) are mapped onto them by the
+   supervisor.
 
-Nomenclature: *free* is capacity minus what running jobs hold; the *shadow
-time* is the head's reservation; *extra* is what will be left at the shadow
-time once the head has what it needs — backfill that outlives the shadow time
-must fit in it.
+Nomenclature: *free* is a node's capacity minus what running jobs hold there;
+the *shadow time* is the head's reservation; *extra* is, per node, what will be
+left at the shadow time once the head has what it needs — backfill that
+outlives the shadow time must fit in it; a job's *shape* is what decides
+whether it fits (resources, node count, labels), so a shape that did not fit
+once in a pass is not tried again (what is free only shrinks during a pass).
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Protocol
 
 from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, format_labels, matches
 from modelyard.jobs.spec import DEFAULT_MAX_RUNTIME, Resources
 from modelyard.jobs.units import format_size
 
 _EPS = 1e-9  # CPU counts are floats; sums of 0.1s must not spuriously overflow
 
 
-class CapacityLike(Protocol):
-    """What the policy needs of a machine's capacity (``executors.capacity.Capacity`` is one)."""
+class NodeLike(Protocol):
+    """What the policy needs of one node (``executors.capacity.Node`` is one)."""
+
+    @property
+    def id(self) -> str: ...
 
     @property
     def total(self) -> Resources: ...
@@ -51,32 +68,56 @@ class CapacityLike(Protocol):
     @property
     def gpu_indices(self) -> Sequence[int]: ...
 
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+
+
+class CapacityLike(Protocol):
+    """What the policy needs of the capacity (``executors.capacity.Capacity`` is one)."""
+
+    @property
+    def nodes(self) -> Sequence[NodeLike]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class QueuedJob:
     id: int
-    resources: Resources
+    resources: Resources  # per node
     priority: int = 0
     order: float = 0  # submit order: a sequence number or creation time; smaller is earlier
     max_runtime: float = DEFAULT_MAX_RUNTIME
     user: str | None = None
+    nodes: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)  # required of every node it runs on
 
 
 @dataclass(frozen=True, slots=True)
 class RunningJob:
     id: int
-    resources: Resources
-    gpus: Sequence[int]  # the indices it holds
+    resources: Resources  # per node
+    slices: Sequence[NodeSlice]  # what it holds, one per node rank
     expected_end: float  # started + max_runtime (Unix time)
     user: str | None = None
-    cores: Sequence[int] = ()  # the core indices it holds
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
     job_id: int
-    gpus: tuple[int, ...]
-    cores: tuple[int, ...] = ()
+    slices: tuple[NodeSlice, ...]  # one per node rank, rank 0 first
+
+    @property
+    def gpus(self) -> tuple[int, ...]:
+        """Rank 0's GPU indices."""
+        return self.slices[0].gpus
+
+    @property
+    def cores(self) -> tuple[int, ...]:
+        """Rank 0's core indices."""
+        return self.slices[0].cores
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return tuple(s.node for s in self.slices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +126,7 @@ class Reservation:
 
     job_id: int
     start: float
+    nodes: tuple[str, ...] = ()  # where it would start then
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,29 +135,74 @@ class Decision:
     reservation: Reservation | None
 
 
-def check_satisfiable(resources: Resources, capacity: CapacityLike, *, gpu_quota: int | None = None) -> None:
-    """Raise UNSATISFIABLE when a job asking for ``resources`` could never start here."""
-    total = capacity.total
-    if resources.gpus > total.gpus:
-        raise _unsatisfiable("gpus", f"{resources.gpus} GPU(s)", f"{total.gpus}")
-    if gpu_quota is not None and resources.gpus > gpu_quota:
-        raise ModelyardError(
-            ErrorCode.UNSATISFIABLE,
-            f"asks for {resources.gpus} GPU(s) but the per-user GPU quota is {gpu_quota}",
-            field="resources.gpus",
-        )
-    if resources.cpus > total.cpus + _EPS:
-        raise _unsatisfiable("cpus", f"{resources.cpus:g} CPU(s)", f"{total.cpus:g}")
-    if resources.memory > total.memory:
-        raise _unsatisfiable("memory", format_size(resources.memory), format_size(total.memory))
+# -- satisfiability ------------------------------------------------------------------------------
 
 
-def _unsatisfiable(field: str, asked: str, total: str) -> ModelyardError:
-    return ModelyardError(
-        ErrorCode.UNSATISFIABLE,
-        f"asks for {asked} but this platform has {total} {field} in total",
-        field=f"resources.{field}",
-    )
+def check_satisfiable(resources: Resources, capacity: CapacityLike, *, nodes: int = 1,
+                      labels: Mapping[str, str] | None = None, gpu_quota: int | None = None) -> None:
+    """Raise UNSATISFIABLE when a job of ``nodes`` nodes, each asking for ``resources`` on a node
+    carrying ``labels``, could never start here (on the capacity as it is now)."""
+    labels = labels or {}
+    if gpu_quota is not None and resources.gpus * nodes > gpu_quota:
+        asked = f"{resources.gpus} GPU(s)" if nodes == 1 else f"{nodes} x {resources.gpus} GPU(s)"
+        raise ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {asked} but the per-user GPU quota is {gpu_quota}",
+                             field="resources.gpus")
+    everyone = list(capacity.nodes)
+    matching = [n for n in everyone if matches(n.labels, labels)]
+    if not matching:
+        wanted = format_labels(labels)
+        raise ModelyardError(ErrorCode.UNSATISFIABLE, f"no node has label{'s' if len(labels) > 1 else ''} {wanted}"
+                             + _known_labels(everyone), field="node_labels")
+    holders = [n for n in matching if resources.fits_in(n.total)]
+    if len(holders) >= nodes:
+        return
+    if nodes > 1 and len(everyone) == 1 and everyone[0].id == LOCAL_NODE:
+        raise ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {nodes} nodes but the local executor has one "
+                             "node; multi-node jobs need a cluster (MODELYARD_EXECUTOR=ray)", field="nodes")
+    if holders or nodes > 1:
+        such = f" with {format_labels(labels)}" if labels else ""
+        have = f"{len(holders)} such node{'' if len(holders) == 1 else 's'}"
+        raise ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {nodes} nodes{such}, each with "
+                             f"{_describe(resources)}; the platform has {have}", field="nodes")
+    raise _too_big(resources, matching, single=len(everyone) == 1)
+
+
+def _too_big(res: Resources, matching: list[NodeLike], *, single: bool) -> ModelyardError:
+    """No one matching node holds ``res``: name the first resource none has enough of."""
+    where = "this platform has {} {} in total" if single else "the largest node has {} {}"
+    most = Resources.model_construct(gpus=max(n.total.gpus for n in matching),
+                                     cpus=max(n.total.cpus for n in matching),
+                                     memory=max(n.total.memory for n in matching))
+    if res.gpus > most.gpus:
+        return _unsatisfiable("gpus", f"{res.gpus} GPU(s)", where.format(most.gpus, "gpus"))
+    if res.cpus > most.cpus + _EPS:
+        return _unsatisfiable("cpus", f"{res.cpus:g} CPU(s)", where.format(f"{most.cpus:g}", "cpus"))
+    if res.memory > most.memory:
+        return _unsatisfiable("memory", format_size(res.memory), where.format(format_size(most.memory), "memory"))
+    return ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {_describe(res)} on one node, but no node has all "
+                          "of that at once", field="resources")
+
+
+def _describe(res: Resources) -> str:
+    parts = [f"{res.gpus} GPU(s)"] if res.gpus else []
+    parts.append(f"{res.cpus:g} CPU(s)")
+    if res.memory:
+        parts.append(format_size(res.memory))
+    return ", ".join(parts)
+
+
+def _known_labels(nodes: list[NodeLike]) -> str:
+    known = sorted({f"{k}={v}" for n in nodes for k, v in n.labels.items()})
+    if not known:
+        return " (no node has labels; MODELYARD_NODE_LABELS sets the local node's)"
+    return f" (labels there are: {', '.join(known[:20])}{', ...' if len(known) > 20 else ''})"
+
+
+def _unsatisfiable(field: str, asked: str, have: str) -> ModelyardError:
+    return ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {asked} but {have}", field=f"resources.{field}")
+
+
+# -- the pass ------------------------------------------------------------------------------------
 
 
 def schedule(
@@ -126,7 +213,7 @@ def schedule(
     *,
     gpu_quota: int | Mapping[str | None, int] | None = None,
 ) -> list[Placement]:
-    """The jobs to start now, in start order, with their GPUs."""
+    """The jobs to start now, in start order, with their nodes, GPUs and cores."""
     return decide(queued, running, capacity, now, gpu_quota=gpu_quota).placements
 
 
@@ -139,7 +226,7 @@ def decide(
     gpu_quota: int | Mapping[str | None, int] | None = None,
 ) -> Decision:
     """Like :func:`schedule`, also telling the head job's reservation (for display)."""
-    return _Pass(list(running), capacity, now, gpu_quota).run(queue_order(queued))
+    return _Pass(running, capacity, now, gpu_quota).run(queue_order(queued))
 
 
 def queue_order(queued: Iterable[QueuedJob]) -> list[QueuedJob]:
@@ -152,100 +239,51 @@ def queue_order(queued: Iterable[QueuedJob]) -> list[QueuedJob]:
     return ordered
 
 
-def _core_load(running: Sequence[RunningJob], total_cpus: float) -> list[float]:
-    """Per core index, how much of it running jobs hold (1.0 = a whole job's own core)."""
-    load = [0.0] * (math.ceil(total_cpus - _EPS) if total_cpus > 0 else 0)
-    for r in running:
-        share = 1.0 if r.resources.cpus >= 1 - _EPS else r.resources.cpus
-        for c in r.cores:
-            if 0 <= c < len(load):  # capacity may have shrunk since it was placed
-                load[c] += share
-    return load
+Shape = tuple[int, float, int, int, frozenset[tuple[str, str]]]
 
 
-class _Pass:
-    """One scheduling pass: the free pool, shrinking as jobs are placed."""
+def _shape(job: QueuedJob) -> Shape:
+    res = job.resources
+    return res.gpus, res.cpus, res.memory, job.nodes, frozenset(job.labels.items()) if job.labels else frozenset()
 
-    def __init__(self, running: list[RunningJob], capacity: CapacityLike, now: float,
-                 gpu_quota: int | Mapping[str | None, int] | None) -> None:
-        self.now = now
-        self.quota = gpu_quota
-        total = capacity.total
-        held = {g for r in running for g in r.gpus}
-        self.free_gpus = sorted(g for g in capacity.gpu_indices if g not in held)
-        self.free_cpus = total.cpus - sum(r.resources.cpus for r in running)
-        self.free_memory = total.memory - sum(r.resources.memory for r in running)
-        self.user_gpus: dict[str | None, int] = {}
-        self.core_load = _core_load(running, total.cpus)
-        for r in running:
-            self.user_gpus[r.user] = self.user_gpus.get(r.user, 0) + r.resources.gpus
-        # (expected end, gpus, cpus, memory) of everything holding resources, for the reservation
-        self.ends = [(r.expected_end, r.resources.gpus, r.resources.cpus, r.resources.memory) for r in running]
-        self.placements: list[Placement] = []
-        self.reservation: Reservation | None = None
-        self.shadow = 0.0
-        self.extra = (0, 0.0, 0)  # gpus, cpus, memory spare at the shadow time
 
-    def run(self, ordered: list[QueuedJob]) -> Decision:
-        if ordered:
-            demands = list(map(attrgetter("resources"), ordered))
-            # Below any of these, no queued job can fit: the rest of the scan is moot.
-            least = (min(map(attrgetter("gpus"), demands)), min(map(attrgetter("cpus"), demands)),
-                     min(map(attrgetter("memory"), demands)))
-            if self._exhausted(least):
-                # Nothing can start now (the common case with a long queue on a full
-                # machine): all that is left is the head's reservation, not a scan.
-                for job in ordered:
-                    if self._within_quota(job):
-                        self._reserve(job)
-                        if self.reservation is not None:
-                            break
-                return Decision(self.placements, self.reservation)
-            for job in ordered:
-                # Only a placement shrinks what is free, so only then can the scan end early.
-                if self._consider(job) and self._exhausted(least):
-                    break
-        return Decision(self.placements, self.reservation)
+class _Node:
+    """One node's free pool during a pass."""
 
-    def _exhausted(self, least: tuple[int, float, int]) -> bool:
-        return (len(self.free_gpus) < least[0] or self.free_cpus + _EPS < least[1]
-                or self.free_memory < least[2])
+    __slots__ = ("index", "id", "labels", "total", "free_gpus", "cpus", "memory", "core_load")
 
-    def _consider(self, job: QueuedJob) -> bool:
-        """Place ``job`` if the rules allow; whether it was placed."""
-        res = job.resources
-        fits_now = (res.gpus <= len(self.free_gpus) and res.cpus <= self.free_cpus + _EPS
-                    and res.memory <= self.free_memory)
-        if not (fits_now or self.reservation is None) or not self._within_quota(job):
-            return False
-        if self.reservation is None:
-            if not fits_now:
-                self._reserve(job)
-                return False
-        elif self.now + job.max_runtime > self.shadow:
-            # Outlives the reservation: only on what the head will not need then.
-            g, c, m = self.extra
-            if res.gpus > g or res.cpus > c + _EPS or res.memory > m:
-                return False
-            self.extra = (g - res.gpus, c - res.cpus, m - res.memory)
-        self._place(job)
-        return True
+    def __init__(self, index: int, node: NodeLike) -> None:
+        self.index, self.id, self.labels, self.total = index, node.id, node.labels, node.total
+        self.free_gpus = list(node.gpu_indices)
+        self.cpus, self.memory = float(node.total.cpus), int(node.total.memory)
+        self.core_load = [0.0] * (math.ceil(self.cpus - _EPS) if self.cpus > 0 else 0)
 
-    def _within_quota(self, job: QueuedJob) -> bool:
-        if self.quota is None or job.resources.gpus == 0:
-            return True
-        limit = self.quota if isinstance(self.quota, int) else self.quota.get(job.user)
-        return limit is None or self.user_gpus.get(job.user, 0) + job.resources.gpus <= limit
+    def hold(self, res: Resources, s: NodeSlice) -> int:
+        """Take what a running job's slice holds here; the number of this node's GPUs it held."""
+        held = [g for g in s.gpus if g in self.free_gpus]
+        for g in held:
+            self.free_gpus.remove(g)
+        self.cpus -= res.cpus
+        self.memory -= res.memory
+        share = 1.0 if res.cpus >= 1 - _EPS else res.cpus
+        for c in s.cores:
+            if 0 <= c < len(self.core_load):  # capacity may have shrunk since it was placed
+                self.core_load[c] += share
+        return len(held)
 
-    def _place(self, job: QueuedJob) -> None:
-        res = job.resources
+    def holds(self, gpus: int, cpus: float, memory: int) -> bool:
+        return len(self.free_gpus) >= gpus and self.cpus + _EPS >= cpus and self.memory >= memory
+
+    def fullness(self) -> tuple[int, float, int, int]:
+        """Best fit sorts by this: the fullest node first."""
+        return len(self.free_gpus), self.cpus, self.memory, self.index
+
+    def take(self, res: Resources) -> NodeSlice:
         gpus = tuple(self.free_gpus[:res.gpus])
         del self.free_gpus[:res.gpus]
-        self.free_cpus -= res.cpus
-        self.free_memory -= res.memory
-        self.user_gpus[job.user] = self.user_gpus.get(job.user, 0) + res.gpus
-        self.ends.append((self.now + job.max_runtime, res.gpus, res.cpus, res.memory))
-        self.placements.append(Placement(job.id, gpus, self._take_cores(res.cpus)))
+        self.cpus -= res.cpus
+        self.memory -= res.memory
+        return NodeSlice(self.id, gpus, self._take_cores(res.cpus))
 
     def _take_cores(self, cpus: float) -> tuple[int, ...]:
         load = self.core_load
@@ -262,16 +300,170 @@ class _Pass:
             load[c] += 1.0
         return tuple(chosen)
 
-    def _reserve(self, job: QueuedJob) -> None:
-        """Find the head's shadow time by releasing running jobs in order of expected end."""
+
+class _Pass:
+    """One scheduling pass: the nodes' free pools, shrinking as jobs are placed."""
+
+    def __init__(self, running: Iterable[RunningJob], capacity: CapacityLike, now: float,
+                 gpu_quota: int | Mapping[str | None, int] | None) -> None:
+        self.now = now
+        self.quota = gpu_quota
+        self.nodes = [_Node(i, n) for i, n in enumerate(capacity.nodes)]
+        by_id = {n.id: n for n in self.nodes}
+        self.user_gpus: dict[str | None, int] = {}
+        # (expected end, node index, gpus, cpus, memory) of every slice holding resources, for the reservation
+        self.ends: list[tuple[float, int, int, float, int]] = []
+        for r in running:
+            self.user_gpus[r.user] = self.user_gpus.get(r.user, 0) + r.resources.gpus * len(r.slices)
+            for s in r.slices:
+                node = by_id.get(s.node)
+                if node is not None:  # else its node has left: nothing of ours to free
+                    held = node.hold(r.resources, s)
+                    self.ends.append((r.expected_end, node.index, held, r.resources.cpus, r.resources.memory))
+        self.placements: list[Placement] = []
+        self.reservation: Reservation | None = None
+        self.shadow = 0.0
+        self.extra: list[list[float]] = []  # per node index: [gpus, cpus, memory] spare at the shadow time
+        self.matching: dict[frozenset[tuple[str, str]], list[_Node]] = {}
+        self.stuck: set[Shape] = set()  # shapes that do not fit now (for the rest of the pass)
+        self.stuck_extra: set[Shape] = set()  # shapes that do not fit now in the extra
+        self.never: set[Shape] = set()  # shapes that would not fit on the empty cluster
+
+    def run(self, ordered: list[QueuedJob]) -> Decision:
+        if not ordered:
+            return Decision(self.placements, self.reservation)
+        demands = list(map(attrgetter("resources"), ordered))
+        # Below any of these, no queued job can fit: the rest of the scan is moot.
+        least = (min(map(attrgetter("gpus"), demands)), min(map(attrgetter("cpus"), demands)),
+                 min(map(attrgetter("memory"), demands)))
+        if self._exhausted(least):
+            # Nothing can start now (the common case with a long queue on a full
+            # cluster): all that is left is the head's reservation, not a scan.
+            for job in ordered:
+                if self._within_quota(job):
+                    self._reserve(job)
+                    if self.reservation is not None:
+                        break
+            return Decision(self.placements, self.reservation)
+        for job in ordered:
+            # Only a placement shrinks what is free, so only then can the scan end early.
+            if self._consider(job) and self._exhausted(least):
+                break
+        return Decision(self.placements, self.reservation)
+
+    def _exhausted(self, least: tuple[int, float, int]) -> bool:
+        return not any(n.holds(*least) for n in self.nodes)
+
+    def _consider(self, job: QueuedJob) -> bool:
+        """Place ``job`` if the rules allow; whether it was placed."""
+        shape = _shape(job)
+        chosen = None if shape in self.stuck else self._choose(job, shape)
+        if chosen is None:
+            self.stuck.add(shape)
+            if self.reservation is None and self._within_quota(job):
+                self._reserve(job)
+            return False
+        if not self._within_quota(job):
+            return False
+        if self.reservation is not None and self.now + job.max_runtime > self.shadow:
+            # Outlives the reservation: only on what the head will not need then.
+            chosen = None if shape in self.stuck_extra else self._choose(job, shape, spare=True)
+            if chosen is None:
+                self.stuck_extra.add(shape)
+                return False
+            res = job.resources
+            for n in chosen:
+                e = self.extra[n.index]
+                e[0] -= res.gpus
+                e[1] -= res.cpus
+                e[2] -= res.memory
+        self._place(job, chosen)
+        return True
+
+    def _matching(self, shape: Shape) -> list[_Node]:
+        labels = shape[4]
+        if not labels:
+            return self.nodes
+        found = self.matching.get(labels)
+        if found is None:
+            wanted = dict(labels)
+            found = self.matching[labels] = [n for n in self.nodes if matches(n.labels, wanted)]
+        return found
+
+    def _choose(self, job: QueuedJob, shape: Shape, *, spare: bool = False) -> list[_Node] | None:
+        """The nodes ``job`` would take now (the fullest that hold it), or None where too few do."""
+        gpus, cpus, memory, count, _ = shape
+        fit = [n for n in self._matching(shape) if n.holds(gpus, cpus, memory)]
+        if spare:
+            extra = self.extra
+            fit = [n for n in fit if extra[n.index][0] >= gpus and extra[n.index][1] + _EPS >= cpus
+                   and extra[n.index][2] >= memory]
+        if len(fit) < count:
+            return None
+        if count == 1:
+            return [min(fit, key=_Node.fullness)]
+        return sorted(fit, key=_Node.fullness)[:count]
+
+    def _within_quota(self, job: QueuedJob) -> bool:
+        if self.quota is None or job.resources.gpus == 0:
+            return True
+        limit = self.quota if isinstance(self.quota, int) else self.quota.get(job.user)
+        return limit is None or self.user_gpus.get(job.user, 0) + job.resources.gpus * job.nodes <= limit
+
+    def _place(self, job: QueuedJob, chosen: list[_Node]) -> None:
         res = job.resources
-        gpus, cpus, memory = len(self.free_gpus), self.free_cpus, self.free_memory
-        for end, g, c, m in sorted(self.ends):
-            gpus, cpus, memory = gpus + g, cpus + c, memory + m
-            if res.gpus <= gpus and res.cpus <= cpus + _EPS and res.memory <= memory:
-                self.shadow = max(end, self.now)
-                self.extra = (gpus - res.gpus, cpus - res.cpus, memory - res.memory)
-                self.reservation = Reservation(job.id, self.shadow)
+        end = self.now + job.max_runtime
+        slices = []
+        for n in chosen:
+            slices.append(n.take(res))
+            self.ends.append((end, n.index, res.gpus, res.cpus, res.memory))
+        self.user_gpus[job.user] = self.user_gpus.get(job.user, 0) + res.gpus * len(chosen)
+        self.placements.append(Placement(job.id, tuple(slices)))
+
+    def _reserve(self, job: QueuedJob) -> None:
+        """Find the head's shadow time by releasing running slices in order of expected end."""
+        shape = _shape(job)
+        gpus, cpus, memory, count, _ = shape
+        if shape in self.never:
+            return
+        matching = self._matching(shape)
+        if sum(1 for n in matching if job.resources.fits_in(n.total)) < count:
+            # It cannot fit even on an empty cluster (capacity shrank, or nodes left, since it
+            # was accepted): it must not block the queue behind it.
+            self.never.add(shape)
+            return
+        free = [[len(n.free_gpus), n.cpus, n.memory] for n in self.nodes]
+        wanted = {n.index for n in matching}
+        fits = [i in wanted and _holds(free[i], gpus, cpus, memory) for i in range(len(free))]
+        ready = sum(fits)
+        if ready >= count:  # it fits now: the reservation is now
+            self._reserve_at(job, self.now, free, fits)
+            return
+        for end, i, g, c, m in sorted(self.ends):
+            f = free[i]
+            f[0] += g
+            f[1] += c
+            f[2] += m
+            if fits[i] or i not in wanted or not _holds(f, gpus, cpus, memory):
+                continue
+            fits[i] = True
+            ready += 1
+            if ready >= count:
+                self._reserve_at(job, max(end, self.now), free, fits)
                 return
-        # It cannot fit even on an empty machine (capacity shrank since it was
-        # accepted): it must not block the queue behind it.
+        self.never.add(shape)  # only where running jobs hold more than the nodes have
+
+    def _reserve_at(self, job: QueuedJob, shadow: float, free: list[list[float]], fits: list[bool]) -> None:
+        res = job.resources
+        # the nodes the head takes then: best fit, as when it starts
+        head = sorted((i for i, ok in enumerate(fits) if ok), key=lambda i: (*free[i], i))[:job.nodes]
+        for i in head:
+            free[i][0] -= res.gpus
+            free[i][1] -= res.cpus
+            free[i][2] -= res.memory
+        self.shadow, self.extra = shadow, free
+        self.reservation = Reservation(job.id, shadow, tuple(self.nodes[i].id for i in head))
+
+
+def _holds(free: list[float], gpus: int, cpus: float, memory: int) -> bool:
+    return free[0] >= gpus and free[1] + _EPS >= cpus and free[2] >= memory

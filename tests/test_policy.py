@@ -315,3 +315,273 @@ def test_whole_cpu_jobs_never_share_a_core_when_they_fit_by_count(cpus: list[flo
     assert len(held) == len(set(held))
     assert all(len(p.cores) == int(next(j.resources.cpus for j in jobs if j.id == p.job_id)) for p in placed)
     assert all(0 <= c < machine_cpus for c in held)
+
+
+# -- nodes -----------------------------------------------------------------------------
+
+
+def node(id: str, gpus: int = 0, cpus: float = 8, memory: int = 64 * GiB, **labels: str) -> Node:
+    infos = tuple(GpuInfo(index=i, name="test", uuid=None, memory_total=0) for i in range(gpus))
+    return Node(id, Resources(gpus=gpus, cpus=cpus, memory=memory), infos, labels)
+
+
+def cluster(*nodes: Node) -> Capacity:
+    return Capacity(tuple(nodes))
+
+
+def qn(id: int, gpus: int = 0, cpus: float = 1, *, nodes: int = 1, labels: dict[str, str] | None = None,
+       max_runtime: float = 3600, priority: int = 0, user: str | None = None) -> QueuedJob:
+    return QueuedJob(id, Resources(gpus=gpus, cpus=cpus, memory=0), priority=priority, order=id,
+                     max_runtime=max_runtime, user=user, nodes=nodes, labels=labels or {})
+
+
+def on(id: int, *slices: tuple[str, tuple[int, ...]], cpus: float = 1, ends_in: float = 3600,
+       user: str | None = None) -> RunningJob:
+    """A running job holding GPUs ``gpus`` on each ``(node, gpus)``."""
+    return RunningJob(id, Resources(gpus=len(slices[0][1]), cpus=cpus, memory=0),
+                      tuple(NodeSlice(n, g) for n, g in slices), NOW + ends_in, user)
+
+
+def test_a_single_node_job_goes_on_the_fullest_node_that_holds_it() -> None:
+    cap = cluster(node("a", gpus=8), node("b", gpus=8), node("c", gpus=8))
+    busy = [on(10, ("a", (0, 1, 2, 3, 4, 5))), on(11, ("c", (0, 1, 2, 3)))]
+    placed = schedule([qn(1, gpus=2), qn(2, gpus=2), qn(3, gpus=8)], busy, cap, NOW)
+    # 1 fills a; 2 goes on c (4 free) rather than b (8 free), which stays whole for 3
+    assert [(p.job_id, p.nodes, p.gpus) for p in placed] == [
+        (1, ("a",), (6, 7)), (2, ("c",), (4, 5)), (3, ("b",), tuple(range(8)))]
+
+
+def test_gpu_and_core_indices_are_per_node() -> None:
+    cap = cluster(node("a", gpus=1, cpus=2), node("b", gpus=1, cpus=2))
+    placed = schedule([qn(1, gpus=1, cpus=2), qn(2, gpus=1, cpus=2)], [], cap, NOW)
+    assert [p.slices for p in placed] == [(NodeSlice("a", (0,), (0, 1)),), (NodeSlice("b", (0,), (0, 1)),)]
+
+
+def test_labels_restrict_a_job_to_matching_nodes() -> None:
+    cap = cluster(node("a", gpus=8, gpu="a100"), node("b", gpus=8, gpu="h100", zone="x"), node("c", gpus=8))
+    jobs = [qn(1, gpus=1, labels={"gpu": "h100"}), qn(2, gpus=1, labels={"gpu": "h100", "zone": "y"}),
+            qn(3, gpus=1, labels={"gpu": "a100"})]
+    assert [(p.job_id, p.nodes) for p in schedule(jobs, [], cap, NOW)] == [(1, ("b",)), (3, ("a",))]
+
+
+def test_a_multi_node_job_takes_distinct_nodes_each_holding_its_resources() -> None:
+    cap = cluster(node("a", gpus=4), node("b", gpus=4), node("c", gpus=4))
+    busy = [on(10, ("b", (0, 1, 2)))]  # b has one GPU free: too few for a 2-GPU rank
+    placed = schedule([qn(1, gpus=2, nodes=2)], busy, cap, NOW)
+    assert [p.slices for p in placed] == [(NodeSlice("a", (0, 1), (0,)), NodeSlice("c", (0, 1), (0,)))]
+
+
+def test_a_two_node_job_waits_for_two_free_nodes_while_short_jobs_backfill() -> None:
+    cap = cluster(node("a", gpus=8), node("b", gpus=8))
+    busy = [on(10, ("a", tuple(range(8))), ends_in=3600), on(11, ("b", (0, 1, 2, 3)), ends_in=7200)]
+    jobs = [qn(1, gpus=8, nodes=2, priority=9),   # the head: both nodes whole, at +2h
+            qn(2, gpus=4, max_runtime=3600),        # ends by +1h on b: before the head
+            qn(3, gpus=2, max_runtime=3 * 3600)]    # would still hold b at +2h: refused
+    decision = decide(jobs, busy, cap, NOW)
+    assert decision.reservation is not None
+    assert (decision.reservation.job_id, decision.reservation.start) == (1, NOW + 7200)
+    assert set(decision.reservation.nodes) == {"a", "b"}
+    assert [(p.job_id, p.nodes) for p in decision.placements] == [(2, ("b",))]
+
+
+def test_long_backfill_may_use_a_node_the_head_will_not_need() -> None:
+    cap = cluster(node("a", gpus=8), node("b", gpus=8), node("c", gpus=8))
+    busy = [on(10, ("a", tuple(range(8))), ends_in=3600), on(11, ("b", (0, 1, 2, 3)), ends_in=10 * 3600)]
+    # the head wants two whole nodes: a and c at +1h; b's four free GPUs are spare then, c's are not
+    jobs = [qn(1, gpus=8, nodes=2, priority=9), qn(2, gpus=4, max_runtime=10 * 3600),
+            qn(3, gpus=4, max_runtime=10 * 3600)]
+    decision = decide(jobs, busy, cap, NOW)
+    assert decision.reservation is not None and decision.reservation.start == NOW + 3600
+    assert set(decision.reservation.nodes) == {"a", "c"}
+    assert [(p.job_id, p.nodes) for p in decision.placements] == [(2, ("b",))]
+
+
+def test_a_multi_node_job_too_big_for_the_cluster_does_not_block_the_queue() -> None:
+    cap = cluster(node("a", gpus=8), node("b", gpus=8, gpu="h100"))
+    jobs = [qn(1, gpus=8, nodes=3, priority=9), qn(2, gpus=1, nodes=2, labels={"gpu": "h100"}, priority=8),
+            qn(3, gpus=8, max_runtime=10**6)]
+    assert ids(schedule(jobs, [on(10, ("a", (0,)))], cap, NOW)) == [3]
+
+
+def test_quota_counts_every_node_of_a_job() -> None:
+    cap = cluster(node("a", gpus=4), node("b", gpus=4))
+    jobs = [qn(1, gpus=2, nodes=2, user="ann"), qn(2, gpus=2, user="ann")]
+    assert ids(schedule(jobs, [], cap, NOW, gpu_quota=4)) == [1]
+    assert ids(schedule(jobs, [], cap, NOW, gpu_quota=3)) == [2]
+
+
+def test_a_running_job_on_a_node_that_left_holds_nothing() -> None:
+    cap = cluster(node("a", gpus=2))
+    assert ids(schedule([qn(1, gpus=2)], [on(10, ("gone", (0, 1)))], cap, NOW)) == [1]
+
+
+def test_unsatisfiable_when_too_few_matching_nodes_are_big_enough() -> None:
+    cap = cluster(node("a", gpus=8, gpu="h100"), node("b", gpus=4, gpu="h100"), node("c", gpus=8))
+    with pytest.raises(ModelyardError) as err:
+        check_satisfiable(Resources(gpus=8), cap, nodes=2, labels={"gpu": "h100"})
+    assert err.value.code is ErrorCode.UNSATISFIABLE and err.value.field == "nodes"
+    assert err.value.message == ("asks for 2 nodes with gpu=h100, each with 8 GPU(s), 1 CPU(s); "
+                                 "the platform has 1 such node")
+    check_satisfiable(Resources(gpus=8), cap, nodes=2)  # a and c
+
+
+def test_unsatisfiable_when_no_node_has_the_label() -> None:
+    cap = cluster(node("a", gpu="a100"), node("b"))
+    with pytest.raises(ModelyardError) as err:
+        check_satisfiable(Resources(), cap, labels={"gpu": "h100"})
+    assert err.value.field == "node_labels"
+    assert err.value.message.startswith("no node has label gpu=h100 (labels there are: gpu=a100)")
+
+
+def test_unsatisfiable_on_one_node_names_the_largest_node() -> None:
+    cap = cluster(node("a", gpus=4), node("b", gpus=2))
+    with pytest.raises(ModelyardError) as err:
+        check_satisfiable(Resources(gpus=8), cap)
+    assert err.value.field == "resources.gpus"
+    assert err.value.message == "asks for 8 GPU(s) but the largest node has 4 gpus"
+
+
+def test_multi_node_on_the_local_executor_says_a_cluster_is_needed() -> None:
+    with pytest.raises(ModelyardError) as err:
+        check_satisfiable(Resources(), machine(), nodes=2)
+    assert err.value.field == "nodes"
+    assert "MODELYARD_EXECUTOR=ray" in err.value.message
+
+
+def test_quota_at_submit_counts_every_node() -> None:
+    with pytest.raises(ModelyardError, match="2 x 2 GPU"):
+        check_satisfiable(Resources(gpus=2), cluster(node("a", gpus=4), node("b", gpus=4)), nodes=2, gpu_quota=3)
+
+
+# --- node properties ----------------------------------------------------------------------
+
+LABELS = st.sampled_from([{}, {"gpu": "h100"}, {"gpu": "a100"}, {"zone": "x"}, {"gpu": "h100", "zone": "x"}])
+
+
+@st.composite
+def clusters(draw: st.DrawFn) -> Capacity:
+    count = draw(st.integers(1, 5))
+    return cluster(*(node(f"n{i}", gpus=draw(st.integers(0, 4)), cpus=draw(st.sampled_from([1, 2, 4, 8])),
+                          memory=draw(st.integers(1, 16)) * GiB, **draw(LABELS)) for i in range(count)))
+
+
+def _free_of(cap: Capacity, holders: list[tuple[float, str, Resources]]) -> dict[str, Resources]:
+    free = {n.id: n.total for n in cap.nodes}
+    for _, where, res in holders:
+        if where in free:
+            free[where] = free[where] - res
+    return free
+
+
+def _fits_on(need: QueuedJob, cap: Capacity, free: dict[str, Resources]) -> bool:
+    return sum(1 for n in cap.nodes if matches(n.labels, need.labels) and need.resources.fits_in(free[n.id])) \
+        >= need.nodes
+
+
+@st.composite
+def node_worlds(draw: st.DrawFn) -> tuple[list[QueuedJob], list[RunningJob], Capacity]:
+    cap = draw(clusters())
+    free_gpus = {n.id: list(n.gpu_indices) for n in cap.nodes}
+    free = {n.id: n.total for n in cap.nodes}
+    busy = []
+    for i, (res, want) in enumerate(draw(st.lists(st.tuples(job_resources, st.integers(1, 3)), max_size=8))):
+        spots = [n.id for n in cap.nodes if res.gpus <= len(free_gpus[n.id]) and res.fits_in(free[n.id])]
+        if len(spots) < want:
+            continue
+        chosen = draw(st.permutations(spots))[:want]
+        slices = []
+        for n in chosen:
+            slices.append(NodeSlice(n, tuple(free_gpus[n][:res.gpus])))
+            free_gpus[n], free[n] = free_gpus[n][res.gpus:], free[n] - res
+        busy.append(RunningJob(1000 + i, res, tuple(slices), NOW + draw(st.integers(-100, 10_000)),
+                               draw(st.sampled_from(["a", "b"]))))
+    jobs = [QueuedJob(i, res, priority=draw(st.integers(-2, 2)), order=i, max_runtime=draw(st.integers(1, 20_000)),
+                      user=draw(st.sampled_from(["a", "b", None])), nodes=draw(st.integers(1, 3)),
+                      labels=draw(LABELS))
+            for i, res in enumerate(draw(st.lists(job_resources, max_size=25)))]
+    return jobs, busy, cap
+
+
+@settings(max_examples=300, deadline=None)
+@given(node_worlds(), st.one_of(st.none(), st.integers(0, 8)))
+def test_node_placements_never_share_a_gpu_nor_oversubscribe_a_node(
+    world: tuple[list[QueuedJob], list[RunningJob], Capacity], quota: int | None,
+) -> None:
+    jobs, busy, cap = world
+    placed = schedule(jobs, busy, cap, NOW, gpu_quota=quota)
+    by_id = {j.id: j for j in jobs}
+    assert len({p.job_id for p in placed}) == len(placed)
+    nodes = {n.id: n for n in cap.nodes}
+    holds: list[tuple[Resources, NodeSlice]] = [(r.resources, s) for r in busy for s in r.slices]
+    for p in placed:
+        job = by_id[p.job_id]
+        assert len(p.slices) == job.nodes and len(set(p.nodes)) == job.nodes, "ranks on distinct nodes"
+        for s in p.slices:
+            assert matches(nodes[s.node].labels, job.labels), "labels honoured"
+            assert len(s.gpus) == job.resources.gpus
+            holds.append((job.resources, s))
+    for n in cap.nodes:
+        here = [(res, s) for res, s in holds if s.node == n.id]
+        gpus = [g for _, s in here for g in s.gpus]
+        assert len(gpus) == len(set(gpus)), f"a GPU of {n.id} is shared"
+        assert set(gpus) <= set(n.gpu_indices)
+        assert sum(res.cpus for res, _ in here) <= n.total.cpus + 1e-6
+        assert sum(res.memory for res, _ in here) <= n.total.memory
+    if quota is not None:
+        for user in ("a", "b", None):
+            new = sum(by_id[p.job_id].resources.gpus * len(p.slices) for p in placed if by_id[p.job_id].user == user)
+            assert new == 0 or new <= quota
+
+
+@settings(max_examples=300, deadline=None)
+@given(node_worlds())
+def test_node_backfill_never_delays_the_head(world: tuple[list[QueuedJob], list[RunningJob], Capacity]) -> None:
+    jobs, busy, cap = world
+    decision = decide(jobs, busy, cap, NOW)
+    ordered = sorted(jobs, key=lambda j: (-j.priority, j.order))
+    running = [(r.expected_end, s.node, r.resources) for r in busy for s in r.slices]
+    if ordered and _fits_on(ordered[0], cap, _free_of(cap, running)):
+        assert decision.placements[0].job_id == ordered[0].id  # the queue's first job starts when it can
+    if decision.reservation is None:
+        return
+    by_id = {j.id: j for j in jobs}
+    holders = running + [(NOW + by_id[p.job_id].max_runtime, s.node, by_id[p.job_id].resources)
+                         for p in decision.placements for s in p.slices]
+    assert _earliest_node_start(by_id[decision.reservation.job_id], holders, cap) <= decision.reservation.start
+
+
+def _earliest_node_start(need: QueuedJob, holders: list[tuple[float, str, Resources]], cap: Capacity) -> float:
+    """When ``need`` first fits on enough matching nodes, if every holder leaves at its end (a plain
+    sweep, independent of the policy)."""
+    holders = sorted(holders, key=lambda h: h[0])
+    for i in range(len(holders) + 1):
+        at = NOW if i == 0 else max(NOW, holders[i - 1][0])
+        if _fits_on(need, cap, _free_of(cap, holders[i:])):
+            return at
+    return float("inf")
+
+
+@settings(max_examples=150, deadline=None)
+@given(node_worlds())
+def test_every_job_that_fits_the_empty_cluster_is_eventually_placed(
+    world: tuple[list[QueuedJob], list[RunningJob], Capacity],
+) -> None:
+    jobs, busy, cap = world
+    empty = _free_of(cap, [])
+    waiting = [j for j in jobs if _fits_on(j, cap, empty)]
+    running, now, started = list(busy), NOW, set()
+    for _ in range(4 * len(jobs) + len(busy) + 2):
+        if not waiting:
+            break
+        placed = schedule(waiting, running, cap, now)
+        by_id = {j.id: j for j in waiting}
+        for p in placed:
+            job = by_id[p.job_id]
+            running.append(RunningJob(job.id, job.resources, p.slices, now + job.max_runtime, job.user))
+            started.add(job.id)
+        waiting = [j for j in waiting if j.id not in started]
+        if not placed:  # time passes to the next end (each job runs its whole max runtime)
+            assert running, f"jobs {[j.id for j in waiting]} fit an empty cluster but were not placed on one"
+            now = max(now, min(r.expected_end for r in running))
+            running = [r for r in running if r.expected_end > now]
+    assert not waiting

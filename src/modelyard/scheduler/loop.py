@@ -22,6 +22,7 @@ from collections.abc import Callable
 from modelyard.executors.base import Executor
 from modelyard.executors.capacity import Capacity
 from modelyard.jobs import JobState, TerminationReason
+from modelyard.jobs.nodes import NodeSlice
 from modelyard.scheduler import policy
 from modelyard.scheduler.contact import ContactTimes
 from modelyard.scheduler.launch import LaunchContext, build_launch
@@ -111,18 +112,13 @@ class SchedulerLoop:
         pending = self.queue.refresh(now)
         if not pending:
             return
-        running = [
-            policy.RunningJob(id=a.job_id, resources=a.resources, gpus=a.gpus, expected_end=a.expected_end,
-                              user=str(a.user_id), cores=a.cores)
-            for a in store_jobs.running_allocations(self.db)
-        ]
+        running = [running_job(a) for a in store_jobs.running_allocations(self.db)]
         for placement in policy.schedule(pending, running, self.capacity, now=now):
-            self._launch(placement.job_id, list(placement.gpus), now, cores=placement.cores)
+            self._launch(placement.job_id, placement.slices, now)
 
-    def _launch(self, job_id: int, gpus: list[int], now: float, *, cores: tuple[int, ...] = ()) -> None:
+    def _launch(self, job_id: int, slices: tuple[NodeSlice, ...], now: float) -> None:
         token = new_token()
-        placed = store_jobs.place(self.db, job_id, gpus=gpus, token=token, executor=self.executor.name, now=now,
-                                  cpuset=cores)
+        placed = store_jobs.place(self.db, job_id, slices=slices, token=token, executor=self.executor.name, now=now)
         if placed is None:
             return  # stopped meanwhile
         job, attempt = placed
@@ -168,11 +164,7 @@ class QueueView:
 
     def _resync(self, now: float) -> None:
         cursor = store_jobs.last_event_id(self.db)  # before the read: what happens meanwhile is replayed
-        self.jobs = {
-            q.id: policy.QueuedJob(id=q.id, resources=q.resources, priority=q.priority, order=q.queued_at,
-                                   max_runtime=q.max_runtime, user=str(q.user_id))
-            for q in store_jobs.queued_jobs(self.db)
-        }
+        self.jobs = {q.id: queued_job(q) for q in store_jobs.queued_jobs(self.db)}
         self.cursor, self.synced_at = cursor, now
 
     def _apply_events(self) -> None:
@@ -201,4 +193,17 @@ class QueueView:
 
 def _queued(job: Job) -> policy.QueuedJob:
     return policy.QueuedJob(id=job.id, resources=job.resources, priority=job.priority, order=job.queued_at,
-                            max_runtime=job.spec.max_runtime, user=str(job.user_id))
+                            max_runtime=job.spec.max_runtime, user=str(job.user_id), nodes=job.spec.nodes,
+                            labels=job.spec.node_labels)
+
+
+def queued_job(q: store_jobs.QueuedJob) -> policy.QueuedJob:
+    """The policy's view of a queued job as the store lists it."""
+    return policy.QueuedJob(id=q.id, resources=q.resources, priority=q.priority, order=q.queued_at,
+                            max_runtime=q.max_runtime, user=str(q.user_id), nodes=q.nodes, labels=q.node_labels)
+
+
+def running_job(a: store_jobs.Allocation) -> policy.RunningJob:
+    """The policy's view of an active attempt's allocation."""
+    return policy.RunningJob(id=a.job_id, resources=a.resources, slices=a.slices, expected_end=a.expected_end,
+                             user=str(a.user_id))

@@ -467,3 +467,34 @@ class _Pass:
 
 def _holds(free: list[float], gpus: int, cpus: float, memory: int) -> bool:
     return free[0] >= gpus and free[1] + _EPS >= cpus and free[2] >= memory
+
+
+# -- what is used where (for display) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUsage:
+    node: NodeLike
+    gpus: tuple[int, ...]  # the GPU indices running jobs hold here
+    cpus: float
+    memory: int
+    jobs: tuple[int, ...]  # the running jobs with a slice here
+
+    @property
+    def free(self) -> Resources:
+        total = self.node.total
+        return Resources.model_construct(gpus=max(total.gpus - len(self.gpus), 0), cpus=max(total.cpus - self.cpus, 0),
+                                         memory=max(total.memory - self.memory, 0))
+
+
+def usage(capacity: CapacityLike, running: Iterable[RunningJob]) -> list[NodeUsage]:
+    """Per node of ``capacity``, what ``running`` holds there (slices on nodes that left are not shown)."""
+    here: dict[str, list[tuple[RunningJob, NodeSlice]]] = {n.id: [] for n in capacity.nodes}
+    for r in running:
+        for s in r.slices:
+            if s.node in here:
+                here[s.node].append((r, s))
+    return [NodeUsage(n, tuple(sorted(g for _, s in here[n.id] for g in s.gpus)),
+                      sum(r.resources.cpus for r, _ in here[n.id]), sum(r.resources.memory for r, _ in here[n.id]),
+                      tuple(r.id for r, _ in here[n.id]))
+            for n in capacity.nodes]

@@ -94,7 +94,7 @@ class Platform:
         """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source);
         ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
         ``reason``: its first event's."""
-        policy.check_satisfiable(spec.resources, self.capacity)
+        policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels)
         if spec.workdir is not None and snapshot is None and not user.is_admin:
             # in place means in a folder of the server's disk, read and written as the server's user
             raise ModelyardError(ErrorCode.FORBIDDEN, "running in place (workdir with no snapshot) is for admins "
@@ -125,6 +125,8 @@ class Platform:
 
     def restart(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)
+        # the capacity may have changed since it was submitted (a cluster's nodes come and go)
+        policy.check_satisfiable(job.resources, self.capacity, nodes=job.spec.nodes, labels=job.spec.node_labels)
         pinned, owner = job.dataset, get_user_by_name(self.db, job.owner) if job.dataset else None
         job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned, owner) if pinned else None,
                                  actor=user.name)

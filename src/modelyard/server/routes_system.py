@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 import modelyard
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.units import format_size
+from modelyard.scheduler import policy
+from modelyard.scheduler.loop import running_job
 from modelyard.server.api_models import Health, NewUserOut, ReportAck, SnapshotOut, UserOut
 from modelyard.server.api_schema import AUTHED, MAX_ID, USER_NAME_PATTERN, errors
 from modelyard.server.auth import admin_user, bearer_token, current_user, get_platform
@@ -60,15 +62,25 @@ def new_user(body: NewUser, p: PlatformDep, admin: Annotated[User, Depends(admin
 
 @router.get("/capacity", responses=errors(*AUTHED))
 def capacity(p: PlatformDep, _user: UserDep) -> dict[str, Any]:
-    used = {"gpus": 0, "cpus": 0.0, "memory": 0}
-    for alloc in store_jobs.running_allocations(p.db):
-        used["gpus"] += alloc.resources.gpus
-        used["cpus"] += alloc.resources.cpus
-        used["memory"] += alloc.resources.memory
+    """The platform's nodes, with their labels, GPUs, CPUs and memory, and what running jobs use on each."""
+    nodes = policy.usage(p.capacity, [running_job(a) for a in store_jobs.running_allocations(p.db)])
+    used = {"gpus": sum(len(n.gpus) for n in nodes), "cpus": sum(n.cpus for n in nodes),
+            "memory": sum(n.memory for n in nodes)}
     return {
         "total": p.capacity.total.model_dump(), "used": used,
         "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total} for g in p.capacity.gpus],
+        "nodes": [node_row(n) for n in nodes],
     }
+
+
+def node_row(n: policy.NodeUsage) -> dict[str, Any]:
+    """One node as the capacity API and the queue page show it: what it has and what is used there."""
+    node = n.node
+    return {"id": node.id, "address": getattr(node, "address", None), "labels": dict(node.labels),
+            "total": node.total.model_dump(), "used": {"gpus": len(n.gpus), "cpus": n.cpus, "memory": n.memory},
+            "gpus_used": list(n.gpus), "jobs": len(n.jobs),
+            "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total}
+                     for g in getattr(node, "gpus", ())]}
 
 
 @router.post("/snapshots", status_code=201, response_model=SnapshotOut, responses=errors(*AUTHED))

@@ -21,13 +21,16 @@ from fastapi import APIRouter, Depends, Query
 
 from modelyard.errors import ModelyardError
 from modelyard.jobs import Resources
+from modelyard.jobs.nodes import matches
 from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
+from modelyard.scheduler.loop import queued_job, running_job
 from modelyard.server.api_models import LogSize
 from modelyard.server.api_schema import AUTHED, ID_LIST_PATTERN, AttemptQuery, JobId, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
+from modelyard.server.routes_system import node_row
 from modelyard.store import jobs as store_jobs
 from modelyard.store import reports
 from modelyard.store.records import Job, User
@@ -52,54 +55,76 @@ def _brief(job: Job, user: User) -> dict[str, Any]:
 def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     allocations = store_jobs.running_allocations(p.db)
-    queued = store_jobs.queued_jobs(p.db)
-    total = p.capacity.total
-    used = Resources.model_construct(gpus=0, cpus=0.0, memory=0)
-    for a in allocations:
-        used = used + a.resources
-    free = total - used
-    pending = [policy.QueuedJob(id=q.id, resources=q.resources, priority=q.priority, order=q.queued_at,
-                                max_runtime=q.max_runtime, user=str(q.user_id)) for q in queued]
-    running = [policy.RunningJob(id=a.job_id, resources=a.resources, gpus=a.gpus, expected_end=a.expected_end,
-                                 user=str(a.user_id)) for a in allocations]
-    decision = policy.decide(pending, running, p.capacity, now)
+    capacity = p.capacity
+    pending = [queued_job(q) for q in store_jobs.queued_jobs(p.db)]
+    running = [running_job(a) for a in allocations]
+    nodes = policy.usage(capacity, running)
+    total = capacity.total
+    used = Resources.model_construct(gpus=sum(len(n.gpus) for n in nodes), cpus=sum(n.cpus for n in nodes),
+                                     memory=sum(n.memory for n in nodes))
+    decision = policy.decide(pending, running, capacity, now)
     starting = {pl.job_id for pl in decision.placements}
     ordered = policy.queue_order(pending)
     head = ordered[0].id if ordered else None
     waiting = []
     for position, q in enumerate(ordered, start=1):
         job = store_jobs.get_job(p.db, q.id)
+        free = _most_free(q, nodes)
         short = [k for k in ("gpus", "cpus", "memory") if getattr(q.resources, k) > getattr(free, k) + 1e-9]
         waiting.append({**_brief(job, user), "position": position, "priority": q.priority,
-                        "resources": q.resources.model_dump(), "waits_for": short,
-                        "reason": _why_waiting(q, short, free, starting, head, decision.reservation),
+                        "resources": q.resources.model_dump(), "nodes": q.nodes, "node_labels": dict(q.labels),
+                        "waits_for": short or (["nodes"] if _room_on(q, nodes) < q.nodes else []),
+                        "reason": _why_waiting(q, short, free, nodes, starting, head, decision.reservation),
                         "queued_for": now - job.queued_at})
     return {
-        "capacity": {"total": total.model_dump(), "used": used.model_dump(), "free": free.model_dump(),
+        "capacity": {"total": total.model_dump(), "used": used.model_dump(), "free": (total - used).model_dump(),
                      "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total}
-                              for g in p.capacity.gpus]},
+                              for g in capacity.gpus],
+                     "nodes": [node_row(n) for n in nodes]},
         "running": [_running_row(p, a, user, now) for a in allocations],
         "waiting": waiting,
     }
 
 
+def _matching(q: policy.QueuedJob, nodes: list[policy.NodeUsage]) -> list[policy.NodeUsage]:
+    return [n for n in nodes if matches(n.node.labels, q.labels)]
+
+
+def _most_free(q: policy.QueuedJob, nodes: list[policy.NodeUsage]) -> Resources:
+    """The most of each resource free on any one node ``q`` may run on."""
+    free = [n.free for n in _matching(q, nodes)]
+    return Resources.model_construct(gpus=max((f.gpus for f in free), default=0),
+                                     cpus=max((f.cpus for f in free), default=0),
+                                     memory=max((f.memory for f in free), default=0))
+
+
+def _room_on(q: policy.QueuedJob, nodes: list[policy.NodeUsage]) -> int:
+    """How many nodes ``q`` may run on could hold one of its ranks now."""
+    return sum(1 for n in _matching(q, nodes) if q.resources.fits_in(n.free))
+
+
 def _running_row(p: Platform, a: store_jobs.Allocation, user: User, now: float) -> dict[str, Any]:
     job = store_jobs.get_job(p.db, a.job_id)
     return {**_brief(job, user), "state": job.state.value, "gpus": list(a.gpus),
-            "resources": a.resources.model_dump(), "running_for": now - (job.started_at or now),
-            "ends_by": a.expected_end}
+            "resources": a.resources.model_dump(), "nodes": [s.node for s in a.slices],
+            "running_for": now - (job.started_at or now), "ends_by": a.expected_end}
 
 
-def _why_waiting(q: policy.QueuedJob, short: list[str], free: Resources, starting: set[int], head: int | None,
-                 reservation: policy.Reservation | None) -> str:
+def _why_waiting(q: policy.QueuedJob, short: list[str], free: Resources, nodes: list[policy.NodeUsage],
+                 starting: set[int], head: int | None, reservation: policy.Reservation | None) -> str:
     if q.id in starting:
         return "starting now"
+    on = "free on one node" if len(nodes) > 1 else "free"
+    if q.labels and not _matching(q, nodes):
+        return "waits for a node with its labels (none is up now)"
     if short:
         k = short[0]
         asked, have = getattr(q.resources, k), max(getattr(free, k), 0)
         if k == "memory":
-            return f"waits for memory: asks {format_size(asked)}, {format_size(have)} free"
-        return f"waits for {k}: asks {asked:g}, {have:g} free"
+            return f"waits for memory: asks {format_size(asked)}, {format_size(have)} {on}"
+        return f"waits for {k}: asks {asked:g}, {have:g} {on}"
+    if q.nodes > 1 and (room := _room_on(q, nodes)) < q.nodes:
+        return f"waits for {q.nodes} nodes: {room} can hold a rank now"
     if reservation is not None and reservation.job_id != q.id:
         return f"waits behind job #{reservation.job_id}, which has the next reservation"
     if head is not None and head != q.id:

@@ -17,7 +17,8 @@ PY = sys.executable
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(tmp_path_factory.mktemp("api") / "home",
-                        env={"MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G"}).start()
+                        env={"MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G",
+                             "MODELYARD_NODE_LABELS": "zone=lab,disk=ssd"}).start()
     yield srv
     srv.stop()
 
@@ -167,3 +168,35 @@ def test_capacity(server: ServerProcess) -> None:
     with server.client() as c:
         cap = c.get("/capacity").json()
         assert cap["total"] == {"gpus": 0, "cpus": 4.0, "memory": 8 * 1024**3}
+
+
+def test_capacity_lists_the_local_node_with_its_labels_and_use(server: ServerProcess) -> None:
+    with server.client() as c:
+        job = c.post("/jobs", json={"spec": {"command": [PY, "-c", "import time; time.sleep(60)"], "resources": {"cpus": 2},
+                                             "node_labels": ["zone=lab"]}}).json()
+        try:
+            wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["state"] == "running", timeout=30)
+            [node] = c.get("/capacity").json()["nodes"]
+            assert node["id"] == "local" and node["labels"] == {"zone": "lab", "disk": "ssd"}
+            assert node["total"] == {"gpus": 0, "cpus": 4.0, "memory": 8 * 1024**3}
+            assert node["used"]["cpus"] >= 2 and node["jobs"] >= 1
+            shown = c.get(f"/jobs/{job['id']}").json()
+            assert (shown["nodes"], shown["node_labels"]) == (1, {"zone": "lab"})
+            assert [s["node"] for s in shown["attempts"][0]["nodes"]] == ["local"]
+        finally:
+            c.post(f"/jobs/{job['id']}/stop")
+
+
+@pytest.mark.parametrize(("spec", "field", "words"), [
+    ({"nodes": 2}, "nodes", "MODELYARD_EXECUTOR=ray"),
+    ({"node_labels": {"gpu": "h100"}}, "node_labels", "no node has label gpu=h100 (labels there are: disk=ssd, zone=lab)"),
+    ({"resources": {"cpus": 8}}, "resources.cpus", "asks for 8 CPU(s) but this platform has 4 cpus in total"),
+])
+def test_a_job_that_can_never_be_placed_is_refused_at_submit(server: ServerProcess, spec: dict[str, object],
+                                                             field: str, words: str) -> None:
+    with server.client() as c:
+        r = c.post("/jobs", json={"spec": {"command": ["true"], **spec}})
+        assert r.status_code == 422, r.text
+        err = r.json()["error"]
+        assert (err["code"], err["field"]) == ("unsatisfiable", field)
+        assert words in err["message"]

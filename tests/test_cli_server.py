@@ -210,3 +210,28 @@ def test_client_upload_and_errors(client: Client, tmp_path: Path) -> None:
     with pytest.raises(ClientError) as e:
         client.submit_job({"command": ["x"], "resources": {"gpus": -1}})
     assert e.value.status == 422 and e.value.field and "gpus" in e.value.field
+
+
+def test_node_flags_reach_the_job_and_nodes_lists_the_local_node(server: ServerProc, workdir: Path,
+                                                                 client: Client) -> None:
+    job = submit(server, workdir, "--nodes", "1", "--nproc-per-node", "2", "--", PY, "-c", "print('ok')")
+    assert (job["nodes"], job["nproc_per_node"], job["node_labels"]) == (1, 2, {})
+    shown = cli(["show", str(job["id"])], server.env)
+    assert "2 per node" in shown.stdout, shown.stdout
+    client.wait_job(job["id"], timeout=60)
+    listed = cli(["nodes"], server.env)
+    assert listed.returncode == 0 and "local" in listed.stdout, listed.stderr
+    [node] = json.loads(cli(["nodes", "--json"], server.env).stdout)
+    assert node["id"] == "local" and node["total"]["cpus"] > 0
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--nodes", "2"], "error: nodes: asks for 2 nodes but the local executor has one node"),
+    (["--node-label", "gpu=h100"], "error: node_labels: no node has label gpu=h100"),
+    (["--node-label", "gpu"], "error: node_labels: label 'gpu' must be KEY=VALUE"),
+])
+def test_node_flags_that_cannot_be_met_are_one_error_line(server: ServerProc, workdir: Path, args: list[str],
+                                                          words: str) -> None:
+    done = cli(["submit", *args, "--", "true"], server.env, cwd=workdir)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(words), done.stderr  # after the upload's progress

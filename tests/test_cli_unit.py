@@ -112,7 +112,7 @@ def test_every_command_has_help_with_an_example() -> None:
     commands = _commands(get_command(app))
     assert {name for name, _ in commands} >= {
         "server", "submit", "jobs", "show", "logs", "metrics", "stop", "restart", "clone", "wait",
-        "download", "user", "user create", "run",
+        "download", "user", "user create", "run", "nodes",
     }
     for name, command in commands:
         assert command.help, f"{name} has no help"
@@ -201,3 +201,29 @@ def test_typer_exit_passes_its_code_through() -> None:
         raise typer.Exit(7)
 
     assert CliRunner().invoke(sub, []).exit_code == 7
+
+
+def test_run_local_is_one_node(tmp_path: Path) -> None:
+    done = cli(["run", "--local", "--nodes", "2", "--", "echo"], clean_env(tmp_path))
+    assert done.returncode == 2 and "--nodes" in done.stderr and "one node" in done.stderr
+
+
+def test_tables_show_nodes_and_labels() -> None:
+    from rich.console import Console
+
+    from modelyard.cli.output import attempts_table, nodes_table
+
+    job = {"id": 8, "name": "ddp", "owner": "local", "state": "running", "nodes": 2, "node_labels": {"gpu": "h100"},
+           "resources": {"gpus": 8, "cpus": 32.0, "memory": 0}, "attempts": []}
+    attempt = {"number": 1, "state": "running", "gpus": [0, 1], "nodes": [
+        {"node": "n1", "gpus": [0, 1], "cores": []}, {"node": "n2", "gpus": [2, 3], "cores": []}]}
+    node = {"id": "n1", "address": "10.0.0.1", "labels": {"gpu": "h100"}, "jobs": 1,
+            "total": {"gpus": 8, "cpus": 64.0, "memory": 512 * 2**30}, "used": {"gpus": 2, "cpus": 32.0, "memory": 0}}
+    console = Console(record=True, width=200)
+    console.print(jobs_table([job]))
+    console.print(attempts_table([attempt]))
+    console.print(nodes_table([node]))
+    text = console.export_text()
+    assert "2 nodes x 32 cpu, 8 gpu on gpu=h100" in text
+    assert "n1:0,1 n2:2,3" in text
+    assert "10.0.0.1" in text and "2/8" in text and "32/64" in text and "0 B/512.0 GiB" in text

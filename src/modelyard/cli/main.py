@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import admin, datasets, environments, jobs, observe, secrets, submit, tokens
+from modelyard.cli import admin, datasets, environments, jobs, nodes, observe, secrets, submit, tokens
 from modelyard.cli.errors import ModelyardGroup
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("restart")(jobs.restart)
 app.command("clone")(jobs.clone)  # ID comes first, so options may follow it; the command goes after --
 app.command("wait")(jobs.wait)
 app.command("download")(observe.download)
+app.command("nodes")(nodes.nodes)
 app.add_typer(datasets.dataset_app, name="dataset")
 app.add_typer(environments.environment_app, name="environment")
 app.add_typer(admin.user_app, name="user")

@@ -67,6 +67,17 @@ def format_resources(res: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def format_placement(job: Mapping[str, Any]) -> str:
+    """A job's resources, per node, with its node count and labels where it has them."""
+    text = format_resources(job.get("resources") or {})
+    if (job.get("nodes") or 1) > 1:
+        text = f"{job['nodes']} nodes x {text}"
+    labels = job.get("node_labels") or {}
+    if labels:
+        text += " on " + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return text
+
+
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for column in ("id", "name", "owner", "state", "resources", "attempts", "age", "duration"):
@@ -74,7 +85,7 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Table:
     for job in jobs:
         table.add_row(
             str(job["id"]), job.get("name") or "", job.get("owner") or "", state_text(job["state"]),
-            format_resources(job.get("resources") or {}), str(len(job.get("attempts") or [])),
+            format_placement(job), str(len(job.get("attempts") or [])),
             format_duration(seconds_between(job.get("created_at"), None)),
             format_duration(seconds_between(job.get("started_at"), job.get("ended_at"))),
         )
@@ -90,7 +101,8 @@ def job_summary(job: Mapping[str, Any]) -> Table:
         ("message", job.get("message") or ""),
         ("owner", job.get("owner") or ""),
         ("command", command if isinstance(command, str) else " ".join(command or [])),
-        ("resources", format_resources(job.get("resources") or {})),
+        ("resources", format_placement(job)),
+        ("processes", f"{job['nproc_per_node']} per node" if job.get("nproc_per_node") else ""),
         ("runs in", runs_in(job)),
         ("priority", str(job.get("priority", 0))),
         ("max runtime", format_duration(job.get("max_runtime"))),
@@ -124,10 +136,32 @@ def attempts_table(attempts: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for a in attempts:
         table.add_row(
-            str(a["number"]), state_text(a["state"]), _opt(a.get("exit_code")),
-            ",".join(str(g) for g in a.get("gpus") or []) or "-", a.get("started_at") or "-",
+            str(a["number"]), state_text(a["state"]), _opt(a.get("exit_code")), _where(a), a.get("started_at") or "-",
             format_duration(seconds_between(a.get("started_at"), a.get("ended_at"))),
             a.get("message") or a.get("reason") or "",
+        )
+    return table
+
+
+def _where(attempt: Mapping[str, Any]) -> str:
+    """An attempt's GPUs; on several nodes, ``node:gpus`` per node rank."""
+    slices = attempt.get("nodes") or []
+    if len(slices) > 1:
+        return " ".join(f"{s['node']}:{','.join(str(g) for g in s['gpus']) or '-'}" for s in slices)
+    return ",".join(str(g) for g in attempt.get("gpus") or []) or "-"
+
+
+def nodes_table(nodes: list[dict[str, Any]]) -> Table:
+    """The platform's nodes (GET /capacity): what each has, and what running jobs use there."""
+    table = Table(box=None, header_style="bold")
+    for column in ("node", "address", "labels", "gpus", "cpus", "memory", "jobs"):
+        table.add_column(column, justify="right" if column in ("gpus", "cpus", "jobs") else "left")
+    for n in nodes:
+        total, used = n["total"], n["used"]
+        table.add_row(
+            n["id"], n.get("address") or "-", ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-",
+            f"{used['gpus']}/{total['gpus']}", f"{used['cpus']:g}/{total['cpus']:g}",
+            f"{format_size(used['memory'])}/{format_size(total['memory'])}", str(n.get("jobs", 0)),
         )
     return table
 

@@ -24,6 +24,7 @@ Command = Annotated[Optional[list[str]], typer.Argument(metavar="-- CMD...", hel
 Image = Annotated[Optional[str], typer.Option(metavar="REF", help="run the command in a container of this image (Podman or Docker)")]
 Requirements = Annotated[Optional[Path], typer.Option(metavar="FILE", help="run the command in a uv virtualenv built from this requirements file")]
 Env = Annotated[Optional[list[str]], typer.Option("--env", "-e", metavar="K=V", help="an environment variable (repeatable)")]
+NprocPerNode = Annotated[Optional[int], typer.Option("--nproc-per-node", metavar="K", help="processes per node, for torchrun's LOCAL_WORLD_SIZE (default: the GPUs per node, or 1)")]
 
 
 def submit(
@@ -32,6 +33,9 @@ def submit(
     gpus: Annotated[Optional[int], typer.Option(help="whole GPUs")] = None,
     cpus: Annotated[Optional[float], typer.Option(help="CPU cores")] = None,
     memory: Annotated[Optional[str], typer.Option(help="memory to reserve, e.g. 8G")] = None,
+    nodes: Annotated[Optional[int], typer.Option(metavar="N", help="spread the job over N nodes of a cluster, each holding --gpus/--cpus/--memory")] = None,
+    nproc_per_node: NprocPerNode = None,
+    node_label: Annotated[Optional[list[str]], typer.Option("--node-label", metavar="KEY=VALUE", help="run only on nodes with this label, e.g. gpu=h100 (repeatable: all must match)")] = None,
     workdir: Annotated[Optional[Path], typer.Option(help="folder to snapshot (default: .)")] = None,
     env: Env = None,
     secret: Annotated[Optional[list[str]], typer.Option(metavar="NAME[=VALUE]", help="an environment variable shown as *** everywhere: NAME=VALUE, or NAME for your stored secret (modelyard secret set NAME); repeatable")] = None,
@@ -50,12 +54,14 @@ def submit(
 ) -> None:
     """Snapshot the working folder (minus .gitignore'd files), upload it and queue a job.
 
+    --gpus, --cpus and --memory are per node: --nodes 2 --gpus 8 holds 8 GPUs on each of two nodes.
+
     Example: modelyard submit --gpus 1 --image pytorch/pytorch:2.4.0 --dataset digits -- python train.py --epochs 12
     """
     overrides: dict[str, Any] = {
         "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
         "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "secrets": secret or None,
-        "priority": priority,
+        "priority": priority, "nodes": nodes, "nproc_per_node": nproc_per_node, "node_labels": node_label or None,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
         "dataset": dataset, "image": image, "environment": environment,
         "requirements": read_requirements(requirements) if requirements else None,
@@ -103,6 +109,8 @@ def run(
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="in MODELYARD_DATA_DIR, as a job gets it (NAME: its latest version)")] = None,
     image: Image = None,
     requirements: Requirements = None,
+    nodes: Annotated[int, typer.Option(metavar="1", help="run --local is one node: only 1 (submit to a cluster for more)")] = 1,
+    nproc_per_node: NprocPerNode = None,
 ) -> None:
     """Run a command in the foreground exactly as a job would run (same folders and variables).
 
@@ -117,20 +125,27 @@ def run(
     """
     if not local:
         raise typer.BadParameter("only --local is supported; use `modelyard submit` to queue a job", param_hint="--local")
+    if nodes != 1:
+        raise typer.BadParameter("run --local runs on this machine, one node; submit to a cluster "
+                                 "(MODELYARD_EXECUTOR=ray) for more", param_hint="--nodes")
     # The supervisor (and the storage it snapshots with) is only needed by this command.
     from modelyard.supervisor import run_local
 
+    from modelyard.jobs.launch import Distributed
     from modelyard.scheduler.launch import environment_for
 
     spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime,
                              "requirements": read_requirements(requirements) if requirements else None,
-                             "image": image})
+                             "image": image, "nproc_per_node": nproc_per_node})
+    gpu_list = _gpu_list(gpus)
     settings = Settings.from_env()
     run_dir = settings.runs_dir / time.strftime("local-%Y%m%d-%H%M%S")
     data_dir = _local_dataset(dataset, settings, run_dir) if dataset else None
     with byte_progress("snapshot .", close_when_done=True) as progress:
         outcome = run_local(
-            spec.argv(), workdir=Path.cwd(), run_dir=run_dir, env=spec.env, gpus=_gpu_list(gpus),
+            spec.argv(), workdir=Path.cwd(), run_dir=run_dir, env=spec.env, gpus=gpu_list,
+            # as the platform would: one process per GPU it may see, unless told
+            distributed=Distributed(nproc_per_node=spec.nproc_per_node or max(len(gpu_list), 1)),
             max_runtime=spec.max_runtime, stop_grace=settings.stop_grace,
             max_snapshot_bytes=settings.max_snapshot_bytes, snapshot_progress=progress, data_dir=data_dir,
             environment=environment_for(settings, image=spec.image, requirements=spec.requirements),

@@ -22,7 +22,8 @@ class AttemptOut(Out):
     exit_code: int | None
     reason: str | None
     message: str | None
-    gpus: list[int]
+    gpus: list[int]  # rank 0's
+    nodes: list[dict[str, Any]] = []  # one per node rank: {"node", "gpus", "cores"}; [] before it is placed
     created_at: str | None
     started_at: str | None
     ended_at: str | None
@@ -37,7 +38,10 @@ class JobOut(Out):
     message: str | None
     attempt: int
     attempts: list[AttemptOut]
-    resources: dict[str, Any]
+    resources: dict[str, Any]  # per node
+    nodes: int = 1
+    nproc_per_node: int | None = None
+    node_labels: dict[str, str] = {}
     command: list[str] | str
     priority: int
     max_runtime: float

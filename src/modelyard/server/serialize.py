@@ -17,7 +17,8 @@ def iso(t: float | None) -> str | None:
 def attempt_to_dict(a: Attempt) -> dict[str, Any]:
     return {
         "number": a.number, "state": a.state.value, "exit_code": a.exit_code, "reason": a.reason,
-        "message": a.message, "gpus": list(a.gpus), "created_at": iso(a.created_at),
+        "message": a.message, "gpus": list(a.gpus), "nodes": [sl.to_dict() for sl in a.slices],
+        "created_at": iso(a.created_at),
         "started_at": iso(a.started_at), "ended_at": iso(a.ended_at),
     }
 
@@ -28,7 +29,9 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "id": job.id, "name": job.name, "owner": job.owner, "state": job.state.value,
         "exit_code": job.exit_code, "message": job.message, "attempt": job.attempt,
         "attempts": [attempt_to_dict(a) for a in attempts or []],
-        "resources": job.resources.model_dump(), "command": s.command, "priority": job.priority,
+        "resources": job.resources.model_dump(),  # per node
+        "nodes": s.nodes, "nproc_per_node": s.nproc_per_node, "node_labels": s.node_labels,
+        "command": s.command, "priority": job.priority,
         "max_runtime": s.max_runtime, "sync_interval": s.sync_interval, "retries": s.retries,
         "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
         "secrets": {name: MASK for name in s.secrets},  # names only: a value is never shown back

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from modelyard.errors import ModelyardError
-from modelyard.jobs.launch import Environment
+from modelyard.jobs.launch import Distributed, Environment
 from modelyard.storage import extract_snapshot, make_snapshot
 from modelyard.storage.snapshot import Progress
 from modelyard.supervisor.attempt import Outcome, run_attempt
@@ -67,6 +67,7 @@ def run_local(
     attempt: int = 1,
     snapshot_progress: Progress | None = None,
     environment: Environment | None = None,
+    distributed: Distributed | None = None,
 ) -> Outcome:
     """Run ``argv`` in the foreground exactly as the platform would, printing its output.
 
@@ -86,6 +87,7 @@ def run_local(
         resume_dir=Path(resume_dir).resolve() if resume_dir else None,
         data_dir=Path(data_dir).resolve() if data_dir else None,
         max_runtime=max_runtime, stop_grace=stop_grace, environment=environment or Environment(),
+        distributed=distributed or Distributed(),
     )
     return run_attempt(config)
 

@@ -28,8 +28,8 @@ from bench.peers import PINS, PeerAgent
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 NAMES = ["submit_to_running", "submit_to_running_venv", "throughput_50_jobs", "ingest_sqlite", "read_1m_downsampled",
-         "read_100k_series", "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "digits_demo",
-         "memory", "submit_to_first_line_image", "training_image"]
+         "read_100k_series", "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "schedule_nodes",
+         "digits_demo", "memory", "submit_to_first_line_image", "training_image"]
 
 
 def machine() -> dict[str, Any]:
@@ -94,6 +94,7 @@ class Run:
             self.do("ingest_postgresql", self._postgres)
         self.do("server_start", lambda: sc.server_start(ctx))
         self.do("scheduling_pass", lambda: sc.scheduling(ctx))
+        self.do("schedule_nodes", lambda: sc.schedule_nodes(ctx))
         self.do("memory", lambda: sc.memory(ctx))
         if self.wanted("submit_to_first_line_image", "training_image"):
             image = containers.prepare()  # before the server starts: it inherits CONTAINERS_CONF

@@ -325,6 +325,8 @@ class _Pass:
         self.shadow = 0.0
         self.extra: list[list[float]] = []  # per node index: [gpus, cpus, memory] spare at the shadow time
         self.matching: dict[frozenset[tuple[str, str]], list[_Node]] = {}
+        self.fitting: dict[Shape, list[_Node]] = {}  # per shape, the nodes that held it when last asked
+        self.last: list[_Node] = []  # the nodes of the latest placement
         self.stuck: set[Shape] = set()  # shapes that do not fit now (for the rest of the pass)
         self.stuck_extra: set[Shape] = set()  # shapes that do not fit now in the extra
         self.never: set[Shape] = set()  # shapes that would not fit on the empty cluster
@@ -336,7 +338,9 @@ class _Pass:
         # Below any of these, no queued job can fit: the rest of the scan is moot.
         least = (min(map(attrgetter("gpus"), demands)), min(map(attrgetter("cpus"), demands)),
                  min(map(attrgetter("memory"), demands)))
-        if self._exhausted(least):
+        # the nodes that still hold the least demand; a placement can only remove the nodes it took
+        open_nodes = {n.index for n in self.nodes if n.holds(*least)}
+        if not open_nodes:
             # Nothing can start now (the common case with a long queue on a full
             # cluster): all that is left is the head's reservation, not a scan.
             for job in ordered:
@@ -347,12 +351,11 @@ class _Pass:
             return Decision(self.placements, self.reservation)
         for job in ordered:
             # Only a placement shrinks what is free, so only then can the scan end early.
-            if self._consider(job) and self._exhausted(least):
-                break
+            if self._consider(job):
+                open_nodes.difference_update(s.index for s in self.last if not s.holds(*least))
+                if not open_nodes:
+                    break
         return Decision(self.placements, self.reservation)
-
-    def _exhausted(self, least: tuple[int, float, int]) -> bool:
-        return not any(n.holds(*least) for n in self.nodes)
 
     def _consider(self, job: QueuedJob) -> bool:
         """Place ``job`` if the rules allow; whether it was placed."""
@@ -393,7 +396,10 @@ class _Pass:
     def _choose(self, job: QueuedJob, shape: Shape, *, spare: bool = False) -> list[_Node] | None:
         """The nodes ``job`` would take now (the fullest that hold it), or None where too few do."""
         gpus, cpus, memory, count, _ = shape
-        fit = [n for n in self._matching(shape) if n.holds(gpus, cpus, memory)]
+        # A node that cannot hold a shape now will not later in the pass: look only at those that could.
+        seen = self.fitting.get(shape)
+        fit = self.fitting[shape] = [n for n in (self._matching(shape) if seen is None else seen)
+                                     if n.holds(gpus, cpus, memory)]
         if spare:
             extra = self.extra
             fit = [n for n in fit if extra[n.index][0] >= gpus and extra[n.index][1] + _EPS >= cpus
@@ -418,6 +424,7 @@ class _Pass:
             slices.append(n.take(res))
             self.ends.append((end, n.index, res.gpus, res.cpus, res.memory))
         self.user_gpus[job.user] = self.user_gpus.get(job.user, 0) + res.gpus * len(chosen)
+        self.last = chosen
         self.placements.append(Placement(job.id, tuple(slices)))
 
     def _reserve(self, job: QueuedJob) -> None:

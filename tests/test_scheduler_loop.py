@@ -95,3 +95,33 @@ def test_the_loop_places_multi_node_and_labelled_jobs_on_the_nodes_the_policy_ch
     scheduler.tick(NOW + 1)
     assert J.get_job(db, blocked.id).state.value == "queued"
     assert slices_of(db, fits) == (NodeSlice("n3", (1, 2, 3), (1,)),)
+
+
+def test_the_queue_view_says_per_node_why_jobs_wait_and_the_page_lists_the_nodes(
+    db: Database, loop: tuple[SchedulerLoop, SpyExecutor],
+) -> None:
+    from types import SimpleNamespace
+
+    from modelyard.server.routes_ui_api import queue_view
+    from modelyard.server.web.render import templates
+
+    scheduler, _ = loop
+    user = U.create_user(db, "ann", admin=True)[0]
+    running = submit(db, user, resources={"gpus": 2})
+    scheduler.tick(NOW)  # three empty nodes are equally full: the first
+    assert [s.node for s in slices_of(db, running)] == ["n1"]
+    big = submit(db, user, resources={"gpus": 4}, node_labels={"gpu": "a100"}, priority=5)
+    pair = submit(db, user, nodes=2, resources={"gpus": 3}, node_labels={"gpu": "h100"})
+    filler = submit(db, user, resources={"gpus": 1}, node_labels={"gpu": "a100"}, priority=9)  # 1 of n3's 4
+    scheduler.tick(NOW + 1)
+    assert [s.node for s in slices_of(db, filler)] == ["n3"]
+    view = queue_view(SimpleNamespace(db=db, capacity=scheduler.capacity), user, now=NOW + 2)  # type: ignore[arg-type]
+    why = {w["id"]: w for w in view["waiting"]}
+    assert why[big.id]["reason"] == "waits for gpus: asks 4, 3 free on one node"
+    assert why[pair.id]["reason"] == "waits for 2 nodes: 1 can hold a rank now"
+    assert (why[pair.id]["nodes"], why[pair.id]["waits_for"]) == (2, ["nodes"])
+    nodes = {n["id"]: n for n in view["capacity"]["nodes"]}
+    assert nodes["n1"]["gpus_used"] == [0, 1] and nodes["n3"]["used"]["gpus"] == 1
+    assert nodes["n2"]["labels"] == {"gpu": "h100"} and nodes["n2"]["jobs"] == 0
+    page = templates().get_template("_queue.html").render(**view)
+    assert 'id="nodes"' in page and "gpu=h100" in page and "2 nodes × 3 GPU" in page

@@ -68,6 +68,17 @@ def resources(r: dict[str, Any]) -> str:
     return " · ".join(p for p in parts if p)
 
 
+def placement(job: dict[str, Any]) -> str:
+    """A job's resources (per node), as "2 nodes × ..." where it has several, and its labels."""
+    text = resources(job.get("resources") or {})
+    if (job.get("nodes") or 1) > 1:
+        text = f"{job['nodes']} nodes × {text}"
+    labels = job.get("node_labels") or {}
+    if labels:
+        text += " · " + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return text
+
+
 def metric_value(v: float | None) -> str:
     if v is None:
         return "-"
@@ -83,7 +94,7 @@ def _env() -> Environment:
 
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(run_time=run_time, queue_time=queue_time, when=when, resources=resources,
+    env.filters.update(run_time=run_time, queue_time=queue_time, when=when, resources=resources, placement=placement,
                        size=format_size, duration=format_duration, metric_value=metric_value,
                        command_text=command_text)
     env.globals.update(STATE_ICONS=STATE_ICONS, ACTIVE_STATES=ACTIVE_STATES, TERMINAL_STATES=TERMINAL_STATES,

@@ -448,6 +448,13 @@ def test_multi_node_on_the_local_executor_says_a_cluster_is_needed() -> None:
     assert "MODELYARD_EXECUTOR=ray" in err.value.message
 
 
+def test_unsatisfiable_on_a_cluster_with_no_node_up() -> None:
+    with pytest.raises(ModelyardError, match="no node up") as err:
+        check_satisfiable(Resources(), cluster())
+    assert err.value.field == "nodes"
+    assert schedule([qn(1)], [], cluster(), NOW) == []
+
+
 def test_quota_at_submit_counts_every_node() -> None:
     with pytest.raises(ModelyardError, match="2 x 2 GPU"):
         check_satisfiable(Resources(gpus=2), cluster(node("a", gpus=4), node("b", gpus=4)), nodes=2, gpu_quota=3)

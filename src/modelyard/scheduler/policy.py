@@ -148,6 +148,8 @@ def check_satisfiable(resources: Resources, capacity: CapacityLike, *, nodes: in
         raise ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {asked} but the per-user GPU quota is {gpu_quota}",
                              field="resources.gpus")
     everyone = list(capacity.nodes)
+    if not everyone:
+        raise ModelyardError(ErrorCode.UNSATISFIABLE, "the platform has no node up now to run it on", field="nodes")
     matching = [n for n in everyone if matches(n.labels, labels)]
     if not matching:
         wanted = format_labels(labels)

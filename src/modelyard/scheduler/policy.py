@@ -354,7 +354,7 @@ class _Pass:
         for job in ordered:
             # Only a placement shrinks what is free, so only then can the scan end early.
             if self._consider(job):
-                open_nodes.difference_update(s.index for s in self.last if not s.holds(*least))
+                open_nodes.difference_update(n.index for n in self.last if not n.holds(*least))
                 if not open_nodes:
                     break
         return Decision(self.placements, self.reservation)

@@ -12,7 +12,8 @@ from pathlib import Path
 from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Launch
-from modelyard.jobs.launch import Environment, LaunchSpec, RunAs, Sandbox
+from modelyard.jobs.launch import Distributed, Environment, LaunchSpec, RunAs, Sandbox
+from modelyard.jobs.nodes import NodeSlice
 from modelyard.secrets import SecretBox
 from modelyard.store import secrets as store_secrets
 from modelyard.store.db import Database
@@ -28,8 +29,15 @@ def dataset_cache_dir(settings: Settings) -> Path:
     return settings.home / "cache" / "datasets"
 
 
-def log_key(job_id: int, attempt: int) -> str:
-    return f"jobs/{job_id}/attempts/{attempt}/log.txt"
+def log_key(job_id: int, attempt: int, node_rank: int = 0) -> str:
+    """Where an attempt's log.txt is kept; a node rank > 0 keeps its own beside rank 0's."""
+    name = f"log-node{node_rank}.txt" if node_rank else "log.txt"
+    return f"jobs/{job_id}/attempts/{attempt}/{name}"
+
+
+def run_dir_name(job_id: int, attempt: int, node_rank: int = 0) -> str:
+    """An attempt's run folder: ranks > 0 have their own, so two ranks on one machine never share one."""
+    return f"{job_id}-{attempt}" + (f"-r{node_rank}" if node_rank else "")
 
 
 def environment_for(settings: Settings, *, image: str | None = None, requirements: str | None = None) -> Environment:
@@ -83,9 +91,21 @@ def run_as(ctx: LaunchContext, job: Job) -> RunAs | None:
 
 
 def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> Launch:
-    run_dir = ctx.settings.runs_dir / f"{job.id}-{attempt.number}"
+    """One LaunchSpec per node rank of the attempt (rank 0's first; README "Multi-node jobs").
+
+    Every rank gets the code, the dataset, the resume outputs and the secrets; only rank 0
+    syncs outputs (``output_prefix``). ``distributed.master_addr`` and ``master_port`` stay
+    the defaults: an executor that spreads ranks over machines sets them (executors/ray.py)."""
+    slices = attempt.slices
+    secrets = job_secrets(ctx, job)  # opened now, not at submit (README "Secrets")
+    specs = tuple(_rank_spec(ctx, job, attempt, token, rank, s, len(slices), secrets) for rank, s in enumerate(slices))
+    return Launch(specs[0], ranks=specs if len(specs) > 1 else ())
+
+
+def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank: int, where: NodeSlice,
+               nnodes: int, secrets: dict[str, str]) -> LaunchSpec:
     spec = job.spec
-    return Launch(LaunchSpec(
+    return LaunchSpec(
         job_id=str(job.id),
         attempt=attempt.number,
         attempt_id=str(attempt.id),
@@ -97,14 +117,14 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         # in place only when there is no snapshot and a folder was named; else an empty folder of its own
         workdir=None if job.snapshot_key else spec.workdir,
         resume_prefix=output_prefix(job.resume_from) if job.resume_from else None,
-        output_prefix=output_prefix(job.id),
-        log_key=log_key(job.id, attempt.number),
-        run_dir=run_dir,
+        output_prefix=None if rank else output_prefix(job.id),  # outputs come from rank 0
+        log_key=log_key(job.id, attempt.number, rank),
+        run_dir=ctx.settings.runs_dir / run_dir_name(job.id, attempt.number, rank),
         argv=spec.argv(),
         env=dict(spec.env),
-        secrets=job_secrets(ctx, job),  # opened now, not at submit (README "Secrets")
-        gpus=list(attempt.gpus),
-        max_runtime=spec.max_runtime,
+        secrets=secrets,
+        gpus=list(where.gpus),
+        max_runtime=spec.max_runtime,  # every rank's supervisor enforces it itself
         sync_interval=spec.sync_interval,
         stop_grace=ctx.settings.stop_grace,
         heartbeat_interval=ctx.heartbeat_interval,
@@ -114,7 +134,9 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
         dataset_cache=dataset_cache_dir(ctx.settings),
         environment=environment_for(ctx.settings, image=spec.image, requirements=spec.requirements),
         sandbox=Sandbox(cpus=attempt.resources.cpus, memory=attempt.resources.memory,
-                        cpuset=list(attempt.cpuset), run_as=run_as(ctx, job)),
+                        cpuset=list(where.cores), run_as=run_as(ctx, job)),
+        distributed=Distributed(node_rank=rank, nnodes=nnodes, nproc_per_node=spec.local_world_size,
+                                node_id=where.node),
         max_snapshot_bytes=ctx.settings.max_snapshot_bytes,
         max_snapshot_files=ctx.settings.max_snapshot_files,
-    ))
+    )

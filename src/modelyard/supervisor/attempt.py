@@ -68,9 +68,13 @@ class Attempt:
         self.dirs = config.dirs
         self.dirs.create()
         self.batcher = None if config.local_mode else Batcher(
-            self.dirs.spool, max_items=config.batch_max_items, interval=config.batch_interval)
+            self.dirs.spool, max_items=config.batch_max_items, interval=config.batch_interval,
+            rank=config.distributed.node_rank)
+        # rank 0 reports the job's metrics and samples; the other node ranks, their log lines (README "Multi-node jobs")
+        self.rank0 = config.distributed.node_rank == 0
         # secrets: their values are masked in the job's output (README "Secrets")
-        self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode, masks=config.secrets.values())
+        self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode, masks=config.secrets.values(),
+                               metrics=self.rank0)
         self.disk = DiskWatch(self.dirs.root, None if config.local_mode else self.dirs.spool / "reserve")
         self.disk.hold_reserve()
         self.pump.on_enospc = self.disk.enospc
@@ -169,13 +173,15 @@ class Attempt:
         self._event({"type": "started", "t": time.time(), "pid": job.pid})
         self.pump.start(job.proc.stdout, job.proc.stderr)  # type: ignore[arg-type]
         pid = job.pid if self.container is None else self.container.main_pid(job)
-        sampler = Sampler(pid, self.config.gpus, self.config.sample_interval, self._system)
-        sampler.start()
+        sampler = Sampler(pid, self.config.gpus, self.config.sample_interval, self._system) if self.rank0 else None
+        if sampler is not None:
+            sampler.start()
         self.syncer = self._make_syncer()
         try:
             reason = self._watch(job)
         finally:
-            sampler.stop()
+            if sampler is not None:
+                sampler.stop()
         return self._ending(job, reason)
 
     def _record_group(self, job: JobProcess) -> None:
@@ -366,8 +372,10 @@ class Attempt:
 
     def _final_sync(self) -> bool:
         """The last output sync; True when every output is in the artifact store."""
+        if not self.rank0 and not self.config.output_prefix:
+            return True  # outputs come from rank 0: a node rank > 0 has nothing of the job's to keep
         if self.syncer is None:  # the command never started: a sync of what is there (nothing, usually)
-            if self.store is None or not self.config.output_prefix:
+            if self.store is None:
                 return False
             self.syncer = OutputSyncer(self.store, self.dirs.output, self.config.output_prefix, 0, self.pump.note)
             self.syncer.on_enospc = self.disk.enospc

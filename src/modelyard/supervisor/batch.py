@@ -73,13 +73,21 @@ def _column(values: list[Any]) -> array:
     return col
 
 
-def _body(seq: int, logs: list[tuple[float, str, str]], *, events: list[dict[str, Any]], final: bool) -> bytes:
-    return orjson.dumps({"seq": seq, "logs": logs, "series": {}, "system": [], "events": events, "final": final})
+def _body(seq: int, logs: list[tuple[float, str, str]], *, events: list[dict[str, Any]], final: bool,
+          rank: int = 0) -> bytes:
+    return orjson.dumps({"seq": seq, "logs": logs, "series": {}, "system": [], "events": events, "final": final,
+                         **_rank(rank)})
+
+
+def _rank(rank: int) -> dict[str, int]:
+    """The node rank's field of a body: absent for rank 0, so a one-node job's bodies are as they always were."""
+    return {"rank": rank} if rank else {}
 
 
 class Batcher:
-    def __init__(self, spool: Path, *, max_items: int = 5000, interval: float = 0.2) -> None:
+    def __init__(self, spool: Path, *, max_items: int = 5000, interval: float = 0.2, rank: int = 0) -> None:
         self.spool = spool
+        self.rank = rank  # the node rank this supervisor reports for: each rank has its own seq stream
         self.max_items = max_items
         self.max_metrics = max_items * METRICS_PER_ITEM
         self.interval = interval
@@ -171,7 +179,7 @@ class Batcher:
         self._seq += 1
         body = orjson.dumps({
             "seq": self._seq, "logs": self.logs, "series": pack_series(self.metrics),
-            "system": self.system, "events": self.events, "final": final,
+            "system": self.system, "events": self.events, "final": final, **_rank(self.rank),
         })
         held = not self._spool(self._seq, body)
         self._ready.append(self._seq)
@@ -235,7 +243,7 @@ class Batcher:
         still reach the server, and the sequence has no hole."""
         batch = orjson.loads(self.body(seq))
         body = _body(seq, [(time.time(), "stderr", f"[modelyard] {note}")], events=batch.get("events") or [],
-                     final=bool(batch.get("final")))
+                     final=bool(batch.get("final")), rank=self.rank)
         with self.lock:
             if seq in self._held:
                 self._held[seq] = body
@@ -243,10 +251,9 @@ class Batcher:
                 self._spool(seq, body)
         return body
 
-    @staticmethod
-    def filler(seq: int, note: str) -> bytes:
+    def filler(self, seq: int, note: str) -> bytes:
         """An empty batch numbered ``seq`` with ``note``, for a number the server lacks and the spool no longer holds."""
-        return _body(seq, [(time.time(), "stderr", f"[modelyard] {note}")], events=[], final=False)
+        return _body(seq, [(time.time(), "stderr", f"[modelyard] {note}")], events=[], final=False, rank=self.rank)
 
     @property
     def final_cut(self) -> bool:

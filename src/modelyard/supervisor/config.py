@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ def job_env(
     data_dir: Path | None = None,
 ) -> dict[str, str]:
     """The job's environment: a few of ``base`` (the supervisor's, see ``_INHERITED``),
-    ``HOME``, thread counts, then ``config.env`` and its secrets, then the contract's.
+    ``HOME``, thread counts, then ``config.env`` and its secrets, then the contract's (torchrun's
+    variables included: ``MASTER_PORT`` is a free port when the launch names none).
     ``data_dir`` (a dataset materialised for this attempt) wins over ``config.data_dir``."""
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if k in _INHERITED or k.startswith(_INHERITED_PREFIXES)}
@@ -145,7 +147,18 @@ def job_env(
         env["MODELYARD_DATA_DIR"] = str(data_dir)
     env["CUDA_VISIBLE_DEVICES"] = gpu_list(config.gpus)
     env["PYTHONUNBUFFERED"] = "1"
+    # torchrun's and torch.distributed's variables: the platform's, set after the job's own env so that
+    # a stale MASTER_PORT in a spec cannot point the ranks at different rendezvous
+    d = config.distributed
+    env.update(d.env(d.master_port or free_port()))
     return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now: a one-node job's rendezvous (torchrun binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def job_threads(config: SupervisorConfig) -> int | None:

@@ -41,8 +41,10 @@ MIN_MASKED = 4
 
 class OutputPump:
     def __init__(self, log_path: Path, batcher: Batcher | None, *, echo: bool = False, tail_lines: int = 20,
-                 masks: Iterable[str] = ()) -> None:
+                 masks: Iterable[str] = (), metrics: bool = True) -> None:
         self.log_path = log_path
+        # False on a node rank > 0: metric points come from rank 0, and the other ranks' metric lines stay log lines
+        self.parse_metrics = metrics
         self.log: IO[bytes] | None = open(log_path, "ab")
         self.on_enospc: Callable[[], None] = lambda: None  # called under ``lock``: must not take it
         self.batcher = batcher
@@ -72,8 +74,8 @@ class OutputPump:
     def _read(self, pipe: IO[bytes], stream: str) -> None:
         # read1: whatever the pipe holds now (up to READ_SIZE), without waiting for more
         read = getattr(pipe, "read1", pipe.read)
-        parse = stream == "stdout"
-        echo_to = _binary(sys.stdout if parse else sys.stderr) if self.echo else None
+        parse = stream == "stdout" and self.parse_metrics
+        echo_to = _binary(sys.stdout if stream == "stdout" else sys.stderr) if self.echo else None
         pending: list[bytes] = []  # the start of a line not yet ended
         pending_len = 0
         try:

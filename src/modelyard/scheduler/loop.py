@@ -1,6 +1,6 @@
 """The scheduling loop: applies the policy, launches supervisors, notices lost ones.
 
-One ``tick`` (1) ends attempts whose supervisor is gone or silent past the
+One ``tick`` (1) ends attempts whose supervisor (of any node rank) is gone or silent past the
 heartbeat timeout (LOST, retried if the job has retries left), killing the
 supervisor and its command first where the executor can reach them, so that
 two attempts of a job never run at once, then (2) asks
@@ -27,6 +27,7 @@ from modelyard.scheduler import policy
 from modelyard.scheduler.contact import ContactTimes
 from modelyard.scheduler.launch import LaunchContext, build_launch
 from modelyard.store import jobs as store_jobs
+from modelyard.store import ranks as store_ranks
 from modelyard.store.db import Database
 from modelyard.store.records import Job
 from modelyard.store.users import new_token
@@ -84,6 +85,7 @@ class SchedulerLoop:
         with self._tick_lock:
             now = self.clock() if now is None else now
             self.reap_lost(now)
+            self.reap_lost_ranks(now)
             self.schedule(now)
 
     def reap_lost(self, now: float) -> None:
@@ -107,6 +109,25 @@ class SchedulerLoop:
             log.warning("job %s attempt %s lost: %s", attempt.job_id, attempt.number, message)
             if final is not None:
                 self.on_final(attempt.job_id, final)
+
+    def reap_lost_ranks(self, now: float) -> None:
+        """End each multi-node attempt one of whose node ranks past 0 went silent past the heartbeat
+        timeout (store/ranks.py): the whole attempt is killed, then LOST (or retried, all ranks together)."""
+        seen: set[int] = set()
+        for r in store_ranks.live_ranks(self.db):
+            silent_for = now - max(r.last_heartbeat, self.started_at)
+            if r.attempt.id in seen or silent_for <= self.heartbeat_timeout:
+                continue
+            seen.add(r.attempt.id)
+            message = f"node rank {r.rank} (node {r.node}): its supervisor sent nothing for {silent_for:.0f}s"
+            # killed before it is ended, as in reap_lost: a retry must not start beside its commands
+            if r.attempt.executor == self.executor.name and not self.executor.kill(r.attempt):
+                message += " (its commands could not be reached to kill them)"
+            final = store_jobs.end_attempt(self.db, r.attempt, TerminationReason.SUPERVISOR_LOST, message=message,
+                                           now=now)
+            log.warning("job %s attempt %s lost: %s", r.attempt.job_id, r.attempt.number, message)
+            if final is not None:
+                self.on_final(r.attempt.job_id, final)
 
     def schedule(self, now: float) -> None:
         pending = self.queue.refresh(now)

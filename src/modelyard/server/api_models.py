@@ -85,6 +85,7 @@ class LogLine(Out):
     t: float
     stream: str
     text: str
+    node: int = 0  # the node rank whose supervisor sent it
 
 
 class LogPage(Out):

@@ -67,4 +67,5 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="a job's id")]
 AttemptQuery = Annotated[int | None, Query(ge=0, le=MAX_SMALL, description="attempt number; 0 or none: the latest")]
 OffsetQuery = Annotated[int, Query(ge=0, le=MAX_ID)]
+NodeQuery = Annotated[int | None, Query(ge=0, le=63, description="only this node rank's lines; none: every node's")]
 NameParam = Annotated[str, Path(pattern=NAME_PATTERN, max_length=100)]

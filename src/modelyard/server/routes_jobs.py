@@ -15,7 +15,7 @@ from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.spec import MAX_NAME
 from modelyard.scheduler.launch import output_prefix
 from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList
-from modelyard.server.api_schema import AUTHED, AttemptQuery, JobId, OffsetQuery, errors
+from modelyard.server.api_schema import AUTHED, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import event_to_dict, job_to_dict
@@ -98,13 +98,13 @@ def attempt_of(p: Platform, job: Job, number: int | None):  # type: ignore[no-un
 @router.get("/jobs/{job_id}/logs", response_model=LogPage, responses=errors(*AUTHED, 404))
 def logs(
     job_id: JobId, p: PlatformDep, user: UserDep, attempt: AttemptQuery = None,
-    offset: OffsetQuery = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    offset: OffsetQuery = 0, limit: Annotated[int, Query(ge=1, le=10000)] = 1000, node: NodeQuery = None,
 ) -> dict[str, Any]:
     job = store_jobs.get_job(p.db, job_id, user=user)
     a = attempt_of(p, job, attempt)
     if a is None:
         return {"attempt": 0, "lines": [], "next_offset": 0, "done": job.state.is_terminal()}
-    page = reports.read_logs(p.db, a.id, offset=offset, limit=limit)
+    page = reports.read_logs(p.db, a.id, offset=offset, limit=limit, node=node)
     done = a.state.is_terminal() and page.next_offset >= a.log_count
     return {"attempt": a.number, "lines": page.lines, "next_offset": page.next_offset, "done": done}
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, OffsetQuery, errors
+from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
@@ -44,7 +44,7 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
             responses={**SSE_RESPONSE, **errors(*AUTHED, 404)})
 async def log_stream(
     job_id: JobId, request: Request, p: PlatformDep, user: UserDep, attempt: AttemptQuery = None,
-    offset: OffsetQuery = 0,
+    offset: OffsetQuery = 0, node: NodeQuery = None,
 ) -> StreamingResponse:
     job = await run_in_threadpool(store_jobs.get_job, p.db, job_id, user=user)
 
@@ -61,10 +61,11 @@ async def log_stream(
                     return
             else:
                 number = a.number
-                page = await run_in_threadpool(reports.read_logs, p.db, a.id, offset=offset, limit=2000)
+                page = await run_in_threadpool(reports.read_logs, p.db, a.id, offset=offset, limit=2000,
+                                            node=node)
+                offset = page.next_offset  # past other nodes' lines too, when filtered by node
                 if page.lines:
                     yield b"".join(sse("line", {**line, "attempt": number}) for line in page.lines)
-                    offset = page.next_offset
                     last_sent = time.monotonic()
                     continue
                 if a.state.is_terminal() and offset >= a.log_count:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState, TerminationReason
+from modelyard.store import ranks as store_ranks
 from modelyard.store.db import Database
 from modelyard.store.jobs import finish_attempt, mark_running
 from modelyard.store.records import Attempt, attempt_from_row
@@ -75,11 +76,20 @@ def authenticate_attempt(db: Database, attempt_id: int, token: str) -> Attempt:
     return attempt_from_row(row)
 
 
+def report_rank(batch: dict[str, Any]) -> int:
+    """The node rank a batch is from (0 when it names none); INVALID unless an integer >= 0."""
+    rank = batch.get("rank", 0)
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise ModelyardError(ErrorCode.INVALID, "must be an integer >= 0 (the supervisor's node rank)", field="rank")
+    return rank
+
+
 def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: float | None = None) -> ReportResult:
     now = time.time() if now is None else now
     seq = batch.get("seq")
     if not isinstance(seq, int) or seq < 1:
         raise ModelyardError(ErrorCode.INVALID, "must be an integer >= 1", field="seq")
+    rank = report_rank(batch)
     logs = batch.get("logs") or []
     points = batch.get("metrics") or []
     packed = batch.get("series") or {}
@@ -90,6 +100,11 @@ def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: 
             _for_update(db, sa.select(attempts).where(attempts.c.id == attempt.id))
         ).first()
         current = attempt_from_row(row)
+        if rank >= current.nnodes:
+            raise ModelyardError(ErrorCode.INVALID, f"attempt {current.id} has {current.nnodes} node rank(s), "
+                                 f"0 to {current.nnodes - 1}; there is no rank {rank}", field="rank")
+        if rank:
+            return _apply_rank_report(conn, current, rank, seq, logs, evts, now)
         if seq <= current.last_seq:
             conn.execute(attempts.update().where(attempts.c.id == attempt.id).values(last_heartbeat=now))
             return ReportResult(False, current.stop_requested, current)
@@ -109,20 +124,47 @@ def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: 
     return result
 
 
+def _apply_rank_report(conn: sa.Connection, current: Attempt, rank: int, seq: int, logs: list[Any],
+                       evts: list[Any], now: float) -> ReportResult:
+    """A node rank > 0's batch (store/ranks.py): its own seq stream; log lines and events only."""
+    r = store_ranks.locked_rank(conn, current, rank, now=now)
+    stop = current.stop_requested or current.state.is_terminal()
+    if seq <= r.last_seq:
+        store_ranks.touch(conn, r, now=now)
+        return ReportResult(False, stop, current)
+    if current.state.is_terminal() and not store_ranks.late_ok(current):
+        raise AttemptEnded(current)
+    if seq != r.last_seq + 1:
+        raise SeqGap(current.id, seq, r.last_seq + 1)
+    store_ranks.touch(conn, r, now=now, seq=seq)
+    conn.execute(attempts.update().where(attempts.c.id == current.id).values(log_count=current.log_count + len(logs)))
+    try:
+        _insert_rows(conn, current, logs, [], {}, [], node_rank=rank)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ModelyardError(ErrorCode.INVALID, f"malformed report batch: {exc}", field="batch") from exc
+    result = ReportResult(True, stop, current)
+    for ev in evts:
+        ended, final = store_ranks.apply_event(conn, current, r, ev, now)
+        if ended:  # this rank's failure ended the whole attempt (final None: the job was requeued)
+            result.final_state = final
+            result.changed.append("ended")
+    return result
+
+
 def _for_update(db: Database, query: sa.Select[Any]) -> sa.Select[Any]:
     # SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the row lock
     return query if db.is_sqlite else query.with_for_update()
 
 
 def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[Any], packed: Any,
-                 system: list[Any]) -> None:
+                 system: list[Any], *, node_rank: int = 0) -> None:
     # Logs and metrics arrive by the tens of thousands a batch: they go to the
     # driver as plain tuples (SQLAlchemy's per-row parameter processing cost
     # ~20 us a row, most of the time a batch took), and on PostgreSQL by COPY.
     if logs:
         base, attempt_id, streams = a.log_count, a.id, STREAMS
-        _bulk_insert(conn, log_lines, ("attempt_id", "n", "t", "stream", "text"), [
-            (attempt_id, base + i, float(t), streams.get(stream, 0), str(text))
+        _bulk_insert(conn, log_lines, ("attempt_id", "n", "t", "stream", "text", "node_rank"), [
+            (attempt_id, base + i, float(t), streams.get(stream, 0), str(text), node_rank)
             for i, (t, stream, text) in enumerate(logs)
         ])
     if points or packed:
@@ -177,15 +219,31 @@ class LogPage:
     next_offset: int
 
 
-def read_logs(db: Database, attempt_id: int, *, offset: int = 0, limit: int = 1000) -> LogPage:
+def read_logs(db: Database, attempt_id: int, *, offset: int = 0, limit: int = 1000,
+              node: int | None = None) -> LogPage:
+    """Lines numbered ``offset`` on, of every node rank or of rank ``node`` only (numbers stay the attempt's).
+
+    Filtered by node, a page that is not full has seen every line there was, so ``next_offset``
+    moves past the attempt's last line (read first, as the bound: a line stored meanwhile is
+    on the next page, never skipped), and a follower sees the end."""
+    c = log_lines.c
+    cond = [c.attempt_id == attempt_id, c.n >= offset]
     with db.read() as conn:
+        last = None
+        if node is not None:
+            last = conn.execute(sa.select(sa.func.max(c.n)).where(c.attempt_id == attempt_id)).scalar()
+            if last is None:
+                return LogPage([], offset)
+            cond += [c.node_rank == node, c.n <= last]
         rows = conn.execute(
-            sa.select(log_lines.c.n, log_lines.c.t, log_lines.c.stream, log_lines.c.text)
-            .where(log_lines.c.attempt_id == attempt_id, log_lines.c.n >= offset)
-            .order_by(log_lines.c.n).limit(limit)
+            sa.select(c.n, c.t, c.stream, c.text, c.node_rank).where(*cond).order_by(c.n).limit(limit)
         ).all()
-    lines = [{"n": n, "t": t, "stream": STREAM_NAMES[stream], "text": text} for n, t, stream, text in rows]
-    return LogPage(lines, lines[-1]["n"] + 1 if lines else offset)
+    lines = [{"n": n, "t": t, "stream": STREAM_NAMES[stream], "text": text, "node": rank}
+             for n, t, stream, text, rank in rows]
+    next_offset = lines[-1]["n"] + 1 if lines else offset
+    if last is not None and len(lines) < limit:
+        next_offset = max(next_offset, last + 1)
+    return LogPage(lines, next_offset)
 
 
 def read_metrics(db: Database, job_id: int, *, names: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:

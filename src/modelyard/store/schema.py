@@ -137,6 +137,21 @@ attempts = sa.Table(
     sa.Index("ix_attempts_state", "state"),
 )
 
+# A multi-node attempt's node ranks past 0, one row each from its placement: each rank's
+# supervisor has its own numbered report stream and heartbeat (rank 0's are the attempt row's).
+attempt_ranks = sa.Table(
+    "attempt_ranks", metadata,
+    sa.Column("attempt_id", sa.Integer, sa.ForeignKey("attempts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rank", sa.Integer, primary_key=True),
+    sa.Column("node", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # starting, running, or how it ended (a job state's value)
+    sa.Column("last_seq", sa.Integer, nullable=False, default=0),  # highest report batch stored
+    sa.Column("last_heartbeat", sa.Float, nullable=False),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("reason", sa.String(32)),
+    sa.Column("ended_at", sa.Float),
+)
+
 events = sa.Table(
     "events", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
@@ -170,6 +185,9 @@ log_lines = sa.Table(
     sa.Column("t", sa.Float, nullable=False),
     sa.Column("stream", sa.SmallInteger, nullable=False),  # 0 stdout, 1 stderr
     sa.Column("text", sa.Text, nullable=False),
+    # the node rank whose supervisor sent it; no index of its own: an index per line would slow the
+    # ingestion of every job for the sake of ``logs --node``, which reads one attempt's range of n anyway
+    sa.Column("node_rank", sa.SmallInteger, nullable=False, default=0, server_default="0"),
 )
 
 # A metric series is stored in chunks: one row per series per report batch, its

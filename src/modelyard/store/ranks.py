@@ -10,7 +10,7 @@ The whole job is one attempt: a rank that ends other than with exit 0 ends the
 attempt (failed, lost, timed out, or retried, all ranks together) with a
 message naming the rank and node; the other ranks learn it from their next
 report's answer (410, so they end their command at once). A rank's exit 0
-decides nothing: rank 0's end does. After an attempt that succeeded or was
+decides nothing: rank 0's end does, as it does for an attempt being stopped. After an attempt that succeeded or was
 stopped, a rank still ending is answered ``stop`` and its last lines are kept.
 """
 from __future__ import annotations
@@ -105,8 +105,10 @@ def apply_event(conn: sa.Connection, attempt: Attempt, r: Rank, ev: Any, now: fl
     exit_code = ev.get("exit_code")
     conn.execute(attempt_ranks.update().where(where, c.state.in_(_LIVE)).values(
         state=reason.to_state().value, exit_code=exit_code, reason=reason.value, ended_at=at))
-    if reason is TerminationReason.EXIT_ZERO or not attempt.state.is_active():
-        return False, None  # rank 0's end decides a success
+    if reason is TerminationReason.EXIT_ZERO or attempt.state is not JobState.RUNNING and \
+            attempt.state is not JobState.STARTING:
+        # rank 0's end decides a success, and a stop (STOPPING): its final batch carries the outputs' last sync
+        return False, None
     what = ev.get("message") or reason.message(exit_code)
     return True, finish_attempt(conn, attempt, reason, exit_code=exit_code,
                                 message=f"node rank {r.rank} (node {r.node}): {what}", now=at)

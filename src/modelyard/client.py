@@ -213,9 +213,11 @@ class Client:
     def job_events(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}/events")
 
-    def job_logs(self, job_id: int, *, attempt: int | None = None, offset: int = 0, limit: int = 1000) -> dict[str, Any]:
-        """``{"attempt", "lines": [{"n", "t", "stream", "text"}], "next_offset", "done"}``."""
-        params = _without_none({"attempt": attempt, "offset": offset, "limit": limit})
+    def job_logs(self, job_id: int, *, attempt: int | None = None, offset: int = 0, limit: int = 1000,
+                 node: int | None = None) -> dict[str, Any]:
+        """``{"attempt", "lines": [{"n", "t", "stream", "text", "node"}], "next_offset", "done", "nodes"}``;
+        ``node``: only that node rank's lines."""
+        params = _without_none({"attempt": attempt, "offset": offset, "limit": limit, "node": node})
         return self._request("GET", f"/jobs/{job_id}/logs", params=params)
 
     def metrics(self, job_id: int, *, names: Iterable[str] | None = None, max_points: int | None = None,
@@ -325,9 +327,10 @@ class Client:
 
     # -- streams ----------------------------------------------------------
 
-    def stream_logs(self, job_id: int, *, attempt: int | None = None, offset: int = 0) -> Iterator[StreamEvent]:
+    def stream_logs(self, job_id: int, *, attempt: int | None = None, offset: int = 0,
+                    node: int | None = None) -> Iterator[StreamEvent]:
         """``line`` events (data: a log line object), then one ``end`` event (data: ``{"state"}``)."""
-        params = _without_none({"attempt": attempt, "offset": offset})
+        params = _without_none({"attempt": attempt, "offset": offset, "node": node})
         return self._stream(f"/jobs/{job_id}/logs/stream", params, STREAM_READ_TIMEOUT)
 
     def stream_events(self, *, read_timeout: float = STREAM_READ_TIMEOUT) -> Iterator[StreamEvent]:

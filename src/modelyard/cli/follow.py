@@ -26,27 +26,32 @@ def job_exit_code(job: Mapping[str, Any]) -> int:
     return code if isinstance(code, int) and 0 < code < 256 else 1
 
 
-def print_line(line: Mapping[str, Any], *, as_json: bool = False, out: TextIO | None = None) -> None:
+def print_line(line: Mapping[str, Any], *, as_json: bool = False, out: TextIO | None = None,
+               tag: bool = False) -> None:
+    """One line as the job printed it; ``tag``: prefixed ``[node R]`` (a job on several nodes)."""
     if as_json:
         stream = out or sys.stdout
         stream.write(json.dumps(line) + "\n")
     else:
         stream = out or (sys.stderr if line.get("stream") == "stderr" else sys.stdout)
-        stream.write(line["text"] + "\n")
+        stream.write((f"[node {line.get('node', 0)}] " if tag else "") + line["text"] + "\n")
     stream.flush()
 
 
-def print_log(client: Client, job_id: int, *, attempt: int | None = None, as_json: bool = False) -> None:
-    """Every line stored so far; with ``as_json``, one object ``{"attempt", "lines"}``."""
+def print_log(client: Client, job_id: int, *, attempt: int | None = None, as_json: bool = False,
+              node: int | None = None) -> None:
+    """Every line stored so far (of node rank ``node`` only, if given); with ``as_json``, one
+    object ``{"attempt", "lines"}``."""
     offset, lines = 0, []
     while True:
-        page = client.job_logs(job_id, attempt=attempt, offset=offset, limit=PAGE)
+        page = client.job_logs(job_id, attempt=attempt, offset=offset, limit=PAGE, node=node)
         attempt = page["attempt"]
+        tag = node is None and page.get("nodes", 1) > 1
         if as_json:
             lines.extend(page["lines"])
         else:
             for line in page["lines"]:
-                print_line(line)
+                print_line(line, tag=tag)
         if not page["lines"] or page["next_offset"] <= offset:
             break
         offset = page["next_offset"]
@@ -55,28 +60,30 @@ def print_log(client: Client, job_id: int, *, attempt: int | None = None, as_jso
 
 
 def follow_log(client: Client, job_id: int, *, attempt: int | None = None, as_json: bool = False,
-               out: TextIO | None = None) -> int:
-    """Print an attempt's lines until it ends; reconnects a dropped stream. Returns the attempt.
+               out: TextIO | None = None, node: int | None = None) -> int:
+    """Print an attempt's lines (of node rank ``node`` only, if given) until it ends; reconnects a
+    dropped stream. Returns the attempt.
 
     With no ``attempt``, the latest; for a job not placed yet, the first one to start.
     """
-    page = client.job_logs(job_id, attempt=attempt, offset=0, limit=PAGE)
+    page = client.job_logs(job_id, attempt=attempt, offset=0, limit=PAGE, node=node)
     attempt, offset = page["attempt"], 0
+    tag = node is None and page.get("nodes", 1) > 1
     while page["lines"]:
         for line in page["lines"]:
-            print_line(line, as_json=as_json, out=out)
+            print_line(line, as_json=as_json, out=out, tag=tag)
         offset = page["next_offset"]
         if page["done"]:
             return attempt
-        page = client.job_logs(job_id, attempt=attempt, offset=offset, limit=PAGE)
+        page = client.job_logs(job_id, attempt=attempt, offset=offset, limit=PAGE, node=node)
     if page["done"]:
         return attempt
     failures = 0
     while True:
         try:
-            for event in client.stream_logs(job_id, attempt=attempt, offset=offset):
+            for event in client.stream_logs(job_id, attempt=attempt, offset=offset, node=node):
                 if event.event == "line":
-                    print_line(event.data, as_json=as_json, out=out)
+                    print_line(event.data, as_json=as_json, out=out, tag=tag)
                     offset = event.data["n"] + 1
                     failures = 0
                 elif event.event == "end":

@@ -18,17 +18,20 @@ def logs(
     job_id: JobId,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the attempt ends")] = False,
     attempt: Annotated[Optional[int], typer.Option(min=1, help="which attempt (default: the latest)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="line objects {n, t, stream, text}; one per line with -f")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="line objects {n, t, stream, text, node}; one per line with -f")] = False,
+    node: Annotated[Optional[int], typer.Option("--node", min=0, max=63,
+                                                help="only this node rank's lines (a multi-node job)")] = None,
 ) -> None:
-    """Print a job's log; the job's stderr lines go to stderr.
+    """Print a job's log; the job's stderr lines go to stderr. A job on several nodes shows
+    each line as [node R] LINE, or one node's lines with --node R.
 
-    Example: modelyard logs -f 7
+    Example: modelyard logs -f 7 --node 1
     """
     with get_client() as client:
         if follow:
-            follow_log(client, job_id, attempt=attempt, as_json=as_json)
+            follow_log(client, job_id, attempt=attempt, as_json=as_json, node=node)
         else:
-            print_log(client, job_id, attempt=attempt, as_json=as_json)
+            print_log(client, job_id, attempt=attempt, as_json=as_json, node=node)
 
 
 def metrics(

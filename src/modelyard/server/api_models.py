@@ -93,6 +93,7 @@ class LogPage(Out):
     lines: list[LogLine]
     next_offset: int
     done: bool
+    nodes: int = 1  # the attempt's node ranks: lines are tagged with theirs when there are several
 
 
 class LogSize(Out):

@@ -103,10 +103,11 @@ def logs(
     job = store_jobs.get_job(p.db, job_id, user=user)
     a = attempt_of(p, job, attempt)
     if a is None:
-        return {"attempt": 0, "lines": [], "next_offset": 0, "done": job.state.is_terminal()}
+        return {"attempt": 0, "lines": [], "next_offset": 0, "done": job.state.is_terminal(), "nodes": job.spec.nodes}
     page = reports.read_logs(p.db, a.id, offset=offset, limit=limit, node=node)
     done = a.state.is_terminal() and page.next_offset >= a.log_count
-    return {"attempt": a.number, "lines": page.lines, "next_offset": page.next_offset, "done": done}
+    return {"attempt": a.number, "lines": page.lines, "next_offset": page.next_offset, "done": done,
+            "nodes": a.nnodes}
 
 
 @router.get("/jobs/{job_id}/metrics", responses={**errors(*AUTHED, 404), 200: {

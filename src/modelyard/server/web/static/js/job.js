@@ -11,7 +11,8 @@ export function start() {
   const root = document.getElementById("job");
   const id = Number(root.dataset.jobId);
   const view = { id, state: root.dataset.state, attempt: Number(root.dataset.attempt) };
-  const log = new LogView(document.getElementById("log"), id, document.getElementById("log-follow"));
+  const log = new LogView(document.getElementById("log"), id, document.getElementById("log-follow"),
+    document.getElementById("log-node"));
   const charts = new MetricCharts(document.getElementById("charts"), [id], document.getElementById("reset-zoom"));
   const system = new SystemCharts(document.getElementById("system-charts"), id);
   charts.labels[id] = `#${id} ${root.dataset.jobName}`;

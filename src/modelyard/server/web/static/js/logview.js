@@ -6,14 +6,23 @@
 // reader scrolls up. While following it sticks to the end; once the reader
 // scrolls up it holds its place (new lines still arrive below) until they
 // press "follow" or scroll back to the end. At most MAX_LINES stay in the DOM.
+// A job on several nodes shows each line's node rank, and the node select
+// narrows the view to one node's lines (?node=R; line numbers stay the attempt's).
 import { api } from "./api.js";
 
 const PAGE = 1000;
 const MAX_LINES = 5000;
 
 export class LogView {
-  constructor(box, jobId, followButton) {
+  constructor(box, jobId, followButton, nodeSelect = null) {
     this.box = box;
+    this.nodeSelect = nodeSelect;
+    this.node = null; // null: every node's lines
+    this.nodes = 1;
+    nodeSelect?.addEventListener("change", (e) => {
+      this.node = e.target.value === "" ? null : Number(e.target.value);
+      this.open(this.attempt);
+    });
     this.list = box.querySelector(".log-lines");
     this.jobId = jobId;
     this.followButton = followButton;
@@ -34,21 +43,41 @@ export class LogView {
     this.first = Math.max(0, size.lines - PAGE);
     const page = await this.fetch(this.first, PAGE);
     if (gen !== this.generation) return;
-    this.list.replaceChildren(...page.lines.map(renderLine));
+    this.showNodes(page.nodes || 1);
+    this.list.replaceChildren(...page.lines.map((l) => this.render(l)));
     this.next = page.next_offset;
     this.scrollToEnd();
     if (!page.done) this.stream(gen);
   }
 
   fetch(offset, limit) {
-    return api(`/jobs/${this.jobId}/logs?attempt=${this.attempt}&offset=${offset}&limit=${limit}`);
+    return api(`/jobs/${this.jobId}/logs?attempt=${this.attempt}&offset=${offset}&limit=${limit}${this.nodeQuery()}`);
+  }
+
+  nodeQuery() {
+    return this.node === null ? "" : `&node=${this.node}`;
+  }
+
+  showNodes(nodes) {
+    this.nodes = nodes;
+    const select = this.nodeSelect;
+    if (!select) return;
+    select.closest("label").hidden = nodes < 2;
+    if (select.options.length !== nodes + 1) {
+      select.replaceChildren(new Option("all", ""), ...Array.from({ length: nodes }, (_, r) => new Option(String(r), String(r))));
+      select.value = this.node === null ? "" : String(this.node);
+    }
+  }
+
+  render(line) {
+    return renderLine(line, this.nodes > 1 && this.node === null);
   }
 
   stream(gen) {
     if (!this.attempt) { // not placed yet: job.js reopens the log when the first attempt starts
       return;
     }
-    const url = `/api/v1/jobs/${this.jobId}/logs/stream?attempt=${this.attempt}&offset=${this.next}`;
+    const url = `/api/v1/jobs/${this.jobId}/logs/stream?attempt=${this.attempt}&offset=${this.next}${this.nodeQuery()}`;
     const source = new EventSource(url);
     this.source = source;
     source.addEventListener("line", (msg) => {
@@ -71,7 +100,7 @@ export class LogView {
     const fresh = this.pending.filter((line) => line.n >= this.next);
     this.pending = [];
     if (!fresh.length) return;
-    this.list.append(...fresh.map(renderLine));
+    this.list.append(...fresh.map((l) => this.render(l)));
     this.next = fresh[fresh.length - 1].n + 1;
     if (this.following) {
       this.trimTop();
@@ -95,7 +124,8 @@ export class LogView {
     const from = Math.max(0, this.first - PAGE);
     const page = await this.fetch(from, this.first - from);
     const before = this.box.scrollHeight;
-    this.list.prepend(...page.lines.map(renderLine));
+    // filtered by node, a page can run past the lines already shown
+    this.list.prepend(...page.lines.filter((l) => l.n < this.first).map((l) => this.render(l)));
     this.first = from;
     this.box.scrollTop += this.box.scrollHeight - before; // hold the reader's place
     if (this.list.childElementCount > MAX_LINES) this.trimBottom();
@@ -105,7 +135,7 @@ export class LogView {
   async loadLater() {
     this.busy = true;
     const page = await this.fetch(this.next, PAGE);
-    this.list.append(...page.lines.map(renderLine));
+    this.list.append(...page.lines.map((l) => this.render(l)));
     this.next = page.next_offset;
     this.trimTop();
     if (page.lines.length < PAGE) {
@@ -147,10 +177,17 @@ export class LogView {
   }
 }
 
-function renderLine(line) {
+function renderLine(line, tagged) {
   const row = document.createElement("div");
   row.className = line.stream === "stderr" ? "ln err" : "ln";
   row.dataset.n = line.n;
-  row.textContent = line.text;
+  row.dataset.node = line.node || 0;
+  if (tagged) {
+    const tag = document.createElement("span");
+    tag.className = "node";
+    tag.textContent = `[node ${line.node || 0}] `;
+    row.append(tag);
+  }
+  row.append(document.createTextNode(line.text));
   return row;
 }

@@ -112,3 +112,18 @@ def test_the_test_images_mirror_comes_from_apts_sources(tmp_path: Path) -> None:
     (tmp_path / "sources.list.d" / "debian.sources").unlink()
     (tmp_path / "sources.list").write_text("deb [arch=amd64] http://old.example/debian bookworm main\n")
     assert apt_mirror(tmp_path) == "http://old.example/debian"
+
+
+def test_a_container_gets_torchruns_variables_on_the_hosts_network() -> None:
+    from modelyard.jobs.launch import Distributed
+    from modelyard.supervisor.config import SupervisorConfig, job_env
+
+    s = SupervisorConfig(**spec(env={"MASTER_PORT": "1"}, distributed=Distributed(
+        node_rank=1, nnodes=2, nproc_per_node=4, master_addr="10.0.0.5", master_port=29400)).model_dump())
+    inside = container_env(s, job_env(s, base={}), MOUNTS)
+    assert {k: inside[k] for k in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "NNODES",
+                                   "LOCAL_WORLD_SIZE", "MODELYARD_NODE_RANK")} == {
+        "MASTER_ADDR": "10.0.0.5", "MASTER_PORT": "29400", "WORLD_SIZE": "8", "NODE_RANK": "1", "NNODES": "2",
+        "LOCAL_WORLD_SIZE": "4", "MODELYARD_NODE_RANK": "1"}  # the platform's, over the job's own MASTER_PORT
+    argv = run_argv("podman", s, name="n", mounts=MOUNTS, env_names=list(inside))
+    assert pairs(argv, "--network") == ["host"]  # MASTER_ADDR is a host address: the rendezvous port is the host's

@@ -474,3 +474,44 @@ def test_the_form_offers_environments_and_puts_their_errors_beside_the_field(
     expect(page.locator(".runs-in pre.requirements")).to_contain_text("tinypkg==1.0")
     job_state(page).to_have_attribute("data-state", "succeeded")
     expect(page.locator("#log .ln", has_text="value 42")).to_have_count(1)
+
+
+def test_a_multi_node_jobs_log_tags_each_line_and_picks_one_node(page: Page, server: ServerProcess) -> None:
+    """Two node ranks' reports into one attempt placed by hand (no executor here runs two nodes)."""
+    import httpx
+
+    from modelyard.config import Settings
+    from modelyard.jobs import JobSpec, Resources
+    from modelyard.jobs.nodes import NodeSlice
+    from modelyard.store import Database
+    from modelyard.store import jobs as J
+    from modelyard.store import users as U
+
+    settings = Settings.from_env({"MODELYARD_HOME": str(server.home)})
+    db = Database(settings.database_url)
+    try:
+        with server.client() as c:
+            user = U.get_user_by_name(db, c.get("/me").json()["name"])
+        # more GPUs than the server has: its own scheduler never places it
+        job = J.create_job(db, user=user, spec=JobSpec(name="two-nodes", command=["true"], nodes=2,
+                                                       resources=Resources(gpus=8)), snapshot_key=None)
+        _, attempt = J.place(db, job.id, token="two-nodes-token", executor="by-hand",
+                             slices=[NodeSlice("node-a"), NodeSlice("node-b")])
+    finally:
+        db.dispose()
+    url = f"{server.url}/api/v1/attempts/{attempt.id}/report"
+    auth = {"Authorization": "Bearer two-nodes-token"}
+    for rank in (0, 1):
+        body = {"seq": 1, "rank": rank, "logs": [[1.0, "stdout", f"hello from {rank}"], [2.0, "stdout", f"bye {rank}"]],
+                "events": [{"type": "started", "t": 1.0},
+                           {"type": "exited", "t": 3.0, "exit_code": 0, "reason": "exit_zero"}], "final": True}
+        assert httpx.post(url, json=body, headers=auth).status_code == 200
+    page.goto(f"{server.url}/ui/jobs/{job.id}")
+    lines = page.locator("#log .ln")
+    expect(lines).to_have_count(4)
+    expect(lines.first).to_have_text("[node 0] hello from 0")
+    expect(page.locator("#log-node")).to_be_visible()
+    page.select_option("#log-node", "1")
+    expect(lines).to_have_count(2)
+    expect(lines.first).to_have_text("hello from 1")  # one node's lines: no tag needed
+    expect(lines.last).to_have_text("bye 1")

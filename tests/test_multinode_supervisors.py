@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from conftest import kill_tree, wait_for
+from serverproc import clean_env, cli
 from servers import ServerProcess
 from modelyard.config import Settings
 from modelyard.jobs import JobSpec, Resources
@@ -130,6 +131,14 @@ def test_both_ranks_log_into_one_attempt_and_it_succeeds(server: ServerProcess, 
         assert any(n == 1 and t.startswith("rank 1 of 2 on 127.0.0.1:") for n, t in every)
         only_1 = texts(c, job["id"], node=1)
         assert only_1 and {n for n, _ in only_1} == {1} and any(t.startswith("rank 1 of 2") for _, t in only_1)
+    env = clean_env(server.home, MODELYARD_URL=server.url, MODELYARD_TOKEN=server.token)
+    shown = cli(["logs", str(job["id"])], env)
+    assert shown.returncode == 0, shown.stderr
+    assert "[node 0] rank 0 of 2 on 127.0.0.1:" in shown.stdout and "[node 1] rank 1 of 2" in shown.stdout
+    one = cli(["logs", str(job["id"]), "--node", "1"], env)
+    assert one.stdout.startswith("rank 1 of 2") and "rank 0" not in one.stdout and "[node" not in one.stdout
+    followed = cli(["logs", "-f", str(job["id"]), "--node", "1"], env)
+    assert followed.returncode == 0 and followed.stdout == one.stdout
     store = ArtifactStore(ranks.settings.storage_url)
     base = f"jobs/{job['id']}/attempts/1"
     assert store.exists(f"{base}/log.txt") and store.exists(f"{base}/log-node1.txt")

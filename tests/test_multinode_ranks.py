@@ -290,3 +290,17 @@ def test_api_takes_rank_reports_and_serves_logs_by_node_to_their_owner_only(
     for path in (f"/api/v1/jobs/{job.id}/logs", f"/api/v1/jobs/{job.id}/logs/stream"):
         denied = client.get(path, params={"node": 1}, headers=as_bob)
         assert denied.status_code == 404 and "from 1" not in denied.text
+
+
+def test_a_ranks_contact_the_store_could_not_keep_still_counts(db: Database, alice: U.User, tmp_path: Path) -> None:
+    a = placed(db, alice, executor="spy", now=100.0)
+    spy = SpyExecutor()
+    sched = loop(db, tmp_path, spy, clock=100.0)
+    sched.contacts.touch((a.id, 1), 115.0)  # what the report route does before a write a full disk refuses
+    sched.contacts.touch(a.id, 115.0)
+    sched.reap_lost_ranks(120.0)
+    assert J.get_job(db, a.job_id).state is JobState.RUNNING
+    sched.contacts.keep_only([a.id])  # an active attempt's ranks are kept with it
+    assert sched.contacts.last((a.id, 1), 0.0) == 115.0
+    sched.contacts.keep_only([])
+    assert sched.contacts.last((a.id, 1), 0.0) == 0.0

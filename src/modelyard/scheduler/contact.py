@@ -6,7 +6,8 @@ plainly reached us. The report route records the contact here first, and the
 lost-attempt check takes the later of the two, so a supervisor that keeps
 reporting is never declared lost because the server could not store it.
 The map is lost with the server: after a restart the scheduler's own grace
-(``started_at``) covers the silence.
+(``started_at``) covers the silence. A multi-node attempt's node ranks past 0
+are keyed ``(attempt_id, rank)``: each has its own heartbeat.
 """
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ import threading
 import time
 from collections.abc import Iterable
 
+Key = int | tuple[int, int]  # an attempt (its rank 0), or one of its node ranks past 0
+
 
 class ContactTimes:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._at: dict[int, float] = {}
+        self._at: dict[Key, float] = {}
 
-    def touch(self, attempt_id: int, now: float | None = None) -> None:
+    def touch(self, attempt_id: Key, now: float | None = None) -> None:
         at = time.time() if now is None else now
         with self._lock:
             self._at[attempt_id] = max(at, self._at.get(attempt_id, 0.0))
 
-    def last(self, attempt_id: int, stored: float) -> float:
+    def last(self, attempt_id: Key, stored: float) -> float:
         """The later of ``stored`` (the row's heartbeat) and the last contact seen here."""
         with self._lock:
             return max(stored, self._at.get(attempt_id, 0.0))
@@ -34,4 +37,4 @@ class ContactTimes:
         """Forget ended attempts, so the map holds only the active ones."""
         keep = set(attempt_ids)
         with self._lock:
-            self._at = {k: v for k, v in self._at.items() if k in keep}
+            self._at = {k: v for k, v in self._at.items() if (k[0] if isinstance(k, tuple) else k) in keep}

@@ -115,7 +115,8 @@ class SchedulerLoop:
         timeout (store/ranks.py): the whole attempt is killed, then LOST (or retried, all ranks together)."""
         seen: set[int] = set()
         for r in store_ranks.live_ranks(self.db):
-            silent_for = now - max(r.last_heartbeat, self.started_at)
+            heard = self.contacts.last((r.attempt.id, r.rank), r.last_heartbeat)
+            silent_for = now - max(heard, self.started_at)
             if r.attempt.id in seen or silent_for <= self.heartbeat_timeout:
                 continue
             seen.add(r.attempt.id)

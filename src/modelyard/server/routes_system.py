@@ -133,8 +133,9 @@ async def report(attempt_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Req
 
 def _apply(p: Platform, attempt_id: int, token: str, batch: dict[str, Any]) -> reports.ReportResult:
     attempt = reports.authenticate_attempt(p.db, attempt_id, token)
-    if reports.report_rank(batch) == 0:  # rank 0's contact is the attempt's; another rank's is its own row's
-        p.scheduler.contacts.touch(attempt.id, p.scheduler.clock())  # before the write, which a full disk may refuse
+    rank = reports.report_rank(batch)  # rank 0's contact is the attempt's; another node rank's is its own
+    # before the write, which a full disk may refuse
+    p.scheduler.contacts.touch((attempt.id, rank) if rank else attempt.id, p.scheduler.clock())
     result = reports.apply_report(p.db, attempt, batch)
     if result.final_state is not None:
         p.job_ended(attempt.job_id, result.final_state)

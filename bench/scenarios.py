@@ -337,6 +337,9 @@ class _NullExecutor:
     def alive(self, attempt: Any) -> bool | None:
         return None
 
+    def recover(self, attempts: Any) -> list[Any]:
+        return []
+
 
 def scheduling(ctx: Context) -> dict[str, Any]:
     import orjson

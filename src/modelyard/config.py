@@ -33,6 +33,7 @@
 | MODELYARD_NODE_LABELS | unset; the local machine's labels for `--node-label`, e.g. "gpu=h100,zone=a" |
 | MODELYARD_EXECUTOR | local; ray: supervisors run on a Ray cluster (README "Running on a cluster") |
 | MODELYARD_RAY_ADDRESS | auto (the Ray cluster the server joins as a driver, with MODELYARD_EXECUTOR=ray) |
+| MODELYARD_SERVER_URL | the URL the server listens on (the URL supervisors report to: on a cluster, one every node reaches) |
 """
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ class Settings:
     node_labels: str | None = None  # MODELYARD_NODE_LABELS: the local node's labels
     executor: str = "local"  # "local" or "ray"
     ray_address: str = "auto"
+    server_url: str | None = None  # MODELYARD_SERVER_URL; None: the URL the server listens on
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -133,6 +135,7 @@ class Settings:
             node_labels=env.get("MODELYARD_NODE_LABELS") or None,
             executor=_executor(env.get("MODELYARD_EXECUTOR") or "local"),
             ray_address=env.get("MODELYARD_RAY_ADDRESS") or "auto",
+            server_url=_server_url(env.get("MODELYARD_SERVER_URL") or None),
         )
 
 
@@ -144,6 +147,12 @@ def _executor(name: str) -> str:
         raise ModelyardError(ErrorCode.INVALID, f"unknown executor {name!r} (use {' or '.join(EXECUTORS)})",
                              field="MODELYARD_EXECUTOR")
     return name
+
+
+def _server_url(url: str | None) -> str | None:
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ModelyardError(ErrorCode.INVALID, f"not an http(s) URL: {url!r}", field="MODELYARD_SERVER_URL")
+    return url.rstrip("/") if url else None
 
 
 def _dataset_limits(env: dict[str, str]) -> Limits:

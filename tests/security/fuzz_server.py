@@ -6,15 +6,27 @@ that could not start does (``start_failed``): the same path a broken executor ta
 """
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 
-from modelyard.executors.base import Launch
+from modelyard.executors.base import Found, Launch, Recovery
+from modelyard.executors.capacity import Capacity, detect_capacity
 from modelyard.server.app import serve
 from modelyard.store.records import Attempt
 
 
 class RefusingExecutor:
     name = "local"
+
+    def __init__(self, capacity: str | None = None) -> None:
+        self._capacity = detect_capacity(capacity)
+
+    def capacity(self) -> Capacity:
+        return self._capacity
+
+    def recover(self, attempts: Sequence[Attempt]) -> list[Recovery]:
+        return [Recovery(a, Found.LOST, "the fuzzing server runs no commands") for a in attempts]
 
     def start(self, launch: Launch) -> str:
         raise RuntimeError("the fuzzing server runs no commands")
@@ -30,4 +42,4 @@ class RefusingExecutor:
 
 
 if __name__ == "__main__":
-    serve(host="127.0.0.1", port=int(sys.argv[1]), executor=RefusingExecutor())
+    serve(host="127.0.0.1", port=int(sys.argv[1]), executor=RefusingExecutor(os.environ.get("MODELYARD_CAPACITY")))

@@ -38,7 +38,7 @@ def in_process(home: Path, database_url: str | None = None) -> Iterator[InProc]:
     if database_url:
         env["MODELYARD_DATABASE_URL"] = database_url
     settings = Settings.from_env(env)
-    platform = Platform(settings, server_url="http://127.0.0.1:1", executor=RefusingExecutor())
+    platform = Platform(settings, server_url="http://127.0.0.1:1", executor=RefusingExecutor(settings.capacity))
     admin = ensure_local_user(platform, home)
     client = TestClient(create_app(platform), raise_server_exceptions=False)
     try:

@@ -4,14 +4,21 @@ An executor starts a supervisor for an attempt (``start``), asks it to stop
 (``cancel``), kills it and its command outright where it can reach them
 (``kill``: before a lost attempt's retry is placed on the same GPUs), answers
 whether it still runs (``alive``: True, False, or None when it cannot tell), and
-says what the machines it runs on hold (``capacity``).
+says what the machines it runs on hold (``capacity``: the nodes as they are now). After a
+server restart, ``recover`` says for each unfinished attempt of this executor whether
+its supervisor is found again (reattach), never came up (requeue) or is gone (lost);
+``close`` lets go of what the executor holds (a zygote, a cluster connection), never
+of the supervisors, which outlive the server.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
+from enum import Enum
 from typing import Protocol
 
+from modelyard.executors.capacity import Capacity
 from modelyard.jobs.launch import LaunchSpec
 from modelyard.store.records import Attempt
 
@@ -51,3 +58,28 @@ class Executor(Protocol):
         ...
 
     def alive(self, attempt: Attempt) -> bool | None: ...
+
+    def capacity(self) -> Capacity:
+        """The nodes as they are now (cheap: the loop asks every pass)."""
+        ...
+
+    def recover(self, attempts: Sequence[Attempt]) -> list["Recovery"]:
+        """After a restart: what became of each unfinished attempt this executor started."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Found(str, Enum):
+    """What ``recover`` found of an attempt's supervisor."""
+
+    REATTACH = "reattach"  # it runs and reports on: nothing to do
+    REQUEUE = "requeue"  # it never started (no handle, or its supervisor never came up)
+    LOST = "lost"  # it is gone: the attempt ends LOST (retried if the job has retries left)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    attempt: Attempt
+    found: Found
+    message: str = ""

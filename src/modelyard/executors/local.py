@@ -31,14 +31,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psutil
 
-from modelyard.executors.base import Launch
+from modelyard.executors.base import Found, Launch, Recovery
+from modelyard.executors.capacity import Capacity, detect_capacity
 from modelyard.jobs.launch import JOB_PID_FILE, LaunchSpec
 from modelyard.store.records import Attempt
 
@@ -167,7 +168,10 @@ class Zygote:
 class LocalExecutor:
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, *, capacity: str | None = None, labels: str | None = None) -> None:
+        """``capacity``, ``labels``: MODELYARD_CAPACITY and MODELYARD_NODE_LABELS (detect_capacity)."""
+        # detected once: a machine's GPUs, cores and memory do not change under a running server
+        self._capacity = detect_capacity(capacity, labels=labels)
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # the fallback's, to reap them
         self._lock = threading.Lock()
         self._zygote: Zygote | None = None
@@ -233,6 +237,21 @@ class LocalExecutor:
             time.sleep(0.01)
         info = orjson.loads(path.read_bytes())
         return _handle(int(info["pid"]), run_dir / "supervisor.json", float(info["started"]))
+
+    def capacity(self) -> Capacity:
+        return self._capacity
+
+    def recover(self, attempts: Sequence[Attempt]) -> list[Recovery]:
+        """Each supervisor found again by the pid in its handle (checked against reuse, see ``_process``)."""
+        found = []
+        for attempt in attempts:
+            if not attempt.handle:
+                found.append(Recovery(attempt, Found.REQUEUE, "the server stopped before its supervisor was started"))
+            elif self._process(attempt) is not None:
+                found.append(Recovery(attempt, Found.REATTACH))
+            else:
+                found.append(Recovery(attempt, Found.LOST, "its supervisor process was gone when the server started"))
+        return found
 
     def close(self) -> None:
         """End the zygote (the supervisors it forked go on)."""

@@ -1,6 +1,10 @@
 """The scheduling loop: applies the policy, launches supervisors, notices lost ones.
 
-One ``tick`` (1) ends attempts whose supervisor (of any node rank) is gone or silent past the
+At start (``recover``) the executor says what became of each unfinished attempt
+it started before the server stopped: those found again report on, those that
+never started go back to the queue, the others end LOST. Each ``tick`` then
+refreshes ``capacity`` from the executor (nodes join and leave a cluster),
+(1) ends attempts whose supervisor (of any node rank) is gone or silent past the
 heartbeat timeout (LOST, retried if the job has retries left), killing the
 supervisor and its command first where the executor can reach them, so that
 two attempts of a job never run at once, then (2) asks
@@ -19,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from modelyard.executors.base import Executor
+from modelyard.executors.base import Executor, Found
 from modelyard.executors.capacity import Capacity
 from modelyard.jobs import JobState, TerminationReason
 from modelyard.jobs.nodes import NodeSlice
@@ -29,7 +33,7 @@ from modelyard.scheduler.launch import LaunchContext, build_launch
 from modelyard.store import jobs as store_jobs
 from modelyard.store import ranks as store_ranks
 from modelyard.store.db import Database
-from modelyard.store.records import Job
+from modelyard.store.records import Attempt, Job
 from modelyard.store.users import new_token
 
 log = logging.getLogger("modelyard.scheduler")
@@ -41,11 +45,14 @@ DEAD_PROCESS_GRACE = 3.0
 
 class SchedulerLoop:
     def __init__(
-        self, db: Database, executor: Executor, capacity: Capacity, ctx: LaunchContext, *,
+        self, db: Database, executor: Executor, capacity: Capacity | None, ctx: LaunchContext, *,
         heartbeat_timeout: float, on_final: Callable[[int, JobState], None] | None = None,
         interval: float = 1.0, clock: Callable[[], float] = time.time,
     ) -> None:
-        self.db, self.executor, self.capacity, self.ctx = db, executor, capacity, ctx
+        self.db, self.executor, self.ctx = db, executor, ctx
+        # a fixed capacity (tests, benchmarks) is kept; None: the executor's, refreshed every pass
+        self.fixed_capacity = capacity is not None
+        self.capacity = capacity if capacity is not None else executor.capacity()
         self.heartbeat_timeout = heartbeat_timeout
         self.on_final = on_final or (lambda job_id, state: None)
         self.interval = interval
@@ -60,6 +67,7 @@ class SchedulerLoop:
         self.queue = QueueView(db)
 
     def start(self) -> None:
+        self.recover()  # before any new placement, as ray's job manager recovers its running jobs
         self._thread = threading.Thread(target=self._run, name="modelyard-scheduler", daemon=True)
         self._thread.start()
 
@@ -84,9 +92,36 @@ class SchedulerLoop:
     def tick(self, now: float | None = None) -> None:
         with self._tick_lock:
             now = self.clock() if now is None else now
+            if not self.fixed_capacity:
+                self.capacity = self.executor.capacity()
             self.reap_lost(now)
             self.reap_lost_ranks(now)
             self.schedule(now)
+
+    def recover(self, now: float | None = None) -> None:
+        """What became of the attempts this executor started before the server (re)started."""
+        now = self.clock() if now is None else now
+        mine = [a for a in store_jobs.active_attempts(self.db) if a.executor == self.executor.name]
+        if not mine:
+            return
+        for r in self.executor.recover(mine):
+            if r.found is Found.REATTACH:
+                log.info("job %s attempt %s: its supervisor is found again", r.attempt.job_id, r.attempt.number)
+            elif r.found is Found.REQUEUE and store_jobs.requeue_unstarted(self.db, r.attempt, r.message, now=now):
+                log.warning("job %s attempt %s requeued: %s", r.attempt.job_id, r.attempt.number, r.message)
+                self.wake()
+            elif r.found is Found.LOST:
+                self._lose(r.attempt, r.message, now)
+
+    def _lose(self, attempt: Attempt, message: str, now: float) -> None:
+        # Killed before it is ended: ending may requeue the job, and its next attempt must
+        # not start on these GPUs, into the same outputs, while this one's command runs on.
+        if attempt.executor == self.executor.name and not self.executor.kill(attempt):
+            message += " (its command could not be reached to kill it)"
+        final = store_jobs.end_attempt(self.db, attempt, TerminationReason.SUPERVISOR_LOST, message=message, now=now)
+        log.warning("job %s attempt %s lost: %s", attempt.job_id, attempt.number, message)
+        if final is not None:
+            self.on_final(attempt.job_id, final)
 
     def reap_lost(self, now: float) -> None:
         active = store_jobs.active_attempts(self.db)
@@ -101,14 +136,7 @@ class SchedulerLoop:
                 message = f"its supervisor sent nothing for {silent_for:.0f}s"
             else:
                 continue
-            # Killed before it is ended: ending may requeue the job, and its next attempt must
-            # not start on these GPUs, into the same outputs, while this one's command runs on.
-            if attempt.executor == self.executor.name and not self.executor.kill(attempt):
-                message += " (its command could not be reached to kill it)"
-            final = store_jobs.end_attempt(self.db, attempt, TerminationReason.SUPERVISOR_LOST, message=message, now=now)
-            log.warning("job %s attempt %s lost: %s", attempt.job_id, attempt.number, message)
-            if final is not None:
-                self.on_final(attempt.job_id, final)
+            self._lose(attempt, message, now)
 
     def reap_lost_ranks(self, now: float) -> None:
         """End each multi-node attempt one of whose node ranks past 0 went silent past the heartbeat

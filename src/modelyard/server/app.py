@@ -218,7 +218,9 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, embedded: bool = False,
     public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     url = f"http://{public_host}:{bound_port}"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    platform = Platform(settings, server_url=url, server_file=server_file if embedded else None, executor=executor)
+    # supervisors on other nodes report to MODELYARD_SERVER_URL: 127.0.0.1 is each node's own
+    platform = Platform(settings, server_url=settings.server_url or url,
+                        server_file=server_file if embedded else None, executor=executor)
     ensure_local_user(platform, settings.home)
     app = create_app(platform)
     if embedded:

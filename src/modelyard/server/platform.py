@@ -18,8 +18,8 @@ from modelyard.datasets import Manifest, StoreIndex, parse_ref, remove_dataset
 from modelyard.datasets.manifest import version_prefix
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.executors.base import Executor
-from modelyard.executors.capacity import detect_capacity
-from modelyard.executors.local import LocalExecutor
+from modelyard.executors.capacity import Capacity
+from modelyard.executors.choose import executor_for
 from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.spec import MASK, check_secret_name, check_secret_value
 from modelyard.scheduler import policy
@@ -54,26 +54,30 @@ class Platform:
         self.storage = ArtifactStore(settings.storage_url)
         self.datasets = StoreIndex(self.storage)
         self.dataset_access = DatasetService(self.db, self.datasets, uploads=settings.home / "uploads")
-        self.executor = executor or LocalExecutor()
-        self.capacity = detect_capacity(settings.capacity, labels=settings.node_labels)
+        self.executor = executor or executor_for(settings)
         self.webhook_allow = parse_allow(settings.webhook_allow)
         self.webhooks = WebhookSender(allow=self.webhook_allow)
         self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none
         self.started_at = time.time()
         self.scheduler = SchedulerLoop(
-            self.db, self.executor, self.capacity,
+            self.db, self.executor, None,  # the executor's capacity, refreshed every pass
             LaunchContext(settings=settings, server_url=server_url, server_file=server_file,
                           db=self.db, secret_box=self.secret_box,
                           job_uid=self._job_uid if settings.job_uids else None),
             heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
         )
 
+    @property
+    def capacity(self) -> Capacity:
+        """The nodes as the scheduler last saw them (a cluster's follow nodes joining and leaving)."""
+        return self.scheduler.capacity
+
     def start(self) -> None:
         self.scheduler.start()
 
     def close(self) -> None:
         self.scheduler.stop()
-        getattr(self.executor, "close", lambda: None)()  # the supervisor zygote; supervisors go on
+        self.executor.close()  # the supervisor zygote, the cluster connection; supervisors go on
         self.webhooks.close()
         self.db.dispose()
 

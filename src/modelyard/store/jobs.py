@@ -397,6 +397,19 @@ def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: f
     return get_job(db, job.id)
 
 
+def requeue_unstarted(db: Database, attempt: Attempt, message: str, *, now: float | None = None) -> bool:
+    """An attempt whose supervisor never came up (found so after a server restart): the attempt
+    ends LOST, and its job, still STARTING, goes back to the queue without spending a retry.
+    False if either had moved on meanwhile (the supervisor reported after all)."""
+    now = time.time() if now is None else now
+    with db.write() as conn:
+        if not _attempt_transition(conn, attempt.id, JobState.STARTING, JobState.LOST,
+                                   reason=TerminationReason.SUPERVISOR_LOST.value, message=message, ended_at=now):
+            return False
+        return _transition(conn, attempt.job_id, JobState.STARTING, JobState.QUEUED, now=now,
+                           attempt_no=attempt.number, reason=f"requeued: {message}", queued_at=now)
+
+
 def unplace(db: Database, attempt: Attempt, message: str, *, now: float | None = None) -> None:
     """The executor could not launch the supervisor: the attempt fails (start_failed)."""
     end_attempt(db, attempt, TerminationReason.START_FAILED, message=message, now=now)

@@ -122,6 +122,9 @@ class LaunchSpec(_Frozen):
     sandbox: Sandbox = Field(default_factory=Sandbox)
     distributed: Distributed = Field(default_factory=Distributed)
     server_file: Path | None = None  # JSON {"url": ...}, re-read to find a restarted server
+    # the process the supervisor must not outlive (a Ray actor holding its resources): once it is
+    # gone the supervisor kills its command and ends the attempt as lost; None: it outlives its parent
+    parent_pid: int | None = Field(None, ge=1)
     data_dir: Path | None = None  # a materialised dataset -> MODELYARD_DATA_DIR
     dataset: str | None = None  # a pinned "name:version" to materialise into data_dir before the command
     dataset_cache: Path | None = None  # where: shared by every job on the machine (default: beside runs/)

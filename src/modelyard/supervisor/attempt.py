@@ -45,6 +45,7 @@ from modelyard.supervisor.sync import OutputSyncer
 from modelyard.supervisor.venv import VenvLease, acquire_for
 
 START_FAILED_EXIT = 127  # what a shell returns for a command it cannot run
+PARENT_POLL = 0.5  # seconds between looks at whether the supervisor's parent (parent_pid) is alive
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Attempt:
         self.stop_requested = threading.Event()
         self.gone = threading.Event()  # the server takes no more reports: the attempt is over there
         self._wake = threading.Event()
+        self._wake_parent = threading.Event()  # set when the attempt ends: the parent watch stops
         self.syncer: OutputSyncer | None = None
         self.container: Container | None = None  # set when the command runs in an image
         self.reporter = self._make_reporter()
@@ -112,6 +114,15 @@ class Attempt:
         self.gone.set()
         self._wake.set()
 
+    def _watch_parent(self, parent: int) -> None:
+        """Its Ray actor died (or its node): what holds its resources is gone, so must the command be.
+        Reparenting is how it shows; polled, as PR_SET_PDEATHSIG would fire for the forking thread."""
+        while os.getppid() == parent:
+            if self._wake_parent.wait(PARENT_POLL):
+                return
+        self._on_gone("the executor's process this supervisor belongs to is gone (its node lost?): "
+                      "the command is killed")
+
     def _server_disk_full(self) -> None:
         """The server could not store a batch: its disk is full. If that batch is the final one and
         the server shares our disk, the reserve's space is what lets it store it."""
@@ -125,6 +136,8 @@ class Attempt:
     def run(self) -> Outcome:
         if self.reporter is not None:
             self.reporter.start()
+        if self.config.parent_pid is not None:
+            threading.Thread(target=self._watch_parent, args=(self.config.parent_pid,), daemon=True).start()
         self.job: JobProcess | None = None
         self.venv: VenvLease | None = None
         try:
@@ -141,6 +154,7 @@ class Attempt:
                 self.container.remove()
             if self.venv is not None:
                 self.venv.release()  # the cache may evict it now
+            self._wake_parent.set()
         return self._finish(self.job, reason, message)
 
     def _run_command(self) -> tuple[TerminationReason, str]:

@@ -1,0 +1,137 @@
+"""The supervisor's holder on a Ray node: one detached actor per node rank of an attempt.
+
+The actor holds the attempt's resources on its node (Ray's accounting is what
+keeps two attempts off one GPU there) for exactly as long as its supervisor
+runs: it starts ``python -m modelyard.supervisor CONFIG`` in a session of its
+own, as the local executor does, and kills itself once the supervisor exits.
+The supervisor is told the actor's pid (``parent_pid``) and ends its command
+when the actor is gone, so nothing runs on a dead actor's node unaccounted.
+
+A node has its own disk: the run folder and the caches are rewritten from the
+server's home to this node's (``MODELYARD_HOME`` in the raylet's environment,
+else ``~/.modelyard``), and a node rank above 0 gets a folder of its own.
+This module is imported on the nodes; it imports ray, which they have.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from modelyard.config import Settings
+# the local executor's kill, run here on the node: the same process-group and container rules
+from modelyard.executors.local import _job_group, _kill_group, _remove_container, supervisor_env
+from modelyard.jobs.launch import LaunchSpec
+
+CONFIG = "supervisor.json"
+
+
+def node_home() -> Path:
+    """This node's modelyard home: where run folders and caches go here."""
+    return Settings.from_env().home
+
+
+def localise(spec: LaunchSpec, home: Path, *, gpus: list[int], parent_pid: int) -> LaunchSpec:
+    """``spec`` as it runs on this node: its folders under ``home``, the GPUs Ray assigned."""
+    server_home = spec.run_dir.parent.parent  # build_launch: <home>/runs/<job>-<attempt>
+    rank = spec.distributed.node_rank
+    name = spec.run_dir.name + (f"-rank{rank}" if rank else "")
+
+    def moved(path: Path | None) -> Path | None:
+        if path is None or not path.is_relative_to(server_home):
+            return path  # the operator's own choice of folder (MODELYARD_VENV_CACHE): the same on every node
+        return home / path.relative_to(server_home)
+
+    environment = spec.environment.model_copy(update={"venv_cache": moved(spec.environment.venv_cache)})
+    return spec.model_copy(update={
+        "run_dir": home / "runs" / name, "dataset_cache": moved(spec.dataset_cache), "environment": environment,
+        "gpus": gpus, "parent_pid": parent_pid,
+        "server_file": None,  # the server's own machine's file; a cluster's server has a stable URL
+    })
+
+
+def free_port() -> int:
+    """A port free on this node now, for a multi-node job's rendezvous (MASTER_PORT)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+class SupervisorActor:
+    """Created by RayExecutor with the attempt's resources; ``start`` runs the supervisor."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.run_dir: Path | None = None
+
+    def where(self) -> dict[str, Any]:
+        """This node: its id, its address (rank 0's is the rendezvous), a free port, the GPUs Ray gave."""
+        return {"node_id": ray.get_runtime_context().get_node_id(), "address": ray.util.get_node_ip_address(),
+                "port": free_port(), "gpus": [int(g) for g in ray.get_gpu_ids()], "pid": os.getpid()}
+
+    def start(self, spec_json: str, group: str | None = None) -> dict[str, Any]:
+        """Run the supervisor. ``group``: rank 0 is given its attempt's placement group, removed as
+        rank 0's supervisor ends (rank 0's final report ends the attempt): the other ranks' actors go with it."""
+        if self.proc is not None:  # a second call (a retried RPC) must not start a second supervisor
+            return self.pids()
+        gpus = [int(g) for g in ray.get_gpu_ids()]
+        spec = localise(LaunchSpec.model_validate_json(spec_json), node_home(), gpus=gpus, parent_pid=os.getpid())
+        spec.run_dir.mkdir(parents=True, exist_ok=True)
+        config = spec.run_dir / CONFIG
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(spec.model_dump_json().encode())
+        env = supervisor_env()
+        env.pop("CUDA_VISIBLE_DEVICES", None)  # Ray's, for this actor: the supervisor sets the job's from spec.gpus
+        log_fd = os.open(spec.run_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "modelyard.supervisor", str(config)], stdin=subprocess.DEVNULL,
+                stdout=out, stderr=subprocess.STDOUT, cwd=spec.run_dir, env=env, start_new_session=True,
+                close_fds=True)
+        self.run_dir = spec.run_dir
+        threading.Thread(target=self._exit_after, args=(self.proc, group), daemon=True).start()
+        return self.pids()
+
+    def _exit_after(self, proc: subprocess.Popen[bytes], group: str | None) -> None:
+        """The supervisor is done: so is this actor, and its resources go back to the cluster."""
+        proc.wait()
+        try:
+            if group is not None:
+                from ray.util.placement_group import remove_placement_group
+
+                remove_placement_group(ray.util.get_placement_group(group))
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+        except Exception:  # the GCS unreachable: exit all the same (Ray marks the actor dead)
+            os._exit(0)
+
+    def pids(self) -> dict[str, Any]:
+        """The supervisor's pid and run folder (None before ``start``)."""
+        return {"supervisor": self.proc.pid if self.proc else None,
+                "run_dir": str(self.run_dir) if self.run_dir else None, "actor": os.getpid()}
+
+    def terminate(self) -> None:
+        """Stop as a user asked: SIGTERM to the supervisor, which ends its command and reports."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> bool:
+        """SIGKILL the supervisor and its command's process group (and container), and wait until gone."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+        if self.run_dir is not None:
+            group = _job_group(self.run_dir)
+            if group is not None:
+                _kill_group(group)
+            _remove_container(self.run_dir)
+        return True
+

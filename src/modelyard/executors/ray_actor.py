@@ -70,6 +70,9 @@ class SupervisorActor:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.run_dir: Path | None = None
+        # set by kill(): the driver ray.kills this actor once kill() answered, so the actor must not
+        # kill itself first as the supervisor dies (the answer would be lost, kill() seen as failed)
+        self.killing = False
 
     def where(self) -> dict[str, Any]:
         """This node: its id, its address (rank 0's is the rendezvous), a free port, the GPUs Ray gave."""
@@ -103,6 +106,8 @@ class SupervisorActor:
     def _exit_after(self, proc: subprocess.Popen[bytes], group: str | None) -> None:
         """The supervisor is done: so is this actor, and its resources go back to the cluster."""
         proc.wait()
+        if self.killing:
+            return
         try:
             if group is not None:
                 from ray.util.placement_group import remove_placement_group
@@ -123,15 +128,16 @@ class SupervisorActor:
             self.proc.send_signal(signal.SIGTERM)
 
     def kill(self) -> bool:
-        """SIGKILL the supervisor and its command's process group (and container), and wait until gone."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
+        """SIGKILL the command's process group (and container) and the supervisor, and wait until gone."""
+        self.killing = True
         if self.run_dir is not None:
             group = _job_group(self.run_dir)
             if group is not None:
                 _kill_group(group)
             _remove_container(self.run_dir)
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
         return True
 

@@ -181,7 +181,7 @@ class SchedulerLoop:
             if final is not None:
                 self.on_final(job_id, final)
             return
-        store_jobs.set_handle(self.db, attempt.id, handle)
+        store_jobs.set_handle(self.db, attempt.id, handle, now=self.clock())  # after start(), which takes a while
 
 
 class QueueView:

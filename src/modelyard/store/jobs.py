@@ -284,9 +284,14 @@ def place(
     return get_job(db, job_id), attempt
 
 
-def set_handle(db: Database, attempt_id: int, handle: str) -> None:
+def set_handle(db: Database, attempt_id: int, handle: str, *, now: float | None = None) -> None:
+    """The supervisor was started (``handle`` finds it): its silence counts from now, not from the
+    placement, since starting it can take seconds (a Ray actor's worker is a fresh interpreter)."""
+    now = time.time() if now is None else now
     with db.write() as conn:
-        conn.execute(attempts.update().where(attempts.c.id == attempt_id).values(handle=handle))
+        conn.execute(attempts.update().where(attempts.c.id == attempt_id)
+                     .values(handle=handle, last_heartbeat=sa.func.greatest(attempts.c.last_heartbeat, now)
+                             if not db.is_sqlite else sa.func.max(attempts.c.last_heartbeat, now)))
 
 
 def mark_running(conn: sa.Connection, attempt: Attempt, *, now: float) -> bool:

@@ -19,6 +19,7 @@ and its Ray labels (``ray start --labels``; Ray's own ``ray.io/`` ones left out)
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,6 +31,7 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Found, Launch, Recovery
 from modelyard.executors.capacity import Capacity, GpuInfo, Node
 from modelyard.jobs.launch import LaunchSpec
+from modelyard.jobs.nodes import LOCAL_NODE
 from modelyard.jobs.spec import Resources
 from modelyard.store.records import Attempt
 
@@ -39,6 +41,7 @@ NAMESPACE = "modelyard"
 ADDRESS_FIELD = "MODELYARD_RAY_ADDRESS"
 CAPACITY_TTL = 1.0  # seconds a read of the cluster's nodes is reused (the loop asks every pass)
 START_TIMEOUT = 60.0  # for the actors to be placed and their workers up (a worker is a fresh interpreter)
+CONNECT_TIMEOUT = 5.0  # for the head's GCS port to accept a connection
 CALL_TIMEOUT = 15.0  # for a call to a running actor (kill waits for the processes to be gone)
 # Resources Ray keeps for itself: anything else a node declares is a label
 _BUILTIN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
@@ -67,6 +70,18 @@ def node_from_ray(info: Mapping[str, Any]) -> Node:
     )
 
 
+def _check_reachable(address: str) -> None:
+    """A GCS address that does not answer fails now: ray.init would retry it for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as e:
+        raise ModelyardError(ErrorCode.UNAVAILABLE, f"cannot reach the Ray cluster at {ADDRESS_FIELD}={address}: "
+                             f"{e.strerror or e}", field=ADDRESS_FIELD) from None
+
+
 def _amount(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
@@ -82,6 +97,7 @@ class RayExecutor:
                                  field="MODELYARD_EXECUTOR") from None
         self.ray = ray
         self.address = settings.ray_address
+        _check_reachable(self.address)
         try:
             # log_to_driver off: the actors' output is the supervisors', which reach the server as reports
             ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=False, ignore_reinit_error=True,
@@ -130,8 +146,10 @@ class RayExecutor:
 
         if group is not None:
             strategy: Any = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)
-        else:
+        elif spec.distributed.node_id != LOCAL_NODE:
             strategy = NodeAffinitySchedulingStrategy(spec.distributed.node_id, soft=False)
+        else:  # no node named (a launch built without a node-aware placement): wherever Ray finds room
+            strategy = "DEFAULT"
         options: dict[str, Any] = {
             "name": name, "namespace": NAMESPACE, "lifetime": "detached", "max_restarts": 0,
             "num_cpus": spec.sandbox.cpus, "num_gpus": len(spec.gpus), "scheduling_strategy": strategy,

@@ -20,7 +20,7 @@ import orjson
 import psutil
 
 import modelyard
-from bench import containers
+from bench import containers, raycluster
 from bench import scenarios as sc
 from bench import venvs
 from bench.ours import Server
@@ -29,7 +29,8 @@ from bench.peers import PINS, PeerAgent
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 NAMES = ["submit_to_running", "submit_to_running_venv", "throughput_50_jobs", "ingest_sqlite", "read_1m_downsampled",
          "read_100k_series", "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "schedule_nodes",
-         "digits_demo", "memory", "submit_to_first_line_image", "training_image"]
+         "digits_demo", "memory", "submit_to_first_line_image", "training_image",
+         "ray_submit_to_running"]
 
 
 def machine() -> dict[str, Any]:
@@ -101,6 +102,7 @@ class Run:
             with Server() as server:
                 self.do("submit_to_first_line_image", lambda: containers.submit_to_first_line(ctx, server, image))
                 self.do("training_image", lambda: containers.training(ctx, server, image))
+        self.do("ray_submit_to_running", lambda: raycluster.ray_submit_to_running(ctx))  # a Ray head of its own
         if self.wanted("digits_demo"):  # last: minutes of training, and no peer
             with Server() as server:
                 self.do("digits_demo", lambda: sc.demo(ctx, server))

@@ -4,7 +4,7 @@ It imports only MLflow, Ray and the standard library. It reads one JSON request
 per line on stdin and answers one JSON line on stdout, so servers and clients
 stay up across repetitions and their imports are not timed. Requests:
 
-    {"op": "ray_start"} / {"op": "ray_stop"}
+    {"op": "ray_start"} -> {"url": dashboard, "address": GCS} / {"op": "ray_stop"}
     {"op": "ray_submit_latency", "n": 20}     -> {"samples": [seconds, ...]}
     {"op": "ray_throughput", "n": 50}         -> {"value": jobs per second}
     {"op": "mlflow_start", "backend": URI}    -> {"url": ..., "started_in": seconds}
@@ -70,11 +70,11 @@ class Agent:
     def ray_start(self) -> dict:
         """A head of our own: ``ray start --block`` in its own session and temp dir, so that stopping it
         ends only what it started (``ray stop`` would end every Ray on the machine, other people's too)."""
-        port = free_port()
+        port, gcs_port = free_port(), free_port()
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
         temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray wants a short path for its sockets
         self.ray_proc = subprocess.Popen(
-            [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(free_port()),
+            [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(gcs_port),
              "--dashboard-port", str(port), "--include-dashboard", "true", "--temp-dir", str(temp),
              "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"],
             env=env, stdout=open(self.tmp / "ray.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -91,7 +91,7 @@ class Agent:
                 if "try again" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)
-        return {"url": url}
+        return {"url": url, "address": f"127.0.0.1:{gcs_port}"}  # the GCS, for nodes to join (bench/raycluster.py)
 
     def ray_stop(self) -> dict:
         proc = getattr(self, "ray_proc", None)

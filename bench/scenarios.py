@@ -60,10 +60,11 @@ class Context:
         self.sizes = sizes
         self.peers = peers
         self._ray_up = False
+        self.ray_head: dict[str, str] = {}  # the peers' Ray head while up: {"url": dashboard, "address": GCS}
 
     def ray(self) -> PeerAgent | None:
         if self.peers is not None and not self._ray_up:
-            self.peers.call("ray_start")
+            self.ray_head = self.peers.call("ray_start")
             self._ray_up = True
         return self.peers
 

@@ -1,0 +1,87 @@
+"""``ray_submit_to_running``: submit -> running on the Ray executor, against Ray Jobs on the same cluster.
+
+The peers' Ray head (bench/peer_agent.py: ``ray[default]``, with the dashboard
+and job agent Ray Jobs needs) takes Ray Jobs' submissions; a second node joins
+it from this interpreter's Ray, which has modelyard (an actor's worker is the
+raylet's Python), with the custom resource ``modelyard: 1``, and our server
+(``MODELYARD_EXECUTOR=ray``) places its jobs there with ``--node-label
+modelyard=1``. One cluster, two raylets, both sides' jobs ``true`` with no CPU.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.harness import Side, alternate
+from bench.ours import STARTED, TERMINAL, Server
+
+
+@contextmanager
+def ray_node(address: str) -> Iterator[None]:
+    """This interpreter's raylet joined to ``address``, in its own session (stopping it ends only it)."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-node-", dir="/tmp"))
+    log = open(temp / "node.log", "ab")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--address", address, "--block", "--num-cpus", "2",
+         "--resources", '{"modelyard": 1}', "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"],
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # --block: ray start then stops the processes it started
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
+    from bench.scenarios import _peer_ratio_ok, row
+
+    if ctx.peers is None:
+        raise RuntimeError("ray_submit_to_running compares with Ray Jobs: run it without --no-peers")
+    n = ctx.sizes.submit_jobs
+    ctx.ray()
+    with ray_node(ctx.ray_head["address"]), \
+            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": ctx.ray_head["address"]}) as server:
+        def submit() -> int:
+            assert server.client is not None
+            spec = {"command": ["true"], "resources": {"cpus": 0}, "node_labels": {"modelyard": "1"}}
+            return int(server.client.submit_job(spec)["id"])
+
+        def ours() -> list[float]:
+            out = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                job_id = submit()
+                server.wait_state(job_id, STARTED)
+                out.append(time.perf_counter() - t0)
+                server.wait_state(job_id, TERMINAL, interval=0.02)
+            return out
+
+        # warm-up, as the peer got one; the node may join after the server is up: retried until placed
+        deadline = time.monotonic() + 120
+        while server.wait_state(submit(), TERMINAL)["state"] != "succeeded":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no job succeeds on the Ray executor (log: {server.home})")
+            time.sleep(1.0)
+        mine = Side("modelyard (ray executor)", ours)
+        peers = [Side("ray jobs", lambda: ctx.peers.call("ray_submit_latency", n=n)["samples"])]
+        alternate([mine, *peers], ctx.sizes.repeat)
+    ctx.ray_done()
+    return row("ray_submit_to_running", "s", ">= 10x faster than Ray Jobs on the same cluster", mine, peers,
+               higher_is_better=False, met=lambda s, p: _peer_ratio_ok(p, 10),
+               notes=f"{n} trivial jobs (`true`, no CPU) one after another per repetition on a two-raylet cluster "
+                     "(2 CPUs each); time from the submit call until the job first shows running or later, polled "
+                     "every 5 ms. Each side starts a Ray actor per job (ours: the supervisor's; Ray Jobs': its "
+                     "JobSupervisor), each a fresh worker process")

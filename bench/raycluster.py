@@ -6,6 +6,7 @@ it from this interpreter's Ray, which has modelyard (an actor's worker is the
 raylet's Python), with the custom resource ``modelyard: 1``, and our server
 (``MODELYARD_EXECUTOR=ray``) places its jobs there with ``--node-label
 modelyard=1``. One cluster, two raylets, both sides' jobs ``true`` with no CPU.
+With ``--no-peers`` the cluster is one head of this interpreter's Ray, ours alone.
 """
 from __future__ import annotations
 
@@ -21,21 +22,24 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Side, alternate
-from bench.ours import STARTED, TERMINAL, Server
+from bench.ours import STARTED, TERMINAL, Server, free_port
 
 
 @contextmanager
-def ray_node(address: str) -> Iterator[None]:
-    """This interpreter's raylet joined to ``address``, in its own session (stopping it ends only it)."""
-    temp = Path(tempfile.mkdtemp(prefix="ray-node-", dir="/tmp"))
+def ray_node(address: str | None) -> Iterator[str]:
+    """This interpreter's raylet, joined to ``address`` (None: a head of its own), in its own session
+    (stopping it ends only it); yields the cluster's address."""
+    temp = Path(tempfile.mkdtemp(prefix="ray-node-", dir="/tmp"))  # Ray wants a short path for its sockets
     log = open(temp / "node.log", "ab")
+    where = ["--address", address] if address else [
+        "--head", "--port", str(port := free_port()), "--include-dashboard", "false", "--temp-dir", str(temp)]
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ray"), "start", "--address", address, "--block", "--num-cpus", "2",
+        [str(Path(sys.executable).parent / "ray"), "start", *where, "--block", "--num-cpus", "2",
          "--resources", '{"modelyard": 1}', "--object-store-memory", str(200 * 2**20), "--disable-usage-stats"],
         env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        yield
+        yield address or f"127.0.0.1:{port}"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # --block: ray start then stops the processes it started
         try:
@@ -48,12 +52,10 @@ def ray_node(address: str) -> Iterator[None]:
 def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
     from bench.scenarios import _peer_ratio_ok, row
 
-    if ctx.peers is None:
-        raise RuntimeError("ray_submit_to_running compares with Ray Jobs: run it without --no-peers")
     n = ctx.sizes.submit_jobs
-    ctx.ray()
-    with ray_node(ctx.ray_head["address"]), \
-            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": ctx.ray_head["address"]}) as server:
+    head = ctx.ray_head["address"] if ctx.ray() is not None else None
+    with ray_node(head) as address, \
+            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": address}) as server:
         def submit() -> int:
             assert server.client is not None
             spec = {"command": ["true"], "resources": {"cpus": 0}, "node_labels": {"modelyard": "1"}}
@@ -76,9 +78,10 @@ def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
                 raise RuntimeError(f"no job succeeds on the Ray executor (log: {server.home})")
             time.sleep(1.0)
         mine = Side("modelyard (ray executor)", ours)
-        peers = [Side("ray jobs", lambda: ctx.peers.call("ray_submit_latency", n=n)["samples"])]
+        peers = [Side("ray jobs", lambda: ctx.peers.call("ray_submit_latency", n=n)["samples"])] if ctx.peers else []
         alternate([mine, *peers], ctx.sizes.repeat)
-    ctx.ray_done()
+    if ctx.peers is not None:
+        ctx.ray_done()
     return row("ray_submit_to_running", "s", ">= 10x faster than Ray Jobs on the same cluster", mine, peers,
                higher_is_better=False, met=lambda s, p: _peer_ratio_ok(p, 10),
                notes=f"{n} trivial jobs (`true`, no CPU) one after another per repetition on a two-raylet cluster "

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Side, alternate
+from bench.harness import Side, alternate, wait_until
 from bench.ours import STARTED, TERMINAL, Server, free_port
 
 
@@ -71,12 +71,12 @@ def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
                 server.wait_state(job_id, TERMINAL, interval=0.02)
             return out
 
-        # warm-up, as the peer got one; the node may join after the server is up: retried until placed
-        deadline = time.monotonic() + 120
-        while server.wait_state(submit(), TERMINAL)["state"] != "succeeded":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no job succeeds on the Ray executor (log: {server.home})")
-            time.sleep(1.0)
+        def joined() -> bool:  # the node may join after the server is up
+            nodes = server.http.get("/capacity").json().get("nodes") or []
+            return any(n["labels"].get("modelyard") == "1" for n in nodes)
+
+        wait_until(joined, timeout=120, interval=0.2, what="the modelyard node in /capacity")
+        server.wait_state(submit(), TERMINAL)  # warm-up, as the peer got one
         mine = Side("modelyard (ray executor)", ours)
         peers = [Side("ray jobs", lambda: ctx.peers.call("ray_submit_latency", n=n)["samples"])] if ctx.peers else []
         alternate([mine, *peers], ctx.sizes.repeat)

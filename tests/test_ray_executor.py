@@ -163,6 +163,21 @@ def test_gpu_jobs_run_on_the_gpu_node_with_rays_gpus_and_outputs_in_s3(
         assert f"yard/jobs/{job['id']}/attempts/1/log.txt" in keys
 
 
+def test_a_two_node_job_reserves_both_nodes_together_and_meets_at_rank_0(
+        server: Server, cluster: RayCluster, database: str) -> None:
+    code = ("import os; print('rank', os.environ['NODE_RANK'], os.environ['MASTER_ADDR'], os.environ['MASTER_PORT'],"
+            " os.environ['WORLD_SIZE'], flush=True)")
+    with server.client() as c:
+        job = submit(c, [PY, "-c", code], resources={"cpus": 0.5}, nodes=2)
+        wait_state(c, job["id"], "succeeded", timeout=90)
+        (nodes,) = slices(database, job["id"])
+        assert len(set(nodes)) == 2  # one placement group, STRICT_SPREAD: two distinct nodes
+        rank0 = next(line["text"] for line in all_logs(c, job["id"]) if line["text"].startswith("rank 0"))
+        _, _, addr, port, world = rank0.split()
+        assert addr == next(n["address"] for n in c.get("/capacity").json()["nodes"] if n["id"] == nodes[0])
+        assert 0 < int(port) < 65536 and world == "2"
+
+
 def test_capacity_follows_nodes_joining_and_leaving(server: Server, cluster: RayCluster) -> None:
     def nodes(c: httpx.Client) -> list[dict]:
         return c.get("/capacity").json()["nodes"]

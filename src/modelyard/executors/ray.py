@@ -134,7 +134,7 @@ class RayExecutor:
             where = self.ray.get([a.where.remote() for a in actors], timeout=START_TIMEOUT)
             specs = _with_rendezvous(specs, where[0]) if len(specs) > 1 else specs
             group_name = _group_name(specs[0]) if group is not None else None
-            self.ray.get([a.start.remote(s.model_dump_json(), group_name if i == 0 else None)
+            self.ray.get([a.start.remote(s.model_dump_json(), *((group_name, names[1:]) if i == 0 else ()))
                           for i, (a, s) in enumerate(zip(actors, specs))], timeout=START_TIMEOUT)
         except Exception:
             self._end(actors, group)

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,8 @@ from modelyard.executors.local import _job_group, _kill_group, _remove_container
 from modelyard.jobs.launch import LaunchSpec
 
 CONFIG = "supervisor.json"
+NAMESPACE = "modelyard"  # executors/ray.py's: where the attempt's actors are named
+GROUP_WAIT = 60.0  # seconds rank 0's actor waits for the other ranks' to end before removing the group
 
 
 def node_home() -> Path:
@@ -79,9 +82,10 @@ class SupervisorActor:
         return {"node_id": ray.get_runtime_context().get_node_id(), "address": ray.util.get_node_ip_address(),
                 "port": free_port(), "gpus": [int(g) for g in ray.get_gpu_ids()], "pid": os.getpid()}
 
-    def start(self, spec_json: str, group: str | None = None) -> dict[str, Any]:
-        """Run the supervisor. ``group``: rank 0 is given its attempt's placement group, removed as
-        rank 0's supervisor ends (rank 0's final report ends the attempt): the other ranks' actors go with it."""
+    def start(self, spec_json: str, group: str | None = None, others: list[str] | None = None) -> dict[str, Any]:
+        """Run the supervisor. ``group``, ``others``: rank 0 is given its attempt's placement group and the
+        other ranks' actor names; the group is removed once rank 0's supervisor has ended and the others'
+        actors have too (or ``GROUP_WAIT`` later: the others' actors go with the group)."""
         if self.proc is not None:  # a second call (a retried RPC) must not start a second supervisor
             return self.pids()
         gpus = [int(g) for g in ray.get_gpu_ids()]
@@ -100,10 +104,10 @@ class SupervisorActor:
                 stdout=out, stderr=subprocess.STDOUT, cwd=spec.run_dir, env=env, start_new_session=True,
                 close_fds=True)
         self.run_dir = spec.run_dir
-        threading.Thread(target=self._exit_after, args=(self.proc, group), daemon=True).start()
+        threading.Thread(target=self._exit_after, args=(self.proc, group, others or []), daemon=True).start()
         return self.pids()
 
-    def _exit_after(self, proc: subprocess.Popen[bytes], group: str | None) -> None:
+    def _exit_after(self, proc: subprocess.Popen[bytes], group: str | None, others: list[str]) -> None:
         """The supervisor is done: so is this actor, and its resources go back to the cluster."""
         proc.wait()
         if self.killing:
@@ -111,6 +115,8 @@ class SupervisorActor:
         try:
             if group is not None:
                 from ray.util.placement_group import remove_placement_group
+
+                _wait_gone(others, GROUP_WAIT)
 
                 remove_placement_group(ray.util.get_placement_group(group))
             ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
@@ -141,3 +147,15 @@ class SupervisorActor:
             self.proc.wait()
         return True
 
+
+
+def _wait_gone(names: list[str], timeout: float) -> None:
+    """Until no actor of ``names`` is alive, or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:  # gone
+                break
+            time.sleep(0.5)

@@ -249,6 +249,15 @@ def test_build_launch_gives_each_rank_its_spec(db: Database, alice: U.User, tmp_
 class NoExecutor(SpyExecutor):
     name = "local"
 
+    def capacity(self) -> Capacity:
+        return Capacity.one(Resources(gpus=0, cpus=4, memory=8 * 2**30))
+
+    def recover(self, attempts: object) -> list[object]:
+        return []
+
+    def close(self) -> None:
+        return None
+
 
 @pytest.fixture
 def api(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, Platform, str]]:

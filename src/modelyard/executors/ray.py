@@ -116,7 +116,13 @@ class RayExecutor:
     def capacity(self) -> Capacity:
         now = time.monotonic()
         if self._capacity is None or now - self._read_at > CAPACITY_TTL:
-            nodes = [node_from_ray(n) for n in self.ray.nodes() if n.get("Alive")]
+            try:
+                nodes = [node_from_ray(n) for n in self.ray.nodes() if n.get("Alive")]
+            except Exception as e:  # the GCS unreachable for now: the nodes as last seen, until it answers
+                if self._capacity is None:
+                    raise
+                log.warning("cannot read the cluster's nodes: %s", e)
+                return self._capacity
             self._capacity = Capacity(tuple(sorted(nodes, key=lambda n: n.id)))
             self._read_at = now
         return self._capacity
@@ -189,7 +195,11 @@ class RayExecutor:
     def alive(self, attempt: Attempt) -> bool | None:
         if not attempt.handle:
             return None  # placed, not launched yet
-        return all(a is not None for a in self._actors(attempt))
+        try:
+            return all(a is not None for a in self._actors(attempt))
+        except Exception as e:  # the GCS unreachable: cannot tell (the heartbeat timeout still holds)
+            log.warning("job %s attempt %s: cannot look up its actors: %s", attempt.job_id, attempt.number, e)
+            return None
 
     def cancel(self, attempt: Attempt) -> None:
         for actor in self._actors(attempt):

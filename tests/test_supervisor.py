@@ -393,6 +393,39 @@ def test_sigterm_to_supervisor_stops_the_job(tmp_path: Path, receiver: Receiver)
     assert all(dead(int(p)) for p in pids_file.read_text().split())
 
 
+# a parent (a Ray actor's stand-in) that starts the supervisor, says its pid, and waits to be killed
+HOLDER = """
+import json, subprocess, sys, time
+cfg = json.loads(open(sys.argv[1]).read())
+cfg["parent_pid"] = __import__("os").getpid()
+open(sys.argv[1], "w").write(json.dumps(cfg))
+with open(sys.argv[2], "wb") as err:
+    sup = subprocess.Popen([sys.executable, "-m", "modelyard.supervisor", sys.argv[1]], stderr=err,
+                           start_new_session=True)
+print(sup.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_supervisor_whose_parent_dies_kills_its_command_and_exits(tmp_path: Path, receiver: Receiver) -> None:
+    pids_file = tmp_path / "pids"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config(tmp_path, job(tmp_path, STUBBORN.format(pids=str(pids_file))), receiver.url)))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(tmp_path / "supervisor.err")],
+                              stdout=subprocess.PIPE, start_new_session=True)
+    _LAUNCHED.append(holder)
+    assert holder.stdout is not None
+    supervisor = int(holder.stdout.readline())
+    wait_for(lambda: "ready" in receiver.texts(), timeout=15, what="the job to start")
+    holder.kill()  # its actor, or its node, is gone
+    holder.wait()
+    command = [int(p) for p in pids_file.read_text().split()]
+    wait_for(lambda: dead(supervisor) and all(dead(p) for p in command), timeout=15,
+             what="the supervisor and its command (even one ignoring SIGTERM) to end")
+    assert receiver.exited() is None  # no final report: the server ends the attempt as lost
+    assert "is gone" in (tmp_path / "run" / "log.txt").read_text()  # kept: the attempt was not delivered
+
+
 def test_stop_reply_stops_the_job(tmp_path: Path, receiver: Receiver) -> None:
     argv = job(tmp_path, "import time; print('working', flush=True); time.sleep(600)")
     sup = launch(tmp_path, argv, receiver.url, stop_grace=2)

@@ -49,8 +49,10 @@ class RayCluster:
         self.cluster.remove_node(node, allow_graceful=False)
 
 
-def _raylets() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"}
+def _raylets(session_dir: str) -> set[int]:
+    """This cluster's raylets (their sockets are in its session folder): not another cluster's on the machine."""
+    return {p.pid for p in psutil.process_iter(["name", "cmdline"])
+            if p.info["name"] == "raylet" and any(session_dir in a for a in p.info["cmdline"] or ())}
 
 
 @contextmanager
@@ -59,8 +61,8 @@ def ray_cluster(env: Mapping[str, str]) -> Iterator[RayCluster]:
 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    before = _raylets()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": HEAD_CPUS, "_system_config": SYSTEM_CONFIG})
+    session_dir = cluster.head_node.get_session_dir_path()
     try:
         gpu = cluster.add_node(**GPU_NODE)
         cluster.wait_for_nodes()
@@ -72,4 +74,4 @@ def ray_cluster(env: Mapping[str, str]) -> Iterator[RayCluster]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        wait_for(lambda: _raylets() <= before, 30, what="the cluster's raylets to be gone")
+        wait_for(lambda: not _raylets(session_dir), 30, what="the cluster's raylets to be gone")

@@ -107,8 +107,10 @@ def test_the_environment_has_nothing_of_the_servers(tmp_path: Path, monkeypatch:
     # the secret reached it (the supervisor masks its value in what the job prints)
     assert env["MINE"] == "1" and env["API_KEY"] == "***" and env["LANG"] == "C.UTF-8"
     assert env["PATH"] and env["HOME"] == os.environ["HOME"]  # one person's server: their own HOME
+    # ours, and the node rank every command gets (README "Multi-node jobs")
     assert {k for k in env if k.startswith("MODELYARD_")} == {"MODELYARD_JOB_ID", "MODELYARD_ATTEMPT",
-                                                             "MODELYARD_OUTPUT_DIR"}
+                                                             "MODELYARD_OUTPUT_DIR", "MODELYARD_NODE_RANK",
+                                                             "MODELYARD_NNODES"}
 
 
 def _group_alive(pgid: int) -> bool:

@@ -87,6 +87,13 @@ def stop(server: ServerProcess, job_id: int) -> None:
         assert r.status_code == 200, r.text
 
 
+def goto_ready(page: Page, url: str) -> None:
+    """Open ``url`` and wait until its page module has bound its buttons and forms (app.js sets
+    html[data-ready]); a click before then would go to no handler."""
+    page.goto(url)
+    expect(page.locator("html")).to_have_attribute("data-ready", "true")
+
+
 def confirm_dialogs(page: Page) -> list[bool]:
     """Answer each confirm() with the next answer the test appends (accept or dismiss)."""
     answers: list[bool] = []
@@ -113,7 +120,7 @@ def test_a_bad_token_is_refused_at_sign_in(browser: Browser, server: ServerProce
 
 
 def test_form_errors_show_beside_their_field(page: Page, server: ServerProcess) -> None:
-    page.goto(f"{server.url}/ui/new")
+    goto_ready(page, f"{server.url}/ui/new")
     page.fill("#f-max_runtime", "soon")
     page.click("button[type=submit]")  # checked in the browser: nothing is sent
     expect(page.locator('[data-error-for="command"]')).to_have_text("the command is empty")
@@ -129,7 +136,7 @@ def test_form_errors_show_beside_their_field(page: Page, server: ServerProcess) 
 
 
 def test_a_job_from_the_form_goes_live_in_the_table_and_its_chart_grows(page: Page, server: ServerProcess) -> None:
-    page.goto(f"{server.url}/ui/new")
+    goto_ready(page, f"{server.url}/ui/new")
     page.fill("#f-name", "curve")
     page.fill("#f-command", CURVE)
     page.fill("#f-env", "SEED=1")
@@ -367,7 +374,7 @@ def test_an_output_downloads_with_its_bytes(page: Page, server: ServerProcess, w
 
 def test_clone_with_resume_starts_a_new_job_from_the_sources_outputs(page: Page, server: ServerProcess,
                                                                        writer_job: dict) -> None:
-    page.goto(f"{server.url}/ui/jobs/{writer_job['id']}")
+    goto_ready(page, f"{server.url}/ui/jobs/{writer_job['id']}")
     expect(page.locator("#clone-resume")).to_be_checked()  # an ended job: resuming is the usual wish
     answers = confirm_dialogs(page)
     answers.append(True)
@@ -456,7 +463,7 @@ def test_the_form_offers_environments_and_puts_their_errors_beside_the_field(
     with server.client() as c:
         made = c.post("/environments", json={"name": "tiny-env", "requirements": req, "description": "one wheel"})
         assert made.status_code == 201, made.text
-    page.goto(f"{server.url}/ui/new")
+    goto_ready(page, f"{server.url}/ui/new")
     page.fill("#f-command", "python -c 'import tinypkg; print(\"value\", tinypkg.VALUE)'")
     page.select_option("#f-environment", "tiny-env")
     page.fill("#f-image", "localhost/train:1")

@@ -22,6 +22,8 @@ async function main() {
   }
   const page = PAGES[document.body.dataset.page];
   if (page) (await page()).start();
+  // the page's buttons and forms answer from here on (a click before would be lost): tests wait for it
+  document.documentElement.dataset.ready = "true";
   if (document.body.dataset.user) {
     watchEndings();
     startJobEvents();

@@ -7,6 +7,7 @@ nodes, with their own run folders under the nodes' MODELYARD_HOME.
 """
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import uuid
@@ -29,6 +30,8 @@ from modelyard.store import jobs as store_jobs
 from modelyard.store.db import Database
 
 PY = sys.executable
+TRAIN = Path(__file__).resolve().parent.parent / "examples" / "ddp" / "train.py"
+TORCHRUN = Path(PY).parent / "torchrun"
 HEARTBEAT_TIMEOUT = 10  # short, so a node death shows soon; room for a supervisor to start on a busy machine
 
 
@@ -178,6 +181,43 @@ def test_a_two_node_job_reserves_both_nodes_together_and_meets_at_rank_0(
         assert 0 < int(port) < 65536 and world == "2"
 
 
+def cli_env(server: Server) -> dict[str, str]:
+    return {**server.proc.env, "MODELYARD_URL": server.proc.url, "MODELYARD_TOKEN": server.proc.token}
+
+
+def test_a_two_node_torchrun_training_ends_with_identical_weights_on_both_and_its_checkpoint_in_s3(
+        server: Server, cluster: RayCluster, database: str, s3: dict[str, str], tmp_path: Path) -> None:
+    command = (f"{TORCHRUN} --nnodes $NNODES --node-rank $NODE_RANK --nproc-per-node $LOCAL_WORLD_SIZE "
+               "--master-addr $MASTER_ADDR --master-port $MASTER_PORT train.py --steps 20")
+    with server.client() as c:
+        key = c.post("/snapshots", content=tar_gz({"train.py": TRAIN.read_bytes()})).json()["key"]
+        r = c.post("/jobs", json={"spec": {"command": command, "nodes": 2, "nproc_per_node": 1,
+                                           "resources": {"cpus": 1}}, "snapshot": key})
+        assert r.status_code == 201, r.text
+        job = wait_state(c, r.json()["id"], "succeeded", "failed", timeout=180)
+        assert job["state"] == "succeeded", (job["message"], [line["text"] for line in all_logs(c, job["id"])][-30:])
+    (nodes,) = slices(database, job["id"])
+    assert len(set(nodes)) == 2
+    env = cli_env(server)
+    logged = {}
+    for rank in (0, 1):  # each node rank's own log, as a user reads it
+        done = cli(["logs", str(job["id"]), "--node", str(rank)], env)
+        assert done.returncode == 0, done.stderr
+        (line,) = [t for t in done.stdout.splitlines() if "weights sha256" in t]
+        assert line.startswith(f"rank {rank} of 2 (node rank {rank})"), line
+        logged[rank] = line.rsplit(" ", 1)[1]
+    out = tmp_path / "out"
+    done = cli(["download", str(job["id"]), "--to", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    # rank 0 gathered every rank's hash across the two nodes: DDP kept the weights identical
+    every = json.loads((out / "weights-all.json").read_text())
+    assert every == {"world_size": 2, "sha256": [logged[0], logged[1]]} and logged[0] == logged[1]
+    assert not (out / "weights-rank1.json").exists()  # rank 1's node's outputs stay there; only rank 0's are kept
+    checkpoint = _s3_client(s3["AWS_ENDPOINT_URL"]).get_object(
+        Bucket=s3["BUCKET"], Key=f"yard/jobs/{job['id']}/outputs/checkpoint.pt")["Body"].read()
+    assert checkpoint[:2] == b"PK" and checkpoint == (out / "checkpoint.pt").read_bytes()  # torch.save's zip
+
+
 def test_capacity_follows_nodes_joining_and_leaving(server: Server, cluster: RayCluster) -> None:
     def nodes(c: httpx.Client) -> list[dict]:
         return c.get("/capacity").json()["nodes"]
@@ -268,6 +308,66 @@ def test_node_death_loses_the_attempt_and_the_retry_runs_elsewhere(
         wait_state(c, job["id"], "succeeded", timeout=90)
         assert c.get(f"/jobs/{job['id']}").json()["attempt"] == 2
         assert slices(database, job["id"]) == [(doomed.node_id,), (spare.node_id,)]
+
+
+# each node rank prints its command's and supervisor's pids, then waits (attempt 1) or ends (attempt 2)
+RANK_PIDS = ("import os, time; print('pids', os.environ['NODE_RANK'], os.getpid(), os.getppid(), flush=True);"
+             "time.sleep(0 if os.environ['MODELYARD_ATTEMPT'] == '2' else 300)")
+
+
+def rank_pids(c: httpx.Client, job_id: int, nnodes: int = 2) -> dict[int, tuple[int, int]]:
+    """Node rank -> (command pid, supervisor pid), once every rank has printed them."""
+    def found() -> dict[int, tuple[int, int]] | None:
+        got = {}
+        for rank in range(nnodes):
+            page = c.get(f"/jobs/{job_id}/logs", params={"node": rank, "limit": 100}).json()["lines"]
+            line = next((l["text"] for l in page if l["text"].startswith("pids")), None)
+            if line is None:
+                return None
+            _, r, command, supervisor = line.split()
+            assert int(r) == rank
+            got[rank] = (int(command), int(supervisor))
+        return got
+
+    return wait_for(found, 60, what="every node rank to run")  # type: ignore[return-value]
+
+
+def all_gone(pids: dict[int, tuple[int, int]]) -> bool:
+    return all(gone(p) for pair in pids.values() for p in pair)
+
+
+def test_stopping_a_two_node_job_ends_its_processes_on_both_nodes(server: Server, cluster: RayCluster) -> None:
+    with server.client() as c:
+        job = submit(c, [PY, "-c", RANK_PIDS], resources={"cpus": 0.5}, nodes=2)
+        pids = rank_pids(c, job["id"])
+        done = cli(["stop", str(job["id"])], cli_env(server))
+        assert done.returncode == 0, done.stderr
+        wait_state(c, job["id"], "stopped", timeout=30)
+        wait_for(lambda: all_gone(pids), 30, what="both ranks' commands and supervisors to end")
+
+
+def test_a_node_dying_mid_two_node_job_ends_every_rank_and_the_retry_runs_on_two_nodes_again(
+        server: Server, cluster: RayCluster, database: str) -> None:
+    # the label keeps the job on the nodes added here: two now, a third once one died
+    added = {n.node_id: n for n in (cluster.add_node(num_cpus=1, labels={"ddp": "1"}) for _ in range(2))}
+    with server.client() as c:
+        wait_for(lambda: sum(n["labels"].get("ddp") == "1" for n in c.get("/capacity").json()["nodes"]) == 2, 30,
+                 what="the two nodes in /capacity")
+        job = submit(c, [PY, "-c", RANK_PIDS], resources={"cpus": 1}, nodes=2, retries=1, node_labels={"ddp": "1"})
+        pids = rank_pids(c, job["id"])
+        ((rank0, rank1),) = slices(database, job["id"])
+        assert {rank0, rank1} == set(added)
+        cluster.kill_node(added[rank1])
+        wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["attempts"][0]["state"] == "lost",
+                 HEARTBEAT_TIMEOUT + 10, what="the attempt to be lost")
+        # the dead node's supervisor saw its actor go; the live node's was killed by the server, command and all
+        wait_for(lambda: all_gone(pids), 15, what="both ranks' commands and supervisors to end")
+        assert c.get(f"/jobs/{job['id']}").json()["state"] == "queued"  # one labelled node is not enough
+        spare = cluster.add_node(num_cpus=1, labels={"ddp": "1"})
+        wait_state(c, job["id"], "succeeded", timeout=90)
+        assert c.get(f"/jobs/{job['id']}").json()["attempt"] == 2
+        assert [set(s) for s in slices(database, job["id"])] == [set(added), {rank0, spare.node_id}]
+        assert sorted(l["node"] for l in all_logs(c, job["id"], attempt=2) if l["text"].startswith("pids")) == [0, 1]
 
 
 def test_no_process_is_left_behind(server: Server, node_home: Path) -> None:

@@ -181,6 +181,13 @@ def test_a_two_node_job_reserves_both_nodes_together_and_meets_at_rank_0(
         assert 0 < int(port) < 65536 and world == "2"
 
 
+def logs_done(c: httpx.Client, job_id: int, attempt: int | None = None) -> None:
+    """Until the log says it is whole: rank 1's last lines may come after rank 0 ended the attempt."""
+    params = {"attempt": attempt} if attempt else {}
+    wait_for(lambda: c.get(f"/jobs/{job_id}/logs", params={**params, "limit": 10000}).json()["done"], 30,
+             what="the log to be done")
+
+
 def cli_env(server: Server) -> dict[str, str]:
     return {**server.proc.env, "MODELYARD_URL": server.proc.url, "MODELYARD_TOKEN": server.proc.token}
 
@@ -196,6 +203,7 @@ def test_a_two_node_torchrun_training_ends_with_identical_weights_on_both_and_it
         assert r.status_code == 201, r.text
         job = wait_state(c, r.json()["id"], "succeeded", "failed", timeout=180)
         assert job["state"] == "succeeded", (job["message"], [line["text"] for line in all_logs(c, job["id"])][-30:])
+        logs_done(c, job["id"])
     (nodes,) = slices(database, job["id"])
     assert len(set(nodes)) == 2
     env = cli_env(server)
@@ -366,6 +374,7 @@ def test_a_node_dying_mid_two_node_job_ends_every_rank_and_the_retry_runs_on_two
         spare = cluster.add_node(num_cpus=1, labels={"ddp": "1"})
         wait_state(c, job["id"], "succeeded", timeout=90)
         assert c.get(f"/jobs/{job['id']}").json()["attempt"] == 2
+        logs_done(c, job["id"], attempt=2)
         assert [set(s) for s in slices(database, job["id"])] == [set(added), {rank0, spare.node_id}]
         assert sorted(l["node"] for l in all_logs(c, job["id"], attempt=2) if l["text"].startswith("pids")) == [0, 1]
 

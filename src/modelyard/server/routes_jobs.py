@@ -20,6 +20,7 @@ from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import event_to_dict, job_to_dict
 from modelyard.store import jobs as store_jobs
+from modelyard.store import ranks as store_ranks
 from modelyard.store import reports
 from modelyard.store.records import Job, User
 
@@ -106,6 +107,11 @@ def logs(
         return {"attempt": 0, "lines": [], "next_offset": 0, "done": job.state.is_terminal(), "nodes": job.spec.nodes}
     page = reports.read_logs(p.db, a.id, offset=offset, limit=limit, node=node)
     done = a.state.is_terminal() and page.next_offset >= a.log_count
+    if done and a.nnodes > 1:
+        # an ended multi-node attempt is done once its other ranks' last lines are in too; read again
+        # after: the lines that came with a rank's end count
+        done = store_ranks.settled(p.db, a, now=p.scheduler.clock(), grace=p.settings.heartbeat_timeout) and \
+            page.next_offset >= store_jobs.attempt_by_number(p.db, job.id, a.number).log_count  # type: ignore[union-attr]
     return {"attempt": a.number, "lines": page.lines, "next_offset": page.next_offset, "done": done,
             "nodes": a.nnodes}
 

@@ -32,6 +32,7 @@ from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.server.routes_system import node_row
 from modelyard.store import jobs as store_jobs
+from modelyard.store import ranks as store_ranks
 from modelyard.store import reports
 from modelyard.store.records import Job, User
 
@@ -186,4 +187,5 @@ def log_size(job_id: JobId, p: PlatformDep, user: UserDep, attempt: AttemptQuery
     a = attempt_of(p, job, attempt)
     if a is None:
         return {"attempt": 0, "lines": 0, "done": job.state.is_terminal()}
-    return {"attempt": a.number, "lines": a.log_count, "done": a.state.is_terminal()}
+    done = store_ranks.settled(p.db, a, now=p.scheduler.clock(), grace=p.settings.heartbeat_timeout)
+    return {"attempt": a.number, "lines": a.log_count, "done": done}

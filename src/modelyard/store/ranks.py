@@ -70,6 +70,17 @@ def locked_rank(conn: sa.Connection, attempt: Attempt, rank: int, *, now: float)
     return _rank_from_row(row)
 
 
+def settled(db: Database, attempt: Attempt, *, now: float, grace: float) -> bool:
+    """Whether no more lines can come for an ended attempt: a rank past 0 may still send its last
+    lines after rank 0 ended it (``late_ok``) until it ends too, or ``grace`` (the heartbeat timeout:
+    a rank silent that long is gone) after the attempt ended."""
+    if not attempt.state.is_terminal() or attempt.nnodes < 2 or not late_ok(attempt):
+        return attempt.state.is_terminal()
+    if attempt.ended_at is not None and now - attempt.ended_at > grace:
+        return True
+    return all(r.state not in _LIVE for r in ranks_of(db, attempt.id))
+
+
 def late_ok(attempt: Attempt) -> bool:
     """Whether a rank's batch is still taken although the attempt ended."""
     return attempt.state in _LATE_OK

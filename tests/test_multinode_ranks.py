@@ -127,7 +127,13 @@ def test_rank_1_failing_retries_every_rank_together(db: Database, alice: U.User)
 def test_rank_0_decides_a_success_and_a_rank_still_ending_keeps_its_last_lines(db: Database, alice: U.User) -> None:
     a = placed(db, alice)
     assert R.apply_report(db, a, exited(2, 0)).final_state is JobState.SUCCEEDED
+    ended = J.attempt_by_number(db, a.job_id, a.number)
+    assert ended is not None and ended.ended_at is not None
+    # the log is not whole yet: rank 1 still has its last lines to send, until the heartbeat timeout
+    assert not RK.settled(db, ended, now=ended.ended_at + 1, grace=10)
+    assert RK.settled(db, ended, now=ended.ended_at + 11, grace=10)
     late = R.apply_report(db, a, exited(2, 0, rank=1))
+    assert RK.settled(db, ended, now=ended.ended_at + 1, grace=10)
     assert late.stored and late.stop and late.final_state is None
     assert J.get_job(db, a.job_id).state is JobState.SUCCEEDED
     assert [line["text"] for line in R.read_logs(db, a.id, node=1).lines] == ["rank 1 ends"]

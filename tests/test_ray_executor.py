@@ -290,6 +290,34 @@ def test_server_killed_mid_job_and_restarted_finds_its_actor_and_loses_nothing(s
     assert "supervisor is found again" in server.proc.log_text()
 
 
+def test_server_killed_mid_two_node_job_and_restarted_keeps_both_ranks_logs_whole(server: Server, tmp_path: Path) -> None:
+    release, half = tmp_path / "release", 500
+    code = ("import os, sys, time\n"
+            f"for i in range({2 * half}):\n"
+            f"    if i == {half}:\n"
+            "        sys.stdout.flush()\n"
+            "        while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+            "    print('line', os.environ['NODE_RANK'], i)\n")
+    with server.client() as c:
+        job = submit(c, [PY, "-c", code, str(release)], resources={"cpus": 0.5}, nodes=2)
+
+        def halfway() -> bool:
+            return all(len(c.get(f"/jobs/{job['id']}/logs", params={"node": r, "limit": 10000}).json()["lines"])
+                       == half for r in (0, 1))
+
+        wait_for(halfway, 60, what="both ranks to be half-way")
+    server.proc.kill(signal.SIGKILL)
+    release.touch()  # both ranks print the rest while no server answers
+    server.restart()
+    with server.client() as c:
+        wait_state(c, job["id"], "succeeded", timeout=90)
+        logs_done(c, job["id"])
+        for rank in (0, 1):
+            got = c.get(f"/jobs/{job['id']}/logs", params={"node": rank, "limit": 10000}).json()["lines"]
+            assert [line["text"] for line in got] == [f"line {rank} {i}" for i in range(2 * half)]
+        assert c.get(f"/jobs/{job['id']}").json()["attempt"] == 1
+
+
 def test_node_death_loses_the_attempt_and_the_retry_runs_elsewhere(
         server: Server, cluster: RayCluster, database: str) -> None:
     # 3 CPUs: only the node added here can hold it, and after it dies only the next one

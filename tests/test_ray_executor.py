@@ -209,9 +209,13 @@ def test_a_two_node_torchrun_training_ends_with_identical_weights_on_both_and_it
     env = cli_env(server)
     logged = {}
     for rank in (0, 1):  # each node rank's own log, as a user reads it
-        done = cli(["logs", str(job["id"]), "--node", str(rank)], env)
+        # --json: torchrun's own stderr lines (rank 1's agent may log a traceback as rank 0's, the
+        # rendezvous store's host, ends first) would go to stderr, which cli() checks for tracebacks
+        done = cli(["logs", str(job["id"]), "--node", str(rank), "--json"], env)
         assert done.returncode == 0, done.stderr
-        (line,) = [t for t in done.stdout.splitlines() if "weights sha256" in t]
+        lines = json.loads(done.stdout)["lines"]
+        assert {line["node"] for line in lines} == {rank}
+        (line,) = [t["text"] for t in lines if "weights sha256" in t["text"]]
         assert line.startswith(f"rank {rank} of 2 (node rank {rank})"), line
         logged[rank] = line.rsplit(" ", 1)[1]
     out = tmp_path / "out"

@@ -30,12 +30,19 @@ from modelyard.store import jobs as J
 from modelyard.store import users as U
 
 PY = sys.executable
-# rank 0 and rank 1 do what MODE_<rank> says: "ok" prints and exits 0, "fail" exits 3, "wait" runs until ended
+# rank 0 and rank 1 do what MODE_<rank> says: "ok" prints and exits 0, "fail" exits 3, "wait" runs until ended.
+# An "ok" rank 0 first waits for rank 1 to have printed, as torchrun's ranks meet at a final barrier: rank 0's
+# success ends the attempt, and a rank 1 whose command had not printed yet would be stopped before it did.
 JOB = """
-import os, sys, time
+import os, pathlib, sys, time
 rank = os.environ["NODE_RANK"]
 mode = os.environ["MODE_" + rank]
 print(f"rank {rank} of {os.environ['NNODES']} on {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}", flush=True)
+barrier = pathlib.Path(os.environ["BARRIER"])
+(barrier / f"printed-{rank}").touch()
+deadline = time.monotonic() + 30
+while rank == "0" and mode == "ok" and not (barrier / "printed-1").exists() and time.monotonic() < deadline:
+    time.sleep(0.02)
 if mode == "fail":
     print(f"rank {rank} fails", file=sys.stderr, flush=True)
     sys.exit(3)
@@ -64,8 +71,10 @@ class TwoRanks:
         assert user is not None
         script = tmp / "job.py"
         script.write_text(JOB)
+        barrier = tmp / "barrier"
+        barrier.mkdir()
         spec = JobSpec(command=[PY, str(script)], nodes=2, resources=Resources(gpus=8), workdir=str(tmp),
-                       env={"MODE_0": modes[0], "MODE_1": modes[1]})
+                       env={"MODE_0": modes[0], "MODE_1": modes[1], "BARRIER": str(barrier)})
         self.job = J.create_job(self.db, user=user, spec=spec, snapshot_key=None)
         token = f"ranks-{self.job.id}-{os.getpid()}"
         placed = J.place(self.db, self.job.id, token=token, executor="by-hand",

@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelyard.config import Settings
-from modelyard.errors import ModelyardError
 from modelyard.executors.base import Launch
 from modelyard.executors.capacity import Capacity
 from modelyard.jobs import JobSpec, JobState, Resources
@@ -77,24 +76,6 @@ def test_each_rank_has_its_own_seq_stream(db: Database, alice: U.User) -> None:
     lines = R.read_logs(db, a.id).lines
     assert [(line["n"], line["node"], line["text"]) for line in lines] == [(0, 1, "b2"), (1, 0, "a2"), (2, 1, "b3")]
     assert J.get_attempt(db, a.id).last_seq == 2 and RK.ranks_of(db, a.id)[0].last_seq == 3
-
-
-@pytest.mark.parametrize("rank", [2, 64, -1, "1", True])
-def test_a_rank_the_attempt_does_not_have_is_refused_naming_rank(db: Database, alice: U.User, rank: object) -> None:
-    a = placed(db, alice)
-    with pytest.raises(ModelyardError) as info:
-        R.apply_report(db, a, {"seq": 2, "rank": rank, "logs": [[2.0, "stdout", "who?"]]})
-    assert info.value.field == "rank" and info.value.http_status == 422
-    assert R.read_logs(db, a.id).lines == []
-
-
-def test_a_rank_on_a_one_node_job_is_refused(db: Database, alice: U.User) -> None:
-    job = J.create_job(db, user=alice, spec=JobSpec(command=["true"]), snapshot_key=None)
-    a = J.place(db, job.id, token="t", executor="local")[1]
-    with pytest.raises(ModelyardError, match="no rank 1") as info:
-        R.apply_report(db, a, {"seq": 1, "rank": 1})
-    assert info.value.field == "rank"
-    assert RK.ranks_of(db, a.id) == []
 
 
 def test_rank_1_failing_fails_the_attempt_naming_it_and_rank_0_is_told_to_go(db: Database, alice: U.User) -> None:
@@ -279,32 +260,6 @@ def api(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, Platfor
     finally:
         client.close()
         platform.close()
-
-
-def test_api_takes_rank_reports_and_serves_logs_by_node_to_their_owner_only(
-        api: tuple[TestClient, Platform, str]) -> None:
-    client, p, admin = api
-    alice = U.create_user(p.db, "alice2")[0]
-    _, bob_token = U.create_user(p.db, "bob2")
-    job = J.create_job(p.db, user=alice, spec=JobSpec(command=["true"], nodes=2), snapshot_key=None)
-    _, a = J.place(p.db, job.id, token="rank-token", executor="local", slices=NODES)
-    report = f"/api/v1/attempts/{a.id}/report"
-    auth = {"Authorization": "Bearer rank-token"}
-    assert client.post(report, json={"seq": 1, "logs": [[1.0, "stdout", "from 0"]]}, headers=auth).status_code == 200
-    r = client.post(report, json={"seq": 1, "rank": 1, "logs": [[1.0, "stdout", "from 1"]]}, headers=auth)
-    assert r.status_code == 200 and r.json() == {"stored": True, "stop": False}
-    bad = client.post(report, json={"seq": 2, "rank": 2}, headers=auth)
-    assert bad.status_code == 422 and bad.json()["error"]["field"] == "rank"
-    as_admin = {"Authorization": f"Bearer {admin}"}
-    page = client.get(f"/api/v1/jobs/{job.id}/logs", params={"node": 1}, headers=as_admin).json()
-    assert [(x["node"], x["text"]) for x in page["lines"]] == [(1, "from 1")] and page["next_offset"] == 2
-    every = client.get(f"/api/v1/jobs/{job.id}/logs", headers=as_admin).json()["lines"]
-    assert [(x["n"], x["node"]) for x in every] == [(0, 0), (1, 1)]
-    assert client.get(f"/api/v1/jobs/{job.id}/logs", params={"node": 64}, headers=as_admin).status_code == 422
-    as_bob = {"Authorization": f"Bearer {bob_token}"}
-    for path in (f"/api/v1/jobs/{job.id}/logs", f"/api/v1/jobs/{job.id}/logs/stream"):
-        denied = client.get(path, params={"node": 1}, headers=as_bob)
-        assert denied.status_code == 404 and "from 1" not in denied.text
 
 
 def test_a_ranks_contact_the_store_could_not_keep_still_counts(db: Database, alice: U.User, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from modelyard.client import Progress as ProgressCallback
+from modelyard.jobs.nodes import format_labels
 from modelyard.jobs.units import format_duration, format_size
 
 console = Console(highlight=False)
@@ -74,7 +75,7 @@ def format_placement(job: Mapping[str, Any]) -> str:
         text = f"{job['nodes']} nodes x {text}"
     labels = job.get("node_labels") or {}
     if labels:
-        text += " on " + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        text += " on " + format_labels(labels)
     return text
 
 
@@ -159,7 +160,7 @@ def nodes_table(nodes: list[dict[str, Any]]) -> Table:
     for n in nodes:
         total, used = n["total"], n["used"]
         table.add_row(
-            n["id"], n.get("address") or "-", ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items())) or "-",
+            n["id"], n.get("address") or "-", format_labels(n["labels"]) or "-",
             f"{used['gpus']}/{total['gpus']}", f"{used['cpus']:g}/{total['cpus']:g}",
             f"{format_size(used['memory'])}/{format_size(total['memory'])}", str(n.get("jobs", 0)),
         )

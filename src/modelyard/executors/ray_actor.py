@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 import ray
 
 from modelyard.config import Settings
+from modelyard.supervisor.config import free_port
 # the local executor's kill, run here on the node: the same process-group and container rules
 from modelyard.executors.local import _job_group, _kill_group, _remove_container, supervisor_env
 from modelyard.jobs.launch import LaunchSpec
@@ -60,13 +60,6 @@ def localise(spec: LaunchSpec, home: Path, *, gpus: list[int], parent_pid: int) 
     })
 
 
-def free_port() -> int:
-    """A port free on this node now, for a multi-node job's rendezvous (MASTER_PORT)."""
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
-
-
 class SupervisorActor:
     """Created by RayExecutor with the attempt's resources; ``start`` runs the supervisor."""
 
@@ -80,7 +73,8 @@ class SupervisorActor:
     def where(self) -> dict[str, Any]:
         """This node: its id, its address (rank 0's is the rendezvous), a free port, the GPUs Ray gave."""
         return {"node_id": ray.get_runtime_context().get_node_id(), "address": ray.util.get_node_ip_address(),
-                "port": free_port(), "gpus": [int(g) for g in ray.get_gpu_ids()], "pid": os.getpid()}
+                # free on every address of the node: the other nodes connect to it
+                "port": free_port(""), "gpus": [int(g) for g in ray.get_gpu_ids()], "pid": os.getpid()}
 
     def start(self, spec_json: str, group: str | None = None, others: list[str] | None = None) -> dict[str, Any]:
         """Run the supervisor. ``group``, ``others``: rank 0 is given its attempt's placement group and the

@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 import modelyard
+from modelyard.jobs.nodes import format_labels
 from modelyard.jobs.units import format_duration, format_size
 from modelyard.store.records import User
 
@@ -75,7 +76,7 @@ def placement(job: dict[str, Any]) -> str:
         text = f"{job['nodes']} nodes × {text}"
     labels = job.get("node_labels") or {}
     if labels:
-        text += " · " + ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        text += " · " + format_labels(labels)
     return text
 
 

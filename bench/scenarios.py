@@ -350,9 +350,9 @@ def scheduling(ctx: Context) -> dict[str, Any]:
     from modelyard.jobs import JobSpec, JobState, Resources
     from modelyard.scheduler.launch import LaunchContext
     from modelyard.scheduler.loop import SchedulerLoop
-    from modelyard.store.db import Database
-    from modelyard.store.schema import jobs
-    from modelyard.store.users import create_user
+    from modelyard.db.engine import Database
+    from modelyard.db.schema import jobs
+    from modelyard.db.users import create_user
 
     n = ctx.sizes.queued_jobs
     home = Path(tempfile.mkdtemp(prefix="modelyard-bench-sched-"))

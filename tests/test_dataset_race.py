@@ -16,9 +16,9 @@ from modelyard.datasets import create_dataset, get_version
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobSpec
 from modelyard.server.platform import Platform
-from modelyard.store import jobs as store_jobs
-from modelyard.store.records import User
-from modelyard.store.users import create_user, get_user_by_name
+from modelyard.db import jobs as store_jobs
+from modelyard.db.records import User
+from modelyard.db.users import create_user, get_user_by_name
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from servers import ServerProcess, ui_sign_in
 from test_datasets import make_csv, make_mnist, make_npz, write_idx
 
 from modelyard.jobs import JobSpec
-from modelyard.store import jobs as store_jobs
-from modelyard.store.db import Database
-from modelyard.store.users import create_user
+from modelyard.db import jobs as store_jobs
+from modelyard.db.engine import Database
+from modelyard.db.users import create_user
 
 PY = sys.executable
 

@@ -15,11 +15,11 @@ from modelyard.datasets.access import PRIVATE, PUBLIC, Ownership, can_change, ca
 from modelyard.datasets.bounds import Limits
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.dataset_service import STALE_CLAIM, DatasetService
-from modelyard.storage import ArtifactStore
-from modelyard.store import datasets as store_ds
-from modelyard.store.db import Database
-from modelyard.store.records import User
-from modelyard.store.users import create_user
+from modelyard.artifacts import ArtifactStore
+from modelyard.db import datasets as store_ds
+from modelyard.db.engine import Database
+from modelyard.db.records import User
+from modelyard.db.users import create_user
 
 ANN, BOB, ADMIN = User(2, "ann", False), User(3, "bob", False), User(1, "admin", True)
 

@@ -20,7 +20,7 @@ from modelyard.datasets import (
     remove_dataset,
 )
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -151,7 +151,7 @@ def test_tables_materialise_with_their_rows(store: ArtifactStore, tmp_path: Path
 _FETCH = """
 import sys, time
 from modelyard.datasets import materialise
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 fetched = []
 def slow(done, total):
     fetched.append(done)

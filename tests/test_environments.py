@@ -17,9 +17,9 @@ from wheels import local_requirements, make_wheel
 from modelyard.cli.main import app
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.environments import EnvironmentSpec
-from modelyard.store import Database
-from modelyard.store import environments as E
-from modelyard.store import users as U
+from modelyard.db import Database
+from modelyard.db import environments as E
+from modelyard.db import users as U
 
 # -- the store, on SQLite and PostgreSQL --------------------------------------------------
 

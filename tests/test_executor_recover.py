@@ -21,9 +21,9 @@ from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.launch import Environment, LaunchSpec
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
-from modelyard.store import Database
-from modelyard.store import jobs as J
-from modelyard.store import users as U
+from modelyard.db import Database
+from modelyard.db import jobs as J
+from modelyard.db import users as U
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from modelyard.executors.base import Launch
 from modelyard.jobs.launch import LaunchSpec
 from modelyard.executors.local import PID_FILE, LocalExecutor, Zygote
 from modelyard.jobs import JobState, Resources
-from modelyard.store.records import Attempt
+from modelyard.db.records import Attempt
 
 PY = sys.executable
 # a job that runs until the test releases it (a file appears), so the supervisor stays up meanwhile

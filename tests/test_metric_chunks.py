@@ -1,4 +1,4 @@
-"""Metric points stored as chunks (store/series.py): the codec, refusing bad rows, the migration from
+"""Metric points stored as chunks (db/series.py): the codec, refusing bad rows, the migration from
 one row per point, and reads through the API (whole, columnar, windowed, latest), on SQLite and PostgreSQL."""
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from alembic.config import Config
 from modelyard.errors import ModelyardError
 from modelyard.jobs import JobSpec
 from modelyard.server.downsample import SeriesCache, downsample_index, window
-from modelyard.store import Database
-from modelyard.store import jobs as J
-from modelyard.store import reports as R
-from modelyard.store import series as S
-from modelyard.store import users as U
-from modelyard.store.db import MIGRATIONS
+from modelyard.db import Database
+from modelyard.db import jobs as J
+from modelyard.db import reports as R
+from modelyard.db import series as S
+from modelyard.db import users as U
+from modelyard.db.engine import MIGRATIONS
 from modelyard.supervisor.batch import pack_series
 
 

@@ -1,7 +1,7 @@
 """A multi-node attempt's node ranks, without Ray: two report streams against the real store
 (SQLite and PostgreSQL), the scheduler loop's silent-rank check, and the in-process API.
 
-Rank 0 reports on the attempt row, rank 1 on its own (store/ranks.py); the whole job is one
+Rank 0 reports on the attempt row, rank 1 on its own (db/ranks.py); the whole job is one
 attempt: a rank's failure or silence ends it for every rank, naming the rank and node."""
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from modelyard.scheduler.launch import LaunchContext, build_launch
 from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.server.app import create_app, ensure_local_user
 from modelyard.server.platform import Platform
-from modelyard.store import Database
-from modelyard.store import jobs as J
-from modelyard.store import ranks as RK
-from modelyard.store import reports as R
-from modelyard.store import users as U
-from modelyard.store.records import Attempt
+from modelyard.db import Database
+from modelyard.db import jobs as J
+from modelyard.db import ranks as RK
+from modelyard.db import reports as R
+from modelyard.db import users as U
+from modelyard.db.records import Attempt
 
 NODES = (NodeSlice("node-a", (0,), (0, 1)), NodeSlice("node-b", (1,), (2, 3)))
 

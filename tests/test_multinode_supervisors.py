@@ -24,10 +24,10 @@ from modelyard.config import Settings
 from modelyard.jobs import JobSpec, Resources
 from modelyard.jobs.nodes import NodeSlice
 from modelyard.scheduler.launch import LaunchContext, build_launch
-from modelyard.storage.store import ArtifactStore
-from modelyard.store import Database
-from modelyard.store import jobs as J
-from modelyard.store import users as U
+from modelyard.artifacts.store import ArtifactStore
+from modelyard.db import Database
+from modelyard.db import jobs as J
+from modelyard.db import users as U
 
 PY = sys.executable
 # rank 0 and rank 1 do what MODE_<rank> says: "ok" prints and exits 0, "fail" exits 3, "wait" runs until ended.

@@ -26,8 +26,8 @@ from servers import ServerProcess, free_port, reap_supervisors
 from serverproc import cli
 from test_e2e_jobs import all_logs, submit, tar_gz, wait_state
 
-from modelyard.store import jobs as store_jobs
-from modelyard.store.db import Database
+from modelyard.db import jobs as store_jobs
+from modelyard.db.engine import Database
 
 PY = sys.executable
 TRAIN = Path(__file__).resolve().parent.parent / "examples" / "ddp" / "train.py"

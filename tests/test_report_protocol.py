@@ -6,10 +6,10 @@ import pytest
 
 from modelyard.errors import ModelyardError
 from modelyard.jobs import JobSpec, JobState, TerminationReason
-from modelyard.store import Database
-from modelyard.store import jobs as J
-from modelyard.store import reports as R
-from modelyard.store import users as U
+from modelyard.db import Database
+from modelyard.db import jobs as J
+from modelyard.db import reports as R
+from modelyard.db import users as U
 
 
 @pytest.fixture

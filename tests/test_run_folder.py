@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from test_supervisor import Receiver, job, kill_leftovers, launch  # noqa: F401  (kill_leftovers: the autouse fixture)
 
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 WRITES = """
     import os

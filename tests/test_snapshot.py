@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.storage import collect_files, extract_snapshot, make_snapshot
+from modelyard.artifacts import collect_files, extract_snapshot, make_snapshot
 
 
 def write(root: Path, files: dict[str, str | bytes]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 
 @pytest.fixture(params=["file", "s3"])

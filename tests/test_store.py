@@ -7,10 +7,10 @@ import pytest
 
 from modelyard.errors import ModelyardError
 from modelyard.jobs import JobSpec, JobState, TerminationReason
-from modelyard.store import Database
-from modelyard.store import jobs as J
-from modelyard.store import reports as R
-from modelyard.store import users as U
+from modelyard.db import Database
+from modelyard.db import jobs as J
+from modelyard.db import reports as R
+from modelyard.db import users as U
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_tokens_are_stored_hashed_and_resolve_to_their_user(db: Database) -> Non
     user, token = U.create_user(db, "bob", admin=True)
     assert U.user_for_token(db, token) == user
     assert U.user_for_token(db, token + "x") is None
-    from modelyard.store.schema import tokens
+    from modelyard.db.schema import tokens
     with db.read() as conn:
         stored = [r.token_hash for r in conn.execute(tokens.select())]
     assert token not in stored and U.hash_token(token) in stored

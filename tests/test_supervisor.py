@@ -19,7 +19,7 @@ import psutil
 import pytest
 from conftest import kill_tree, wait_for
 
-from modelyard.storage import ArtifactStore, make_snapshot
+from modelyard.artifacts import ArtifactStore, make_snapshot
 from modelyard.supervisor import run_local
 
 # -- a report receiver -----------------------------------------------------------

@@ -490,9 +490,9 @@ def test_a_multi_node_jobs_log_tags_each_line_and_picks_one_node(page: Page, ser
     from modelyard.config import Settings
     from modelyard.jobs import JobSpec, Resources
     from modelyard.jobs.nodes import NodeSlice
-    from modelyard.store import Database
-    from modelyard.store import jobs as J
-    from modelyard.store import users as U
+    from modelyard.db import Database
+    from modelyard.db import jobs as J
+    from modelyard.db import users as U
 
     settings = Settings.from_env({"MODELYARD_HOME": str(server.home)})
     db = Database(settings.database_url)

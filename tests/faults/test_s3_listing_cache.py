@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from modelyard.errors import ModelyardError
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 
 def test_files_written_by_another_process_after_a_listing_are_found(s3_env: dict[str, str]) -> None:

@@ -17,7 +17,7 @@ with warnings.catch_warnings():  # Starlette would rather we installed httpx2; h
 from modelyard.config import Settings
 from modelyard.server.app import create_app
 from modelyard.server.platform import Platform
-from modelyard.store.users import create_user
+from modelyard.db.users import create_user
 
 
 App = tuple[FastAPI, Platform]

@@ -16,7 +16,7 @@ from modelyard.config import Settings
 from modelyard.datasets.bounds import Limits
 from modelyard.server.app import create_app
 from modelyard.server.platform import Platform
-from modelyard.store.users import create_user
+from modelyard.db.users import create_user
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from modelyard.executors.base import Found, Launch, Recovery
 from modelyard.executors.capacity import Capacity, detect_capacity
 from modelyard.server.app import serve
-from modelyard.store.records import Attempt
+from modelyard.db.records import Attempt
 
 
 class RefusingExecutor:

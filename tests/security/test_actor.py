@@ -14,7 +14,7 @@ from rich.console import Console
 from modelyard.cli.output import events_table
 from modelyard.server.web.pages import job_data
 from modelyard.server.web.render import render
-from modelyard.store.users import user_for_token
+from modelyard.db.users import user_for_token
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_stop_restart_and_clone_record_who_asked(api: InProc) -> None:
 
 
 def test_the_platforms_own_changes_have_no_actor(api: InProc) -> None:
-    from modelyard.store import jobs as store_jobs
+    from modelyard.db import jobs as store_jobs
 
     job = api.client.post("/api/v1/jobs", json={"spec": {"command": ["true"]}}, headers=api.auth(api.admin)).json()
     assert store_jobs.place(api.platform.db, job["id"], gpus=[], token="t", executor="local") is not None

@@ -14,7 +14,7 @@ from inproc import InProc, in_process
 
 from modelyard.jobs import spec as S
 from modelyard.server.body_limit import MAX_JSON_BODY
-from modelyard.store import jobs as store_jobs
+from modelyard.db import jobs as store_jobs
 
 BIG = 2**63  # one past a 64-bit column: the 500s schemathesis found were all OverflowError
 
@@ -211,7 +211,7 @@ def test_a_job_stored_before_a_bound_still_loads(api: InProc, tmp_path: Path) ->
     import orjson
     import sqlalchemy as sa
 
-    from modelyard.store.schema import jobs as jobs_table
+    from modelyard.db.schema import jobs as jobs_table
 
     job = submit(api).json()
     big = {"command": ["true"], "env": {"OLD": "x" * (S.MAX_ENV_VALUE_BYTES * 3)}}

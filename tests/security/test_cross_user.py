@@ -29,10 +29,10 @@ from inproc import in_process
 
 from modelyard.config import Settings
 from modelyard.jobs.states import TerminationReason
-from modelyard.scheduler.launch import output_prefix
+from modelyard.artifacts.keys import output_prefix
 from modelyard.server.app import create_app
 from modelyard.server.platform import Platform
-from modelyard.store import jobs as store_jobs
+from modelyard.db import jobs as store_jobs
 
 SECRET = "alice-private-7f3a"  # in every name alice gives: must never reach bob
 SECRET_NAME = "alice_private_7f3a"  # her stored secret's name (a secret's name is an env variable's)

@@ -13,11 +13,11 @@ from test_multinode_ranks import NODES, alice, api, db, placed  # noqa: F401 (fi
 from modelyard.errors import ModelyardError
 from modelyard.jobs import JobSpec
 from modelyard.server.platform import Platform
-from modelyard.store import Database
-from modelyard.store import jobs as J
-from modelyard.store import ranks as RK
-from modelyard.store import reports as R
-from modelyard.store import users as U
+from modelyard.db import Database
+from modelyard.db import jobs as J
+from modelyard.db import ranks as RK
+from modelyard.db import reports as R
+from modelyard.db import users as U
 
 
 @pytest.mark.parametrize("rank", [2, 64, -1, "1", True])

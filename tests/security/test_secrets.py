@@ -308,9 +308,9 @@ def test_modelyard_secret_key_wins_and_rotates(tmp_path: Path) -> None:
 
 
 def test_the_store_keeps_one_sealed_value_per_user_and_name(database_url: str) -> None:
-    from modelyard.store import secrets as store_secrets
-    from modelyard.store.db import Database
-    from modelyard.store.users import create_user
+    from modelyard.db import secrets as store_secrets
+    from modelyard.db.engine import Database
+    from modelyard.db.users import create_user
 
     db = Database(database_url)
     db.migrate()

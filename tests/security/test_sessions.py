@@ -16,9 +16,9 @@ from servers import ServerProcess
 
 from modelyard.server.auth import COOKIE
 from modelyard.server.web.session import CSRF_COOKIE
-from modelyard.store.schema import sessions
-from modelyard.store.sessions import SessionPolicy, create_session, session_user
-from modelyard.store.users import create_user
+from modelyard.db.schema import sessions
+from modelyard.db.sessions import SessionPolicy, create_session, session_user
+from modelyard.db.users import create_user
 
 HEADERS = {"x-frame-options": "DENY", "x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
 
@@ -72,8 +72,8 @@ def test_revoking_the_token_signed_in_with_ends_its_sessions(app_and_platform: A
 
 
 def test_a_session_ends_no_later_than_its_token(database_url: str) -> None:
-    from modelyard.store.db import Database
-    from modelyard.store.users import add_token, live_token
+    from modelyard.db.engine import Database
+    from modelyard.db.users import add_token, live_token
 
     db = Database(database_url)
     db.migrate()
@@ -128,7 +128,7 @@ def test_a_cross_site_post_to_the_login_form_is_refused(app_and_platform: App) -
 
 
 def test_sessions_expire_when_idle_and_in_any_case(database_url: str) -> None:
-    from modelyard.store.db import Database
+    from modelyard.db.engine import Database
 
     db = Database(database_url)
     db.migrate()

@@ -11,7 +11,7 @@ import pytest
 from conftest import wait_for
 
 from modelyard.errors import ModelyardError
-from modelyard.storage.snapshot import SnapshotLimits, check_snapshot, extract_snapshot
+from modelyard.artifacts.snapshot import SnapshotLimits, check_snapshot, extract_snapshot
 
 
 class _Zeros(io.RawIOBase):
@@ -81,7 +81,7 @@ def test_garbage_is_a_422_naming_the_snapshot(server) -> None:  # type: ignore[n
 
 def test_the_supervisor_refuses_a_bomb_already_in_the_store_before_unpacking_it(server) -> None:  # type: ignore[no-untyped-def]
     """One stored before the limit (or by another way in): the job fails start_failed, naming the limit."""
-    from modelyard.storage import ArtifactStore
+    from modelyard.artifacts import ArtifactStore
 
     store = ArtifactStore((server.home / "artifacts").as_uri())
     store.put_bytes(bomb(unpacked=8 * 1024 * 1024), "snapshots/bomb.tar.gz")

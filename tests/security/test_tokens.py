@@ -13,7 +13,7 @@ from auth_helpers import App, client, make_app, user
 
 from serverproc import cli, start_server
 
-from modelyard.store.users import PREFIX_LEN, add_token, get_user_by_name, list_tokens, user_for_token
+from modelyard.db.users import PREFIX_LEN, add_token, get_user_by_name, list_tokens, user_for_token
 
 DAY = 86400
 

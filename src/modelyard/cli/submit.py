@@ -87,7 +87,7 @@ def upload_workdir(client: Client, workdir: Path, *, show_progress: bool = True)
     """Snapshot ``workdir`` into a temp file, upload it; the snapshot's key."""
     # Imported here, not at the top: the storage package pulls in fsspec, which
     # every other command would pay for at start-up.
-    from modelyard.storage.snapshot import make_snapshot
+    from modelyard.artifacts.snapshot import make_snapshot
 
     if not workdir.is_dir():
         raise invalid("workdir", f"{workdir} is not a folder")
@@ -160,7 +160,7 @@ def _local_dataset(ref: str, settings: Settings, run_dir: Path) -> Path:
         # the embedded server's store is on this machine: the verified cache jobs here share
         from modelyard.datasets import StoreIndex, materialise
         from modelyard.scheduler.launch import dataset_cache_dir
-        from modelyard.storage import ArtifactStore
+        from modelyard.artifacts import ArtifactStore
 
         store = ArtifactStore(settings.storage_url)
         with byte_progress(f"dataset {ref}", close_when_done=True) as progress:

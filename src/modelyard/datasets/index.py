@@ -13,7 +13,7 @@ from typing import Protocol
 from modelyard.datasets.manifest import MANIFEST, Manifest, version_prefix
 from modelyard.datasets.names import NAME_RE, VERSION_RE
 from modelyard.errors import ModelyardError
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 ROOT = "datasets"
 

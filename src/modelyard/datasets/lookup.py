@@ -13,7 +13,7 @@ from modelyard.datasets.index import DatasetIndex
 from modelyard.datasets.manifest import Manifest, version_prefix
 from modelyard.datasets.names import parse_ref, validate_name
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 InUse = Callable[[str, str], list[int]]  # (name, version) -> ids of the queued or running jobs using it
 

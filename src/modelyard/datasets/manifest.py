@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from modelyard.artifacts.keys import dataset_version_prefix
 from modelyard.datasets.names import VERSION_LEN
 
 MANIFEST = "manifest.json"
@@ -89,7 +90,7 @@ class Manifest:
 
 
 def version_prefix(name: str, version: str) -> str:
-    return f"datasets/{name}/{version}"
+    return dataset_version_prefix(name, version)
 
 
 def now_iso() -> str:

@@ -25,7 +25,7 @@ from modelyard.datasets.index import DatasetIndex, StoreIndex
 from modelyard.datasets.manifest import MANIFEST, Manifest, sha256_file
 from modelyard.datasets.transfer import Progress, download
 from modelyard.datasets.lookup import get_version
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 _READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 _READ_ONLY_DIR = _READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH

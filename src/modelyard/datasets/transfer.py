@@ -14,7 +14,7 @@ from typing import IO, TypeVar
 
 from modelyard.datasets.manifest import FileEntry
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 Progress = Callable[[int, int], None]
 T = TypeVar("T")

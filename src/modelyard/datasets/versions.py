@@ -29,7 +29,7 @@ from modelyard.datasets.readers import Source, open_source
 from modelyard.datasets.splits import parse_split
 from modelyard.datasets.transfer import Progress, upload
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.storage import ArtifactStore
+from modelyard.artifacts import ArtifactStore
 
 # What reading a malformed or unreachable source raises, below ModelyardError.
 _READ_ERRORS = (OSError, ValueError, EOFError, struct.error, zipfile.BadZipFile, gzip.BadGzipFile,

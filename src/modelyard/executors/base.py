@@ -20,7 +20,7 @@ from typing import Protocol
 
 from modelyard.executors.capacity import Capacity
 from modelyard.jobs.launch import LaunchSpec
-from modelyard.store.records import Attempt
+from modelyard.db.records import Attempt
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ import psutil
 from modelyard.executors.base import Found, Launch, Recovery
 from modelyard.executors.capacity import Capacity, detect_capacity
 from modelyard.jobs.launch import JOB_PID_FILE, LaunchSpec
-from modelyard.store.records import Attempt
+from modelyard.db.records import Attempt
 
 log = logging.getLogger("modelyard.executor")
 

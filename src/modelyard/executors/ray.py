@@ -33,7 +33,7 @@ from modelyard.executors.capacity import Capacity, GpuInfo, Node
 from modelyard.jobs.launch import LaunchSpec
 from modelyard.jobs.nodes import LOCAL_NODE
 from modelyard.jobs.spec import Resources
-from modelyard.store.records import Attempt
+from modelyard.db.records import Attempt
 
 log = logging.getLogger("modelyard.executor.ray")
 

@@ -40,6 +40,15 @@ MAX_WEBHOOK_URL = 2000  # characters of one webhook URL
 MAX_NODES = 64  # nodes of one multi-node job
 MAX_NPROC_PER_NODE = 64  # processes per node
 MAX_NODE_LABELS = 20  # labels a job may require
+MAX_PARAMS = 200  # parameters of one job
+MAX_PARAM_VALUE = 1000  # characters of one parameter's value
+MAX_TAGS = 50  # tags of one job
+# A parameter's name is what ``{NAME}`` in the command and a filter ``NAME>=x`` name.
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/+\-]{0,63}")
+# What happens to a job that a user can be told of (a notice, an email, a webhook).
+JOB_EVENTS = ("started", "succeeded", "failed", "stopped", "timed_out", "lost")
+END_EVENTS = JOB_EVENTS[1:]
 STORED = {"stored": True}  # validation context of a spec read back from the store: no bounds
 # the shape of a dataset reference (datasets/names.py says which names exist; the platform resolves it)
 _DATASET_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}(:[0-9a-fA-F]{4,64})?")
@@ -113,6 +122,12 @@ class JobSpec(BaseModel):
                                        description="processes per node (LOCAL_WORLD_SIZE); None: its GPUs, or 1")
     # only nodes with every one of these labels (a Ray node's custom resources, MODELYARD_NODE_LABELS)
     node_labels: dict[str, str] = Field(default_factory=dict, max_length=MAX_NODE_LABELS)
+    # Structured parameters (``--param NAME=VALUE``, YAML ``params:``): recorded per job, given to the
+    # command as MODELYARD_PARAMS (JSON), and substituted where the command names ``{NAME}``.
+    params: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list, description=f"at most {MAX_TAGS}")
+    # which of JOB_EVENTS the job's webhooks are sent for; empty: its end (any of END_EVENTS)
+    webhook_events: list[str] = Field(default_factory=list)
 
     @field_validator("command")
     @classmethod
@@ -180,6 +195,38 @@ class JobSpec(BaseModel):
         for key, value in v.items():
             check_label(key, value)
         return v
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_shape(cls, v: Any) -> Any:
+        return parse_params(v) if isinstance(v, (list, tuple)) else v
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        if not _stored(info) and len(v) > MAX_PARAMS:
+            raise ValueError(f"{len(v)} parameters; the limit is {MAX_PARAMS} a job")
+        for name, value in v.items():
+            check_param_name(name)
+            if isinstance(value, str) and len(value) > MAX_PARAM_VALUE:
+                raise ValueError(f"parameter {name}: the value is over {MAX_PARAM_VALUE} characters")
+        return v
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        out = list(dict.fromkeys(check_tag(t) for t in v))  # once each, in the order given
+        if not _stored(info) and len(out) > MAX_TAGS:
+            raise ValueError(f"{len(out)} tags; the limit is {MAX_TAGS} a job")
+        return out
+
+    @field_validator("webhook_events")
+    @classmethod
+    def _webhook_events(cls, v: list[str]) -> list[str]:
+        for event in v:
+            if event not in JOB_EVENTS:
+                raise ValueError(f"webhook event {event!r}: use one of {', '.join(JOB_EVENTS)}")
+        return list(dict.fromkeys(v))
 
     @property
     def local_world_size(self) -> int:
@@ -270,6 +317,12 @@ class JobSpec(BaseModel):
                 res[key] = value
             elif key == "env":
                 data["env"] = {**(data.get("env") or {}), **value}
+            elif key == "params":
+                file_params, flag_params = parse_params(data.get("params") or {}), parse_params(value)
+                both_maps = isinstance(file_params, dict) and isinstance(flag_params, dict)
+                data["params"] = {**file_params, **flag_params} if both_maps else flag_params
+            elif key == "tags":
+                data["tags"] = [*(data.get("tags") or []), *value]
             elif key == "secrets":
                 file_secrets, flag_secrets = parse_secrets(data.get("secrets") or {}), parse_secrets(value)
                 both_maps = isinstance(file_secrets, dict) and isinstance(flag_secrets, dict)
@@ -279,6 +332,51 @@ class JobSpec(BaseModel):
         if res:
             data["resources"] = res
         return cls.model_validate(data)
+
+
+def check_param_name(name: str) -> str:
+    if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
+        raise ValueError(f"parameter name {name!r}: use letters, digits, _, . and -, starting with a letter or _ "
+                         "(at most 100)")
+    return name
+
+
+def check_tag(tag: str) -> str:
+    if not isinstance(tag, str) or not _TAG.fullmatch(tag):
+        raise ValueError(f"tag {tag!r}: use letters, digits and _ . : / + -, starting with a letter or digit "
+                         "(at most 64)")
+    return tag
+
+
+def parse_params(v: Any) -> Any:
+    """``["lr=0.01", "opt=adam"]`` (CLI ``--param``) -> ``{"lr": 0.01, "opt": "adam"}``: a value that reads
+    as a JSON number or boolean is kept as one. A mapping is returned as it is."""
+    if not isinstance(v, (list, tuple)) or not all(isinstance(item, str) for item in v):
+        return v
+    out: dict[str, Any] = {}
+    for item in v:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"parameter {item!r}: give it as NAME=VALUE")
+        out[name.strip()] = param_value(value)
+    return out
+
+
+def param_value(text: str) -> str | int | float | bool:
+    """How a parameter given as text is kept: ``3`` an int, ``0.01`` and ``1e-3`` floats, ``true``/``false``
+    booleans, anything else the text itself."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return f if f == f and f not in (float("inf"), float("-inf")) else text
 
 
 def check_secret_name(name: str) -> str:

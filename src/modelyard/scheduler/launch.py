@@ -1,7 +1,7 @@
 """What a placed attempt is launched with: its ``LaunchSpec`` (jobs/launch.py, docs/protocol.md).
 
-Artifact keys are decided here and only here: the server reads outputs and
-logs back from the same keys. A job's secrets are opened here, at each launch,
+Artifact keys come from artifacts/keys.py, where the server reads outputs and
+logs back from too. A job's secrets are opened here, at each launch,
 and nowhere else: a stored secret rotated since the last attempt reaches the next.
 """
 from __future__ import annotations
@@ -9,30 +9,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from modelyard.artifacts.keys import log_key, output_prefix
 from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Launch
 from modelyard.jobs.launch import Distributed, Environment, LaunchSpec, RunAs, Sandbox
 from modelyard.jobs.nodes import NodeSlice
 from modelyard.secrets import SecretBox
-from modelyard.store import secrets as store_secrets
-from modelyard.store.db import Database
-from modelyard.store.records import Attempt, Job
-
-
-def output_prefix(job_id: int) -> str:
-    return f"jobs/{job_id}/outputs"
+from modelyard.db import secrets as store_secrets
+from modelyard.db.engine import Database
+from modelyard.db.records import Attempt, Job
 
 
 def dataset_cache_dir(settings: Settings) -> Path:
     """The dataset cache every supervisor on this machine shares, keyed by name and version."""
     return settings.home / "cache" / "datasets"
-
-
-def log_key(job_id: int, attempt: int, node_rank: int = 0) -> str:
-    """Where an attempt's log.txt is kept; a node rank > 0 keeps its own beside rank 0's."""
-    name = f"log-node{node_rank}.txt" if node_rank else "log.txt"
-    return f"jobs/{job_id}/attempts/{attempt}/{name}"
 
 
 def run_dir_name(job_id: int, attempt: int, node_rank: int = 0) -> str:

@@ -30,11 +30,11 @@ from modelyard.jobs.nodes import NodeSlice
 from modelyard.scheduler import policy
 from modelyard.scheduler.contact import ContactTimes
 from modelyard.scheduler.launch import LaunchContext, build_launch
-from modelyard.store import jobs as store_jobs
-from modelyard.store import ranks as store_ranks
-from modelyard.store.db import Database
-from modelyard.store.records import Attempt, Job
-from modelyard.store.users import new_token
+from modelyard.db import jobs as store_jobs
+from modelyard.db import ranks as store_ranks
+from modelyard.db.engine import Database
+from modelyard.db.records import Attempt, Job
+from modelyard.db.users import new_token
 
 log = logging.getLogger("modelyard.scheduler")
 
@@ -140,7 +140,7 @@ class SchedulerLoop:
 
     def reap_lost_ranks(self, now: float) -> None:
         """End each multi-node attempt one of whose node ranks past 0 went silent past the heartbeat
-        timeout (store/ranks.py): the whole attempt is killed, then LOST (or retried, all ranks together)."""
+        timeout (db/ranks.py): the whole attempt is killed, then LOST (or retried, all ranks together)."""
         seen: set[int] = set()
         for r in store_ranks.live_ranks(self.db):
             heard = self.contacts.last((r.attempt.id, r.rank), r.last_heartbeat)

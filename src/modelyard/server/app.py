@@ -34,7 +34,7 @@ from modelyard.server.api_schema import AUTHED, errors
 from modelyard.server.body_limit import BodyLimit
 from modelyard.server.disk import disk_full_error
 from modelyard.server.platform import Platform
-from modelyard.store.users import add_token, create_user, get_user_by_name, user_for_token
+from modelyard.db.users import add_token, create_user, get_user_by_name, user_for_token
 
 log = logging.getLogger("modelyard.server")
 LOCAL_USER = "local"

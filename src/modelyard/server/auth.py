@@ -17,9 +17,9 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.headers import SecurityHeaders
 from modelyard.server.platform import Platform
 from modelyard.server.throttle import FailureThrottle, Throttled
-from modelyard.store.records import User
-from modelyard.store.sessions import SessionPolicy, session_user
-from modelyard.store.users import user_for_token
+from modelyard.db.records import User
+from modelyard.db.sessions import SessionPolicy, session_user
+from modelyard.db.users import user_for_token
 
 COOKIE = "modelyard_session"
 UI_HEADER = "x-modelyard-ui"

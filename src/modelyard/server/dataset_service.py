@@ -22,10 +22,10 @@ from modelyard.datasets.access import (
 )
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.serialize import dataset_to_dict
-from modelyard.store import datasets as store_ds
-from modelyard.store import jobs as store_jobs
-from modelyard.store.db import Database
-from modelyard.store.records import User
+from modelyard.db import datasets as store_ds
+from modelyard.db import jobs as store_jobs
+from modelyard.db.engine import Database
+from modelyard.db.records import User
 
 # A name taken by a create that never published a version (the server stopped mid-way) is
 # free again after this: without it, nobody but its would-be owner could ever use the name.

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from tsdownsample import MinMaxLTTBDownsampler
 
-from modelyard.store import reports
-from modelyard.store import series as S
-from modelyard.store.db import Database
+from modelyard.db import reports
+from modelyard.db import series as S
+from modelyard.db.engine import Database
 
 _DOWNSAMPLER = MinMaxLTTBDownsampler()
 X_ROW = {"step": 1, "epoch": 2, "time": 3}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from modelyard.artifacts.keys import is_snapshot_key
 from modelyard.config import Settings
 from modelyard.destinations import check_webhooks, parse_allow
 from modelyard.datasets import Manifest, StoreIndex, parse_ref, remove_dataset
@@ -29,14 +30,14 @@ from modelyard.secrets import SecretBox
 from modelyard.server.dataset_service import DatasetService
 from modelyard.server.isolation import check_new_user, protect_home
 from modelyard.server.serialize import job_to_dict
-from modelyard.storage.store import ArtifactStore
-from modelyard.store import environments as store_environments
-from modelyard.store import jobs as store_jobs
-from modelyard.store import secrets as store_secrets
-from modelyard.store import users as store_users
-from modelyard.store.db import Database
-from modelyard.store.records import Job, User
-from modelyard.store.users import get_user_by_name, webhook_secret
+from modelyard.artifacts.store import ArtifactStore
+from modelyard.db import environments as store_environments
+from modelyard.db import jobs as store_jobs
+from modelyard.db import secrets as store_secrets
+from modelyard.db import users as store_users
+from modelyard.db.engine import Database
+from modelyard.db.records import Job, User
+from modelyard.db.users import get_user_by_name, webhook_secret
 from modelyard.webhooks import WebhookSender
 
 log = logging.getLogger("modelyard.platform")
@@ -107,7 +108,7 @@ class Platform:
         spec, environment = self.pin_environment(user, spec) if spec.environment else (spec, pinned_environment)
         self._check_stored_secrets(user, spec)
         sealed = sealed_secrets if sealed_secrets is not None else self._seal_inline_secrets(spec)
-        if snapshot is not None and (not snapshot.startswith("snapshots/") or not self.storage.exists(snapshot)):
+        if snapshot is not None and (not is_snapshot_key(snapshot) or not self.storage.exists(snapshot)):
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
         dataset = self.pin_dataset(spec.dataset, user).ref if spec.dataset else None
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,

@@ -33,9 +33,9 @@ from modelyard.server.api_schema import ErrorResponse, NameParam
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import iso
-from modelyard.store import jobs as store_jobs
-from modelyard.store.datasets import DatasetEvent
-from modelyard.store.records import User
+from modelyard.db import jobs as store_jobs
+from modelyard.db.datasets import DatasetEvent
+from modelyard.db.records import User
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]

@@ -10,8 +10,8 @@ from modelyard.server.api_schema import AUTHED, NameParam, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import environment_to_dict
-from modelyard.store import environments as store_environments
-from modelyard.store.records import User
+from modelyard.db import environments as store_environments
+from modelyard.db.records import User
 
 router = APIRouter(responses=errors(*AUTHED))
 PlatformDep = Annotated[Platform, Depends(get_platform)]

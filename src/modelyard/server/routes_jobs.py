@@ -13,16 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.spec import MAX_NAME
-from modelyard.scheduler.launch import output_prefix
+from modelyard.artifacts.keys import output_prefix
 from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList
 from modelyard.server.api_schema import AUTHED, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import event_to_dict, job_to_dict
-from modelyard.store import jobs as store_jobs
-from modelyard.store import ranks as store_ranks
-from modelyard.store import reports
-from modelyard.store.records import Job, User
+from modelyard.db import jobs as store_jobs
+from modelyard.db import ranks as store_ranks
+from modelyard.db import reports
+from modelyard.db.records import Job, User
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]

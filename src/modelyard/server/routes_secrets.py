@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import secret_to_dict
-from modelyard.store import secrets as store_secrets
-from modelyard.store.records import User
+from modelyard.db import secrets as store_secrets
+from modelyard.db.records import User
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]

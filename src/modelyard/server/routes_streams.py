@@ -21,9 +21,9 @@ from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.server.serialize import job_to_dict
-from modelyard.store import jobs as store_jobs
-from modelyard.store import reports
-from modelyard.store.records import User
+from modelyard.db import jobs as store_jobs
+from modelyard.db import reports
+from modelyard.db.records import User
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 import modelyard
+from modelyard.artifacts.keys import snapshot_key
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
@@ -22,10 +23,10 @@ from modelyard.server.api_models import Health, NewUserOut, ReportAck, SnapshotO
 from modelyard.server.api_schema import AUTHED, MAX_ID, USER_NAME_PATTERN, errors
 from modelyard.server.auth import admin_user, bearer_token, current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.storage.snapshot import SnapshotLimits, check_snapshot
-from modelyard.store import jobs as store_jobs
-from modelyard.store import reports
-from modelyard.store.records import User
+from modelyard.artifacts.snapshot import SnapshotLimits, check_snapshot
+from modelyard.db import jobs as store_jobs
+from modelyard.db import reports
+from modelyard.db.records import User
 
 router = APIRouter()
 log = logging.getLogger("modelyard.server")
@@ -105,7 +106,7 @@ async def upload_snapshot(request: Request, p: PlatformDep, _user: UserDep) -> d
             raise ModelyardError(ErrorCode.INVALID, "the snapshot is empty", field="snapshot")
         # what it unpacks to, not only what it weighs: a 1 MB archive can hold 1 GiB of zeros
         await run_in_threadpool(_check_unpacked, tmp, SnapshotLimits(limit, p.settings.max_snapshot_files))
-        key = f"snapshots/{digest.hexdigest()}.tar.gz"
+        key = snapshot_key(digest.hexdigest())
         if not await run_in_threadpool(p.storage.exists, key):
             await run_in_threadpool(p.storage.put_file, tmp, key)
         return {"key": key, "size": size}

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.store.records import Token, User
-from modelyard.store.users import add_named_token, list_tokens, revoke_token, webhook_secret
+from modelyard.db.records import Token, User
+from modelyard.db.users import add_named_token, list_tokens, revoke_token, webhook_secret
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]

@@ -31,10 +31,10 @@ from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.server.routes_system import node_row
-from modelyard.store import jobs as store_jobs
-from modelyard.store import ranks as store_ranks
-from modelyard.store import reports
-from modelyard.store.records import Job, User
+from modelyard.db import jobs as store_jobs
+from modelyard.db import ranks as store_ranks
+from modelyard.db import reports
+from modelyard.db.records import Job, User
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]
@@ -169,7 +169,7 @@ def metrics_window(
 ) -> dict[str, Any]:
     """Like /jobs/{id}/metrics, cut to ``start <= x <= end`` first (a point without that x is left out)."""
     from modelyard.server.downsample import SERIES, downsample_index, window  # numpy: on first use
-    from modelyard.store import series as S
+    from modelyard.db import series as S
 
     store_jobs.get_job(p.db, job_id, user=user)
     wanted = [n for n in names.split(",") if n] if names else reports.metric_names(p.db, job_id)

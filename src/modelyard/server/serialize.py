@@ -6,8 +6,8 @@ from typing import Any
 
 from modelyard.datasets import Manifest
 from modelyard.jobs.spec import MASK
-from modelyard.store.records import Attempt, Event, Job, NamedEnvironment
-from modelyard.store.secrets import SecretInfo
+from modelyard.db.records import Attempt, Event, Job, NamedEnvironment
+from modelyard.db.secrets import SecretInfo
 
 
 def iso(t: float | None) -> str | None:

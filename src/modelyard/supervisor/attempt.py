@@ -30,8 +30,8 @@ from modelyard.errors import ModelyardError
 from modelyard.jobs.launch import JOB_PID_FILE
 from modelyard.jobs.units import format_size
 from modelyard.jobs.states import TerminationReason
-from modelyard.storage import ArtifactStore, extract_snapshot
-from modelyard.storage.snapshot import SnapshotLimits
+from modelyard.artifacts import ArtifactStore, extract_snapshot
+from modelyard.artifacts.snapshot import SnapshotLimits
 from modelyard.supervisor.batch import Batcher
 from modelyard.supervisor.config import SupervisorConfig, job_env
 from modelyard.supervisor.container import RUNTIME_ERROR_EXITS, Container, start_container

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from modelyard.errors import ModelyardError
 from modelyard.jobs.launch import Distributed, Environment
-from modelyard.storage import extract_snapshot, make_snapshot
-from modelyard.storage.snapshot import Progress
+from modelyard.artifacts import extract_snapshot, make_snapshot
+from modelyard.artifacts.snapshot import Progress
 from modelyard.supervisor.attempt import Outcome, run_attempt
 from modelyard.supervisor.config import RunDirs, SupervisorConfig
 

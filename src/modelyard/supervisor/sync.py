@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from modelyard.storage import ArtifactStore, Fingerprint, SyncResult
+from modelyard.artifacts import ArtifactStore, Fingerprint, SyncResult
 from modelyard.supervisor.disk import is_enospc
 
 

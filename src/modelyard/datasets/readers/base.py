@@ -17,7 +17,7 @@ from fsspec.core import url_to_fs
 
 from modelyard.datasets.records import Label, PayloadKind, Record
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.storage.store import backend_options
+from modelyard.artifacts.store import backend_options
 
 HIDDEN_PREFIXES = (".", "__MACOSX")
 

@@ -27,10 +27,10 @@ from modelyard.server.platform import Platform
 from modelyard.server.throttle import Throttled
 from modelyard.server.web import session as cookies
 from modelyard.server.web.render import render, respond
-from modelyard.store.records import User
-from modelyard.store.jobs import last_event_id
-from modelyard.store.sessions import create_session, end_session, session_user
-from modelyard.store.users import live_token
+from modelyard.db.records import User
+from modelyard.db.jobs import last_event_id
+from modelyard.db.sessions import create_session, end_session, session_user
+from modelyard.db.users import live_token
 
 router = APIRouter(include_in_schema=False)
 PlatformDep = Annotated[Platform, Depends(get_platform)]

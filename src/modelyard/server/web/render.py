@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 import modelyard
 from modelyard.jobs.nodes import format_labels
 from modelyard.jobs.units import format_duration, format_size
-from modelyard.store.records import User
+from modelyard.db.records import User
 
 if TYPE_CHECKING:
     from jinja2 import Environment

@@ -1,6 +1,6 @@
 """The browser's session cookie and the sign-in form's CSRF token.
 
-Signing in with an API token makes a server-side session (``store/sessions.py``);
+Signing in with an API token makes a server-side session (``db/sessions.py``);
 the cookie holds only that session's random id, never the API token, so
 signing out (which deletes the session) leaves the old cookie worth nothing.
 The cookie is HttpOnly (the pages' scripts never see it) and SameSite=Strict;

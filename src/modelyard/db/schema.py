@@ -17,6 +17,13 @@ users = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     # the unprivileged uid this user's jobs run as on a shared server (MODELYARD_JOB_UIDS), once drawn
     sa.Column("job_uid", sa.Integer, unique=True),
+    sa.Column("email", sa.String(320)),  # where their jobs' emails go (MODELYARD_SMTP_URL); NULL: none
+    # which events reach them how: {"failed": ["notice", "email"], ...} as JSON; NULL: the defaults
+    sa.Column("notify", sa.Text),
+    # what an admin lets them hold at once (``user quota``); NULL: no limit
+    sa.Column("quota_gpus", sa.Integer),
+    sa.Column("quota_cpus", sa.Float),
+    sa.Column("quota_queued", sa.Integer),  # jobs waiting in the queue
 )
 
 tokens = sa.Table(
@@ -87,11 +94,62 @@ jobs = sa.Table(
     sa.Column("environment", sa.String(100)),
     sa.Column("nodes", sa.Integer, nullable=False, default=1, server_default="1"),  # copied from spec
     sa.Column("node_labels", sa.Text, nullable=False, default="", server_default=""),  # sorted k=v,k=v
+    # ``rm`` or the retention policy removed its data; the row stays while its final/ is kept
+    sa.Column("removed_at", sa.Float),
     # the scheduler reads queued jobs in this order on every pass
     sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
     sa.Index("ix_jobs_user", "user_id", "id"),
     # removing a dataset version asks which jobs use it; `dataset show` lists them
     sa.Index("ix_jobs_dataset", "dataset", "id"),
+)
+
+# A job's structured parameters (``--param NAME=VALUE``): ``value`` as given (JSON text), ``num``
+# the number it reads as (NULL: not a number), so the jobs table sorts and filters in SQL.
+job_params = sa.Table(
+    "job_params", metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("num", sa.Float),
+    sa.Index("ix_job_params_name", "name", "num"),
+)
+
+# A job's tags (``--tag``, ``modelyard tag ID add|rm``).
+job_tags = sa.Table(
+    "job_tags", metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag", sa.String(64), primary_key=True),
+    sa.Index("ix_job_tags_tag", "tag", "job_id"),
+)
+
+# What happened to a user's jobs (the bell), kept until read; a removed job's stay with job_id NULL.
+notices = sa.Table(
+    "notices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="SET NULL")),
+    sa.Column("event", sa.String(16), nullable=False),  # started, succeeded, failed, stopped, timed_out, lost
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("link", sa.String(300)),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("read_at", sa.Float),  # NULL: unread
+    sa.Index("ix_notices_user", "user_id", "read_at", "id"),
+)
+
+# What ``modelyard rm`` and the retention policy (MODELYARD_RETENTION) removed: the record outlives it.
+removals = sa.Table(
+    "removals", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer),  # no foreign key: the job itself may be gone
+    sa.Column("user_id", sa.Integer),
+    sa.Column("what", sa.String(32), nullable=False),  # outputs, logs, metrics, run folders, job
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),  # "rm" | "retention"
+    sa.Column("actor", sa.String(100)),  # who asked; NULL: the platform (retention)
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Index("ix_removals_time", "time"),
 )
 
 # Named environments (``modelyard environment create``): an admin's are offered to every
@@ -192,7 +250,7 @@ log_lines = sa.Table(
 
 # A metric series is stored in chunks: one row per series per report batch, its
 # points as one blob of four float64 little-endian columns (value, step, epoch,
-# t; a missing step or epoch is NaN), see ``store/series.py``. A million points
+# t; a missing step or epoch is NaN), see ``db/series.py``. A million points
 # are ~20 rows, so ingestion is a few inserts a batch and a series is read whole
 # in one index range scan. The chunk's last point is kept in plain columns for
 # the jobs table's "latest value" without decoding a blob.

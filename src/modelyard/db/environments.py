@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs.environments import EnvironmentSpec
-from modelyard.store.db import Database
-from modelyard.store.records import NamedEnvironment, User, environment_from_row
-from modelyard.store.schema import environments, users
+from modelyard.db.engine import Database
+from modelyard.db.records import NamedEnvironment, User, environment_from_row
+from modelyard.db.schema import environments, users
 
 
 def _query() -> sa.Select[Any]:

@@ -15,9 +15,9 @@ import time
 import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
-from modelyard.store.db import Database
-from modelyard.store.records import Token, User, token_from_row
-from modelyard.store.schema import tokens, users, webhook_secrets
+from modelyard.db.engine import Database
+from modelyard.db.records import Token, User, token_from_row
+from modelyard.db.schema import tokens, users, webhook_secrets
 
 # "my_" and 5 random characters: enough to tell a user's tokens apart, far too few to help guess the rest
 PREFIX_LEN = 8

@@ -22,12 +22,12 @@ from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
 from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, format_labels, format_slices, parse_labels, parse_slices
 from modelyard.jobs.states import attempt_can_transition, can_transition, ending_reason
-from modelyard.store.db import Database
-from modelyard.store.records import (
+from modelyard.db.engine import Database
+from modelyard.db.records import (
     Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row, parse_gpus,
 )
-from modelyard.store.schema import attempt_ranks, attempts, events, jobs, users
-from modelyard.store.users import hash_token
+from modelyard.db.schema import attempt_ranks, attempts, events, jobs, users
+from modelyard.db.users import hash_token
 
 _JOB_COLUMNS = [jobs, users.c.name.label("owner")]
 
@@ -275,7 +275,7 @@ def place(
             cpus=row.cpus, memory=row.memory, token_hash=hash_token(token), executor=executor,
             created_at=now, last_heartbeat=now, last_seq=0, log_count=0, stop_requested=False,
         ).returning(attempts.c.id)).scalar_one()
-        if len(slices) > 1:  # each node rank past 0 reports on a stream of its own (store/ranks.py)
+        if len(slices) > 1:  # each node rank past 0 reports on a stream of its own (db/ranks.py)
             conn.execute(attempt_ranks.insert(), [
                 {"attempt_id": attempt_id, "rank": r, "node": s.node, "state": JobState.STARTING.value,
                  "last_seq": 0, "last_heartbeat": now} for r, s in enumerate(slices) if r])

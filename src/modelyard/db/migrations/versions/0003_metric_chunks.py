@@ -3,7 +3,7 @@
 A row per point cost ~60 bytes and one index entry (with the metric's name)
 per point; ingestion was bound by SQLite's per-row insert cost and a long
 series' first read by row decoding. A chunk holds a batch's points of one
-series as four float64 columns (store/series.py). Existing points are moved
+series as four float64 columns (db/series.py). Existing points are moved
 into chunks of at most 50,000 points, in their order.
 
 Revision ID: 0003

@@ -15,9 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from modelyard.datasets.access import PRIVATE, Ownership
-from modelyard.store.db import Database
-from modelyard.store.records import User
-from modelyard.store.schema import dataset_events, datasets, users
+from modelyard.db.engine import Database
+from modelyard.db.records import User
+from modelyard.db.schema import dataset_events, datasets, users
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,17 @@ import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState, TerminationReason
-from modelyard.store import ranks as store_ranks
-from modelyard.store.db import Database
-from modelyard.store.jobs import finish_attempt, mark_running
-from modelyard.store.records import Attempt, attempt_from_row
-from modelyard.store.schema import attempts, log_lines, metric_chunks, system_metrics
-from modelyard.store.users import hash_token
+from modelyard.db import ranks as store_ranks
+from modelyard.db.engine import Database
+from modelyard.db.jobs import finish_attempt, mark_running
+from modelyard.db.records import Attempt, attempt_from_row
+from modelyard.db.schema import attempts, log_lines, metric_chunks, system_metrics
+from modelyard.db.users import hash_token
 
 if TYPE_CHECKING:
     import numpy as np
 
-# store/series.py (numpy) is imported where points are first stored or read, not at
+# db/series.py (numpy) is imported where points are first stored or read, not at
 # server start: numpy is ~50-100 ms of a start that has a 1.5 s budget.
 
 STREAMS = {"stdout": 0, "stderr": 1}
@@ -126,7 +126,7 @@ def apply_report(db: Database, attempt: Attempt, batch: dict[str, Any], *, now: 
 
 def _apply_rank_report(conn: sa.Connection, current: Attempt, rank: int, seq: int, logs: list[Any],
                        evts: list[Any], now: float) -> ReportResult:
-    """A node rank > 0's batch (store/ranks.py): its own seq stream; log lines and events only."""
+    """A node rank > 0's batch (db/ranks.py): its own seq stream; log lines and events only."""
     r = store_ranks.locked_rank(conn, current, rank, now=now)
     stop = current.stop_requested or current.state.is_terminal()
     if seq <= r.last_seq:
@@ -168,9 +168,9 @@ def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[
             for i, (t, stream, text) in enumerate(logs)
         ])
     if points or packed:
-        # one row per series per batch (store/series.py): the points go in as one blob
+        # one row per series per batch (db/series.py): the points go in as one blob
         job_id, attempt_id = a.job_id, a.id
-        from modelyard.store import series as S
+        from modelyard.db import series as S
 
         chunks = (S.group_rows(points) if points else []) + (S.unpack_series(packed) if packed else [])
         _bulk_insert(conn, metric_chunks,
@@ -247,7 +247,7 @@ def read_logs(db: Database, attempt_id: int, *, offset: int = 0, limit: int = 10
 
 
 def read_metrics(db: Database, job_id: int, *, names: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
-    from modelyard.store import series as S
+    from modelyard.db import series as S
 
     out: dict[str, list[dict[str, Any]]] = {}
     for name in names if names is not None else metric_names(db, job_id):
@@ -260,14 +260,14 @@ def read_metrics(db: Database, job_id: int, *, names: list[str] | None = None) -
 def read_series(db: Database, job_id: int, name: str, *, after_id: int = 0) -> tuple[int, np.ndarray]:
     """``(last chunk id, columns)`` of one series' points in chunks past ``after_id``, in order.
 
-    The columns are a (4, n) float64 array: value, step, epoch, t (store/series.py).
+    The columns are a (4, n) float64 array: value, step, epoch, t (db/series.py).
     One index range scan of ``ix_metric_chunks_series`` through the driver's own
     cursor; a million points are ~20 rows.
     """
     mark = "?" if db.reader.dialect.paramstyle == "qmark" else "%s"
     sql = (f"SELECT id, n, points FROM metric_chunks WHERE job_id = {mark} AND name = {mark} "
            f"AND id > {mark} ORDER BY id")
-    from modelyard.store import series as S
+    from modelyard.db import series as S
 
     with db.read() as conn:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from modelyard.store.schema import metadata
+from modelyard.db.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only for `alembic revision --autogenerate`

@@ -3,6 +3,6 @@
 ``Database`` owns the engines; ``jobs``, ``users`` and ``reports`` are the
 queries, each taking the database (or a connection) as an argument.
 """
-from modelyard.store.db import Database
+from modelyard.db.engine import Database
 
 __all__ = ["Database"]

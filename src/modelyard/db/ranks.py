@@ -1,7 +1,7 @@
 """The node ranks past 0 of a multi-node attempt: their report streams, heartbeats and ends.
 
-Rank 0's supervisor reports on the attempt row itself (store/reports.py); each
-other rank has a row here, made when the attempt is placed (store/jobs.py ``place``), with its own
+Rank 0's supervisor reports on the attempt row itself (db/reports.py); each
+other rank has a row here, made when the attempt is placed (db/jobs.py ``place``), with its own
 ``last_seq`` (the same exactly-one-past rule) and ``last_heartbeat``. A rank
 sends log lines only: metrics, samples and outputs are rank 0's. Its lines go
 into the attempt's one numbered log, tagged with its rank.
@@ -21,10 +21,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from modelyard.jobs import JobState, TerminationReason
-from modelyard.store.db import Database
-from modelyard.store.jobs import finish_attempt
-from modelyard.store.records import Attempt, attempt_from_row
-from modelyard.store.schema import attempt_ranks, attempts
+from modelyard.db.engine import Database
+from modelyard.db.jobs import finish_attempt
+from modelyard.db.records import Attempt, attempt_from_row
+from modelyard.db.schema import attempt_ranks, attempts
 
 # An attempt ended in one of these is over for good (no retry reuses its resources): a rank's
 # last lines are still taken, so a DDP job's ranks that end together keep their final words.

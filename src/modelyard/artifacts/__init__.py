@@ -1,6 +1,6 @@
 """The artifact store (fsspec: ``file://`` or ``s3://``) and code snapshots."""
-from modelyard.storage.snapshot import SnapshotInfo, collect_files, extract_snapshot, make_snapshot
-from modelyard.storage.store import ArtifactStore, Entry, Fingerprint, SyncResult
+from modelyard.artifacts.snapshot import SnapshotInfo, collect_files, extract_snapshot, make_snapshot
+from modelyard.artifacts.store import ArtifactStore, Entry, Fingerprint, SyncResult
 
 __all__ = [
     "ArtifactStore", "Entry", "Fingerprint", "SyncResult",

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from modelyard.store.db import Database
-from modelyard.store.records import Token, User
-from modelyard.store.schema import sessions, users
+from modelyard.db.engine import Database
+from modelyard.db.records import Token, User
+from modelyard.db.schema import sessions, users
 
 TOUCH_EVERY = 60.0
 

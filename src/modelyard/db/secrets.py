@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from modelyard.store.db import Database
-from modelyard.store.schema import secrets
+from modelyard.db.engine import Database
+from modelyard.db.schema import secrets
 
 
 @dataclass(frozen=True)

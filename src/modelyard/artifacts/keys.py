@@ -1,0 +1,41 @@
+"""The layout of keys in the artifact store, in one place: every writer and reader builds keys here.
+
+    snapshots/SHA256.tar.gz                    a code snapshot, by content (shared by the jobs that send it)
+    jobs/ID/attempts/N/log.txt                 attempt N's log (log-nodeR.txt: node rank R's)
+    jobs/ID/outputs                            a job's outputs (per attempt: the console issue moves them)
+    datasets/NAME/VERSION/...                  a dataset version's manifest and files
+"""
+from __future__ import annotations
+
+SNAPSHOTS = "snapshots/"
+
+
+def snapshot_key(sha256_hex: str) -> str:
+    return f"{SNAPSHOTS}{sha256_hex}.tar.gz"
+
+
+def is_snapshot_key(key: str) -> bool:
+    return key.startswith(SNAPSHOTS) and "/" not in key[len(SNAPSHOTS):] and key.endswith(".tar.gz")
+
+
+def job_prefix(job_id: int) -> str:
+    """Everything a job keeps in the store lies under this."""
+    return f"jobs/{job_id}"
+
+
+def attempt_prefix(job_id: int, attempt: int) -> str:
+    return f"jobs/{job_id}/attempts/{attempt}"
+
+
+def output_prefix(job_id: int) -> str:
+    return f"jobs/{job_id}/outputs"
+
+
+def log_key(job_id: int, attempt: int, node_rank: int = 0) -> str:
+    """Where an attempt's log.txt is kept; a node rank > 0 keeps its own beside rank 0's."""
+    name = f"log-node{node_rank}.txt" if node_rank else "log.txt"
+    return f"{attempt_prefix(job_id, attempt)}/{name}"
+
+
+def dataset_version_prefix(name: str, version: str) -> str:
+    return f"datasets/{name}/{version}"

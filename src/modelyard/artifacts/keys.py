@@ -2,7 +2,8 @@
 
     snapshots/SHA256.tar.gz                    a code snapshot, by content (shared by the jobs that send it)
     jobs/ID/attempts/N/log.txt                 attempt N's log (log-nodeR.txt: node rank R's)
-    jobs/ID/outputs                            a job's outputs (per attempt: the console issue moves them)
+    jobs/ID/attempts/N/outputs/...             attempt N's outputs; .../outputs/final/ is the job's model
+    jobs/ID/outputs                            a job's outputs before they were kept per attempt (read only)
     datasets/NAME/VERSION/...                  a dataset version's manifest and files
 """
 from __future__ import annotations
@@ -28,7 +29,19 @@ def attempt_prefix(job_id: int, attempt: int) -> str:
 
 
 def output_prefix(job_id: int) -> str:
+    """Where outputs were kept before each attempt had its own: read back for older jobs."""
     return f"jobs/{job_id}/outputs"
+
+
+def attempt_output_prefix(job_id: int, attempt: int) -> str:
+    return f"{attempt_prefix(job_id, attempt)}/outputs"
+
+
+FINAL = "final"  # the folder under MODELYARD_OUTPUT_DIR a job leaves its model in
+
+
+def final_prefix(job_id: int, attempt: int) -> str:
+    return f"{attempt_output_prefix(job_id, attempt)}/{FINAL}"
 
 
 def log_key(job_id: int, attempt: int, node_rank: int = 0) -> str:

@@ -24,20 +24,40 @@ def job_prefix(job_id: int) -> str:
     return f"jobs/{job_id}"
 
 
-def attempt_prefix(job_id: int, attempt: int) -> str:
-    return f"jobs/{job_id}/attempts/{attempt}"
-
-
 def output_prefix(job_id: int) -> str:
     """Where outputs were kept before each attempt had its own: read back for older jobs."""
     return f"jobs/{job_id}/outputs"
 
 
-def attempt_output_prefix(job_id: int, attempt: int) -> str:
-    return f"{attempt_prefix(job_id, attempt)}/outputs"
+def attempts_prefix(job_id: int) -> str:
+    """Every attempt's folder lies under this: one listing of it finds each attempt's outputs."""
+    return f"jobs/{job_id}/attempts"
 
 
+def attempt_prefix(job_id: int, attempt: int) -> str:
+    return f"{attempts_prefix(job_id)}/{attempt}"
+
+
+OUTPUTS = "outputs"
 FINAL = "final"  # the folder under MODELYARD_OUTPUT_DIR a job leaves its model in
+
+
+def attempt_output_prefix(job_id: int, attempt: int) -> str:
+    return f"{attempt_prefix(job_id, attempt)}/{OUTPUTS}"
+
+
+def split_attempt_output(relative: str) -> tuple[int, str] | None:
+    """``N/outputs/PATH`` (a path under ``attempts_prefix``) as ``(N, PATH)``; None for anything else (logs)."""
+    number, _, rest = relative.partition("/")
+    folder, _, path = rest.partition("/")
+    if not number.isdigit() or folder != OUTPUTS or not path:
+        return None
+    return int(number), path
+
+
+def is_final(path: str) -> bool:
+    """Whether an output's path (relative to its outputs folder) is part of the job's model."""
+    return path.startswith(f"{FINAL}/")
 
 
 def final_prefix(job_id: int, attempt: int) -> str:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from modelyard.artifacts.keys import log_key, output_prefix
+from modelyard.artifacts.keys import attempt_output_prefix, log_key
+from modelyard.artifacts.outputs import resume_prefix
+from modelyard.artifacts.store import ArtifactStore
 from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Launch
@@ -48,6 +50,10 @@ class LaunchContext:
     secret_box: SecretBox | None = None
     # owner's user id -> the uid its jobs run as (a shared server's MODELYARD_JOB_UIDS); None: the server's own
     job_uid: Callable[[int], int] | None = None
+    storage: ArtifactStore | None = None  # where resume outputs are looked for (None: one for settings.storage_url)
+
+    def store(self) -> ArtifactStore:
+        return self.storage or ArtifactStore(self.settings.storage_url)
 
 
 def job_secrets(ctx: LaunchContext, job: Job) -> dict[str, str]:
@@ -85,16 +91,29 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
     """One LaunchSpec per node rank of the attempt (rank 0's first; README "Multi-node jobs").
 
     Every rank gets the code, the dataset, the resume outputs and the secrets; only rank 0
-    syncs outputs (``output_prefix``). ``distributed.master_addr`` and ``master_port`` stay
+    syncs outputs (``output_prefix``, the attempt's own). ``distributed.master_addr`` and ``master_port`` stay
     the defaults: an executor that spreads ranks over machines sets them (executors/ray.py)."""
     slices = attempt.slices
     secrets = job_secrets(ctx, job)  # opened now, not at submit (README "Secrets")
-    specs = tuple(_rank_spec(ctx, job, attempt, token, rank, s, len(slices), secrets) for rank, s in enumerate(slices))
+    resume = resume_from(ctx, job, attempt.number)
+    specs = tuple(_rank_spec(ctx, job, attempt, token, rank, s, len(slices), secrets, resume)
+                  for rank, s in enumerate(slices))
     return Launch(specs[0], ranks=specs if len(specs) > 1 else ())
 
 
+def resume_from(ctx: LaunchContext, job: Job, attempt: int) -> str | None:
+    """What attempt ``attempt`` resumes from (README "Outputs and rounds"): the outputs of the job's
+    latest earlier attempt that has any, so a restart or retry continues where the last one stopped;
+    else, for a job cloned with ``--resume``, its source job's outputs as they are now."""
+    store = ctx.store()
+    found = resume_prefix(store, job.id, before=attempt) if attempt > 1 else None
+    if found is None and job.resume_from:
+        found = resume_prefix(store, job.resume_from)
+    return found
+
+
 def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank: int, where: NodeSlice,
-               nnodes: int, secrets: dict[str, str]) -> LaunchSpec:
+               nnodes: int, secrets: dict[str, str], resume: str | None) -> LaunchSpec:
     spec = job.spec
     return LaunchSpec(
         job_id=str(job.id),
@@ -107,8 +126,8 @@ def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank:
         snapshot_key=job.snapshot_key,
         # in place only when there is no snapshot and a folder was named; else an empty folder of its own
         workdir=None if job.snapshot_key else spec.workdir,
-        resume_prefix=output_prefix(job.resume_from) if job.resume_from else None,
-        output_prefix=None if rank else output_prefix(job.id),  # outputs come from rank 0
+        resume_prefix=resume,
+        output_prefix=None if rank else attempt_output_prefix(job.id, attempt.number),  # outputs come from rank 0
         log_key=log_key(job.id, attempt.number, rank),
         run_dir=ctx.settings.runs_dir / run_dir_name(job.id, attempt.number, rank),
         argv=spec.argv(),

@@ -106,9 +106,13 @@ class OutputFile(Out):
     path: str
     size: int
     mtime: float
+    final: bool = False  # under final/: part of the job's model
 
 
 class OutputList(Out):
+    attempt: int | None = None  # whose outputs these are; none: a job's from before per-attempt outputs, or none
+    attempts: list[int] = []  # the attempts that have outputs, oldest first
+    model_attempts: list[int] = []  # those that have a final/
     files: list[OutputFile]
 
 

@@ -29,6 +29,7 @@ from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.secrets import SecretBox
 from modelyard.server.dataset_service import DatasetService
 from modelyard.server.isolation import check_new_user, protect_home
+from modelyard.server.output_service import OutputService
 from modelyard.server.serialize import job_to_dict
 from modelyard.artifacts.store import ArtifactStore
 from modelyard.db import environments as store_environments
@@ -55,6 +56,7 @@ class Platform:
         self.storage = ArtifactStore(settings.storage_url)
         self.datasets = StoreIndex(self.storage)
         self.dataset_access = DatasetService(self.db, self.datasets, uploads=settings.home / "uploads")
+        self.outputs = OutputService(self.db, self.storage)
         self.executor = executor or executor_for(settings)
         self.webhook_allow = parse_allow(settings.webhook_allow)
         self.webhooks = WebhookSender(allow=self.webhook_allow)
@@ -63,7 +65,7 @@ class Platform:
         self.scheduler = SchedulerLoop(
             self.db, self.executor, None,  # the executor's capacity, refreshed every pass
             LaunchContext(settings=settings, server_url=server_url, server_file=server_file,
-                          db=self.db, secret_box=self.secret_box,
+                          db=self.db, secret_box=self.secret_box, storage=self.storage,
                           job_uid=self._job_uid if settings.job_uids else None),
             heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
         )
@@ -140,7 +142,11 @@ class Platform:
 
     def clone(
         self, user: User, job_id: int, *, resume: bool, command: list[str] | str | None, name: str | None,
+        snapshot: str | None = None,
     ) -> Job:
+        """A new job like ``job_id``; ``resume``: it starts from that job's latest outputs
+        (MODELYARD_RESUME_DIR); ``snapshot``: with this code (an uploaded snapshot's key) instead of
+        the source's, for a second round with changed code."""
         source = store_jobs.get_job(self.db, job_id, user=user)
         data = source.spec.model_dump()
         if command is not None:
@@ -152,7 +158,7 @@ class Platform:
             raise ModelyardError(ErrorCode.INVALID, f"job {job_id} holds secrets of {source.owner}, given inline; "
                                  "only they may clone it", field="secrets")
         how = "resumed from" if resume else "cloned from"
-        return self.submit(user, spec, snapshot=source.snapshot_key, resume_from=source.id if resume else None,
+        return self.submit(user, spec, snapshot=snapshot or source.snapshot_key, resume_from=source.id if resume else None,
                            sealed_secrets=source.sealed_secrets,  # the inline secrets' values go on with it
                            # the spec holds the image or requirements the source was pinned to, not today's
                            pinned_environment=source.environment, reason=f"{how} job {source.id}")

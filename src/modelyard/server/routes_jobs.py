@@ -10,10 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from modelyard.errors import ErrorCode, ModelyardError, not_found
+from modelyard.errors import not_found
 from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.spec import MAX_NAME
-from modelyard.artifacts.keys import output_prefix
 from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList
 from modelyard.server.api_schema import AUTHED, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
@@ -40,6 +39,8 @@ class CloneBody(BaseModel):
     resume: StrictBool = False
     command: list[str] | str | None = None
     name: str | None = Field(None, max_length=MAX_NAME)
+    # new code for the clone (an uploaded snapshot's key, POST /snapshots); none: the source job's
+    snapshot: str | None = Field(None, max_length=200)
 
 
 def _full(p: Platform, job: Job) -> dict[str, Any]:
@@ -79,7 +80,8 @@ def restart(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
 
 @router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def clone(job_id: JobId, body: CloneBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, p.clone(user, job_id, resume=body.resume, command=body.command, name=body.name))
+    return _full(p, p.clone(user, job_id, resume=body.resume, command=body.command, name=body.name,
+                            snapshot=body.snapshot))
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, responses=errors(*AUTHED, 404))
@@ -144,11 +146,14 @@ def system_metrics(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, An
     return {"samples": reports.read_system_metrics(p.db, job_id)}
 
 
+FinalQuery = Annotated[bool, Query(description="only the job's model: the files under final/ (of the latest "
+                                              "attempt that has one, unless attempt is given)")]
+
+
 @router.get("/jobs/{job_id}/outputs", response_model=OutputList, responses=errors(*AUTHED, 404))
-def outputs(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    store_jobs.get_job(p.db, job_id, user=user)
-    files = p.storage.list(output_prefix(job_id))
-    return {"files": [{"path": e.path, "size": e.size, "mtime": e.mtime} for e in files]}
+def outputs(job_id: JobId, p: PlatformDep, user: UserDep, attempt: AttemptQuery = None,
+            final: FinalQuery = False) -> dict[str, Any]:
+    return p.outputs.listing(user, job_id, attempt=attempt, final=final)
 
 
 BINARY = {200: {"description": "the file's bytes",
@@ -157,14 +162,9 @@ BINARY = {200: {"description": "the file's bytes",
 
 @router.get("/jobs/{job_id}/outputs/{path:path}", response_class=StreamingResponse,
             responses={**BINARY, **errors(*AUTHED, 404)})
-async def output_file(job_id: JobId, path: str, p: PlatformDep, user: UserDep) -> StreamingResponse:
-    await run_in_threadpool(store_jobs.get_job, p.db, job_id, user=user)
-    if not path or ".." in path.split("/") or path.startswith("/"):
-        raise ModelyardError(ErrorCode.INVALID, "not a path inside the job's outputs", field="path")
-    key = f"{output_prefix(job_id)}/{path}"
-    if not await run_in_threadpool(p.storage.exists, key):
-        raise not_found(f"output {path!r} of job {job_id}")
-    size = await run_in_threadpool(p.storage.size, key)
+async def output_file(job_id: JobId, path: str, p: PlatformDep, user: UserDep,
+                      attempt: AttemptQuery = None) -> StreamingResponse:
+    key, size = await run_in_threadpool(p.outputs.file_key, user, job_id, path, attempt=attempt)
 
     def chunks():  # type: ignore[no-untyped-def]
         with p.storage.open(key) as f:

@@ -168,15 +168,34 @@ def jobs_rows(request: Request, p: PlatformDep, user: UserDep,
 # -- one job -------------------------------------------------------------------------------------
 
 
-def job_data(p: Platform, user: User, job_id: int) -> dict[str, Any]:
+def job_data(p: Platform, user: User, job_id: int, outputs_attempt: int | None = None) -> dict[str, Any]:
+    """``outputs_attempt``: whose outputs the page lists (the attempt chooser); None: the job's."""
     job = api.show(job_id, p, user)
-    return {"job": job, "events": api.job_events(job_id, p, user)["events"],
-            "outputs": api.outputs(job_id, p, user)["files"]}
-
-
-def _job_or_404(request: Request, p: Platform, user: User, job_id: int, template: str) -> Response:
     try:
-        data = job_data(p, user, job_id)
+        outputs = p.outputs.listing(user, job_id, attempt=outputs_attempt)
+    except ModelyardError as exc:  # a chosen attempt the job does not have: its own outputs instead
+        if exc.code != ErrorCode.NOT_FOUND or outputs_attempt is None:
+            raise
+        outputs, outputs_attempt = p.outputs.listing(user, job_id), None
+    files = outputs["files"]
+    return {"job": job, "events": api.job_events(job_id, p, user)["events"], "outputs": files,
+            "model": [f for f in files if f["final"]], "other_outputs": [f for f in files if not f["final"]],
+            "outputs_attempt": outputs["attempt"],
+            "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"]}
+
+
+def _outputs_attempt(outputs_attempt: Annotated[str | None, Query(max_length=12)] = None) -> int | None:
+    """The chooser's attempt; its "latest" sends an empty value, and anything not a number means the job's."""
+    return int(outputs_attempt) if outputs_attempt and outputs_attempt.isdigit() and int(outputs_attempt) else None
+
+
+OutputsAttempt = Annotated[int | None, Depends(_outputs_attempt)]
+
+
+def _job_or_404(request: Request, p: Platform, user: User, job_id: int, template: str,
+                outputs_attempt: int | None = None) -> Response:
+    try:
+        data = job_data(p, user, job_id, outputs_attempt)
     except ModelyardError as exc:
         if exc.code != ErrorCode.NOT_FOUND:
             raise
@@ -185,13 +204,15 @@ def _job_or_404(request: Request, p: Platform, user: User, job_id: int, template
 
 
 @router.get("/ui/jobs/{job_id}")
-def job_page(request: Request, job_id: int, p: PlatformDep, user: UserDep) -> Response:
-    return _job_or_404(request, p, user, job_id, "job.html")
+def job_page(request: Request, job_id: int, p: PlatformDep, user: UserDep,
+             outputs_attempt: OutputsAttempt) -> Response:
+    return _job_or_404(request, p, user, job_id, "job.html", outputs_attempt)
 
 
 @router.get("/ui/jobs/{job_id}/live")
-def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep) -> Response:
-    return _job_or_404(request, p, user, job_id, "_job_live.html")
+def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep,
+             outputs_attempt: OutputsAttempt) -> Response:
+    return _job_or_404(request, p, user, job_id, "_job_live.html", outputs_attempt)
 
 
 # -- create, queue -------------------------------------------------------------------------------

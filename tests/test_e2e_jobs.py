@@ -260,7 +260,7 @@ def test_artifacts_on_s3(s3_env: dict[str, str], tmp_path: Path) -> None:
         s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_env["BUCKET"])["Contents"]}
         assert f"yard/{key}" in keys
-        assert f"yard/jobs/{job['id']}/outputs/w.bin" in keys
+        assert f"yard/jobs/{job['id']}/attempts/1/outputs/w.bin" in keys
         assert f"yard/jobs/{job['id']}/attempts/1/log.txt" in keys
     finally:
         srv.stop()

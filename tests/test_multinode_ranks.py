@@ -220,7 +220,7 @@ def test_build_launch_gives_each_rank_its_spec(db: Database, alice: U.User, tmp_
     assert [(s.distributed.node_rank, s.distributed.nnodes, s.distributed.nproc_per_node, s.distributed.node_id)
             for s in (r0, r1)] == [(0, 2, 3, "node-a"), (1, 2, 3, "node-b")]
     assert (r0.gpus, r0.sandbox.cpuset, r1.gpus, r1.sandbox.cpuset) == ([0], [0, 1], [1], [2, 3])
-    assert r0.output_prefix == f"jobs/{job.id}/outputs" and r1.output_prefix is None
+    assert r0.output_prefix == f"jobs/{job.id}/attempts/1/outputs" and r1.output_prefix is None
     assert r0.log_key.endswith("/attempts/1/log.txt") and r1.log_key.endswith("/attempts/1/log-node1.txt")
     assert (r0.run_dir.name, r1.run_dir.name) == (f"{job.id}-1", f"{job.id}-1-r1")
     assert r0.snapshot_key == r1.snapshot_key and r0.max_runtime == r1.max_runtime == 60

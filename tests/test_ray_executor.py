@@ -162,7 +162,7 @@ def test_gpu_jobs_run_on_the_gpu_node_with_rays_gpus_and_outputs_in_s3(
         assert slices(database, labelled["id"]) == [(cluster.gpu_node_id,)]
     keys = {o["Key"] for o in _s3_client(s3["AWS_ENDPOINT_URL"]).list_objects_v2(Bucket=s3["BUCKET"])["Contents"]}
     for job in gpu_jobs:
-        assert f"yard/jobs/{job['id']}/outputs/model.bin" in keys
+        assert f"yard/jobs/{job['id']}/attempts/1/outputs/model.bin" in keys
         assert f"yard/jobs/{job['id']}/attempts/1/log.txt" in keys
 
 
@@ -226,7 +226,7 @@ def test_a_two_node_torchrun_training_ends_with_identical_weights_on_both_and_it
     assert every == {"world_size": 2, "sha256": [logged[0], logged[1]]} and logged[0] == logged[1]
     assert not (out / "weights-rank1.json").exists()  # rank 1's node's outputs stay there; only rank 0's are kept
     checkpoint = _s3_client(s3["AWS_ENDPOINT_URL"]).get_object(
-        Bucket=s3["BUCKET"], Key=f"yard/jobs/{job['id']}/outputs/checkpoint.pt")["Body"].read()
+        Bucket=s3["BUCKET"], Key=f"yard/jobs/{job['id']}/attempts/1/outputs/checkpoint.pt")["Body"].read()
     assert checkpoint[:2] == b"PK" and checkpoint == (out / "checkpoint.pt").read_bytes()  # torch.save's zip
 
 

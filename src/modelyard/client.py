@@ -192,9 +192,13 @@ class Client:
         return self._request("POST", f"/jobs/{job_id}/restart")
 
     def clone_job(
-        self, job_id: int, *, resume: bool = False, command: list[str] | str | None = None, name: str | None = None
+        self, job_id: int, *, resume: bool = False, command: list[str] | str | None = None, name: str | None = None,
+        snapshot: str | None = None,
     ) -> dict[str, Any]:
+        """A new job like ``job_id``; ``snapshot``: new code (a key from ``upload_snapshot``), else the source's."""
         body = {"resume": resume, "command": command, "name": name}
+        if snapshot is not None:
+            body["snapshot"] = snapshot
         return self._request("POST", f"/jobs/{job_id}/clone", json=body)
 
     # -- secrets (a value goes in, never comes back) -------------------------
@@ -231,13 +235,19 @@ class Client:
     def system_metrics(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}/system-metrics")
 
-    def list_outputs(self, job_id: int) -> dict[str, Any]:
-        """``{"files": [{"path", "size", "mtime"}]}``."""
-        return self._request("GET", f"/jobs/{job_id}/outputs")
+    def list_outputs(self, job_id: int, *, attempt: int | None = None, final: bool = False) -> dict[str, Any]:
+        """``{"attempt", "attempts", "model_attempts", "files": [{"path", "size", "mtime", "final"}]}``:
+        attempt ``attempt``'s outputs, by default the job's (its latest attempt's that has any);
+        ``final``: only its model (``final/``), by default of the latest attempt that has one."""
+        params = _without_none({"attempt": attempt, "final": "true" if final else None})
+        return self._request("GET", f"/jobs/{job_id}/outputs", params=params)
 
-    def download_output(self, job_id: int, path: str, dest: Path, *, progress: Progress | None = None) -> Path:
-        """Stream one output file to ``dest`` (written whole or not at all)."""
-        return self._download(f"/jobs/{job_id}/outputs/{quote(path)}", dest, progress)
+    def download_output(self, job_id: int, path: str, dest: Path, *, attempt: int | None = None,
+                        progress: Progress | None = None) -> Path:
+        """Stream one output file (of attempt ``attempt``; by default of the job's outputs) to ``dest``
+        (written whole or not at all)."""
+        query = f"?attempt={attempt}" if attempt else ""
+        return self._download(f"/jobs/{job_id}/outputs/{quote(path)}{query}", dest, progress)
 
     # -- datasets ---------------------------------------------------------
 

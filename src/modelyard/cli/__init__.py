@@ -7,6 +7,7 @@
     connect.py  which server: Client.from_env (MODELYARD_URL, else the embedded server)
     follow.py   printing a log once or live, and the exit code a job maps to
     submit.py   submit (snapshot, upload, create) and run --local
+    code.py     a folder snapshotted and uploaded (submit, clone --code)
     datasets.py dataset create, ls, show, rm, download
     jobs.py     jobs, show, stop, restart, clone, wait
     observe.py  logs, metrics, download

@@ -1,10 +1,12 @@
 """Commands over existing jobs: jobs, show, stop, restart, clone, wait."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from modelyard.cli.code import upload_workdir
 from modelyard.cli.connect import get_client
 from modelyard.cli.errors import fail
 from modelyard.cli.follow import job_exit_code
@@ -81,16 +83,19 @@ def restart(job_id: JobId, as_json: Json = False) -> None:
 def clone(
     job_id: JobId,
     command: Annotated[Optional[list[str]], typer.Argument(metavar="[-- CMD...]", help="a new command")] = None,
-    resume: Annotated[bool, typer.Option(help="start from this job's outputs (MODELYARD_RESUME_DIR)")] = False,
+    resume: Annotated[bool, typer.Option(help="start from this job's latest outputs (MODELYARD_RESUME_DIR)")] = False,
+    code: Annotated[Optional[Path], typer.Option("--code", metavar="DIR", help="new code: snapshot DIR (. for the "
+                                                 "current folder) as submit does; default: the job's own code")] = None,
     name: Annotated[Optional[str], typer.Option(help="the new job's name")] = None,
     as_json: Json = False,
 ) -> None:
-    """Submit a new job like an old one, optionally resuming from its outputs and with a new command.
+    """Submit a new job like an old one, optionally resuming from its outputs, with new code or a new command.
 
-    Example: modelyard clone 7 --resume -- python train.py --steps 3000000
+    Example: modelyard clone 7 --resume --code . -- python train.py --steps 3000000
     """
     with get_client() as client:
-        job = client.clone_job(job_id, resume=resume, command=shape_command(command), name=name)
+        snapshot = upload_workdir(client, code, show_progress=not as_json, field="code") if code else None
+        job = client.clone_job(job_id, resume=resume, command=shape_command(command), name=name, snapshot=snapshot)
     _print_job(job, as_json, "submitted ")
 
 

@@ -7,11 +7,15 @@ from typing import Annotated, Optional
 import typer
 
 from modelyard.cli.connect import get_client
+from modelyard.cli.errors import fail
 from modelyard.cli.follow import follow_log, print_log
 from modelyard.cli.jobs import JobId, Json
 from modelyard.cli.options import invalid
 from modelyard.cli.output import byte_progress, console, metrics_table, note, print_json
 from modelyard.jobs.units import format_size
+
+# artifacts/keys.py's FINAL, spelt out: importing the artifacts package would load fsspec for every command
+MODEL_FOLDER = "final/"
 
 
 def logs(
@@ -57,26 +61,37 @@ def metrics(
 def download(
     job_id: JobId,
     to: Annotated[Optional[Path], typer.Option("--to", help="folder to write into (default: ./job-ID)")] = None,
+    attempt: Annotated[Optional[int], typer.Option(min=1, help="that attempt's outputs (default: the job's, "
+                                                   "i.e. its latest attempt's that has any)")] = None,
+    final: Annotated[bool, typer.Option("--final", help="only the job's model: the files it left in "
+                                        "MODELYARD_OUTPUT_DIR/final/ (of the latest attempt that has one), "
+                                        "written without the final/ folder")] = False,
     as_json: Json = False,
 ) -> None:
-    """Download every file in a job's output folder.
+    """Download a job's outputs: its latest attempt's that has any, attempt N's, or only its model.
 
-    Example: modelyard download 7 --to ./runs/7
+    Example: modelyard download 7 --final --to ./model
     """
     dest_dir = (to or Path(f"job-{job_id}")).resolve()
     with get_client() as client:
-        files = client.list_outputs(job_id)["files"]
+        listing = client.list_outputs(job_id, attempt=attempt, final=final)
+        files, chosen = listing["files"], listing.get("attempt")
+        if final and not files:
+            raise fail(f"job {job_id} has no model: nothing under final/ in "
+                       + (f"attempt {attempt}'s outputs" if attempt else "any attempt's outputs"))
         total = sum(f.get("size") or 0 for f in files)
         done_before = 0
         with byte_progress(f"job {job_id} outputs", enabled=not as_json) as progress:
             for f in files:
                 base = done_before
-                client.download_output(job_id, f["path"], _inside(dest_dir, f["path"]),
+                local = f["path"].removeprefix(MODEL_FOLDER) if final else f["path"]
+                # the attempt the listing named: a newer attempt syncing meanwhile cannot mix its files in
+                client.download_output(job_id, f["path"], _inside(dest_dir, local), attempt=chosen,
                                        progress=lambda done, _total: progress(base + done, total))
                 done_before += f.get("size") or 0
     if as_json:
-        return print_json({"dir": str(dest_dir), "files": files})
-    note(f"{len(files)} files, {format_size(total)} in {dest_dir}")
+        return print_json({"dir": str(dest_dir), "attempt": chosen, "files": files})
+    note(f"{len(files)} files, {format_size(total)} in {dest_dir}" + (f" (attempt {chosen})" if chosen else ""))
 
 
 def _inside(root: Path, relative: str) -> Path:

@@ -1,23 +1,22 @@
-"""Starting work: ``submit`` (snapshot the workdir, upload it, create the job) and ``run --local``."""
+"""Starting work: ``submit`` (snapshot the workdir, upload it (cli/code.py), create the job) and ``run --local``."""
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from modelyard.cli.code import upload_workdir
 from modelyard.cli.connect import get_client
 from modelyard.cli.follow import follow_job, job_exit_code
 from modelyard.cli.jobs import Json
 from modelyard.cli.options import (
-    build_spec, invalid, load_job_file, parse_env, read_requirements, shape_command, spec_payload,
+    build_spec, load_job_file, parse_env, read_requirements, shape_command, spec_payload,
 )
 from modelyard.cli.output import byte_progress, note, print_json, state_text
-from modelyard.client import Client
 from modelyard.config import Settings
 
 Command = Annotated[Optional[list[str]], typer.Argument(metavar="-- CMD...", help="the command; one quoted argument is a shell string")]
@@ -81,23 +80,6 @@ def submit(
     if as_json:
         print_json(final)
     raise typer.Exit(job_exit_code(final))
-
-
-def upload_workdir(client: Client, workdir: Path, *, show_progress: bool = True) -> str:
-    """Snapshot ``workdir`` into a temp file, upload it; the snapshot's key."""
-    # Imported here, not at the top: the storage package pulls in fsspec, which
-    # every other command would pay for at start-up.
-    from modelyard.artifacts.snapshot import make_snapshot
-
-    if not workdir.is_dir():
-        raise invalid("workdir", f"{workdir} is not a folder")
-    max_bytes = Settings.from_env().max_snapshot_bytes
-    with tempfile.TemporaryFile(prefix="modelyard-snapshot-") as tmp:
-        with byte_progress(f"snapshot {workdir}", enabled=show_progress) as progress:
-            make_snapshot(workdir, tmp, max_bytes, progress=progress)
-        tmp.seek(0)
-        with byte_progress("upload", enabled=show_progress) as progress:
-            return client.upload_snapshot(tmp, progress=progress)["key"]
 
 
 def run(

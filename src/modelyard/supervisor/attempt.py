@@ -39,7 +39,7 @@ from modelyard.supervisor.disk import DiskWatch, is_enospc
 from modelyard.supervisor.output import OutputPump
 from modelyard.supervisor.reporter import Reporter
 from modelyard.supervisor.runner import JobProcess, StartFailed, describe_exit, exit_code
-from modelyard.supervisor.sandbox import chown_tree, format_limit
+from modelyard.supervisor.sandbox import chown_tree, format_limit, read_only_files
 from modelyard.supervisor.sampler import Sampler
 from modelyard.supervisor.sync import OutputSyncer
 from modelyard.supervisor.venv import VenvLease, acquire_for
@@ -220,7 +220,9 @@ class Attempt:
             cwd = self._materialise_code()
             resume = c.resume_dir
             if c.resume_prefix:
-                self._require_store("resume_prefix").download_prefix(c.resume_prefix, self.dirs.resume)
+                count = self._require_store("resume_prefix").download_prefix(c.resume_prefix, self.dirs.resume)
+                read_only_files(self.dirs.resume)
+                self.pump.note(f"resuming from {c.resume_prefix} ({count} files): MODELYARD_RESUME_DIR={self.dirs.resume}")
                 resume = self.dirs.resume
             data = self._materialise_dataset()
             self._hand_over()

@@ -120,6 +120,17 @@ def format_limit(n: int) -> str:
     return f"{n}B"
 
 
+def read_only_files(root: Path) -> None:
+    """Every file under ``root`` read-only: outputs a job resumes from are for reading, and a
+    checkpoint opened for writing there by mistake fails rather than be changed unseen. The
+    folders stay writable, so the run folder can still be removed."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o444)
+
+
 def chown_tree(root: Path, uid: int, gid: int) -> None:
     """``root`` and everything in it belong to the job's uid (links themselves, never their targets)."""
     os.lchown(root, uid, gid)

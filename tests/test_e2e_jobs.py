@@ -164,14 +164,21 @@ def test_stop_restart_and_clone_with_resume(server: ServerProcess) -> None:
         # attempt 2 exists only once the scheduler has placed it: its log answers 404 until then
         wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["attempt"] == 2, 30, what="attempt 2 to be placed")
         wait_for(lambda: any(l["text"] == "ready" for l in all_logs(c, job["id"], 2)), 30)
+        # the restart resumes from attempt 1's outputs
+        assert "resume ['ckpt-1.txt']" in [l["text"] for l in all_logs(c, job["id"], 2)]
         c.post(f"/jobs/{job['id']}/stop")
         wait_state(c, job["id"], "stopped")
         assert len(all_logs(c, job["id"], 1)) >= 2  # attempt 1 keeps its own log
+        # and its own outputs: attempt 2's went beside them, not over them
+        assert [f["path"] for f in c.get(f"/jobs/{job['id']}/outputs", params={"attempt": 1}).json()["files"]] == \
+            ["ckpt-1.txt"]
+        assert [f["path"] for f in c.get(f"/jobs/{job['id']}/outputs").json()["files"]] == ["ckpt-2.txt"]
 
         clone = c.post(f"/jobs/{job['id']}/clone", json={"resume": True}).json()
         assert clone["id"] != job["id"] and clone["resume_from"] == job["id"]
         wait_for(lambda: any(l["text"] == "ready" for l in all_logs(c, clone["id"])), 30)
-        assert "resume ['ckpt-1.txt', 'ckpt-2.txt']" in [l["text"] for l in all_logs(c, clone["id"])]
+        # a clone resumes from the job's outputs: its latest attempt's
+        assert "resume ['ckpt-2.txt']" in [l["text"] for l in all_logs(c, clone["id"])]
         c.post(f"/jobs/{clone['id']}/stop")
         wait_state(c, clone["id"], "stopped")
 

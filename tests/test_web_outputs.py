@@ -43,6 +43,8 @@ def test_a_restart_that_resumes(page: Page, server: ServerProcess) -> None:
         "href", f"/api/v1/jobs/{job['id']}/outputs/ckpt.json?attempt=1")
     expect(page.locator("#model")).to_have_count(0)  # attempt 1 left no model
 
+    expect(page.locator("button[data-action=restart]")).to_have_attribute(
+        "data-confirm", f"Run job #{job['id']} again as attempt 2? It resumes from attempt 1's outputs (MODELYARD_RESUME_DIR).")
     answers = confirm_dialogs(page)
     answers.append(True)
     page.click("button[data-action=restart]")

@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from conftest import wait_for
-from modelyard.db import db as store_db
+from modelyard.db import engine as store_db
 from modelyard.db.engine import Database, script_heads
 from modelyard.destinations import parse_allow
 from modelyard.webhooks import WebhookSender

@@ -8,6 +8,9 @@
 | MODELYARD_CAPACITY | detected (NVML, psutil), e.g. "gpus=0,cpus=2,memory=8G" |
 | MODELYARD_HEARTBEAT_TIMEOUT | 60 (seconds of supervisor silence before an attempt is lost) |
 | MODELYARD_WEBHOOKS | comma-separated URLs POSTed on every job's final state |
+| MODELYARD_WEBHOOK_EVENTS | the job events MODELYARD_WEBHOOKS are POSTed on, e.g. "started,failed" (default: every end) |
+| MODELYARD_SMTP_URL | unset; smtp://USER:PASS@HOST:PORT?from=ADDR (STARTTLS if offered) or smtps://… : job emails |
+| MODELYARD_PUBLIC_URL | the URL people reach the web UI at (links in emails); default MODELYARD_SERVER_URL |
 | MODELYARD_MAX_SNAPSHOT | 200M (largest workdir snapshot accepted, compressed and unpacked) |
 | MODELYARD_MAX_SNAPSHOT_FILES | 100000 (most files a snapshot may hold) |
 | MODELYARD_SECRET_KEY | $MODELYARD_HOME/secret.key (Fernet key(s) that seal stored secrets; modelyard/secrets.py) |
@@ -43,7 +46,9 @@ from pathlib import Path
 
 from modelyard.datasets.bounds import Limits
 from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs.spec import END_EVENTS, JOB_EVENTS
 from modelyard.jobs.units import parse_duration, parse_size
+from modelyard.mail import parse_smtp_url
 
 JOB_UIDS_FIELD = "MODELYARD_JOB_UIDS"
 
@@ -90,6 +95,9 @@ class Settings:
     executor: str = "local"  # "local" or "ray"
     ray_address: str = "auto"
     server_url: str | None = None  # MODELYARD_SERVER_URL; None: the URL the server listens on
+    webhook_events: tuple[str, ...] = END_EVENTS  # the events the server-wide webhooks are sent on
+    smtp_url: str | None = None  # MODELYARD_SMTP_URL (modelyard/mail.py); None: no email is sent
+    public_url: str | None = None  # MODELYARD_PUBLIC_URL; None: server_url
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -136,6 +144,9 @@ class Settings:
             executor=_executor(env.get("MODELYARD_EXECUTOR") or "local"),
             ray_address=env.get("MODELYARD_RAY_ADDRESS") or "auto",
             server_url=_server_url(env.get("MODELYARD_SERVER_URL") or None),
+            webhook_events=_webhook_events(env.get("MODELYARD_WEBHOOK_EVENTS", "")),
+            smtp_url=_smtp_url(env.get("MODELYARD_SMTP_URL") or None),
+            public_url=_server_url(env.get("MODELYARD_PUBLIC_URL") or None, "MODELYARD_PUBLIC_URL"),
         )
 
 
@@ -149,10 +160,25 @@ def _executor(name: str) -> str:
     return name
 
 
-def _server_url(url: str | None) -> str | None:
+def _server_url(url: str | None, name: str = "MODELYARD_SERVER_URL") -> str | None:
     if url is not None and not url.startswith(("http://", "https://")):
-        raise ModelyardError(ErrorCode.INVALID, f"not an http(s) URL: {url!r}", field="MODELYARD_SERVER_URL")
+        raise ModelyardError(ErrorCode.INVALID, f"not an http(s) URL: {url!r}", field=name)
     return url.rstrip("/") if url else None
+
+
+def _webhook_events(text: str) -> tuple[str, ...]:
+    events = tuple(e.strip() for e in text.split(",") if e.strip())
+    for event in events:
+        if event not in JOB_EVENTS:
+            raise ModelyardError(ErrorCode.INVALID, f"unknown event {event!r}: use {', '.join(JOB_EVENTS)}",
+                                 field="MODELYARD_WEBHOOK_EVENTS")
+    return events or END_EVENTS
+
+
+def _smtp_url(url: str | None) -> str | None:
+    if url is not None:
+        parse_smtp_url(url)  # a mistake is found at start, not at the first failed job
+    return url
 
 
 def _dataset_limits(env: dict[str, str]) -> Limits:

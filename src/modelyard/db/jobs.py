@@ -20,12 +20,14 @@ import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
+from modelyard.jobs.notify import EVENT_OF_STATE
 from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, format_labels, format_slices, parse_labels, parse_slices
 from modelyard.jobs.states import attempt_can_transition, can_transition, ending_reason
 from modelyard.db.engine import Database
 from modelyard.db.records import (
     Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row, parse_gpus,
 )
+from modelyard.db.notices import record as record_notice
 from modelyard.db.schema import attempt_ranks, attempts, events, jobs, users
 from modelyard.db.users import hash_token
 
@@ -38,10 +40,11 @@ def _job_query() -> sa.Select[Any]:
 
 def _transition(
     conn: sa.Connection, job_id: int, src: JobState, dst: JobState, *, now: float,
-    attempt_no: int, reason: str | None = None, actor: str | None = None, **values: Any,
+    attempt_no: int, reason: str | None = None, actor: str | None = None, tell: bool = True, **values: Any,
 ) -> bool:
     """Move a job from ``src`` to ``dst`` if it is still in ``src``; record the event
-    (``actor``: the name of the user who asked for it)."""
+    (``actor``: the name of the user who asked for it) and, where ``dst`` is one of the
+    events a user hears of, the owner's notice (``tell``: False for a failure retried at once)."""
     if not can_transition(src, dst):
         raise ModelyardError(ErrorCode.CONFLICT, f"a job cannot go from {src.value} to {dst.value}")
     res = conn.execute(
@@ -53,6 +56,9 @@ def _transition(
         job_id=job_id, attempt=attempt_no, time=now, from_state=src.value, to_state=dst.value, reason=reason,
         actor=actor,
     ))
+    event = EVENT_OF_STATE.get(dst)
+    if tell and event is not None:
+        record_notice(conn, job_id, event, reason=reason, now=now)
     return True
 
 
@@ -329,13 +335,14 @@ def finish_attempt(
     if job is None or job.attempt != attempt.number or not JobState(job.state).is_active():
         return None
     src = JobState(job.state)
+    retry = ending.retryable() and job.retries_left > 0 and not row.stop_requested
     for step in _route(src, final):
         values = {"exit_code": exit_code, "message": text, "ended_at": now} if step is final else {}
         if not _transition(conn, attempt.job_id, src, step, now=now, attempt_no=attempt.number,
-                           reason=text if step is final else "stopped outside modelyard", **values):
+                           reason=text if step is final else "stopped outside modelyard", tell=not retry, **values):
             return None
         src = step
-    if ending.retryable() and job.retries_left > 0 and not row.stop_requested:
+    if retry:
         _transition(conn, attempt.job_id, final, JobState.QUEUED, now=now, attempt_no=attempt.number,
                     reason=f"retry ({job.retries_left - 1} left)", retries_left=job.retries_left - 1,
                     queued_at=now)

@@ -297,6 +297,15 @@ def latest_points(db: Database, job_ids: list[int], name: str) -> dict[int, dict
     return {job_id: {"value": value, "step": step, "epoch": epoch, "time": t} for job_id, value, step, epoch, t in rows}
 
 
+def final_metrics(db: Database, job_id: int) -> dict[str, float]:
+    """The last value of each of a job's series, by name."""
+    c = metric_chunks.c
+    last_ids = sa.select(sa.func.max(c.id)).where(c.job_id == job_id).group_by(c.name)
+    with db.read() as conn:
+        rows = conn.execute(sa.select(c.name, c.last_value).where(c.id.in_(last_ids)).order_by(c.name)).all()
+    return {name: value for name, value in rows}
+
+
 def names_of_jobs(db: Database, job_ids: list[int]) -> list[str]:
     c = metric_chunks.c
     with db.read() as conn:

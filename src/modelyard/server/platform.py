@@ -1,4 +1,4 @@
-"""The platform behind the API: store, artifact store, executor, scheduler, webhooks.
+"""The platform behind the API: store, artifact store, executor, scheduler, notices (email, webhooks).
 
 The HTTP layer calls these methods and nothing below them; side effects
 (webhooks, waking the scheduler) happen here after the state change is
@@ -38,7 +38,11 @@ from modelyard.db import secrets as store_secrets
 from modelyard.db import users as store_users
 from modelyard.db.engine import Database
 from modelyard.db.records import Job, User
-from modelyard.db.users import get_user_by_name, webhook_secret
+from modelyard.db.users import get_user_by_name
+from modelyard.db import notices as store_notices
+from modelyard.jobs.notify import EVENT_OF_STATE, check_email
+from modelyard.mail import Mailer, parse_smtp_url
+from modelyard.services.notices import Dispatcher, Targets
 from modelyard.webhooks import WebhookSender
 
 log = logging.getLogger("modelyard.platform")
@@ -60,6 +64,13 @@ class Platform:
         self.executor = executor or executor_for(settings)
         self.webhook_allow = parse_allow(settings.webhook_allow)
         self.webhooks = WebhookSender(allow=self.webhook_allow)
+        self.mailer = Mailer(parse_smtp_url(settings.smtp_url)) if settings.smtp_url else None
+        self.server_url = server_url
+        self.notices = Dispatcher(
+            self.db, webhooks=self.webhooks, mailer=self.mailer,
+            server_wide=Targets(settings.webhooks, settings.webhook_events, settings.webhook_secret),
+            public_url=lambda: settings.public_url or settings.server_url or self.server_url,
+            describe=lambda job: webhook_job(job_to_dict(job, store_jobs.job_attempts(self.db, job.id))))
         self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none
         self.started_at = time.time()
         self.scheduler = SchedulerLoop(
@@ -81,6 +92,9 @@ class Platform:
     def close(self) -> None:
         self.scheduler.stop()
         self.executor.close()  # the supervisor zygote, the cluster connection; supervisors go on
+        self.notices.close()  # first: it hands its last emails and webhooks to the senders below
+        if self.mailer is not None:
+            self.mailer.close()
         self.webhooks.close()
         self.db.dispose()
 
@@ -91,9 +105,13 @@ class Platform:
     # -- commands ---------------------------------------------------------------------------
 
     def create_user(self, name: str, *, admin: bool, no_isolation: bool = False,
-                    expires_at: float | None = None) -> tuple[User, str]:
+                    expires_at: float | None = None, email: str | None = None) -> tuple[User, str]:
         check_new_user(self.settings, admin=admin, no_isolation=no_isolation)
-        return store_users.create_user(self.db, name, admin=admin, expires_at=expires_at)
+        email = check_email(email)  # before the user exists: a bad address creates nobody
+        user, token = store_users.create_user(self.db, name, admin=admin, expires_at=expires_at)
+        if email:
+            store_notices.update_profile(self.db, user.id, email=email)
+        return user, token
 
     def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None,
                sealed_secrets: str | None = None, pinned_environment: str | None = None,
@@ -251,21 +269,16 @@ class Platform:
 
     # -- side effects -----------------------------------------------------------------------
 
+    def job_started(self, job_id: int) -> None:
+        """After a job's RUNNING is stored: its owner's emails and webhooks of ``started``."""
+        self.notices.job_event(job_id, "started")
+
     def job_ended(self, job_id: int, state: JobState) -> None:
-        """After a job's final state is stored: webhooks, and room for the next job."""
+        """After a job's final state is stored: room for the next job, and its owner's emails and webhooks."""
         self.scheduler.wake()
-        try:
-            job = store_jobs.get_job(self.db, job_id)
-        except ModelyardError:
-            return
-        if not (self.settings.webhooks or job.spec.webhooks):
-            return
-        payload = {"event": "job.ended", "state": state.value,
-                   "job": webhook_job(job_to_dict(job, store_jobs.job_attempts(self.db, job_id)))}
-        if self.settings.webhooks:  # the admin's own: sent where configured, signed with the server's secret
-            self.webhooks.send(self.settings.webhooks, payload, secret=self.settings.webhook_secret, checked=False)
-        if job.spec.webhooks:
-            self.webhooks.send(job.spec.webhooks, payload, secret=webhook_secret(self.db, job.user_id))
+        event = EVENT_OF_STATE.get(state)
+        if event is not None:
+            self.notices.job_event(job_id, event)
 
 
 def webhook_job(job: dict[str, Any]) -> dict[str, Any]:

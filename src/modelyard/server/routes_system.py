@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 import modelyard
 from modelyard.artifacts.keys import snapshot_key
 from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.jobs.notify import MAX_EMAIL
 from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
 from modelyard.scheduler.loop import running_job
@@ -50,13 +51,14 @@ class NewUser(BaseModel):
     admin: StrictBool = False  # strict: 0 or "yes" is a mistake, not an admin
     # a non-admin user on a server without MODELYARD_JOB_UIDS, knowing its jobs run as the server's user
     no_isolation: StrictBool = False
+    email: str | None = Field(default=None, max_length=MAX_EMAIL)  # where their jobs' emails go
 
 
 @router.post("/users", status_code=201, response_model=NewUserOut, responses=errors(*AUTHED, 403, 409))
 def new_user(body: NewUser, p: PlatformDep, admin: Annotated[User, Depends(admin_user)]) -> dict[str, Any]:
     ttl = p.settings.token_ttl  # the first token expires like any other (MODELYARD_TOKEN_TTL)
     user, token = p.create_user(body.name, admin=body.admin, no_isolation=body.no_isolation,
-                                expires_at=time.time() + ttl if ttl else None)
+                                expires_at=time.time() + ttl if ttl else None, email=body.email)
     log.info("user %s (admin: %s) created by %s", user.name, user.is_admin, admin.name)
     return {"user": {"id": user.id, "name": user.name, "is_admin": user.is_admin}, "token": token}
 
@@ -138,6 +140,8 @@ def _apply(p: Platform, attempt_id: int, token: str, batch: dict[str, Any]) -> r
     # before the write, which a full disk may refuse
     p.scheduler.contacts.touch((attempt.id, rank) if rank else attempt.id, p.scheduler.clock())
     result = reports.apply_report(p.db, attempt, batch)
+    if "running" in result.changed:
+        p.job_started(attempt.job_id)
     if result.final_state is not None:
         p.job_ended(attempt.job_id, result.final_state)
     elif "ended" in result.changed:

@@ -47,6 +47,9 @@ OPEN_TO_USERS = {
     ("GET", "/api/v1/environments"), ("POST", "/api/v1/environments"),  # one's own and the admins'; a new one is one's own
     ("GET", "/api/v1/tokens"), ("POST", "/api/v1/tokens"),  # the caller's own tokens; ?all=true is admins' (403)
     ("GET", "/api/v1/webhook-secret"), ("POST", "/api/v1/webhook-secret/rotate"),  # the caller's own key
+    # the caller's own notices and profile; another's profile (?user=) is admins' (403)
+    ("GET", "/api/v1/notices"), ("POST", "/api/v1/notices/read-all"), ("GET", "/api/v1/profile"),
+    ("PATCH", "/api/v1/profile"),
     # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
     ("GET", "/api/v1/events/stream"),
 }
@@ -136,6 +139,8 @@ def _populate(w: World) -> Iterator[World]:
     w.ensure_environment()
     token = client.post("/api/v1/tokens", json={"name": f"{SECRET}-laptop"}, headers=w.as_(w.alice)).json()
     w.fill["ref"] = str(token["id"])
+    notices = client.get("/api/v1/notices", headers=w.as_(w.alice)).json()["notices"]
+    w.fill["notice_id"] = str(notices[0]["id"])  # her ended job's
     hook = client.get("/api/v1/webhook-secret", headers=w.as_(w.alice)).json()["secret"]
     w.markers += [token["token"], hook]
     yield w
@@ -165,7 +170,7 @@ def _param(op: tuple[str, str], name: str) -> str:
 
 
 # What nobody has: another user's object must answer exactly as one of these does.
-GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "name": "nobody-has-this",
+GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "notice_id": "999999", "name": "nobody-has-this",
           "version": "abcdef123456",
           "secret_name": "NOBODY_HAS_THIS", "environment_name": "nobody-has-this", "dataset_file": "all/data.csv", "output_file": "model.bin"}
 
@@ -192,6 +197,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/datasets/{name}"): {"visibility": "private"},
     ("POST", "/api/v1/jobs/{job_id}/clone"): {},
     ("POST", "/api/v1/attempts/{attempt_id}/report"): {"seq": 1},
+    ("PATCH", "/api/v1/profile"): {},
 }
 
 

@@ -50,7 +50,8 @@ def job_link(job_id: int) -> str:
 
 
 def title(job_id: int, name: str, event: str) -> str:
-    return f"Job #{job_id} {name} {WORDS.get(event, event)}"[:MAX_TITLE]
+    # on one line: it is an email's Subject too, where a line break would start a header of the job's choosing
+    return " ".join(f"Job #{job_id} {name} {WORDS.get(event, event)}".split())[:MAX_TITLE]
 
 
 def record(conn: sa.Connection, job_id: int, event: str, *, reason: str | None, now: float) -> None:

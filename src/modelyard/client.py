@@ -122,12 +122,41 @@ class Client:
     def me(self) -> dict[str, Any]:
         return self._request("GET", "/me")
 
-    def create_user(self, name: str, *, admin: bool = False, no_isolation: bool = False) -> dict[str, Any]:
+    def create_user(self, name: str, *, admin: bool = False, no_isolation: bool = False,
+                    email: str | None = None) -> dict[str, Any]:
         """``{"user": {...}, "token": "..."}``; admins only. ``no_isolation``: see README, "Security model"."""
         body: dict[str, Any] = {"name": name, "admin": admin}
         if no_isolation:
             body["no_isolation"] = True
+        if email:
+            body["email"] = email
         return self._request("POST", "/users", json=body)
+
+    # -- notices, profile ---------------------------------------------------
+
+    def notices(self, *, unread: bool = False, limit: int = 50) -> dict[str, Any]:
+        """``{"notices": [...newest first], "unread": N}`` of the caller."""
+        return self._request("GET", "/notices", params={"unread": str(unread).lower(), "limit": limit})
+
+    def read_notice(self, notice_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/notices/{int(notice_id)}/read")
+
+    def read_all_notices(self) -> dict[str, Any]:
+        return self._request("POST", "/notices/read-all")
+
+    def profile(self, *, user: str | None = None) -> dict[str, Any]:
+        """The caller's (or, for an admin, ``user``'s) email and per-event channels."""
+        return self._request("GET", "/profile", params={"user": user} if user else {})
+
+    def update_profile(self, *, email: str | None | bool = False, notify: Mapping[str, list[str]] | None = None,
+                       user: str | None = None) -> dict[str, Any]:
+        """``email``: the new address, None for none, False to leave it; ``notify``: event -> channels."""
+        body: dict[str, Any] = {}
+        if email is not False:
+            body["email"] = email
+        if notify:
+            body["notify"] = dict(notify)
+        return self._request("PATCH", "/profile", json=body, params={"user": user} if user else {})
 
     def capacity(self) -> dict[str, Any]:
         return self._request("GET", "/capacity")

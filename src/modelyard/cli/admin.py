@@ -1,7 +1,7 @@
 """Running and administering a server: ``server`` and ``user create``."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -34,6 +34,7 @@ def create_user(
     no_isolation: Annotated[bool, typer.Option(
         "--no-isolation", help="allow a non-admin user although this server has no MODELYARD_JOB_UIDS: "
         "their jobs run as the server's user and can read everything it can")] = False,
+    email: Annotated[Optional[str], typer.Option(metavar="ADDR", help="where their jobs' emails go")] = None,
     as_json: Json = False,
 ) -> None:
     """Create a user and print their API token (shown once; give it to them as MODELYARD_TOKEN).
@@ -41,10 +42,10 @@ def create_user(
     The token expires after the server's MODELYARD_TOKEN_TTL (90 days unless set); the
     user makes more with `modelyard token create`.
 
-    Example: modelyard user create bob
+    Example: modelyard user create bob --email bob@example.com
     """
     with get_client() as client:
-        created = client.create_user(name, admin=admin, no_isolation=no_isolation)
+        created = client.create_user(name, admin=admin, no_isolation=no_isolation, email=email)
     if as_json:
         return print_json(created)
     note(f"created user {created['user']['name']}" + (" (admin)" if created["user"].get("is_admin") else ""))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import admin, datasets, environments, jobs, nodes, observe, secrets, submit, tokens
+from modelyard.cli import admin, datasets, environments, jobs, nodes, notices, observe, secrets, submit, tokens
 from modelyard.cli.errors import ModelyardGroup
 
 app = typer.Typer(
@@ -38,3 +38,6 @@ app.add_typer(secrets.secret_app, name="secret")
 app.add_typer(tokens.token_app, name="token")
 app.command("webhook-secret")(tokens.webhook_secret)
 app.command("server")(admin.server)
+app.command("notices")(notices.notices)
+app.command("profile")(notices.profile)
+app.add_typer(notices.notify_app, name="notify")

@@ -43,6 +43,7 @@ def submit(
     sync_interval: Annotated[Optional[str], typer.Option(help="copy outputs every, e.g. 10m")] = None,
     retries: Annotated[Optional[int], typer.Option(help="new attempts after a failure")] = None,
     webhook: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="POSTed the final state (repeatable)")] = None,
+    webhook_event: Annotated[Optional[list[str]], typer.Option(metavar="EVENT", help="POST the webhooks on this event instead: started, succeeded, failed, stopped, timed_out, lost (repeatable)")] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="materialised for the job in MODELYARD_DATA_DIR (NAME: its latest version, pinned at submit)")] = None,
     image: Image = None,
     requirements: Requirements = None,
@@ -62,6 +63,7 @@ def submit(
         "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "secrets": secret or None,
         "priority": priority, "nodes": nodes, "nproc_per_node": nproc_per_node, "node_labels": node_label or None,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
+        "webhook_events": webhook_event or None,
         "dataset": dataset, "image": image, "environment": environment,
         "requirements": read_requirements(requirements) if requirements else None,
     }

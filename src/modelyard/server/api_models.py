@@ -50,6 +50,7 @@ class JobOut(Out):
     retries_left: int
     env: dict[str, str]
     webhooks: list[str]
+    webhook_events: list[str] = []
     snapshot: str | None
     resume_from: int | None
     dataset: str | None

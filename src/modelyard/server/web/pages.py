@@ -27,6 +27,7 @@ from modelyard.server.platform import Platform
 from modelyard.server.throttle import Throttled
 from modelyard.server.web import session as cookies
 from modelyard.server.web.render import render, respond
+from modelyard.services import notices
 from modelyard.db.records import User
 from modelyard.db.jobs import last_event_id
 from modelyard.db.sessions import create_session, end_session, session_user
@@ -49,6 +50,7 @@ def page_user(request: Request, p: PlatformDep) -> User:
     # The page's live connection resumes after this event: read before the page's
     # data, a change that lands while the page is built or loads is replayed, not lost.
     request.state.events_after = last_event_id(p.db)
+    request.state.unread = notices.unread_count(p.db, user)  # the bell's count, on every page
     return user
 
 
@@ -256,3 +258,22 @@ def queue_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
 @router.get("/ui/queue/panel")
 def queue_panel(request: Request, p: PlatformDep, user: UserDep) -> Response:
     return respond(request, "_queue.html", ui_api.queue_view(p, user), user=user)
+
+
+# -- notices, settings ---------------------------------------------------------------------------
+
+
+@router.get("/ui/notices")
+def notices_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return respond(request, "notices.html", notices.notices_of(p.db, user, limit=200), user=user)
+
+
+@router.get("/ui/notices/list")
+def notices_list(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return respond(request, "_notices.html", notices.notices_of(p.db, user, limit=200), user=user)
+
+
+@router.get("/ui/settings")
+def settings_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
+    return respond(request, "settings.html", notices.profile(p.db, user, email_enabled=p.mailer is not None),
+                   user=user)

@@ -86,6 +86,11 @@ def metric_value(v: float | None) -> str:
     return f"{v:.4g}"
 
 
+def clock(t: float | None) -> str:
+    """An epoch time as the server's local date and time, to the second."""
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t is not None else "-"
+
+
 def command_text(cmd: list[str] | str) -> str:
     return cmd if isinstance(cmd, str) else shlex.join(cmd)
 
@@ -97,7 +102,7 @@ def _env() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(run_time=run_time, queue_time=queue_time, when=when, resources=resources, placement=placement,
                        size=format_size, duration=format_duration, metric_value=metric_value,
-                       command_text=command_text)
+                       command_text=command_text, clock=clock)
     env.globals.update(STATE_ICONS=STATE_ICONS, ACTIVE_STATES=ACTIVE_STATES, TERMINAL_STATES=TERMINAL_STATES,
                        version=modelyard.__version__)
     return env
@@ -120,5 +125,7 @@ def respond(request: Request, template: str, data: dict[str, Any], *, user: User
         return JSONResponse(data, status_code=status_code)
     me = {"name": user.name, "is_admin": user.is_admin} if user else None
     events_after = getattr(request.state, "events_after", None)
-    return HTMLResponse(render(template, request=request, me=me, events_after=events_after, **data),
+    unread = getattr(request.state, "unread", None)
+    context = {"unread": unread, **data}  # a page's own unread count (the notices page's) is the same number
+    return HTMLResponse(render(template, request=request, me=me, events_after=events_after, **context),
                         status_code=status_code)

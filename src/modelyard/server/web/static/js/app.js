@@ -2,12 +2,15 @@
 // page's own module (chosen by <body data-page>).
 import { startJobEvents } from "./events.js";
 import { watchEndings } from "./notify.js";
+import { watchBell } from "./bell.js";
 
 const PAGES = {
   jobs: () => import("./jobs.js"),
   job: () => import("./job.js"),
   new: () => import("./form.js"),
   queue: () => import("./queue.js"),
+  notices: () => import("./notices.js"),
+  settings: () => import("./settings.js"),
 };
 
 window.modelyard = { charts: {}, systemCharts: {} }; // for tests and the curious: the live uPlot instances
@@ -26,6 +29,7 @@ async function main() {
   document.documentElement.dataset.ready = "true";
   if (document.body.dataset.user) {
     watchEndings();
+    watchBell();
     startJobEvents();
   }
 }

@@ -60,7 +60,7 @@ def channels(stored: str | None, event: str) -> tuple[str, ...]:
 
 def check_event(event: str) -> str:
     if event not in JOB_EVENTS:
-        raise ModelyardError(ErrorCode.INVALID, f"unknown event {event!r}: use one of {', '.join(JOB_EVENTS)}",
+        raise ModelyardError(ErrorCode.INVALID, f"unknown event {event[:50]!r}: use one of {', '.join(JOB_EVENTS)}",
                              field="event")
     return event
 
@@ -68,7 +68,7 @@ def check_event(event: str) -> str:
 def check_channels(names: list[str] | tuple[str, ...], *, event: str = "") -> tuple[str, ...]:
     bad = [c for c in names if c not in CHANNELS]
     if bad:
-        raise ModelyardError(ErrorCode.INVALID, f"unknown channel {bad[0]!r}{f' for {event}' if event else ''}: "
+        raise ModelyardError(ErrorCode.INVALID, f"unknown channel {bad[0][:50]!r}{f' for {event}' if event else ''}: "
                              f"use {', '.join(CHANNELS)} (or none)", field="notify")
     return tuple(c for c in CHANNELS if c in names)  # their order, once each
 

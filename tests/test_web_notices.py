@@ -72,6 +72,10 @@ def test_the_settings_page_saves_the_email_and_the_choices(page: Page, server: S
     expect(page.get_by_label("started by notice")).to_be_checked()
     expect(page.get_by_label("succeeded by notice")).not_to_be_checked()
     page.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 800})  # and at a phone's width
+    for path in ("/ui/settings", "/ui/notices"):
+        goto_ready(page, f"{server.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path  # nothing spills sideways
     with server.client() as c:
         profile = c.get("/profile").json()
     assert profile["email"] == "local@example.com" and profile["notify"]["started"] == ["notice"]

@@ -105,6 +105,35 @@ def _read_gitignore(folder: Path, rel: str) -> _Specs:
     return [(rel, pathspec.GitIgnoreSpec.from_lines(lines))]
 
 
+class IgnoreRules:
+    """The ``.gitignore`` rules of a folder that arrives file by file (a browser's upload), so each
+    file can be judged as it comes, by the same rules ``collect_files`` applies to a folder on disk.
+    Only the ``.gitignore`` files already added count: a sender gives them first."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, pathspec.GitIgnoreSpec] = {}
+
+    def add(self, folder: str, text: str) -> None:
+        """``text``: the ``.gitignore`` of ``folder`` (relative, "/"-separated, "" for the root)."""
+        self._specs[folder] = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
+
+    def ignored(self, path: str) -> bool:
+        """Whether the file ``path`` is left out: by its own name, or a folder above it is."""
+        parts = path.split("/")
+        if _ALWAYS_EXCLUDED.intersection(parts[:-1]) or parts[-1] in _ALWAYS_EXCLUDED:
+            return True
+        for depth in range(1, len(parts) + 1):
+            sub, is_dir = "/".join(parts[:depth]), depth < len(parts)
+            specs = [(base, spec) for base, spec in self._specs.items() if _above(base, sub)]
+            if _ignored(sub, is_dir, sorted(specs, key=lambda s: s[0].count("/") + bool(s[0]))):
+                return True
+        return False
+
+
+def _above(base: str, path: str) -> bool:
+    return not base or path.startswith(base + "/")
+
+
 def _ignored(path: str, is_dir: bool, specs: _Specs) -> bool:
     # The deepest .gitignore with a matching pattern decides, negations included.
     for base, spec in reversed(specs):
@@ -147,10 +176,14 @@ def make_snapshot(
     max_bytes: int,
     *,
     progress: Progress | None = None,
+    max_files: int | None = None,
 ) -> SnapshotInfo:
-    """Write a .tar.gz of ``workdir`` to ``dest_fileobj`` (streaming); nothing is written when too large."""
+    """Write a .tar.gz of ``workdir`` to ``dest_fileobj`` (streaming); nothing is written when too large
+    (over ``max_bytes``, or over ``max_files`` files where given)."""
     files, skipped = collect_files(workdir)
     total = check_size(workdir, files, max_bytes)
+    if max_files is not None:
+        SnapshotLimits(max_bytes, max_files).check(len(files), total)
     counter = _CountingWriter(dest_fileobj)
     done = 0
     with tarfile.open(fileobj=counter, mode="w|gz") as tar:  # type: ignore[call-overload]
@@ -194,9 +227,10 @@ def _unpacked_size(member: tarfile.TarInfo) -> int:
 
 
 def extract_snapshot(fileobj: IO[bytes], dest_dir: str | os.PathLike[str],
-                     limits: SnapshotLimits | None = None) -> int:
+                     limits: SnapshotLimits | None = None, *, links: bool = True) -> int:
     """Unpack a snapshot into ``dest_dir``; returns the member count. Refuses paths leaving it,
-    and, with ``limits``, a member that would take it past them (before writing that member)."""
+    and, with ``limits``, a member that would take it past them (before writing that member);
+    ``links=False``: refuses any symlink or hard link (an archive a browser uploaded)."""
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     count = total = 0
@@ -206,6 +240,9 @@ def extract_snapshot(fileobj: IO[bytes], dest_dir: str | os.PathLike[str],
                 count, total = count + 1, total + _unpacked_size(member)
                 if limits is not None:
                     limits.check(count, total)
+                if not links and (member.issym() or member.islnk()):
+                    raise ModelyardError(ErrorCode.INVALID, f"the archive holds a link, {member.name!r}; "
+                                         "links are refused in an uploaded archive", field="code")
                 tar.extract(member, dest, filter="data")
     except tarfile.FilterError as e:
         raise ModelyardError(ErrorCode.INVALID, f"unsafe snapshot refused: {e}") from None

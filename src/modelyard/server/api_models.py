@@ -138,6 +138,11 @@ class SnapshotOut(Out):
     size: int
 
 
+class SnapshotUploadOut(SnapshotOut):
+    files: int
+    bytes: int  # unpacked
+
+
 class ReportAck(Out):
     stored: bool
     stop: bool

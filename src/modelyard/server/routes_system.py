@@ -20,10 +20,11 @@ from modelyard.jobs.notify import MAX_EMAIL
 from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
 from modelyard.scheduler.loop import running_job
-from modelyard.server.api_models import Health, NewUserOut, ReportAck, SnapshotOut, UserOut
+from modelyard.server.api_models import Health, NewUserOut, ReportAck, SnapshotOut, SnapshotUploadOut, UserOut
 from modelyard.server.api_schema import AUTHED, MAX_ID, USER_NAME_PATTERN, errors
 from modelyard.server.auth import admin_user, bearer_token, current_user, get_platform
 from modelyard.server.platform import Platform
+from modelyard.server.snapshot_service import CodeUpload
 from modelyard.artifacts.snapshot import SnapshotLimits, check_snapshot
 from modelyard.db import jobs as store_jobs
 from modelyard.db import reports
@@ -114,6 +115,29 @@ async def upload_snapshot(request: Request, p: PlatformDep, _user: UserDep) -> d
         return {"key": key, "size": size}
     finally:
         os.unlink(tmp)
+
+
+_MULTIPART = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "a folder's files, each part's filename its path in the folder; .gitignore files first"},
+        "archive": {"type": "string", "format": "binary", "description": "or one .zip or .tar.gz of the folder"}}}}}}}
+
+
+@router.post("/snapshots/upload", status_code=201, response_model=SnapshotUploadOut,
+             responses=errors(*AUTHED, 413), openapi_extra=_MULTIPART)
+async def upload_code(request: Request, p: PlatformDep, _user: UserDep) -> dict[str, Any]:
+    """A folder's files or an archive from a browser, snapshotted by the CLI's rules (``.gitignore``,
+    MODELYARD_MAX_SNAPSHOT, MODELYARD_MAX_SNAPSHOT_FILES) and stored as the CLI's upload would be."""
+    limits = SnapshotLimits(p.settings.max_snapshot_bytes, p.settings.max_snapshot_files)
+    upload = CodeUpload(request.headers.get("content-type"), p.settings.home / "code-uploads", limits)
+    try:
+        async for chunk in request.stream():
+            await run_in_threadpool(upload.feed, chunk)
+        stored = await run_in_threadpool(upload.finish, p.storage)
+    finally:
+        await run_in_threadpool(upload.close)
+    return {"key": stored.key, "size": stored.size, "files": stored.files, "bytes": stored.bytes}
 
 
 def _check_unpacked(path: str, limits: SnapshotLimits) -> None:

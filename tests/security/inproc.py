@@ -32,9 +32,9 @@ class InProc:
 
 
 @contextmanager
-def in_process(home: Path, database_url: str | None = None) -> Iterator[InProc]:
+def in_process(home: Path, database_url: str | None = None, *, env: dict[str, str] | None = None) -> Iterator[InProc]:
     home.mkdir(parents=True, exist_ok=True)
-    env = {"MODELYARD_HOME": str(home), "MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G"}
+    env = {"MODELYARD_HOME": str(home), "MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G", **(env or {})}
     if database_url:
         env["MODELYARD_DATABASE_URL"] = database_url
     settings = Settings.from_env(env)

@@ -120,6 +120,8 @@ class Platform:
         ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
         ``reason``: its first event's."""
         policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels)
+        if resume_from is not None:
+            store_jobs.get_job(self.db, resume_from, user=user)  # only the outputs of a job the user can see
         if spec.workdir is not None and snapshot is None and not user.is_admin:
             # in place means in a folder of the server's disk, read and written as the server's user
             raise ModelyardError(ErrorCode.FORBIDDEN, "running in place (workdir with no snapshot) is for admins "

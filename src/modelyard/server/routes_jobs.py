@@ -14,7 +14,7 @@ from modelyard.errors import not_found
 from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.spec import MAX_NAME
 from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList
-from modelyard.server.api_schema import AUTHED, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
+from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import event_to_dict, job_to_dict
@@ -32,6 +32,9 @@ class SubmitBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     spec: JobSpec
     snapshot: str | None = None
+    # a next round of this job (one of the user's): it starts with that job's outputs in MODELYARD_RESUME_DIR,
+    # with the code in ``snapshot`` (the web form's "clone with new code")
+    resume_from: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class CloneBody(BaseModel):
@@ -47,9 +50,9 @@ def _full(p: Platform, job: Job) -> dict[str, Any]:
     return job_to_dict(job, store_jobs.job_attempts(p.db, job.id))
 
 
-@router.post("/jobs", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 409))
+@router.post("/jobs", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def submit(body: SubmitBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, p.submit(user, body.spec, snapshot=body.snapshot))
+    return _full(p, p.submit(user, body.spec, snapshot=body.snapshot, resume_from=body.resume_from))
 
 
 @router.get("/jobs", response_model=JobList, responses=errors(*AUTHED))

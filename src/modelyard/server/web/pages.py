@@ -25,6 +25,8 @@ from modelyard.server import routes_ui_api as ui_api
 from modelyard.server.auth import COOKIE, client_address, get_platform, session_policy, throttle
 from modelyard.server.platform import Platform
 from modelyard.server.throttle import Throttled
+from modelyard.server.api_schema import MAX_ID
+from modelyard.server.web import job_form
 from modelyard.server.web import session as cookies
 from modelyard.server.web.render import render, respond
 from modelyard.services import notices
@@ -221,9 +223,19 @@ def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep,
 
 
 @router.get("/ui/new")
-def new_job_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
+def new_job_page(request: Request, p: PlatformDep, user: UserDep,
+                 source: Annotated[int | None, Query(alias="from", ge=1, le=MAX_ID)] = None) -> Response:
+    """The new-job form; ``?from=ID``: filled from job ID, for a next round of it (its outputs, new code)."""
+    try:
+        round_of = job_form.prefill(p.db, user, source) if source else None
+    except ModelyardError as exc:
+        if exc.code != ErrorCode.NOT_FOUND:
+            raise
+        return respond(request, "not_found.html", exc.to_dict(), user=user, status_code=404)
     environments = environments_api.list_all(p, user)["environments"]  # the ones this user may use
-    return respond(request, "new.html", {"datasets": dataset_choices(p, user), "environments": environments}, user=user)
+    return respond(request, "new.html", {
+        "datasets": dataset_choices(p, user), "environments": environments,
+        "code_jobs": job_form.code_jobs(p.db, user), "round_of": round_of}, user=user)
 
 
 def dataset_choices(p: Platform, user: User) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ SECRET_NAME = "alice_private_7f3a"  # her stored secret's name (a secret's name 
 ADMIN_ONLY = {("POST", "/api/v1/users")}
 OPEN_TO_USERS = {
     ("GET", "/api/v1/health"), ("GET", "/api/v1/me"), ("GET", "/api/v1/capacity"),
-    ("POST", "/api/v1/snapshots"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"),
+    ("POST", "/api/v1/snapshots"), ("POST", "/api/v1/snapshots/upload"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"),
     ("GET", "/api/v1/queue"), ("GET", "/api/v1/metrics/latest"), ("GET", "/api/v1/datasets"),
     ("POST", "/api/v1/datasets"), ("POST", "/api/v1/datasets/uploads"), ("GET", "/api/v1/secrets"),
     ("GET", "/api/v1/environments"), ("POST", "/api/v1/environments"),  # one's own and the admins'; a new one is one's own
@@ -261,3 +261,14 @@ def _ensure(w: World, op: tuple[str, str]) -> None:
         w.ensure_environment()
     elif "{name}" in op[1]:
         w.ensure_dataset()
+
+
+def test_a_next_round_resumes_only_from_ones_own_job(world: World) -> None:
+    """POST /jobs with resume_from (the web form's next round) reads that job's outputs: another's is a 404."""
+    spec = {"command": ["true"]}
+    for job_id in (world.fill["job_id"], GHOSTS["job_id"]):
+        r = world.client.post("/api/v1/jobs", json={"spec": spec, "resume_from": int(job_id)}, headers=world.as_(world.bob))
+        assert r.status_code == 404 and SECRET not in r.text, r.text
+    r = world.client.post("/api/v1/jobs", json={"spec": spec, "resume_from": int(world.fill["job_id"])},
+                          headers=world.as_(world.alice))
+    assert r.status_code == 201 and r.json()["resume_from"] == int(world.fill["job_id"]), r.text

@@ -138,3 +138,12 @@ def test_a_flood_of_ignored_parts_is_cut_off(inproc: InProc, tmp_path: Path) -> 
 def test_an_upload_needs_a_token(inproc: InProc) -> None:
     r = inproc.client.post("/api/v1/snapshots/upload", files=[("file", ("ok.py", b""))])
     assert r.status_code == 401
+
+
+def test_an_upload_is_held_to_the_snapshot_limits_not_the_json_body_limit(inproc: InProc) -> None:
+    from modelyard.server.body_limit import MAX_JSON_BODY
+
+    parts = [("file", (".gitignore", b"cache/\n")), ("file", ("weights.bin", b"w" * (LIMIT // 2))),
+             ("file", ("cache/blob", b"c" * MAX_JSON_BODY))]  # dropped on arrival: the body is over the JSON limit
+    body = post(inproc, parts)
+    assert body["status"] == 201 and body["files"] == 2, body

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from modelyard.jobs.units import format_size
 
 MAX_JSON_BODY = 1024 * 1024
-STREAMED = re.compile(r"^/api/v1/(snapshots|datasets/uploads|attempts/[^/]+/report)$")
+STREAMED = re.compile(r"^/api/v1/(snapshots(/upload)?|datasets/uploads|attempts/[^/]+/report)$")
 
 
 def too_large_message(limit: int) -> str:

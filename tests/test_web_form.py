@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect
 
-from browser import browser, goto_ready, page, playwright  # noqa: F401 (fixtures)
+from browser import browser, goto_ready, page, playwright, sign_in  # noqa: F401 (fixtures)
 from servers import ServerProcess
 
 PY = sys.executable
@@ -76,8 +76,6 @@ def job_of(page: Page, server: ServerProcess) -> dict:
 @pytest.fixture(scope="module")
 def folder_job(browser, server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811
     """A job submitted from the form with a folder, two parameters and tags (the screenshot's form)."""
-    from browser import sign_in
-
     code = project(tmp_path_factory.mktemp("code") / "mnist", version=1)
     page = sign_in(browser, server, server.token)  # noqa: F811
     goto_ready(page, f"{server.url}/ui/new")
@@ -184,8 +182,6 @@ def test_a_next_round_with_new_code_resumes_from_the_jobs_outputs(page: Page, se
 
 
 def test_a_next_round_of_another_users_job_is_a_404(browser, server: ServerProcess, folder_job: dict) -> None:  # noqa: F811
-    from browser import sign_in
-
     with server.client() as c:
         token = c.post("/users", json={"name": "mallory", "no_isolation": True}).json()["token"]
     page = sign_in(browser, server, token)  # noqa: F811

@@ -149,3 +149,10 @@ def test_ignore_rules_judge_files_as_collect_files_does(path: str, ignored: bool
     (tmp_path / path).write_text("")
     on_disk = {f.path for f in collect_files(tmp_path)[0]}
     assert rules.ignored(path) is ignored and (path not in on_disk) is ignored
+
+
+def test_paths_keep_their_non_ascii_letters_and_quotes(server: ServerProcess) -> None:
+    # a browser sends a filename's '"' as %22 (HTML's form encoding), and UTF-8 as it is
+    r = upload(server, folder({"données/modèle \"v2\".py": b"", "train.py": b""}))
+    assert r.status_code == 201, r.text
+    assert snapshot_names(server, r.json()["key"]) == ['données/modèle "v2".py', "train.py"]

@@ -300,7 +300,7 @@ class CodeUpload:
         else:
             if self.archive is not None:
                 raise refuse("send one archive, or a folder's files, not both")
-            self.folder.begin(filename.decode("utf-8", "replace"))
+            self.folder.begin(_form_filename(filename))
             self._sink = self.folder
 
     def _data(self, data: bytes, start: int, end: int) -> None:
@@ -311,3 +311,9 @@ class CodeUpload:
         if self._sink is self.folder:
             self.folder.end()
         self._sink = None
+
+
+def _form_filename(raw: bytes) -> str:
+    # browsers send a filename's '"', CR and LF as %22, %0D, %0A (HTML's multipart/form-data encoding)
+    name = raw.decode("utf-8", "replace")
+    return name.replace("%22", '"').replace("%0D", "\r").replace("%0A", "\n")

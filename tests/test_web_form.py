@@ -194,3 +194,21 @@ def test_a_next_round_of_another_users_job_is_a_404(browser, server: ServerProce
     goto_ready(page, f"{server.url}/ui/new")  # nor is the admin's job's code offered
     expect(page.locator("#f-code-job option")).to_have_count(0)
     page.context.close()
+
+
+def test_parameter_and_tag_errors_show_beside_their_fields(page: Page, server: ServerProcess) -> None:  # noqa: F811
+    goto_ready(page, f"{server.url}/ui/new")
+    page.fill("#f-command", "true")
+    page.locator("[name=param-value]").last.fill("0.1")
+    page.click("button[type=submit]")  # checked in the browser: a value with no name
+    expect(page.locator('[data-error-for="params"]')).to_have_text('the parameter with value "0.1" has no name')
+    page.locator("[name=param-name]").last.fill("bad name!")
+    page.click("button[type=submit]")  # the API's error.field puts it beside the parameters
+    expect(page.locator('[data-error-for="params"]')).to_contain_text("bad name!")
+    expect(page.locator('.field[data-field="params"]')).to_have_class(re.compile(r"\binvalid\b"))
+    page.locator(".remove-param").last.click()
+    expect(page.locator(".param-row")).to_have_count(0)
+    page.fill("#f-tags", "-bad")
+    page.click("button[type=submit]")
+    expect(page.locator('[data-error-for="tags"]')).to_contain_text("tag '-bad'")
+    expect(page).to_have_url(f"{server.url}/ui/new")

@@ -212,3 +212,19 @@ def test_parameter_and_tag_errors_show_beside_their_fields(page: Page, server: S
     page.click("button[type=submit]")
     expect(page.locator('[data-error-for="tags"]')).to_contain_text("tag '-bad'")
     expect(page).to_have_url(f"{server.url}/ui/new")
+
+
+def test_a_next_round_keeps_what_the_form_has_no_field_for(page: Page, server: ServerProcess) -> None:  # noqa: F811
+    with server.client() as c:
+        source = c.post("/jobs", json={"spec": {"command": ["true"], "name": "two-procs", "nproc_per_node": 2,
+                                                "params": {"seed": 7}, "max_runtime": 5400, "env": {"A": "1"}}})
+        assert source.status_code == 201, source.text
+    source_id = source.json()["id"]
+    goto_ready(page, f"{server.url}/ui/new?from={source_id}")
+    expect(page.locator("#f-max_runtime")).to_have_value("90m")
+    expect(page.locator("#f-env")).to_have_value("A=1")
+    expect(page.locator("input[name=code][value=none]")).to_be_checked()  # it had no code
+    page.click("button[type=submit]")
+    job = job_of(page, server)
+    assert job["nproc_per_node"] == 2 and job["params"] == {"seed": 7} and job["resume_from"] == source_id
+    assert job["max_runtime"] == 5400 and job["env"] == {"A": "1"}

@@ -12,7 +12,8 @@ from modelyard.db.engine import Database
 from modelyard.server.serialize import job_to_dict
 from modelyard.server.web.render import command_text
 
-CODE_JOBS = 100  # the latest jobs with code offered as "the code of job #N"
+CODE_JOBS = 100
+CARRIED = ("nodes", "nproc_per_node", "node_labels", "webhooks")  # spec fields without a field in the form  # the latest jobs with code offered as "the code of job #N"
 
 
 def code_jobs(db: Database, user: User) -> list[dict[str, Any]]:
@@ -36,7 +37,10 @@ def prefill(db: Database, user: User, job_id: int) -> dict[str, Any]:
     }
     if not job["environment"]:  # a named environment is chosen again by name, not as what it was pinned to
         values.update(image=job["image"] or "", requirements=job["requirements"] or "")
-    return {"job": {"id": job["id"], "name": job["name"], "snapshot": job["snapshot"]}, "values": values}
+    # what the form has no field for goes on as it was (a secret's value cannot: it is sealed)
+    extra = {k: job[k] for k in CARRIED if job.get(k)}
+    return {"job": {"id": job["id"], "name": job["name"], "snapshot": job["snapshot"],
+                    "secrets": sorted(job["secrets"])}, "values": values, "extra": extra}
 
 
 def size_text(n: int) -> str:

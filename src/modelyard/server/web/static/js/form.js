@@ -164,7 +164,9 @@ export function start() {
       return;
     }
     try {
-      const body = { spec, snapshot };
+      // a next round keeps what the form has no field for (nodes, node labels, webhooks)
+      const extra = document.getElementById("round-extra");
+      const body = { spec: { ...(extra ? JSON.parse(extra.textContent) : {}), ...spec }, snapshot };
       if (code.resumeFrom) body.resume_from = code.resumeFrom;
       const job = await api("/jobs", { method: "POST", body });
       location.assign(`/ui/jobs/${job.id}`);

@@ -12,8 +12,8 @@ from modelyard.db.engine import Database
 from modelyard.server.serialize import job_to_dict
 from modelyard.server.web.render import command_text
 
-CODE_JOBS = 100
-CARRIED = ("nodes", "nproc_per_node", "node_labels", "webhooks")  # spec fields without a field in the form  # the latest jobs with code offered as "the code of job #N"
+CODE_JOBS = 100  # the latest jobs with code offered as "the code of job #N"
+CARRIED = ("nodes", "nproc_per_node", "node_labels", "webhooks", "webhook_events")  # spec fields the form has no field for
 
 
 def code_jobs(db: Database, user: User) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ RESULTS = Path(__file__).parent / "results" / "latest.json"
 NAMES = ["submit_to_running", "submit_to_running_venv", "throughput_50_jobs", "ingest_sqlite", "read_1m_downsampled",
          "read_100k_series", "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "schedule_nodes",
          "digits_demo", "memory", "submit_to_first_line_image", "training_image",
-         "ray_submit_to_running"]
+         "ray_submit_to_running", "ray_two_node_start"]
 
 
 def machine() -> dict[str, Any]:
@@ -102,7 +102,10 @@ class Run:
             with Server() as server:
                 self.do("submit_to_first_line_image", lambda: containers.submit_to_first_line(ctx, server, image))
                 self.do("training_image", lambda: containers.training(ctx, server, image))
-        self.do("ray_submit_to_running", lambda: raycluster.ray_submit_to_running(ctx))  # a Ray head of its own
+        # each with a Ray head of its own, or both with the peers' head, stopped after them
+        self.do("ray_submit_to_running", lambda: raycluster.ray_submit_to_running(ctx))
+        self.do("ray_two_node_start", lambda: raycluster.ray_two_node_start(ctx))
+        ctx.ray_done()
         if self.wanted("digits_demo"):  # last: minutes of training, and no peer
             with Server() as server:
                 self.do("digits_demo", lambda: sc.demo(ctx, server))

@@ -7,6 +7,7 @@ stay up across repetitions and their imports are not timed. Requests:
     {"op": "ray_start"} -> {"url": dashboard, "address": GCS} / {"op": "ray_stop"}
     {"op": "ray_submit_latency", "n": 20}     -> {"samples": [seconds, ...]}
     {"op": "ray_throughput", "n": 50}         -> {"value": jobs per second}
+    {"op": "ray_two_node_latency", "n": 5, "resources": {...}} -> {"samples": [seconds, ...], "driver": [...]}
     {"op": "mlflow_start", "backend": URI}    -> {"url": ..., "started_in": seconds}
     {"op": "mlflow_stop"}
     {"op": "mlflow_log_batch", "n": N}        -> {"value": points per second}
@@ -128,6 +129,37 @@ class Agent:
                 time.sleep(0.02)
         return {"value": n / (time.perf_counter() - t0)}
 
+    def ray_two_node_latency(self, n: int, resources: dict) -> dict:
+        """Ray's nearest equivalent of a two-node job's start: one Ray job whose driver reserves a
+        STRICT_SPREAD placement group of two bundles (on the nodes holding ``resources``) and starts one
+        actor per bundle, as our executor does inside its server. Two separate Ray jobs would not be
+        reserved together, so the group is the fair peer. Timed from submit_job until both actors'
+        constructors have run (each writes a file); ``driver``: until the entrypoint's ray.init returned."""
+        script = self.tmp / "two_node.py"
+        script.write_text(TWO_NODE_SCRIPT)
+        samples, driver = [], []
+        for i in range(n):
+            marks = Path(tempfile.mkdtemp(dir=self.tmp))
+            entrypoint = f"{sys.executable} {script} {marks} '{json.dumps(resources)}'"
+            wall0, t0 = time.time(), time.perf_counter()
+            sid = self.ray_client.submit_job(entrypoint=entrypoint)
+
+            def both() -> bool:
+                if len(os.listdir(marks)) >= 3:  # driver, rank-0, rank-1
+                    return True
+                if os.path.exists(marks / "driver") and self._ray_status(sid) in TERMINAL:
+                    raise RuntimeError(f"Ray job {sid} ended before both ranks ran: "
+                                       f"{self.ray_client.get_job_logs(sid)[-2000:]}")
+                return False
+            wait_until(both, 300, 0.005, "both ranks of the Ray job")
+            samples.append(time.perf_counter() - t0)
+            driver.append((marks / "driver").stat().st_mtime - wall0)
+            (marks / "done").touch()  # the driver exits, its actors and group go with it
+            wait_until(lambda: self._ray_status(sid) in TERMINAL, 120, 0.02, "Ray job end")
+            if self._ray_status(sid) != "SUCCEEDED":
+                raise RuntimeError(f"Ray job {sid}: {self.ray_client.get_job_logs(sid)[-2000:]}")
+        return {"samples": samples, "driver": driver}
+
     # -- MLflow ---------------------------------------------------------------
 
     def mlflow_start(self, backend: str | None = None) -> dict:
@@ -200,6 +232,37 @@ class Agent:
         if self.ray_client is not None:
             self.ray_stop()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# The two-node peer's entrypoint: argv[1] the folder to mark, argv[2] the resources each bundle holds.
+TWO_NODE_SCRIPT = """\
+import json, os, sys, time
+import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+marks, resources = sys.argv[1], json.loads(sys.argv[2])
+ray.init()
+open(os.path.join(marks, "driver"), "w").close()
+group = placement_group([{"CPU": 0.001, **resources}] * 2, strategy="STRICT_SPREAD")
+ray.get(group.ready())
+
+
+@ray.remote
+class Rank:
+    def __init__(self, rank, marks):
+        open(os.path.join(marks, "rank-%d" % rank), "w").close()
+
+    def ready(self):
+        return True
+
+
+ranks = [Rank.options(num_cpus=0.001, resources=resources, scheduling_strategy=PlacementGroupSchedulingStrategy(
+    group, placement_group_bundle_index=i)).remote(i, marks) for i in range(2)]
+ray.get([r.ready.remote() for r in ranks])
+while not os.path.exists(os.path.join(marks, "done")):  # held until timed, as our job is until stopped
+    time.sleep(0.01)
+"""
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ROWS = {"submit_to_running", "submit_to_running_venv", "throughput_50_jobs", "ingest_sqlite", "ingest_postgresql", "read_100k_series",
         "read_1m_downsampled", "server_start", "log_to_stream", "scheduling_pass", "schedule_nodes", "digits_demo",
         "rss_server_idle", "rss_server_50_running", "rss_supervisor", "submit_to_first_line_image",
-        "training_image", "ray_submit_to_running"}
+        "training_image", "ray_submit_to_running", "ray_two_node_start"}
 
 
 def test_quick_bench_runs_every_scenario_and_prints_its_json(tmp_path: Path) -> None:

@@ -97,11 +97,18 @@ class Agent:
     def ray_stop(self) -> dict:
         proc = getattr(self, "ray_proc", None)
         if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # --block: ray start then stops the processes it started
+            # SIGTERM to `ray start --block` alone: it drains the node through the GCS, then stops what it
+            # started (to its whole session, the GCS would end too and the drain wait 30 s for it)
+            proc.terminate()
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                pass
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever of its session outlived it
+            except ProcessLookupError:
+                pass
+            proc.wait()
         self.ray_proc = None
         self.ray_client = None
         return {}

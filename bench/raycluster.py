@@ -51,12 +51,23 @@ def ray_node(address: str | None, env: dict[str, str] | None = None) -> Iterator
     try:
         yield address or f"127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # --block: ray start then stops the processes it started
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_ray_start(proc)
         log.close()
+
+
+def stop_ray_start(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to ``ray start --block`` alone: it drains its node through the GCS, then stops what it
+    started. Not to its whole session: a GCS ended alongside leaves the drain waiting 30 s for it."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever of its session outlived it
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def ray_submit_to_running(ctx: Any) -> dict[str, Any]:

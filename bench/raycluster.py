@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,23 @@ from bench.harness import Side, alternate, summary, wait_until
 from bench.ours import STARTED, TERMINAL, Server, free_port, iso_time
 
 
+@dataclass
+class RayNode:
+    address: str  # the cluster's
+    proc: subprocess.Popen[bytes]  # its ray start --block
+    log: Path
+
+    def check(self) -> None:
+        """A node whose ray start gave up (a join that timed out) fails the scenario now, with its log."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"ray start exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+
+
 @contextmanager
-def ray_node(address: str | None, env: dict[str, str] | None = None) -> Iterator[str]:
+def ray_node(address: str | None, env: dict[str, str] | None = None) -> Iterator[RayNode]:
     """This interpreter's raylet, joined to ``address`` (None: a head of its own), in its own session
-    (stopping it ends only it); yields the cluster's address. ``env``: added to the raylet's environment,
-    which its workers (our supervisors' actors) inherit."""
+    (stopping it ends only it). ``env``: added to the raylet's environment, which its workers (our
+    supervisors' actors) inherit."""
     temp = Path(tempfile.mkdtemp(prefix="ray-node-", dir="/tmp"))  # Ray wants a short path for its sockets
     log = open(temp / "node.log", "ab")
     where = ["--address", address] if address else [
@@ -49,7 +62,7 @@ def ray_node(address: str | None, env: dict[str, str] | None = None) -> Iterator
         env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        yield address or f"127.0.0.1:{port}"
+        yield RayNode(address or f"127.0.0.1:{port}", proc, temp / "node.log")
     finally:
         stop_ray_start(proc)
         log.close()
@@ -75,8 +88,8 @@ def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
 
     n = ctx.sizes.submit_jobs
     head = ctx.ray_head["address"] if ctx.ray() is not None else None
-    with ray_node(head) as address, \
-            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": address}) as server:
+    with ray_node(head) as node, \
+            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": node.address}) as server:
         def submit() -> int:
             assert server.client is not None
             spec = {"command": ["true"], "resources": {"cpus": 0}, "node_labels": {"modelyard": "1"}}
@@ -93,6 +106,7 @@ def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
             return out
 
         def joined() -> bool:  # the node may join after the server is up
+            node.check()
             nodes = server.http.get("/capacity").json().get("nodes") or []
             return any(n["labels"].get("modelyard") == "1" for n in nodes)
 
@@ -144,10 +158,9 @@ def ray_two_node_start(ctx: Any) -> dict[str, Any]:
     actors_up: list[float] = []
     peer_driver: list[float] = []
     with ExitStack() as stack:
-        address = stack.enter_context(ray_node(head, node_env))
-        stack.enter_context(ray_node(address, node_env))  # the second raylet of ours
+        first = stack.enter_context(ray_node(head, node_env))
         server = stack.enter_context(
-            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": address}))
+            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": first.address}))
         ranks = RankRows(server.home)
         stack.callback(ranks.close)
         assert server.client is not None
@@ -181,16 +194,22 @@ def ray_two_node_start(ctx: Any) -> dict[str, Any]:
             server.wait_state(job_id, TERMINAL, interval=0.02)
             return took
 
-        def joined() -> bool:  # the nodes may join after the server is up
-            nodes = server.http.get("/capacity").json().get("nodes") or []
-            return sum(n["labels"].get("modelyard") == "1" for n in nodes) == 2
+        def joined(nodes: list[RayNode]) -> bool:  # a node may join after the server is up
+            for node in nodes:
+                node.check()
+            seen = server.http.get("/capacity").json().get("nodes") or []
+            return sum(n["labels"].get("modelyard") == "1" for n in seen) == len(nodes)
 
         def peer() -> list[float]:
             got = ctx.peers.call("ray_two_node_latency", n=n, resources={"modelyard": 0.001})
             peer_driver.extend(got["driver"])
             return got["samples"]
 
-        wait_until(joined, timeout=120, interval=0.2, what="both modelyard nodes in /capacity")
+        wait_until(lambda: joined([first]), timeout=120, interval=0.2, what="the first modelyard node in /capacity")
+        # the second joins once the first has: two raylets starting at once on a busy machine can miss
+        # the registration deadline (30 s)
+        second = stack.enter_context(ray_node(first.address, node_env))
+        wait_until(lambda: joined([first, second]), timeout=120, interval=0.2, what="both modelyard nodes in /capacity")
         one(timed=False)  # warm-up, as the peer gets one
         mine = Side("modelyard (ray executor)", lambda: [one(timed=True) for _ in range(n)])
         peers = [Side("ray jobs, STRICT_SPREAD group of 2", peer)] if ctx.peers else []

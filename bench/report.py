@@ -29,8 +29,12 @@ def line(r: dict[str, Any]) -> str:
     ours = fmt(m.get("median"), r["unit"])
     if m.get("n", 0) > 1:
         ours += f" ({fmt(m['min'], r['unit'])}–{fmt(m['max'], r['unit'])})"
-    if r["name"] == "submit_to_running" and m:
+    if r["name"] in ("submit_to_running", "ray_two_node_start") and m:
         ours = f"p50 {fmt(m['median'], 's')}, p90 {fmt(m['p90'], 's')}"
+    if r.get("split"):
+        parts = {"placed": "placed", "actors_up": "both actors up", "supervisors": "then both supervisors' reports"}
+        ours += "; " + ", ".join(f"{label} {fmt(r['split'][k]['median'], 's')}" for k, label in parts.items()
+                                 if r["split"].get(k))
     if r.get("cold_s") is not None:
         ours += f"; first (cold) read {fmt(r['cold_s'], 's')}"
     if r.get("uss_mb"):
@@ -39,6 +43,8 @@ def line(r: dict[str, Any]) -> str:
         ours += f"; as point objects {fmt(r['points_layout']['median'], 's')}"
     peers = "; ".join(f"{p['name']}: {fmt(p.get('median'), r['unit'])}"
                       + (f" → **{p['ratio']}x**" if p.get("ratio") is not None else "") for p in r["peers"]) or "—"
+    if (r.get("peer_split") or {}).get("driver_up"):
+        peers += f"; its driver up {fmt(r['peer_split']['driver_up']['median'], 's')}"
     met = {True: "met", False: "**missed**", None: "—"}[r["met"]]
     return f"| {r['name']} | {ours} | {peers} | {r['target']} | {met} |"
 

@@ -158,6 +158,7 @@ def ray_two_node_start(ctx: Any) -> dict[str, Any]:
     actors_up: list[float] = []
     peer_driver: list[float] = []
     with ExitStack() as stack:
+        stack.callback(shutil.rmtree, node_home, ignore_errors=True)  # last, once the nodes have stopped
         first = stack.enter_context(ray_node(head, node_env))
         server = stack.enter_context(
             Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": first.address}))
@@ -216,7 +217,6 @@ def ray_two_node_start(ctx: Any) -> dict[str, Any]:
         if ctx.peers:
             ctx.peers.call("ray_two_node_latency", n=1, resources={"modelyard": 0.001})
         alternate([mine, *peers], ctx.sizes.repeat)
-    shutil.rmtree(node_home, ignore_errors=True)
     r = row("ray_two_node_start", "s", ">= 10x faster than Ray Jobs on the same cluster", mine, peers,
             higher_is_better=False, met=lambda s, p: _peer_ratio_ok(p, 10),
             notes=f"{n} `--nodes 2` jobs (`{' '.join(TWO_NODE_COMMAND)}`, no CPU, label modelyard=1) one after "

@@ -201,15 +201,23 @@ class Client:
         return self._request("POST", "/jobs", json={"spec": dict(spec), "snapshot": snapshot})
 
     def list_jobs(
-        self, *, state: str | None = None, q: str | None = None, limit: int = 50, offset: int = 0, all_users: bool = False
+        self, *, state: str | list[str] | None = None, q: str | None = None, limit: int = 50, offset: int = 0,
+        all_users: bool = False, filters: list[str] | None = None, tags: list[str] | None = None,
+        owner: str | None = None, dataset: str | None = None, environment: str | None = None,
+        since: str | None = None, until: str | None = None, sort: str | None = None,
     ) -> dict[str, Any]:
-        """``{"jobs": [...], "total": n}``, newest first."""
+        """``{"jobs": [...], "total": n, "param_names": [...]}``, newest first unless ``sort`` says
+        otherwise; ``filters`` are parameter expressions (``lr>=0.01``), all of which must hold."""
         params: dict[str, Any] = {"limit": limit, "offset": offset, "all": str(all_users).lower()}
-        if state:
-            params["state"] = state
-        if q:
-            params["q"] = q
+        given = {"state": [state] if isinstance(state, str) else state, "q": q, "param": filters, "tag": tags,
+                 "owner": owner, "dataset": dataset, "environment": environment, "since": since, "until": until,
+                 "sort": sort}
+        params.update({k: v for k, v in given.items() if v})
         return self._request("GET", "/jobs", params=params)
+
+    def change_tags(self, job_id: int, *, add: list[str] | None = None, remove: list[str] | None = None) -> dict[str, Any]:
+        """``{"job_id", "tags"}``: the job's tags after adding ``add`` and removing ``remove``."""
+        return self._request("POST", f"/jobs/{job_id}/tags", json={"add": add or [], "remove": remove or []})
 
     def get_job(self, job_id: int) -> dict[str, Any]:
         return self._request("GET", f"/jobs/{job_id}")
@@ -222,12 +230,17 @@ class Client:
 
     def clone_job(
         self, job_id: int, *, resume: bool = False, command: list[str] | str | None = None, name: str | None = None,
-        snapshot: str | None = None,
+        snapshot: str | None = None, params: list[str] | None = None, tags: list[str] | None = None,
     ) -> dict[str, Any]:
-        """A new job like ``job_id``; ``snapshot``: new code (a key from ``upload_snapshot``), else the source's."""
-        body = {"resume": resume, "command": command, "name": name}
+        """A new job like ``job_id``; ``snapshot``: new code (a key from ``upload_snapshot``), else the source's;
+        ``params`` (``NAME=VALUE``) over its parameters, ``tags`` added to its tags."""
+        body: dict[str, Any] = {"resume": resume, "command": command, "name": name}
         if snapshot is not None:
             body["snapshot"] = snapshot
+        if params:
+            body["params"] = params
+        if tags:
+            body["tags"] = tags
         return self._request("POST", f"/jobs/{job_id}/clone", json=body)
 
     # -- secrets (a value goes in, never comes back) -------------------------

@@ -29,6 +29,7 @@ app.command("stop")(jobs.stop)
 app.command("restart")(jobs.restart)
 app.command("clone")(jobs.clone)  # ID comes first, so options may follow it; the command goes after --
 app.command("wait")(jobs.wait)
+app.command("tag")(jobs.tag)
 app.command("download")(observe.download)
 app.command("nodes")(nodes.nodes)
 app.add_typer(datasets.dataset_app, name="dataset")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from modelyard.client import Progress as ProgressCallback
 from modelyard.jobs.nodes import format_labels
+from modelyard.jobs.params import param_text
 from modelyard.jobs.units import format_duration, format_size
 
 console = Console(highlight=False)
@@ -79,16 +80,22 @@ def format_placement(job: Mapping[str, Any]) -> str:
     return text
 
 
-def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+def jobs_table(jobs: list[dict[str, Any]], params: Sequence[str] = ()) -> Table:
+    """``params``: parameter names shown as columns of their own, after the name (``jobs --param lr``)."""
     table = Table(box=None, header_style="bold")
-    for column in ("id", "name", "owner", "state", "resources", "attempts", "age", "duration"):
-        table.add_column(column, justify="right" if column in ("id", "attempts") else "left")
+    columns = ("id", "name", *params, "owner", "state", "resources", "attempts", "age", "duration", "tags")
+    for column in columns:
+        table.add_column(column, justify="right" if column in ("id", "attempts", *params) else "left")
     for job in jobs:
+        values = job.get("params") or {}
         table.add_row(
-            str(job["id"]), job.get("name") or "", job.get("owner") or "", state_text(job["state"]),
+            str(job["id"]), job.get("name") or "",
+            *(param_text(values[n]) if n in values else "" for n in params),
+            job.get("owner") or "", state_text(job["state"]),
             format_placement(job), str(len(job.get("attempts") or [])),
             format_duration(seconds_between(job.get("created_at"), None)),
             format_duration(seconds_between(job.get("started_at"), job.get("ended_at"))),
+            " ".join(job.get("tags") or []),
         )
     return table
 
@@ -110,6 +117,8 @@ def job_summary(job: Mapping[str, Any]) -> Table:
         ("sync every", format_duration(job.get("sync_interval"))),
         ("retries", str(job.get("retries", 0))),
         ("env", " ".join(f"{k}={v}" for k, v in (job.get("env") or {}).items())),
+        ("params", " ".join(f"{k}={param_text(v)}" for k, v in (job.get("params") or {}).items())),
+        ("tags", " ".join(job.get("tags") or [])),
         ("secrets", " ".join(f"{k}={v}" for k, v in (job.get("secrets") or {}).items())),  # values are ***
         ("resumes", f"job {job['resume_from']}" if job.get("resume_from") else ""),
         ("created", job.get("created_at") or ""),

@@ -23,6 +23,8 @@ Command = Annotated[Optional[list[str]], typer.Argument(metavar="-- CMD...", hel
 Image = Annotated[Optional[str], typer.Option(metavar="REF", help="run the command in a container of this image (Podman or Docker)")]
 Requirements = Annotated[Optional[Path], typer.Option(metavar="FILE", help="run the command in a uv virtualenv built from this requirements file")]
 Env = Annotated[Optional[list[str]], typer.Option("--env", "-e", metavar="K=V", help="an environment variable (repeatable)")]
+Param = Annotated[Optional[list[str]], typer.Option("--param", metavar="NAME=VALUE", help="a parameter (repeatable): in MODELYARD_PARAMS, and in place of {NAME} in the command")]
+Tag = Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="a tag to find the job by (repeatable)")]
 NprocPerNode = Annotated[Optional[int], typer.Option("--nproc-per-node", metavar="K", help="processes per node, for torchrun's LOCAL_WORLD_SIZE (default: the GPUs per node, or 1)")]
 
 
@@ -37,6 +39,8 @@ def submit(
     node_label: Annotated[Optional[list[str]], typer.Option("--node-label", metavar="KEY=VALUE", help="run only on nodes with this label, e.g. gpu=h100 (repeatable: all must match)")] = None,
     workdir: Annotated[Optional[Path], typer.Option(help="folder to snapshot (default: .)")] = None,
     env: Env = None,
+    param: Param = None,
+    tag: Tag = None,
     secret: Annotated[Optional[list[str]], typer.Option(metavar="NAME[=VALUE]", help="an environment variable shown as *** everywhere: NAME=VALUE, or NAME for your stored secret (modelyard secret set NAME); repeatable")] = None,
     priority: Annotated[Optional[int], typer.Option(help="higher runs first (-1000..1000)")] = None,
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 72h")] = None,
@@ -56,11 +60,14 @@ def submit(
 
     --gpus, --cpus and --memory are per node: --nodes 2 --gpus 8 holds 8 GPUs on each of two nodes.
 
-    Example: modelyard submit --gpus 1 --image pytorch/pytorch:2.4.0 --dataset digits -- python train.py --epochs 12
+    --param NAME=VALUE is recorded with the job (modelyard jobs --param NAME) and fills in {NAME} in the command.
+
+    Example: modelyard submit --gpus 1 --image pytorch/pytorch:2.4.0 --dataset digits --param lr=0.01 --tag baseline -- python train.py --lr {lr}
     """
     overrides: dict[str, Any] = {
         "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
         "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "secrets": secret or None,
+        "params": param or None, "tags": tag or None,
         "priority": priority, "nodes": nodes, "nproc_per_node": nproc_per_node, "node_labels": node_label or None,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
         "webhook_events": webhook_event or None,
@@ -89,6 +96,7 @@ def run(
     local: Annotated[bool, typer.Option("--local", help="run here, in the foreground (required)")] = False,
     gpus: Annotated[Optional[str], typer.Option(metavar="0,1", help="GPU indices the job may see")] = None,
     env: Env = None,
+    param: Param = None,
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 2h")] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="in MODELYARD_DATA_DIR, as a job gets it (NAME: its latest version)")] = None,
     image: Image = None,
@@ -116,9 +124,11 @@ def run(
     from modelyard.supervisor import run_local
 
     from modelyard.jobs.launch import Distributed
+    from modelyard.jobs.params import command_argv, params_env
     from modelyard.scheduler.launch import environment_for
 
     spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime,
+                             "params": param or None,
                              "requirements": read_requirements(requirements) if requirements else None,
                              "image": image, "nproc_per_node": nproc_per_node})
     gpu_list = _gpu_list(gpus)
@@ -127,7 +137,8 @@ def run(
     data_dir = _local_dataset(dataset, settings, run_dir) if dataset else None
     with byte_progress("snapshot .", close_when_done=True) as progress:
         outcome = run_local(
-            spec.argv(), workdir=Path.cwd(), run_dir=run_dir, env=spec.env, gpus=gpu_list,
+            command_argv(spec.argv(), spec.params), workdir=Path.cwd(), run_dir=run_dir,
+            env={**spec.env, **params_env(spec.params)}, gpus=gpu_list,
             # as the platform would: one process per GPU it may see, unless told
             distributed=Distributed(nproc_per_node=spec.nproc_per_node or max(len(gpu_list), 1)),
             max_runtime=spec.max_runtime, stop_grace=settings.stop_grace,

@@ -21,8 +21,10 @@ import sqlalchemy as sa
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
 from modelyard.jobs.notify import EVENT_OF_STATE
+from modelyard.jobs.query import JobQuery
 from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, format_labels, format_slices, parse_labels, parse_slices
 from modelyard.jobs.states import attempt_can_transition, can_transition, ending_reason
+from modelyard.db import job_query
 from modelyard.db.engine import Database
 from modelyard.db.records import (
     Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row, parse_gpus,
@@ -104,6 +106,7 @@ def create_job(
             created_at=now, queued_at=now, dataset=dataset, secrets=sealed_secrets,
             environment=environment, nodes=spec.nodes, node_labels=format_labels(spec.node_labels),
         ).returning(jobs.c.id)).scalar_one()
+        job_query.write_params(conn, job_id, spec.params, spec.tags)
         conn.execute(events.insert().values(
             job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason=reason,
             actor=actor,
@@ -115,16 +118,20 @@ def get_job(db: Database, job_id: int, *, user: User | None = None) -> Job:
     """The job; ``user`` limits it to that user's own jobs (admins see all). Absent: not_found."""
     with db.read() as conn:
         row = conn.execute(_job_query().where(jobs.c.id == job_id)).first()
+        tags = job_query.tags_of(conn, [job_id]) if row is not None else {}
     if row is None or (user is not None and not user.is_admin and row.user_id != user.id):
         raise not_found(f"job {job_id}")
-    return job_from_row(row)
+    return job_from_row(row, tags.get(job_id, ()))
 
 
 def list_jobs(
     db: Database, *, user: User, all_users: bool = False, state: JobState | None = None,
-    q: str | None = None, limit: int = 50, offset: int = 0,
+    q: str | None = None, limit: int = 50, offset: int = 0, query: JobQuery | None = None,
 ) -> tuple[list[Job], int]:
-    cond = []
+    """A page of the jobs ``user`` may see (``all_users``: everyone's, for an admin) that match ``query``
+    (jobs/query.py; newest first unless it sorts otherwise), and how many match in all."""
+    query = query or JobQuery()
+    cond = job_query.conditions(query)
     if not (all_users and user.is_admin):
         cond.append(jobs.c.user_id == user.id)
     if state is not None:
@@ -133,8 +140,23 @@ def list_jobs(
         cond.append(jobs.c.name.contains(q, autoescape=True))
     with db.read() as conn:
         total = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(*cond)).scalar_one()
-        rows = conn.execute(_job_query().where(*cond).order_by(jobs.c.id.desc()).limit(limit).offset(offset)).all()
-    return [job_from_row(r) for r in rows], total
+        page = job_query.order(_job_query().where(*cond), query.sort).limit(limit).offset(offset)
+        rows = conn.execute(page).all()
+        tags = job_query.tags_of(conn, [r.id for r in rows])
+    return [job_from_row(r, tags.get(r.id, ())) for r in rows], total
+
+
+def change_tags(db: Database, job: Job, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Job:
+    """Add, then remove, tags of ``job`` (already checked to be the caller's); the job as it is after."""
+    with db.write() as conn:
+        if add:
+            try:
+                job_query.add_tags(conn, job.id, add)
+            except ValueError as e:
+                raise ModelyardError(ErrorCode.INVALID, str(e), field="tags") from None
+        if remove:
+            job_query.remove_tags(conn, job.id, remove)
+    return get_job(db, job.id)
 
 
 def lock_dataset(conn: sa.Connection, name: str) -> None:

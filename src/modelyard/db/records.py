@@ -88,6 +88,7 @@ class Job:
     dataset: str | None = None  # the pinned version, "name:version"
     sealed_secrets: str | None = None  # the inline secrets' values, sealed (modelyard/secrets.py); never shown
     environment: str | None = None  # the named environment its image or requirements came from
+    tags: tuple[str, ...] = ()  # as they are now (job_tags), sorted: editable after submit, unlike spec.tags
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class Event:
     actor: str | None = None  # the user who asked for it; None: the platform itself
 
 
-def job_from_row(row: sa.Row[Any]) -> Job:
+def job_from_row(row: sa.Row[Any], tags: tuple[str, ...] = ()) -> Job:
     m = row._mapping
     return Job(
         id=m["id"], user_id=m["user_id"], owner=m["owner"], name=m["name"], state=JobState(m["state"]),
@@ -124,7 +125,7 @@ def job_from_row(row: sa.Row[Any]) -> Job:
         resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
         started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
-        environment=m["environment"],
+        environment=m["environment"], tags=tags,
     )
 
 

@@ -17,6 +17,7 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Launch
 from modelyard.jobs.launch import Distributed, Environment, LaunchSpec, RunAs, Sandbox
 from modelyard.jobs.nodes import NodeSlice
+from modelyard.jobs.params import command_argv, params_env
 from modelyard.secrets import SecretBox
 from modelyard.db import secrets as store_secrets
 from modelyard.db.engine import Database
@@ -130,8 +131,8 @@ def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank:
         output_prefix=None if rank else attempt_output_prefix(job.id, attempt.number),  # outputs come from rank 0
         log_key=log_key(job.id, attempt.number, rank),
         run_dir=ctx.settings.runs_dir / run_dir_name(job.id, attempt.number, rank),
-        argv=spec.argv(),
-        env=dict(spec.env),
+        argv=command_argv(spec.argv(), spec.params),  # {NAME} filled in here, as run --local does
+        env={**spec.env, **params_env(spec.params)},
         secrets=secrets,
         gpus=list(where.gpus),
         max_runtime=spec.max_runtime,  # every rank's supervisor enforces it itself

@@ -44,6 +44,8 @@ class JobOut(Out):
     node_labels: dict[str, str] = {}
     command: list[str] | str
     priority: int
+    params: dict[str, str | int | float | bool] = {}
+    tags: list[str] = []
     max_runtime: float
     sync_interval: float
     retries: int
@@ -64,6 +66,12 @@ class JobOut(Out):
 class JobList(Out):
     jobs: list[JobOut]
     total: int
+    param_names: list[str] = []  # the union of the listed jobs' parameter names, sorted
+
+
+class TagsOut(Out):
+    job_id: int
+    tags: list[str]
 
 
 class EventOut(Out):

@@ -22,7 +22,7 @@ from modelyard.executors.base import Executor
 from modelyard.executors.capacity import Capacity
 from modelyard.executors.choose import executor_for
 from modelyard.jobs import JobSpec, JobState
-from modelyard.jobs.spec import MASK, check_secret_name, check_secret_value
+from modelyard.jobs.spec import MASK, check_secret_name, check_secret_value, parse_params
 from modelyard.scheduler import policy
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
@@ -162,7 +162,8 @@ class Platform:
 
     def clone(
         self, user: User, job_id: int, *, resume: bool, command: list[str] | str | None, name: str | None,
-        snapshot: str | None = None,
+        snapshot: str | None = None, params: dict[str, Any] | list[str] | None = None,
+        tags: list[str] | None = None,
     ) -> Job:
         """A new job like ``job_id``; ``resume``: it starts from that job's latest outputs
         (MODELYARD_RESUME_DIR); ``snapshot``: with this code (an uploaded snapshot's key) instead of
@@ -171,6 +172,9 @@ class Platform:
         data = source.spec.model_dump()
         if command is not None:
             data["command"] = command
+        # the source's parameters and its tags as they are now, with the clone's own over them
+        data["params"] = {**data["params"], **clone_params(params)}
+        data["tags"] = [*source.tags, *(tags or [])]
         data["name"] = name or (f"{source.name} (resumed)" if resume else f"{source.name} (clone)")[:200]
         data["dataset"] = source.dataset  # the very version the source job read, not today's latest
         spec = JobSpec.model_validate(data)
@@ -281,6 +285,15 @@ class Platform:
         event = EVENT_OF_STATE.get(state)
         if event is not None:
             self.notices.job_event(job_id, event)
+
+
+def clone_params(params: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    """A clone's ``--param`` list (or mapping), typed as a submit's are."""
+    try:
+        parsed = parse_params(params or {})
+    except ValueError as e:
+        raise ModelyardError(ErrorCode.INVALID, str(e), field="params") from None
+    return parsed
 
 
 def webhook_job(job: dict[str, Any]) -> dict[str, Any]:

@@ -5,15 +5,19 @@ from typing import Annotated, Any, Literal
 
 import orjson
 
+from dataclasses import replace
+
 from fastapi import APIRouter, Depends, Query
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from modelyard.errors import not_found
 from modelyard.jobs import JobSpec, JobState
-from modelyard.jobs.spec import MAX_NAME
-from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList
+from modelyard.jobs.spec import MAX_NAME, MAX_TAGS
+from modelyard.server import job_query_service
+from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList, TagsOut
 from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
@@ -44,6 +48,9 @@ class CloneBody(BaseModel):
     name: str | None = Field(None, max_length=MAX_NAME)
     # new code for the clone (an uploaded snapshot's key, POST /snapshots); none: the source job's
     snapshot: str | None = Field(None, max_length=200)
+    # over the source's: a parameter given here replaces its value, a tag is added to the source's
+    params: dict[str, str | int | float | bool] | list[str] | None = None
+    tags: list[str] | None = None
 
 
 def _full(p: Platform, job: Job) -> dict[str, Any]:
@@ -55,15 +62,51 @@ def submit(body: SubmitBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.submit(user, body.spec, snapshot=body.snapshot, resume_from=body.resume_from))
 
 
+Texts = list[Annotated[str, Field(max_length=200)]] | None
+
+
 @router.get("/jobs", response_model=JobList, responses=errors(*AUTHED))
 def list_jobs(
-    p: PlatformDep, user: UserDep, state: JobState | None = None,
-    q: Annotated[str | None, Query(max_length=MAX_NAME)] = None,
+    p: PlatformDep, user: UserDep,
+    state: Annotated[list[JobState] | None, Query(max_length=20, description="any of these (repeatable)")] = None,
+    q: Annotated[str | None, Query(max_length=MAX_NAME, description="in the job's name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: OffsetQuery = 0,
     all: bool = False,
+    param: Annotated[Texts, Query(max_length=50, description="a filter NAME OP VALUE, OP one of = != < <= > >= "
+                                  "(repeatable: all must hold)")] = None,
+    tag: Annotated[Texts, Query(max_length=50, description="a tag the job has (repeatable: all)")] = None,
+    owner: Annotated[str | None, Query(max_length=100)] = None,
+    dataset: Annotated[str | None, Query(max_length=200, description="NAME (any version) or NAME:VERSION")] = None,
+    environment: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[str | None, Query(max_length=40, description="created at or after: ISO date or Unix seconds")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="created before: ISO date or Unix seconds")] = None,
+    sort: Annotated[str | None, Query(max_length=120, description="id, created, name, state, owner or param:NAME; "
+                                      "-KEY for descending")] = None,
 ) -> dict[str, Any]:
-    jobs, total = store_jobs.list_jobs(p.db, user=user, all_users=all, state=state, q=q, limit=limit, offset=offset)
-    return {"jobs": [job_to_dict(j) for j in jobs], "total": total}
+    query = job_query_service.build_query(
+        params=param or (), tags=tag or (), owner=owner, states=[s.value for s in state or ()], dataset=dataset,
+        environment=environment, since=since, until=until, sort=sort, search=None)
+    if q:
+        query = replace(query, text=q)
+    return job_query_service.list_jobs(p, user, query, limit=limit, offset=offset, all_users=all)
+
+
+class TagsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    add: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=MAX_TAGS)
+    remove: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=MAX_TAGS)
+
+
+@router.post("/jobs/{job_id}/tags", response_model=TagsOut, responses=errors(*AUTHED, 404))
+def change_tags(job_id: JobId, body: TagsBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    """Add the tags in ``add``, then remove those in ``remove``; the job's owner or an admin."""
+    return job_query_service.change_tags(p, user, job_id, add=body.add, remove=body.remove)
+
+
+@router.delete("/jobs/{job_id}/tags/{tag}", response_model=TagsOut, responses=errors(*AUTHED, 404))
+def remove_tag(job_id: JobId, tag: Annotated[str, PathParam(max_length=64)], p: PlatformDep,
+               user: UserDep) -> dict[str, Any]:
+    return job_query_service.change_tags(p, user, job_id, remove=[tag])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(*AUTHED, 404))
@@ -84,7 +127,7 @@ def restart(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
 @router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def clone(job_id: JobId, body: CloneBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return _full(p, p.clone(user, job_id, resume=body.resume, command=body.command, name=body.name,
-                            snapshot=body.snapshot))
+                            snapshot=body.snapshot, params=body.params, tags=body.tags))
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, responses=errors(*AUTHED, 404))

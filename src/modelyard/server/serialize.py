@@ -32,6 +32,7 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "resources": job.resources.model_dump(),  # per node
         "nodes": s.nodes, "nproc_per_node": s.nproc_per_node, "node_labels": s.node_labels,
         "command": s.command, "priority": job.priority,
+        "params": s.params, "tags": list(job.tags),  # tags as they are now: editable after submit
         "max_runtime": s.max_runtime, "sync_interval": s.sync_interval, "retries": s.retries,
         "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
         "webhook_events": s.webhook_events,  # empty: the owner's choices (modelyard notify), every end by default

@@ -121,7 +121,7 @@ def _populate(w: World) -> Iterator[World]:
     client, platform = w.client, w.platform
     job = client.post("/api/v1/jobs", headers=w.as_(w.alice),
                       json={"spec": {"command": ["python", "train.py"], "name": f"{SECRET}-job",
-                                     "env": {"TOKEN": SECRET}}}).json()
+                                     "env": {"TOKEN": SECRET}, "params": {"lr": 0.1}, "tags": [SECRET]}}).json()
     # attempts placed and ended through the store's own transitions: the job's logs and
     # attempts have something real to name, and its log stream ends; a second job's
     # attempt still lives, for the report endpoint
@@ -133,7 +133,7 @@ def _populate(w: World) -> Iterator[World]:
     w.attempt_token = "live-attempt-of-alice"
     live = store_jobs.place(platform.db, live_job["id"], gpus=[], token=w.attempt_token, executor="local")
     assert live is not None
-    w.fill.update(job_id=str(job["id"]), attempt_id=str(live[1].id), output_file="model.bin")
+    w.fill.update(job_id=str(job["id"]), attempt_id=str(live[1].id), output_file="model.bin", tag=SECRET)
     w.ensure_dataset()
     w.ensure_secret()
     w.ensure_environment()
@@ -171,6 +171,7 @@ def _param(op: tuple[str, str], name: str) -> str:
 
 # What nobody has: another user's object must answer exactly as one of these does.
 GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "notice_id": "999999", "name": "nobody-has-this",
+          "tag": "nobody-has-this",
           "version": "abcdef123456",
           "secret_name": "NOBODY_HAS_THIS", "environment_name": "nobody-has-this", "dataset_file": "all/data.csv", "output_file": "model.bin"}
 
@@ -196,6 +197,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/environments"): {"name": "bobs-env", "image": "localhost/bob:1"},
     ("PATCH", "/api/v1/datasets/{name}"): {"visibility": "private"},
     ("POST", "/api/v1/jobs/{job_id}/clone"): {},
+    ("POST", "/api/v1/jobs/{job_id}/tags"): {"add": ["bobs-tag"]},
     ("POST", "/api/v1/attempts/{attempt_id}/report"): {"seq": 1},
     ("PATCH", "/api/v1/profile"): {},
 }

@@ -318,7 +318,10 @@ class JobSpec(BaseModel):
             elif key == "env":
                 data["env"] = {**(data.get("env") or {}), **value}
             elif key == "params":
-                file_params, flag_params = parse_params(data.get("params") or {}), parse_params(value)
+                try:
+                    file_params, flag_params = parse_params(data.get("params") or {}), parse_params(value)
+                except ValueError:  # left as given: validation names the field and the bad item
+                    file_params, flag_params = {}, value
                 both_maps = isinstance(file_params, dict) and isinstance(flag_params, dict)
                 data["params"] = {**file_params, **flag_params} if both_maps else flag_params
             elif key == "tags":

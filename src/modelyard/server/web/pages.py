@@ -22,6 +22,7 @@ from modelyard.server import routes_datasets as datasets_api
 from modelyard.server import routes_environments as environments_api
 from modelyard.server import routes_jobs as api
 from modelyard.server import routes_ui_api as ui_api
+from modelyard.server import job_query_service
 from modelyard.server.auth import COOKIE, client_address, get_platform, session_policy, throttle
 from modelyard.server.platform import Platform
 from modelyard.server.throttle import Throttled
@@ -133,28 +134,46 @@ def logout(request: Request, p: PlatformDep) -> Response:
 # -- jobs ----------------------------------------------------------------------------------------
 
 
+MAX_PARAM_COLUMNS = 8  # parameter columns shown when none are chosen: the first, by name
+
+
 def jobs_data(p: Platform, user: User, *, state: JobState | None, q: str | None, page: int, metric: str | None,
-              scope: str | None) -> dict[str, Any]:
+              scope: str | None, sort: str | None = None, cols: str | None = None) -> dict[str, Any]:
+    """The table: ``q`` is the search box (``lr>=0.01 tag:baseline owner:alice resnet``: jobs/query.py);
+    a bad one lists nothing and says why beside the box."""
     everyone = user.is_admin and scope != "mine"
-    listing = api.list_jobs(p, user, state=state, q=q or None, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
-                            all=everyone)
+    error = None
+    try:
+        query = job_query_service.build_query(states=[state.value] if state else (), sort=sort, search=q)
+        listing = job_query_service.list_jobs(p, user, query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
+                                              all_users=everyone)
+    except ModelyardError as exc:
+        if exc.code != ErrorCode.INVALID:
+            raise
+        error, listing = exc.message, {"jobs": [], "total": 0, "param_names": []}
     latest = ui_api.latest_metrics(p, user, [j["id"] for j in listing["jobs"]], metric)
     pages = max(1, -(-listing["total"] // PAGE_SIZE))
+    chosen = [c for c in (cols or "").split(",") if c]
     return {"jobs": listing["jobs"], "total": listing["total"], "page": page, "pages": pages,
             "metric": metric or "", "metric_names": latest["names"], "latest": latest["latest"],
-            "filters": {"state": state.value if state else "", "q": q or "", "scope": "all" if everyone else "mine"}}
+            "param_names": listing["param_names"], "param_columns": chosen or listing["param_names"][:MAX_PARAM_COLUMNS],
+            "sort": sort or "-id", "filter_error": error,
+            "filters": {"state": state.value if state else "", "q": q or "", "scope": "all" if everyone else "mine",
+                        "sort": sort or "", "cols": cols or ""}}
 
 
 JobsQuery = dict[str, Any]
 
 
-def _jobs_query(state: str | None = None, q: str | None = None, page: Annotated[int, Query(ge=1)] = 1,
-                metric: str | None = None, scope: str | None = None) -> JobsQuery:
+def _jobs_query(state: str | None = None, q: Annotated[str | None, Query(max_length=2000)] = None,
+                page: Annotated[int, Query(ge=1)] = 1, metric: str | None = None, scope: str | None = None,
+                sort: Annotated[str | None, Query(max_length=120)] = None,
+                cols: Annotated[str | None, Query(max_length=2000)] = None) -> JobsQuery:
     try:
         parsed = JobState(state) if state else None
     except ValueError:
         raise ModelyardError(ErrorCode.INVALID, f"unknown state {state!r}", field="state") from None
-    return {"state": parsed, "q": q, "page": page, "metric": metric, "scope": scope}
+    return {"state": parsed, "q": q, "page": page, "metric": metric, "scope": scope, "sort": sort, "cols": cols}
 
 
 @router.get("/ui/jobs")

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 import modelyard
 from modelyard.jobs.nodes import format_labels
+from modelyard.jobs.params import param_text
 from modelyard.jobs.units import format_duration, format_size
 from modelyard.db.records import User
 
@@ -95,6 +96,11 @@ def command_text(cmd: list[str] | str) -> str:
     return cmd if isinstance(cmd, str) else shlex.join(cmd)
 
 
+def next_sort(current: str, key: str) -> str:
+    """A header's link: ascending first, then descending, then ascending again."""
+    return f"-{key}" if current == key else key
+
+
 def _env() -> Environment:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -102,8 +108,8 @@ def _env() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(run_time=run_time, queue_time=queue_time, when=when, resources=resources, placement=placement,
                        size=format_size, duration=format_duration, metric_value=metric_value,
-                       command_text=command_text, clock=clock)
-    env.globals.update(STATE_ICONS=STATE_ICONS, ACTIVE_STATES=ACTIVE_STATES, TERMINAL_STATES=TERMINAL_STATES,
+                       command_text=command_text, clock=clock, param_text=param_text)
+    env.globals.update(next_sort=next_sort, STATE_ICONS=STATE_ICONS, ACTIVE_STATES=ACTIVE_STATES, TERMINAL_STATES=TERMINAL_STATES,
                        version=modelyard.__version__)
     return env
 

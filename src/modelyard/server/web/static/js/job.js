@@ -34,7 +34,47 @@ export function start() {
   document.addEventListener("click", (e) => {
     const button = e.target.closest("button[data-action]");
     if (button) act(id, button);
+    const remove = e.target.closest("button[data-remove-tag]");
+    if (remove) changeTags(id, { remove: [remove.dataset.removeTag] });
   });
+  document.getElementById("tag-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = document.getElementById("tag-input");
+    const tags = input.value.split(/[\s,]+/).filter(Boolean);
+    if (tags.length) changeTags(id, { add: tags }).then((ok) => { if (ok) input.value = ""; });
+  });
+}
+
+async function changeTags(id, body) {
+  const error = document.getElementById("tag-error");
+  try {
+    const { tags } = await api(`/jobs/${id}/tags`, { method: "POST", body });
+    error.hidden = true;
+    showTags(tags);
+    return true;
+  } catch (err) {
+    error.textContent = err.message;
+    error.hidden = false;
+    return false;
+  }
+}
+
+function showTags(tags) {
+  const box = document.getElementById("tags");
+  box.replaceChildren(...tags.map((t) => {
+    const chip = document.createElement("span");
+    chip.className = "tag";
+    chip.dataset.tag = t;
+    const link = document.createElement("a");
+    link.href = `/ui/jobs?q=${encodeURIComponent(`tag:${t}`)}`;
+    link.textContent = t;
+    const remove = document.createElement("button");
+    Object.assign(remove, { type: "button", className: "remove", textContent: "×" });
+    remove.dataset.removeTag = t;
+    remove.setAttribute("aria-label", `remove tag ${t}`);
+    chip.append(link, remove);
+    return chip;
+  }));
 }
 
 function onJobEvent(view, job, log, charts, system) {

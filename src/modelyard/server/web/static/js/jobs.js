@@ -1,12 +1,44 @@
 // Jobs page: the table refreshes (through htmx, with the current filters and page)
 // whenever any visible job changes state, and the metric picker follows the names
 // the listed jobs have (a job may start printing a new metric at any time).
+// A header sorts by its column, a tag chip filters by its tag, and the filters live
+// in the page's URL, so that a link shows the same table.
 
 export function start() {
   document.addEventListener("modelyard:job", () => window.htmx.trigger("#job-table", "refresh"));
   document.body.addEventListener("htmx:afterSwap", (e) => {
-    if (e.target.id === "job-table") syncMetricPicker();
+    if (e.target.id === "job-table") { syncMetricPicker(); syncUrl(); }
   });
+  document.getElementById("job-table").addEventListener("click", (e) => {
+    const header = e.target.closest("th[data-sort]");
+    if (header) return refilter("sort", header.dataset.sort);
+    const chip = e.target.closest("button.tag[data-tag]");
+    if (chip) filterByTag(chip.dataset.tag);
+  });
+}
+
+function refilter(name, value) {
+  document.getElementById(name).value = value;
+  document.getElementById("page").value = "1";
+  window.htmx.trigger("#filters", "change");
+}
+
+function filterByTag(tag) {
+  const box = document.getElementById("q");
+  const word = /^[\w.:/+-]+$/.test(tag) ? `tag:${tag}` : `'tag:${tag}'`;
+  if (!box.value.split(/\s+/).includes(word)) box.value = `${box.value.trim()} ${word}`.trim();
+  refilter("page", "1");
+}
+
+const DEFAULTS = { page: "1", scope: "all" }; // left out of the URL: what the page is without them
+
+function syncUrl() {
+  const query = new URLSearchParams();
+  for (const [k, v] of new FormData(document.getElementById("filters"))) {
+    if (v && DEFAULTS[k] !== v) query.set(k, v);
+  }
+  const url = `${location.pathname}${query.size ? `?${query}` : ""}`;
+  if (url !== location.pathname + location.search) history.replaceState(null, "", url);
 }
 
 function syncMetricPicker() {

@@ -2,6 +2,7 @@
 job page, in a real browser against a real server (README "Parameters and tags")."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -12,7 +13,7 @@ from browser import (  # noqa: F401 (fixtures)
 )
 from servers import ServerProcess
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _sweep(server: ServerProcess, tag: str) -> list[int]:
@@ -42,7 +43,11 @@ def test_params_are_columns_sorted_by_their_header_and_kept_in_the_url(page: Pag
     expect(page.locator("#job-table tbody tr[data-job-id]").first).to_have_attribute("data-job-id", str(a))
     assert _ids(page) == [a, c, b]
     expect(page).to_have_url(f"{server.url}/ui/jobs?q=tag%3Asweep-cols&sort=-param%3Alr")
-    page.screenshot(path=str(DOCS / "jobs-params.png"))
+    # as test_web_browser's: every run keeps it in test-artifacts/, MODELYARD_UPDATE_SCREENSHOT=1 in docs/ too
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "test-artifacts" / "jobs-params.png"))
+    if os.environ.get("MODELYARD_UPDATE_SCREENSHOT"):
+        page.screenshot(path=str(ROOT / "docs" / "jobs-params.png"))
     # the URL is the table: opened afresh, the same rows in the same order
     other = page.context.new_page()
     goto_ready(other, page.url)

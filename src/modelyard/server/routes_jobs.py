@@ -14,7 +14,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from modelyard.errors import not_found
-from modelyard.jobs import JobSpec, JobState
+from modelyard.jobs import JobSpec
 from modelyard.jobs.spec import MAX_NAME, MAX_TAGS
 from modelyard.server import job_query_service
 from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList, TagsOut
@@ -68,7 +68,7 @@ Texts = list[Annotated[str, Field(max_length=200)]] | None
 @router.get("/jobs", response_model=JobList, responses=errors(*AUTHED))
 def list_jobs(
     p: PlatformDep, user: UserDep,
-    state: Annotated[list[JobState] | None, Query(max_length=20, description="any of these (repeatable)")] = None,
+    state: Annotated[Texts, Query(max_length=20, description="a job state; repeatable: any of them")] = None,
     q: Annotated[str | None, Query(max_length=MAX_NAME, description="in the job's name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50, offset: OffsetQuery = 0,
     all: bool = False,
@@ -84,7 +84,7 @@ def list_jobs(
                                       "-KEY for descending")] = None,
 ) -> dict[str, Any]:
     query = job_query_service.build_query(
-        params=param or (), tags=tag or (), owner=owner, states=[s.value for s in state or ()], dataset=dataset,
+        params=param or (), tags=tag or (), owner=owner, states=state or (), dataset=dataset,
         environment=environment, since=since, until=until, sort=sort, search=None)
     if q:
         query = replace(query, text=q)

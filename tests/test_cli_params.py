@@ -80,6 +80,11 @@ def test_jobs_filters_shows_params_and_tags_edit(server: ServerProc, tmp_path: P
     assert done.returncode != 0 and "lr>>1" in done.stderr and "param" in done.stderr
     done = cli(["tag", str(ids[0]), "add", "bad tag"], server.env)
     assert done.returncode != 0 and "bad tag" in done.stderr
+    # a job file's params, a flag over one of them
+    (tmp_path / "job.yaml").write_text("params: {lr: 0.1, layers: 4}\ntags: [from-file]\ncommand: [\"true\"]\n")
+    job = json.loads(run_cli(server, "submit", "--json", "-f", str(tmp_path / "job.yaml"), "--param", "lr=0.2",
+                             "--tag", "flag", cwd=tmp_path))
+    assert job["params"] == {"lr": 0.2, "layers": 4} and job["tags"] == ["flag", "from-file"]
     done = cli(["submit", "--param", "lr", "--", "true"], server.env, cwd=tmp_path)
     assert done.returncode != 0 and "params" in done.stderr and "NAME=VALUE" in done.stderr
 

@@ -102,3 +102,20 @@ def test_bad_queries_name_what_is_wrong() -> None:
     assert parse_filter("lr >= 1e-3").value == 0.001 and parse_filter("lr==2").op == "="
     q = parse_search("lr>=0.01 tag:baseline state:running owner:alice resnet 'two words'")
     assert (q.tags, q.states, q.owner, q.text) == (("baseline",), (JobState.RUNNING,), "alice", "resnet two words")
+
+
+def test_every_rank_launches_with_the_params_filled_in(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The launch the executors (local and ray) start: the same substitution as run --local's."""
+    from modelyard.config import Settings
+    from modelyard.jobs.nodes import NodeSlice
+    from modelyard.scheduler.launch import LaunchContext, build_launch
+
+    alice = U.create_user(db, "alice")[0]
+    job = J.create_job(db, user=alice, snapshot_key=None, spec=JobSpec(
+        command="python train.py --lr {lr} --opt={opt} {{lr}} ${HOME}", params={"lr": 0.01, "opt": "adam"}, nodes=2))
+    slices = (NodeSlice("node-a", (), (0,)), NodeSlice("node-b", (), (1,)))
+    _, attempt = J.place(db, job.id, token="tok", executor="local", slices=slices)
+    ctx = LaunchContext(settings=Settings.from_env({"MODELYARD_HOME": str(tmp_path)}), server_url="http://s")
+    for spec in build_launch(ctx, job, attempt, "tok").specs:
+        assert spec.argv == ["/bin/sh", "-c", "python train.py --lr 0.01 --opt=adam {lr} ${HOME}"]
+        assert spec.env["MODELYARD_PARAMS"] == '{"lr":0.01,"opt":"adam"}'

@@ -5,8 +5,6 @@ from typing import Annotated, Any, Literal
 
 import orjson
 
-from dataclasses import replace
-
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
@@ -85,9 +83,7 @@ def list_jobs(
 ) -> dict[str, Any]:
     query = job_query_service.build_query(
         params=param or (), tags=tag or (), owner=owner, states=state or (), dataset=dataset,
-        environment=environment, since=since, until=until, sort=sort, search=None)
-    if q:
-        query = replace(query, text=q)
+        environment=environment, since=since, until=until, sort=sort, text=q)
     return job_query_service.list_jobs(p, user, query, limit=limit, offset=offset, all_users=all)
 
 

@@ -102,6 +102,9 @@ def test_bad_queries_name_what_is_wrong() -> None:
     assert parse_filter("lr >= 1e-3").value == 0.001 and parse_filter("lr==2").op == "="
     q = parse_search("lr>=0.01 tag:baseline state:running owner:alice resnet 'two words'")
     assert (q.tags, q.states, q.owner, q.text) == (("baseline",), (JobState.RUNNING,), "alice", "resnet two words")
+    q = parse_search("since:2026-12-01 until:1796083300 env:torch dataset:digits sort:-param:lr")
+    assert (q.since, q.until, q.environment, q.dataset) == (1796083200.0, 1796083300.0, "torch", "digits")
+    assert (q.sort.column, q.sort.param, q.sort.descending) == ("param", "lr", True)
 
 
 def test_every_rank_launches_with_the_params_filled_in(db: Database, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -166,13 +166,3 @@ def _with_word(q: JobQuery, field: str, value: str) -> JobQuery:
         return replace(q, sort=parse_sort(value))
     return replace(q, **{field: value or None})
 
-
-def search_text(q: JobQuery) -> str:
-    """A query written back as the box's text (the URL a table shares)."""
-    words = [str(f) for f in q.params] + [f"tag:{t}" for t in q.tags] + [f"state:{s.value}" for s in q.states]
-    for key, value in (("owner", q.owner), ("dataset", q.dataset), ("env", q.environment)):
-        if value:
-            words.append(f"{key}:{value}")
-    if q.text:
-        words.append(q.text)
-    return " ".join(shlex.quote(w) for w in words)

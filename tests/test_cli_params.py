@@ -58,8 +58,9 @@ def test_a_real_job_gets_its_params_in_the_command_and_the_environment(server: S
 
 
 def test_jobs_filters_shows_params_and_tags_edit(server: ServerProc, tmp_path: Path) -> None:
-    ids = [json.loads(run_cli(server, "submit", "--json", "--param", f"lr={lr}", "--param", "bs=32",
-                              "--tag", "sweep7", "--", "true", cwd=tmp_path))["id"] for lr in (0.1, 0.001, 0.03)]
+    with server.client() as c:  # through the client: the CLI's own submit is tested above
+        ids = [c.submit_job({"command": ["true"], "params": {"lr": lr, "bs": 32}, "tags": ["sweep7"]})["id"]
+               for lr in (0.1, 0.001, 0.03)]
     listed = json.loads(run_cli(server, "jobs", "--json", "--tag", "sweep7", "--filter", "lr>=0.01",
                                 "--sort", "param:lr"))
     assert [j["id"] for j in listed["jobs"]] == [ids[2], ids[0]]
@@ -70,7 +71,8 @@ def test_jobs_filters_shows_params_and_tags_edit(server: ServerProc, tmp_path: P
                                                          (str(ids[1]), "0.001", "32", "sweep7")]
     assert f"job {ids[0]}: keep sweep7" in run_cli(server, "tag", str(ids[0]), "add", "keep")
     assert f"job {ids[0]}: keep" in run_cli(server, "tag", str(ids[0]), "rm", "sweep7")
-    assert [j["id"] for j in json.loads(run_cli(server, "jobs", "--json", "--tag", "sweep7"))["jobs"]] == ids[:0:-1]
+    with server.client() as c:
+        assert [j["id"] for j in c.list_jobs(tags=["sweep7"])["jobs"]] == ids[:0:-1]
     shown = run_cli(server, "show", str(ids[0]))
     assert "lr=0.1 bs=32" in shown and "keep" in shown
     clone = json.loads(run_cli(server, "clone", str(ids[0]), "--param", "lr=0.2", "--tag", "round2", "--json"))

@@ -3,11 +3,13 @@ PostgreSQL (the ``database_url`` fixture); the query parser's refusals."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from modelyard.db import Database
 from modelyard.db import jobs as J
 from modelyard.db import users as U
 from modelyard.db.records import Job, User
+from modelyard.db.schema import job_params
 from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.query import JobQuery, QueryError, parse_filter, parse_search, parse_sort, parse_time
 
@@ -38,6 +40,10 @@ def test_params_and_tags_filter_and_sort_in_sql(db: Database) -> None:
     c = submit(db, bob, params={"lr": 3, "opt": "adam"}, now=300, environment="torch")
     d = submit(db, bob, name="no-params", now=400)
     assert J.get_job(db, a.id).tags == ("baseline", "resnet") and J.get_job(db, d.id).tags == ()
+    with db.read() as conn:  # as stored: the value's JSON text, and its number unless a boolean or text
+        rows = conn.execute(sa.select(job_params.c.name, job_params.c.value, job_params.c.num)
+                            .where(job_params.c.job_id == a.id).order_by(job_params.c.name)).all()
+    assert [tuple(r) for r in rows] == [("lr", "0.1", 0.1), ("opt", '"adam"', None), ("warm", "true", None)]
     assert ids(db, bob, "lr>=0.1") == [c.id, a.id]  # numbers compare as numbers: 3 > 0.1
     assert ids(db, bob, "lr<0.1") == [b.id]
     assert ids(db, bob, "lr=0.010") == [b.id]

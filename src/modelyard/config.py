@@ -37,6 +37,9 @@
 | MODELYARD_EXECUTOR | local; ray: supervisors run on a Ray cluster (README "Running on a cluster") |
 | MODELYARD_RAY_ADDRESS | auto (the Ray cluster the server joins as a driver, with MODELYARD_EXECUTOR=ray) |
 | MODELYARD_SERVER_URL | the URL the server listens on (the URL supervisors report to: on a cluster, one every node reaches) |
+| MODELYARD_DEFAULT_QUOTA | unset; the quota of a user an admin set none for, e.g. "gpus=4,cpus=16,queued=100" |
+| MODELYARD_FAIRSHARE_HALFLIFE | 7d (how fast past usage is forgotten by fair share, as Slurm's PriorityDecayHalfLife) |
+| MODELYARD_MAX_RUNTIME_CAP | 72h (the longest --max-runtime a submit may ask; the default max runtime is held to it) |
 """
 from __future__ import annotations
 
@@ -98,6 +101,10 @@ class Settings:
     webhook_events: tuple[str, ...] = END_EVENTS  # the events the server-wide webhooks are sent on
     smtp_url: str | None = None  # MODELYARD_SMTP_URL (modelyard/mail.py); None: no email is sent
     public_url: str | None = None  # MODELYARD_PUBLIC_URL; None: server_url
+    # MODELYARD_DEFAULT_QUOTA as {"gpus": 4, "cpus": 16, "queued": 100}: what a user with no quota of their own has
+    default_quota: dict[str, float] = field(default_factory=dict)
+    fairshare_halflife: float = 7 * 86400.0
+    max_runtime_cap: float = 72 * 3600.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -147,6 +154,9 @@ class Settings:
             webhook_events=_webhook_events(env.get("MODELYARD_WEBHOOK_EVENTS", "")),
             smtp_url=_smtp_url(env.get("MODELYARD_SMTP_URL") or None),
             public_url=_server_url(env.get("MODELYARD_PUBLIC_URL") or None, "MODELYARD_PUBLIC_URL"),
+            default_quota=parse_quota(env.get("MODELYARD_DEFAULT_QUOTA", ""), field="MODELYARD_DEFAULT_QUOTA"),
+            fairshare_halflife=_positive_duration(env, "MODELYARD_FAIRSHARE_HALFLIFE", "7d"),
+            max_runtime_cap=_positive_duration(env, "MODELYARD_MAX_RUNTIME_CAP", "72h"),
         )
 
 
@@ -192,6 +202,40 @@ def _dataset_limits(env: dict[str, str]) -> Limits:
         records=int(env.get("MODELYARD_MAX_DATASET_RECORDS") or d.records),
         record=parse_size(env.get("MODELYARD_MAX_RECORD_BYTES") or d.record),
     )
+
+
+QUOTA_KEYS = ("gpus", "cpus", "queued")
+
+
+def parse_quota(text: str, *, field: str) -> dict[str, float]:
+    """``"gpus=4,cpus=16,queued=100"`` as {"gpus": 4, "cpus": 16.0, "queued": 100}; empty as {}."""
+    out: dict[str, float] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if key not in QUOTA_KEYS:
+            raise ModelyardError(ErrorCode.INVALID, f"unknown quota {key!r} in {text!r} (use "
+                                 f"{', '.join(QUOTA_KEYS)})", field=field)
+        try:
+            value = float(raw) if key == "cpus" else int(raw)
+        except ValueError:
+            value = -1
+        if not value >= 0:
+            raise ModelyardError(ErrorCode.INVALID, f"{key}={raw.strip()!r}: use a number >= 0", field=field)
+        out[key] = value
+    return out
+
+
+def _positive_duration(env: dict[str, str], name: str, default: str) -> float:
+    try:
+        value = parse_duration(env.get(name) or default)
+    except ValueError as e:
+        raise ModelyardError(ErrorCode.INVALID, str(e), field=name) from None
+    if value <= 0:
+        raise ModelyardError(ErrorCode.INVALID, f"must be longer than 0, not {env.get(name)!r}", field=name)
+    return value
 
 
 def parse_uid_range(text: str) -> tuple[int, int] | None:

@@ -10,6 +10,9 @@ supervisor and its command first where the executor can reach them, so that
 two attempts of a job never run at once, then (2) asks
 the pure policy for placements and launches each. It runs on a timer and
 whenever ``wake`` is called (after a submit, a restart or an attempt's end).
+The policy is given each user's quota (read every pass: a few rows) and their
+fair-share usage (scheduler/fairshare.py; read at most every
+``FAIRSHARE_EVERY`` seconds, as it sums attempts).
 
 The queue is read incrementally (``QueueView``): the whole queue once, then
 per pass only the jobs named by state-change events newer than the last one
@@ -27,10 +30,11 @@ from modelyard.executors.base import Executor, Found
 from modelyard.executors.capacity import Capacity
 from modelyard.jobs import JobState, TerminationReason
 from modelyard.jobs.nodes import NodeSlice
-from modelyard.scheduler import policy
+from modelyard.scheduler import fairshare, policy
 from modelyard.scheduler.contact import ContactTimes
 from modelyard.scheduler.launch import LaunchContext, build_launch
 from modelyard.db import jobs as store_jobs
+from modelyard.db import quotas as store_quotas
 from modelyard.db import ranks as store_ranks
 from modelyard.db.engine import Database
 from modelyard.db.records import Attempt, Job
@@ -44,6 +48,8 @@ DEAD_PROCESS_GRACE = 3.0
 
 
 class SchedulerLoop:
+    FAIRSHARE_EVERY = 30.0  # seconds between two reads of the users' usage
+
     def __init__(
         self, db: Database, executor: Executor, capacity: Capacity | None, ctx: LaunchContext, *,
         heartbeat_timeout: float, on_final: Callable[[int, JobState], None] | None = None,
@@ -65,6 +71,8 @@ class SchedulerLoop:
         self._thread: threading.Thread | None = None
         self._tick_lock = threading.Lock()
         self.queue = QueueView(db)
+        self.usage: dict[str, float] = {}  # user -> decayed GPU-hours, as of usage_at
+        self.usage_at: float | None = None
 
     def start(self) -> None:
         self.recover()  # before any new placement, as ray's job manager recovers its running jobs
@@ -163,8 +171,17 @@ class SchedulerLoop:
         if not pending:
             return
         running = [running_job(a) for a in store_jobs.running_allocations(self.db)]
-        for placement in policy.schedule(pending, running, self.capacity, now=now):
+        quotas, default = user_quotas(self.db, self.ctx.settings.default_quota)
+        for placement in policy.schedule(pending, running, self.capacity, now=now, quotas=quotas,
+                                         default_quota=default, usage=self.fair_usage(now)):
             self._launch(placement.job_id, placement.slices, now)
+
+    def fair_usage(self, now: float) -> dict[str, float]:
+        """Each user's decayed GPU-hours, read again when older than FAIRSHARE_EVERY."""
+        if self.usage_at is None or not 0 <= now - self.usage_at < self.FAIRSHARE_EVERY:
+            self.usage = recent_usage(self.db, now, self.ctx.settings.fairshare_halflife)
+            self.usage_at = now
+        return self.usage
 
     def _launch(self, job_id: int, slices: tuple[NodeSlice, ...], now: float) -> None:
         token = new_token()
@@ -239,6 +256,19 @@ class QueueView:
                 self.jobs.pop(job_id, None)
         if latest:
             self.cursor = max(self.cursor, *(event_id for event_id, _ in latest.values()))
+
+
+def user_quotas(db: Database, default: dict[str, float]) -> tuple[dict[str | None, policy.Quota], policy.Quota | None]:
+    """The policy's quotas: per user with one of their own (over the default), and the default."""
+    own = {str(uid): policy.Quota.of(q, default) for uid, q in store_quotas.quota_rows(db).items()}
+    return own, (policy.Quota.of({}, default) if default else None)
+
+
+def recent_usage(db: Database, now: float, halflife: float, *, user_id: int | None = None) -> dict[str, float]:
+    """Per user (as the policy names them), their fair-share usage: decayed GPU-hours."""
+    rows = store_quotas.attempt_spans(db, since=now - fairshare.FORGOTTEN_AFTER * halflife, user_id=user_id)
+    spans = (fairshare.Span(str(r.user_id), r.gpus, r.cpus, r.nodes, r.started_at, r.ended_at) for r in rows)
+    return fairshare.usage(spans, now, halflife)
 
 
 def _queued(job: Job) -> policy.QueuedJob:

@@ -4,7 +4,10 @@ This module decides placement and nothing else; the scheduler loop feeds it the
 store's view of the world and applies what it returns. Capacity is a set of
 nodes (the local executor's is one); a job's resources are *per node*. Rules:
 
-1. Queued jobs are considered by priority (highest first), then submit order.
+1. Queued jobs are considered by priority (highest first), then, within a
+   priority, by fair share: the job of the user with the least recent usage
+   first (``usage``: user -> decayed GPU-hours, scheduler/fairshare.py), then
+   submit order.
 2. A job starts when it fits in what is free now: a single-node job on ONE
    node, a job of ``nodes = N`` on N distinct nodes, each holding its
    resources, and only on nodes that carry every one of its labels. GPUs are
@@ -18,9 +21,10 @@ nodes (the local executor's is one); a job's resources are *per node*. Rules:
    nodes it would take then. A later job may start now only if it fits now
    and either ends before that time or fits, node by node, in what the head
    will leave at that time, so backfill never delays the head.
-4. Optionally, a per-user GPU quota (a job counts ``nodes x gpus``): a job
-   that would take its user past the quota waits, without holding a
-   reservation.
+4. Optionally, per-user quotas of GPUs and CPUs held at once (a job counts
+   ``nodes x gpus`` and ``nodes x cpus``): a job that would take its user past
+   one waits, without holding a reservation, and the decision says why
+   (``Decision.held``: a ``Hold`` per such job).
 5. A job that could not fit even on the empty cluster (capacity shrank, or
    nodes left, since it was accepted) neither starts nor blocks the queue.
 6. Cores are handed out per node like GPUs, as indices ``0 .. ceil(node
@@ -130,23 +134,65 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """What one user's running jobs may hold at once (None: no limit), and how many may queue."""
+
+    gpus: int | None = None
+    cpus: float | None = None
+    queued: int | None = None  # checked at submit; the pass does not look at it
+
+    def __bool__(self) -> bool:
+        return self.gpus is not None or self.cpus is not None or self.queued is not None
+
+    @classmethod
+    def of(cls, own: Mapping[str, float | None], default: Mapping[str, float] | None = None) -> "Quota":
+        """A user's quota from their own values (None: not set) over the server's default ones."""
+        default = default or {}
+
+        def pick(key: str) -> float | None:
+            value = own.get(key)
+            return default.get(key) if value is None else value
+
+        gpus, cpus, queued = pick("gpus"), pick("cpus"), pick("queued")
+        return cls(None if gpus is None else int(gpus), None if cpus is None else float(cpus),
+                   None if queued is None else int(queued))
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a job waits for its user's quota: they hold ``used`` of their ``limit`` ``resource``."""
+
+    user: str | None
+    resource: str  # "gpus" or "cpus"
+    used: float
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     placements: list[Placement]
     reservation: Reservation | None
+    held: dict[int, Hold] = field(default_factory=dict)  # job id -> its quota hold
 
 
 # -- satisfiability ------------------------------------------------------------------------------
 
 
 def check_satisfiable(resources: Resources, capacity: CapacityLike, *, nodes: int = 1,
-                      labels: Mapping[str, str] | None = None, gpu_quota: int | None = None) -> None:
+                      labels: Mapping[str, str] | None = None, gpu_quota: int | None = None,
+                      quota: Quota | None = None) -> None:
     """Raise UNSATISFIABLE when a job of ``nodes`` nodes, each asking for ``resources`` on a node
-    carrying ``labels``, could never start here (on the capacity as it is now)."""
+    carrying ``labels``, could never start here (on the capacity as it is now, within ``quota``)."""
     labels = labels or {}
-    if gpu_quota is not None and resources.gpus * nodes > gpu_quota:
+    gpu_limit = quota.gpus if quota is not None and quota.gpus is not None else gpu_quota
+    if gpu_limit is not None and resources.gpus * nodes > gpu_limit:
         asked = f"{resources.gpus} GPU(s)" if nodes == 1 else f"{nodes} x {resources.gpus} GPU(s)"
-        raise ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {asked} but the per-user GPU quota is {gpu_quota}",
+        raise ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {asked} but the per-user GPU quota is {gpu_limit}",
                              field="resources.gpus")
+    if quota is not None and quota.cpus is not None and resources.cpus * nodes > quota.cpus + _EPS:
+        asked = f"{resources.cpus:g} CPU(s)" if nodes == 1 else f"{nodes} x {resources.cpus:g} CPU(s)"
+        raise ModelyardError(ErrorCode.UNSATISFIABLE, f"asks for {asked} but the per-user CPU quota is "
+                             f"{quota.cpus:g}", field="resources.cpus")
     everyone = list(capacity.nodes)
     if not everyone:
         raise ModelyardError(ErrorCode.UNSATISFIABLE, "the platform has no node up now to run it on", field="nodes")
@@ -207,6 +253,9 @@ def _unsatisfiable(field: str, asked: str, have: str) -> ModelyardError:
 # -- the pass ------------------------------------------------------------------------------------
 
 
+Quotas = Mapping[str | None, Quota]
+
+
 def schedule(
     queued: Iterable[QueuedJob],
     running: Iterable[RunningJob],
@@ -214,9 +263,13 @@ def schedule(
     now: float,
     *,
     gpu_quota: int | Mapping[str | None, int] | None = None,
+    quotas: Quotas | None = None,
+    default_quota: Quota | None = None,
+    usage: Mapping[str | None, float] | None = None,
 ) -> list[Placement]:
     """The jobs to start now, in start order, with their nodes, GPUs and cores."""
-    return decide(queued, running, capacity, now, gpu_quota=gpu_quota).placements
+    return decide(queued, running, capacity, now, gpu_quota=gpu_quota, quotas=quotas, default_quota=default_quota,
+                  usage=usage).placements
 
 
 def decide(
@@ -226,19 +279,59 @@ def decide(
     now: float,
     *,
     gpu_quota: int | Mapping[str | None, int] | None = None,
+    quotas: Quotas | None = None,
+    default_quota: Quota | None = None,
+    usage: Mapping[str | None, float] | None = None,
+    explain: bool = False,
 ) -> Decision:
-    """Like :func:`schedule`, also telling the head job's reservation (for display)."""
-    return _Pass(running, capacity, now, gpu_quota).run(queue_order(queued))
+    """Like :func:`schedule`, also telling the head job's reservation and the quota holds (for display).
+
+    ``quotas``: per user (``QueuedJob.user``), what their running jobs may hold at once; a user
+    not in it has ``default_quota``. ``gpu_quota`` (older): one GPU quota for all, or per user.
+    ``usage``: per user, their recent usage, for fair share (missing: none). ``explain``: also
+    tell the hold of every waiting job over its quota, not only of those the pass looked at."""
+    book = _quota_book(gpu_quota, quotas, default_quota)
+    return _Pass(running, capacity, now, book).run(queue_order(queued, usage), explain=explain)
 
 
-def queue_order(queued: Iterable[QueuedJob]) -> list[QueuedJob]:
-    """Highest priority first, then submit order, then id."""
+def queue_order(queued: Iterable[QueuedJob], usage: Mapping[str | None, float] | None = None) -> list[QueuedJob]:
+    """Highest priority first, then the least recent ``usage`` of the job's user (fair share),
+    then submit order, then id."""
     # Stable sorts on single C-level keys, least significant first: half the time of
     # one sort on a key tuple built in Python.
     ordered = sorted(queued, key=attrgetter("id"))
     ordered.sort(key=attrgetter("order"))
+    if usage:
+        used = usage.get
+        ordered.sort(key=lambda j: used(j.user, 0.0))
     ordered.sort(key=attrgetter("priority"), reverse=True)
     return ordered
+
+
+class _QuotaBook:
+    """Each user's quota, from the per-user table, then the default."""
+
+    __slots__ = ("per_user", "default")
+
+    def __init__(self, per_user: Quotas, default: Quota | None) -> None:
+        self.per_user, self.default = per_user, default
+
+    def of(self, user: str | None) -> Quota | None:
+        return self.per_user.get(user, self.default)
+
+
+def _quota_book(gpu_quota: int | Mapping[str | None, int] | None, quotas: Quotas | None,
+                default: Quota | None) -> _QuotaBook | None:
+    per_user: dict[str | None, Quota] = {}
+    if isinstance(gpu_quota, int):
+        default = Quota(gpus=gpu_quota, cpus=default.cpus if default else None)
+    elif gpu_quota is not None:
+        per_user = {u: Quota(gpus=g) for u, g in gpu_quota.items()}
+    if quotas:
+        per_user.update(quotas)
+    if not per_user and not default:
+        return None
+    return _QuotaBook(per_user, default if default else None)
 
 
 Shape = tuple[int, float, int, int, frozenset[tuple[str, str]]]
@@ -307,16 +400,19 @@ class _Pass:
     """One scheduling pass: the nodes' free pools, shrinking as jobs are placed."""
 
     def __init__(self, running: Iterable[RunningJob], capacity: CapacityLike, now: float,
-                 gpu_quota: int | Mapping[str | None, int] | None) -> None:
+                 quotas: _QuotaBook | None) -> None:
         self.now = now
-        self.quota = gpu_quota
+        self.quotas = quotas
+        self.held: dict[int, Hold] = {}
         self.nodes = [_Node(i, n) for i, n in enumerate(capacity.nodes)]
         by_id = {n.id: n for n in self.nodes}
         self.user_gpus: dict[str | None, int] = {}
+        self.user_cpus: dict[str | None, float] = {}
         # (expected end, node index, gpus, cpus, memory) of every slice holding resources, for the reservation
         self.ends: list[tuple[float, int, int, float, int]] = []
         for r in running:
             self.user_gpus[r.user] = self.user_gpus.get(r.user, 0) + r.resources.gpus * len(r.slices)
+            self.user_cpus[r.user] = self.user_cpus.get(r.user, 0.0) + r.resources.cpus * len(r.slices)
             for s in r.slices:
                 node = by_id.get(s.node)
                 if node is not None:  # else its node has left: nothing of ours to free
@@ -333,9 +429,18 @@ class _Pass:
         self.stuck_extra: set[Shape] = set()  # shapes that do not fit now in the extra
         self.never: set[Shape] = set()  # shapes that would not fit on the empty cluster
 
-    def run(self, ordered: list[QueuedJob]) -> Decision:
+    def run(self, ordered: list[QueuedJob], *, explain: bool = False) -> Decision:
+        self._run(ordered)
+        if explain and self.quotas is not None:
+            placed = {p.job_id for p in self.placements}
+            for job in ordered:
+                if job.id not in placed and job.id not in self.held:
+                    self._within_quota(job)
+        return Decision(self.placements, self.reservation, self.held)
+
+    def _run(self, ordered: list[QueuedJob]) -> None:
         if not ordered:
-            return Decision(self.placements, self.reservation)
+            return
         demands = list(map(attrgetter("resources"), ordered))
         # Below any of these, no queued job can fit: the rest of the scan is moot.
         least = (min(map(attrgetter("gpus"), demands)), min(map(attrgetter("cpus"), demands)),
@@ -350,14 +455,13 @@ class _Pass:
                     self._reserve(job)
                     if self.reservation is not None:
                         break
-            return Decision(self.placements, self.reservation)
+            return
         for job in ordered:
             # Only a placement shrinks what is free, so only then can the scan end early.
             if self._consider(job):
                 open_nodes.difference_update(n.index for n in self.last if not n.holds(*least))
                 if not open_nodes:
                     break
-        return Decision(self.placements, self.reservation)
 
     def _consider(self, job: QueuedJob) -> bool:
         """Place ``job`` if the rules allow; whether it was placed."""
@@ -413,10 +517,24 @@ class _Pass:
         return sorted(fit, key=_Node.fullness)[:count]
 
     def _within_quota(self, job: QueuedJob) -> bool:
-        if self.quota is None or job.resources.gpus == 0:
+        """Whether ``job`` fits in its user's quota now; where not, its hold is noted."""
+        if self.quotas is None:
             return True
-        limit = self.quota if isinstance(self.quota, int) else self.quota.get(job.user)
-        return limit is None or self.user_gpus.get(job.user, 0) + job.resources.gpus * job.nodes <= limit
+        quota = self.quotas.of(job.user)
+        if quota is None:
+            return True
+        res = job.resources
+        if quota.gpus is not None and res.gpus:
+            used = self.user_gpus.get(job.user, 0)
+            if used + res.gpus * job.nodes > quota.gpus:
+                self.held[job.id] = Hold(job.user, "gpus", used, quota.gpus)
+                return False
+        if quota.cpus is not None and res.cpus:
+            used_cpus = self.user_cpus.get(job.user, 0.0)
+            if used_cpus + res.cpus * job.nodes > quota.cpus + _EPS:
+                self.held[job.id] = Hold(job.user, "cpus", used_cpus, quota.cpus)
+                return False
+        return True
 
     def _place(self, job: QueuedJob, chosen: list[_Node]) -> None:
         res = job.resources
@@ -426,6 +544,7 @@ class _Pass:
             slices.append(n.take(res))
             self.ends.append((end, n.index, res.gpus, res.cpus, res.memory))
         self.user_gpus[job.user] = self.user_gpus.get(job.user, 0) + res.gpus * len(chosen)
+        self.user_cpus[job.user] = self.user_cpus.get(job.user, 0.0) + res.cpus * len(chosen)
         self.last = chosen
         self.placements.append(Placement(job.id, tuple(slices)))
 

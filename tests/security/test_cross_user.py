@@ -37,8 +37,11 @@ from modelyard.db import jobs as store_jobs
 SECRET = "alice-private-7f3a"  # in every name alice gives: must never reach bob
 SECRET_NAME = "alice_private_7f3a"  # her stored secret's name (a secret's name is an env variable's)
 
-# Operations that name no object: each is admin-only or open to every user.
-ADMIN_ONLY = {("POST", "/api/v1/users")}
+# Admin-only operations (bob gets 403 whatever they name); those that name no object need not be here
+# if open to every user.
+ADMIN_ONLY = {("POST", "/api/v1/users"), ("GET", "/api/v1/users"), ("GET", "/api/v1/users/{name}"),
+              ("PUT", "/api/v1/users/{name}/quota"), ("PUT", "/api/v1/users/{name}/admin"),
+              ("GET", "/api/v1/users/{name}/tokens"), ("DELETE", "/api/v1/users/{name}/tokens/{token_id}")}
 OPEN_TO_USERS = {
     ("GET", "/api/v1/health"), ("GET", "/api/v1/me"), ("GET", "/api/v1/capacity"),
     ("POST", "/api/v1/snapshots"), ("POST", "/api/v1/snapshots/upload"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"),
@@ -50,6 +53,7 @@ OPEN_TO_USERS = {
     # the caller's own notices and profile; another's profile (?user=) is admins' (403)
     ("GET", "/api/v1/notices"), ("POST", "/api/v1/notices/read-all"), ("GET", "/api/v1/profile"),
     ("PATCH", "/api/v1/profile"),
+    ("GET", "/api/v1/me/usage"),  # the caller's own quota and usage
     # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
     ("GET", "/api/v1/events/stream"),
 }
@@ -138,7 +142,8 @@ def _populate(w: World) -> Iterator[World]:
     w.ensure_secret()
     w.ensure_environment()
     token = client.post("/api/v1/tokens", json={"name": f"{SECRET}-laptop"}, headers=w.as_(w.alice)).json()
-    w.fill["ref"] = str(token["id"])
+    w.fill["ref"] = w.fill["token_id"] = str(token["id"])
+    w.fill["user_name"] = "alice"
     notices = client.get("/api/v1/notices", headers=w.as_(w.alice)).json()["notices"]
     w.fill["notice_id"] = str(notices[0]["id"])  # her ended job's
     hook = client.get("/api/v1/webhook-secret", headers=w.as_(w.alice)).json()["secret"]
@@ -166,11 +171,14 @@ def _param(op: tuple[str, str], name: str) -> str:
         return "secret_name"
     if name == "name" and op[1].startswith("/api/v1/environments/"):
         return "environment_name"
+    if name == "name" and op[1].startswith("/api/v1/users/"):
+        return "user_name"
     return name
 
 
 # What nobody has: another user's object must answer exactly as one of these does.
-GHOSTS = {"ref": "999999", "job_id": "999999", "attempt_id": "999999", "notice_id": "999999", "name": "nobody-has-this",
+GHOSTS = {"ref": "999999", "token_id": "999999", "user_name": "nobody-has-this", "job_id": "999999",
+          "attempt_id": "999999", "notice_id": "999999", "name": "nobody-has-this",
           "tag": "nobody-has-this",
           "version": "abcdef123456",
           "secret_name": "NOBODY_HAS_THIS", "environment_name": "nobody-has-this", "dataset_file": "all/data.csv", "output_file": "model.bin"}
@@ -200,6 +208,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/jobs/{job_id}/tags"): {"add": ["bobs-tag"]},
     ("POST", "/api/v1/attempts/{attempt_id}/report"): {"seq": 1},
     ("PATCH", "/api/v1/profile"): {},
+    ("PUT", "/api/v1/users/{name}/quota"): {"gpus": 0},
+    ("PUT", "/api/v1/users/{name}/admin"): {"admin": True},
 }
 
 
@@ -213,11 +223,15 @@ OPERATIONS = [pytest.param(op, id=f"{op[0]} {op[1]}") for op in _operations()]
 
 @pytest.mark.parametrize("op", OPERATIONS)
 def test_a_plain_user_cannot_reach_what_is_not_theirs(world: World, op: tuple[str, str]) -> None:
-    if "{" in op[1]:
-        _names_an_object(world, op)
-    elif op in ADMIN_ONLY:
+    if op in ADMIN_ONLY:
         r = _call(world, op, world.bob)
         assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", r.text
+        if "{" in op[1]:  # the same about nobody: 403 too, so not even who exists leaks
+            ghost = world.client.request(op[0], _url(world, op, GHOSTS), headers=world.as_(world.bob),
+                                         json=BODIES.get(op))
+            assert ghost.status_code == 403, ghost.text
+    elif "{" in op[1]:
+        _names_an_object(world, op)
     else:
         assert op in OPEN_TO_USERS, (f"{op[0]} {op[1]} names no object: add it to ADMIN_ONLY or OPEN_TO_USERS "
                                      "(and check what it shows another user)")

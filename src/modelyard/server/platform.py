@@ -31,6 +31,7 @@ from modelyard.server.dataset_service import DatasetService
 from modelyard.server.isolation import check_new_user, protect_home
 from modelyard.server.output_service import OutputService
 from modelyard.server.serialize import job_to_dict
+from modelyard.services.users import Users
 from modelyard.artifacts.store import ArtifactStore
 from modelyard.db import environments as store_environments
 from modelyard.db import jobs as store_jobs
@@ -73,6 +74,7 @@ class Platform:
             describe=lambda job: webhook_job(job_to_dict(job, store_jobs.job_attempts(self.db, job.id))))
         self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none
         self.started_at = time.time()
+        self.users = Users(self.db, settings)
         self.scheduler = SchedulerLoop(
             self.db, self.executor, None,  # the executor's capacity, refreshed every pass
             LaunchContext(settings=settings, server_url=server_url, server_file=server_file,
@@ -153,7 +155,8 @@ class Platform:
     def restart(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)
         # the capacity may have changed since it was submitted (a cluster's nodes come and go)
-        policy.check_satisfiable(job.resources, self.capacity, nodes=job.spec.nodes, labels=job.spec.node_labels)
+        policy.check_satisfiable(job.resources, self.capacity, nodes=job.spec.nodes, labels=job.spec.node_labels,
+                                 quota=self.users.quota_of(job.user_id))
         pinned, owner = job.dataset, get_user_by_name(self.db, job.owner) if job.dataset else None
         job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned, owner) if pinned else None,
                                  actor=user.name)

@@ -161,6 +161,23 @@ class Client:
     def capacity(self) -> dict[str, Any]:
         return self._request("GET", "/capacity")
 
+    # -- users, quotas (admins), one's own usage ------------------------------
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every user with their quota and usage; admins only."""
+        return self._request("GET", "/users")["users"]
+
+    def set_quota(self, name: str, **quota: int | float | None) -> dict[str, Any]:
+        """Set ``gpus``, ``cpus`` and/or ``queued`` of ``name`` (None clears one); admins only."""
+        return self._request("PUT", f"/users/{name}/quota", json=quota)
+
+    def set_admin(self, name: str, admin: bool) -> dict[str, Any]:
+        return self._request("PUT", f"/users/{name}/admin", json={"admin": admin})
+
+    def my_usage(self) -> dict[str, Any]:
+        """The caller's own quota and usage."""
+        return self._request("GET", "/me/usage")
+
     # -- tokens, webhook secret ---------------------------------------------
 
     def create_token(self, *, name: str = "", expires_in: float | None = None) -> dict[str, Any]:

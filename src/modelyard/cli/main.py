@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.cli import admin, datasets, environments, jobs, nodes, notices, observe, secrets, submit, tokens
+from modelyard.cli import users  # registers `user list`, `user quota`, `user admin` on admin.user_app
 from modelyard.cli.errors import ModelyardGroup
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app.command("wait")(jobs.wait)
 app.command("tag")(jobs.tag)
 app.command("download")(observe.download)
 app.command("nodes")(nodes.nodes)
+app.command("usage")(users.usage)
 app.add_typer(datasets.dataset_app, name="dataset")
 app.add_typer(environments.environment_app, name="environment")
 app.add_typer(admin.user_app, name="user")

@@ -3,8 +3,8 @@
 They are ordinary /api/v1 endpoints (bearer auth, the same ownership rules),
 so whatever a page shows can also be read with curl or the client.
 
-- ``GET /queue``: what runs where (with its GPUs), what waits and for which
-  resource, capacity and use.
+- ``GET /queue``: what runs where (with its GPUs), what waits and why (its
+  user's quota, fair share order, a resource, a reservation), capacity and use.
 - ``GET /metrics/latest?jobs=1,2&name=loss``: each job's last point of a metric,
   and the metric names those jobs have (for the jobs table's metric column).
 - ``GET /jobs/{id}/metrics/window?x=step&start=&end=&max_points=``: a metric
@@ -22,16 +22,18 @@ from fastapi import APIRouter, Depends, Query
 from modelyard.errors import ModelyardError
 from modelyard.jobs import Resources
 from modelyard.jobs.nodes import matches
-from modelyard.jobs.units import format_size
+from modelyard.jobs.units import format_duration, format_size
 from modelyard.scheduler import policy
-from modelyard.scheduler.loop import queued_job, running_job
+from modelyard.scheduler.loop import queued_job, recent_usage, running_job, user_quotas
 from modelyard.server.api_models import LogSize
 from modelyard.server.api_schema import AUTHED, ID_LIST_PATTERN, AttemptQuery, JobId, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.server.routes_system import node_row
+from modelyard.services.users import hold_text
 from modelyard.db import jobs as store_jobs
+from modelyard.db import quotas as store_quotas
 from modelyard.db import ranks as store_ranks
 from modelyard.db import reports
 from modelyard.db.records import Job, User
@@ -63,20 +65,34 @@ def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str
     total = capacity.total
     used = Resources.model_construct(gpus=sum(len(n.gpus) for n in nodes), cpus=sum(n.cpus for n in nodes),
                                      memory=sum(n.memory for n in nodes))
-    decision = policy.decide(pending, running, capacity, now)
+    quotas, default = user_quotas(p.db, p.settings.default_quota)
+    usage = recent_usage(p.db, now, p.settings.fairshare_halflife)
+    decision = policy.decide(pending, running, capacity, now, quotas=quotas, default_quota=default, usage=usage,
+                             explain=True)
     starting = {pl.job_id for pl in decision.placements}
-    ordered = policy.queue_order(pending)
+    ordered = policy.queue_order(pending, usage)
     head = ordered[0].id if ordered else None
+    names = _user_names(p, user)
+    first_of_level: dict[int, str | None] = {}  # priority -> the user whose jobs come first in it
     waiting = []
     for position, q in enumerate(ordered, start=1):
         job = store_jobs.get_job(p.db, q.id)
         free = _most_free(q, nodes)
         short = [k for k in ("gpus", "cpus", "memory") if getattr(q.resources, k) > getattr(free, k) + 1e-9]
+        first = first_of_level.setdefault(q.priority, q.user)
+        hold = decision.held.get(q.id)
+        if hold is not None:
+            reason = "waits: " + hold_text(hold, names.get(hold.user, "its owner"))
+        elif first != q.user and usage.get(first, 0.0) < usage.get(q.user, 0.0) and q.id not in starting \
+                and not short:
+            reason = _fair_share_reason(q.user, first, usage, names, p.settings.fairshare_halflife)
+        else:
+            reason = _why_waiting(q, short, free, nodes, starting, head, decision.reservation)
         waiting.append({**_brief(job, user), "position": position, "priority": q.priority,
                         "resources": q.resources.model_dump(), "nodes": q.nodes, "node_labels": dict(q.labels),
-                        "waits_for": short or (["nodes"] if _room_on(q, nodes) < q.nodes else []),
-                        "reason": _why_waiting(q, short, free, nodes, starting, head, decision.reservation),
-                        "queued_for": now - job.queued_at})
+                        "waits_for": (["quota"] if hold is not None else [])
+                        or short or (["nodes"] if _room_on(q, nodes) < q.nodes else []),
+                        "reason": reason, "queued_for": now - job.queued_at})
     return {
         "capacity": {"total": total.model_dump(), "used": used.model_dump(), "free": (total - used).model_dump(),
                      "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total}
@@ -85,6 +101,21 @@ def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str
         "running": [_running_row(p, a, user, now) for a in allocations],
         "waiting": waiting,
     }
+
+
+def _user_names(p: Platform, user: User) -> dict[str | None, str]:
+    """The names the viewer may see, as the policy names users (an admin: all; anyone else: their own)."""
+    if not user.is_admin:
+        return {str(user.id): user.name}
+    return {str(r.id): r.name for r in store_quotas.list_users(p.db)}
+
+
+def _fair_share_reason(mine: str | None, first: str | None, usage: dict[str, float],
+                       names: dict[str | None, str], halflife: float) -> str:
+    theirs = names.get(first, "another user")
+    me = names.get(mine, "its owner")
+    return (f"behind {theirs}'s jobs (fair share): {me} used {usage.get(mine, 0.0):.1f} GPU-h recently "
+            f"(half-life {format_duration(halflife)}), {theirs} {usage.get(first, 0.0):.1f}")
 
 
 def _matching(q: policy.QueuedJob, nodes: list[policy.NodeUsage]) -> list[policy.NodeUsage]:
@@ -130,7 +161,7 @@ def _why_waiting(q: policy.QueuedJob, short: list[str], free: Resources, nodes: 
         return f"waits behind job #{reservation.job_id}, which has the next reservation"
     if head is not None and head != q.id:
         return "waits its turn (priority, then submit order)"
-    return "waits for the per-user GPU quota or the next scheduling pass"
+    return "waits for the next scheduling pass"
 
 
 @router.get("/queue", responses=errors(*AUTHED))

@@ -115,7 +115,8 @@ def test_the_queue_view_says_per_node_why_jobs_wait_and_the_page_lists_the_nodes
     filler = submit(db, user, resources={"gpus": 1}, node_labels={"gpu": "a100"}, priority=9)  # 1 of n3's 4
     scheduler.tick(NOW + 1)
     assert [s.node for s in slices_of(db, filler)] == ["n3"]
-    view = queue_view(SimpleNamespace(db=db, capacity=scheduler.capacity), user, now=NOW + 2)  # type: ignore[arg-type]
+    view = queue_view(SimpleNamespace(db=db, capacity=scheduler.capacity, settings=scheduler.ctx.settings), user,
+                      now=NOW + 2)  # type: ignore[arg-type]
     why = {w["id"]: w for w in view["waiting"]}
     assert why[big.id]["reason"] == "waits for gpus: asks 4, 3 free on one node"
     assert why[pair.id]["reason"] == "waits for 2 nodes: 1 can hold a rank now"

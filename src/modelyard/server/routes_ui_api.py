@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Query
 from modelyard.errors import ModelyardError
 from modelyard.jobs import Resources
 from modelyard.jobs.nodes import matches
-from modelyard.jobs.units import format_duration, format_size
+from modelyard.jobs.units import format_size
 from modelyard.scheduler import policy
 from modelyard.scheduler.loop import queued_job, recent_usage, running_job, user_quotas
 from modelyard.server.api_models import LogSize
@@ -31,7 +31,7 @@ from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.server.routes_system import node_row
-from modelyard.services.users import hold_text
+from modelyard.services.users import duration_text, hold_text
 from modelyard.db import jobs as store_jobs
 from modelyard.db import quotas as store_quotas
 from modelyard.db import ranks as store_ranks
@@ -83,11 +83,11 @@ def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str
         hold = decision.held.get(q.id)
         if hold is not None:
             reason = "waits: " + hold_text(hold, names.get(hold.user, "its owner"))
-        elif first != q.user and usage.get(first, 0.0) < usage.get(q.user, 0.0) and q.id not in starting \
-                and not short:
-            reason = _fair_share_reason(q.user, first, usage, names, p.settings.fairshare_halflife)
         else:
             reason = _why_waiting(q, short, free, nodes, starting, head, decision.reservation)
+            if first != q.user and usage.get(first, 0.0) < usage.get(q.user, 0.0) and q.id not in starting:
+                fair = _fair_share_reason(q.user, first, usage, names, p.settings.fairshare_halflife)
+                reason = fair if reason.startswith("waits its turn") else f"{reason}; {fair}"
         waiting.append({**_brief(job, user), "position": position, "priority": q.priority,
                         "resources": q.resources.model_dump(), "nodes": q.nodes, "node_labels": dict(q.labels),
                         "waits_for": (["quota"] if hold is not None else [])
@@ -115,7 +115,7 @@ def _fair_share_reason(mine: str | None, first: str | None, usage: dict[str, flo
     theirs = names.get(first, "another user")
     me = names.get(mine, "its owner")
     return (f"behind {theirs}'s jobs (fair share): {me} used {usage.get(mine, 0.0):.1f} GPU-h recently "
-            f"(half-life {format_duration(halflife)}), {theirs} {usage.get(first, 0.0):.1f}")
+            f"(half-life {duration_text(halflife)}), {theirs} {usage.get(first, 0.0):.1f}")
 
 
 def _matching(q: policy.QueuedJob, nodes: list[policy.NodeUsage]) -> list[policy.NodeUsage]:

@@ -163,8 +163,8 @@ class Users:
         # The default (the CLI sends it spelled out), longer than this server allows: held to the cap.
         if "max_runtime" not in spec.model_fields_set or spec.max_runtime == DEFAULT_MAX_RUNTIME:
             return spec.model_copy(update={"max_runtime": cap})
-        raise ModelyardError(ErrorCode.INVALID, f"asks for a max runtime of {format_duration(spec.max_runtime)}, "
-                             f"past this server's cap of {format_duration(cap)} (MODELYARD_MAX_RUNTIME_CAP)",
+        raise ModelyardError(ErrorCode.INVALID, f"asks for a max runtime of {duration_text(spec.max_runtime)}, "
+                             f"past this server's cap of {duration_text(cap)} (MODELYARD_MAX_RUNTIME_CAP)",
                              field="max_runtime")
 
 
@@ -182,3 +182,11 @@ def hold_text(hold: policy.Hold, name: str) -> str:
     """"alice uses 4 of her 4 GPUs"."""
     return (f"{name} uses {hold.used:g} of their {hold.limit:g} {RESOURCE_NAMES[hold.resource]} "
             "(quota)")
+
+
+def duration_text(seconds: float) -> str:
+    """"7d", "36h", else format_duration's words: how a half-life or a cap reads best."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return format_duration(seconds)

@@ -121,7 +121,9 @@ class Platform:
         """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source);
         ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
         ``reason``: its first event's."""
-        policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels)
+        spec = self.users.check_submit(user, spec)  # the runtime cap, the queued-jobs quota
+        policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels,
+                                 quota=self.users.quota_of(user.id))
         if resume_from is not None:
             store_jobs.get_job(self.db, resume_from, user=user)  # only the outputs of a job the user can see
         if spec.workdir is not None and snapshot is None and not user.is_admin:

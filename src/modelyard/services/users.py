@@ -185,8 +185,9 @@ def hold_text(hold: policy.Hold, name: str) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """"7d", "36h", else format_duration's words: how a half-life or a cap reads best."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+    """"7d", "72h", "90m", else format_duration's words: how a half-life or a cap reads best."""
+    # days only from a week up: a cap reads as AVA's "72h", not "3d"
+    for unit, size, least in (("d", 86400, 7 * 86400), ("h", 3600, 3600), ("m", 60, 60)):
+        if seconds >= least and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return format_duration(seconds)

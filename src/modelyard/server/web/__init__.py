@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from modelyard.server.web import users_pages
 from modelyard.server.web.pages import SignInRequired, router, signin_redirect
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -25,4 +26,5 @@ def install(app: FastAPI) -> None:
     """Serve the UI from ``app``: pages under /ui, assets under /ui/static."""
     app.add_exception_handler(SignInRequired, lambda request, _exc: signin_redirect(request))
     app.include_router(router)
+    app.include_router(users_pages.router)
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -11,6 +11,7 @@ const PAGES = {
   queue: () => import("./queue.js"),
   notices: () => import("./notices.js"),
   settings: () => import("./settings.js"),
+  users: () => import("./users.js"),
 };
 
 window.modelyard = { charts: {}, systemCharts: {} }; // for tests and the curious: the live uPlot instances

@@ -13,9 +13,10 @@ Left out, and why:
 - with the admin's token, two operations that would spoil the run (``AS_PLAIN_USER``): ``POST
   /datasets``, where an admin may import any path on the server and a fuzzed ``source`` of
   "/" would read the whole machine, and ``DELETE /tokens/{ref}``, where a fuzzed ref of "1"
-  revokes the admin's own token and every later call answers 401. Both are fuzzed with a
-  plain user's token instead, for whom a server path is refused (403) and only its own
-  tokens can be revoked.
+  revokes the admin's own token and every later call answers 401 (as can ``DELETE
+  /users/{name}/tokens/{token_id}`` with "local" and 1). They are fuzzed with a plain
+  user's token instead, for whom a server path is refused (403), only its own tokens can
+  be revoked, and every ``/users`` route answers 403.
 
 The server's executor runs no command (``fuzz_server.py``): fuzzed jobs fail at start.
 """
@@ -36,7 +37,8 @@ from servers import free_port
 HERE = Path(__file__).parent
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance"
 EXAMPLES = os.environ.get("MODELYARD_FUZZ_EXAMPLES", "30")
-AS_PLAIN_USER = ("create_api_v1_datasets_post", "revoke_api_v1_tokens__ref__delete")
+AS_PLAIN_USER = ("create_api_v1_datasets_post", "revoke_api_v1_tokens__ref__delete",
+                 "revoke_user_token_api_v1_users__name__tokens__token_id__delete")
 # Fixed, so a run is repeatable (no test that fails one run in five). Checked when chosen:
 # with the bounds of api_schema.JobId or the pattern of /metrics/latest removed, this seed
 # finds their 500s (an unlucky one, e.g. 1, found neither in 30 examples).

@@ -60,12 +60,18 @@ def test_the_admin_pages_are_refused_to_a_plain_user(world: tuple[App, dict[str,
     assert all(len(u["tokens"]) == 1 for u in page["users"])
 
 
-def test_the_last_admin_cannot_be_demoted(world: tuple[App, dict[str, Any]]) -> None:
-    _, c = world
+def test_an_admin_cannot_demote_themself_nor_the_last_admin_go(world: tuple[App, dict[str, Any]]) -> None:
+    (_, platform), c = world
     r = c["root"].put("/api/v1/users/root/admin", json={"admin": False})
     assert r.status_code == 409 and r.json()["error"]["field"] == "admin"
     assert c["root"].put("/api/v1/users/alice/admin", json={"admin": True}).json()["is_admin"] is True
     assert c["alice"].get("/api/v1/users").status_code == 200  # now she may
+    assert c["root"].put("/api/v1/users/alice/admin", json={"admin": False}).status_code == 200
+    from modelyard.db import quotas as store_quotas
+    from modelyard.errors import ModelyardError
+
+    with pytest.raises(ModelyardError, match="only admin"):  # the store's own guard, below the service's
+        store_quotas.set_admin(platform.db, "root", False)
 
 
 def test_an_admin_sets_and_clears_quotas_and_bad_values_name_the_field(world: tuple[App, dict[str, Any]]) -> None:

@@ -125,7 +125,12 @@ class Users:
         return self.account(admin, name)
 
     def set_admin(self, admin: User, name: str, is_admin: bool) -> Account:
+        """Make ``name`` an admin or not. An admin cannot demote themself (another admin must), so
+        a slip of one's own, or a stolen session of one admin, cannot lock every admin out."""
         _require_admin(admin)
+        if name == admin.name and not is_admin:
+            raise ModelyardError(ErrorCode.CONFLICT, "you cannot remove your own admin rights; another admin "
+                                 "can", field="admin")
         store_quotas.set_admin(self.db, name, is_admin)
         return self.account(admin, name)
 

@@ -18,7 +18,7 @@ from modelyard.executors.capacity import Capacity, GpuInfo, Node
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
-from modelyard.server.routes_ui_api import queue_view
+from modelyard.server.routes_ui_api import queue_view, waiting_reason
 from modelyard.services.users import Users
 from modelyard.db import Database
 from modelyard.db import jobs as J
@@ -80,6 +80,8 @@ def test_a_user_at_their_gpu_quota_waits_with_the_reason_while_another_starts(wo
     (waiting,) = view["waiting"]
     assert waiting["id"] == mine[2].id and waiting["waits_for"] == ["quota"]
     assert waiting["reason"] == "waits: alice uses 2 of their 2 GPUs (quota)"
+    assert waiting_reason(p, world.alice, mine[2].id, now=NOW)["reason"] == waiting["reason"]  # type: ignore[arg-type]
+    assert waiting_reason(p, world.alice, mine[0].id, now=NOW) is None  # type: ignore[arg-type]
     # alice sees her own name; bob sees neither the job nor whose it is
     assert "alice uses 2" in queue_view(p, world.alice, now=NOW)["waiting"][0]["reason"]  # type: ignore[arg-type]
     bobs = queue_view(p, world.bob, now=NOW)["waiting"][0]  # type: ignore[arg-type]

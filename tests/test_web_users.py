@@ -42,6 +42,8 @@ def test_an_admin_edits_a_quota_a_job_waits_for_it_and_a_token_is_revoked(
     waiting = page.locator("#waiting tr", has_text=f"#{second['id']}")
     expect(waiting).to_contain_text("waits: alice uses 1 of their 1 CPUs (quota)")
     expect(waiting).to_have_attribute("data-waits-for", "quota")
+    goto_ready(page, f"{server.url}/ui/jobs/{second['id']}")  # the job's own page says it too
+    expect(page.locator(".waiting-reason")).to_contain_text("waits: alice uses 1 of their 1 CPUs (quota)")
 
     goto_ready(page, f"{server.url}/ui/admin/users")
     expect(page.locator("#users tr[data-user=alice] td[data-col=queued]")).to_have_text("1 / -")

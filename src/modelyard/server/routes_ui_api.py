@@ -55,7 +55,14 @@ def _brief(job: Job, user: User) -> dict[str, Any]:
     return {"id": job.id, "name": job.name, "owner": job.owner, "mine": job.user_id == user.id}
 
 
-def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str, Any]:
+def waiting_reason(p: Platform, user: User, job_id: int, *, now: float | None = None) -> dict[str, Any] | None:
+    """One queued job's row of the queue view (its place and why it waits), or None if it is not queued."""
+    rows = queue_view(p, user, now=now, only=job_id)["waiting"]
+    return rows[0] if rows else None
+
+
+def queue_view(p: Platform, user: User, *, now: float | None = None, only: int | None = None) -> dict[str, Any]:
+    """``only``: the row of that one waiting job, and no running rows (the job page's line)."""
     now = time.time() if now is None else now
     allocations = store_jobs.running_allocations(p.db)
     capacity = p.capacity
@@ -76,10 +83,12 @@ def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str
     first_of_level: dict[int, str | None] = {}  # priority -> the user whose jobs come first in it
     waiting = []
     for position, q in enumerate(ordered, start=1):
+        first = first_of_level.setdefault(q.priority, q.user)
+        if only is not None and q.id != only:
+            continue
         job = store_jobs.get_job(p.db, q.id)
         free = _most_free(q, nodes)
         short = [k for k in ("gpus", "cpus", "memory") if getattr(q.resources, k) > getattr(free, k) + 1e-9]
-        first = first_of_level.setdefault(q.priority, q.user)
         hold = decision.held.get(q.id)
         if hold is not None:
             reason = "waits: " + hold_text(hold, names.get(hold.user, "its owner"))
@@ -98,7 +107,7 @@ def queue_view(p: Platform, user: User, *, now: float | None = None) -> dict[str
                      "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total}
                               for g in capacity.gpus],
                      "nodes": [node_row(n) for n in nodes]},
-        "running": [_running_row(p, a, user, now) for a in allocations],
+        "running": [] if only is not None else [_running_row(p, a, user, now) for a in allocations],
         "waiting": waiting,
     }
 

@@ -201,10 +201,11 @@ def job_data(p: Platform, user: User, job_id: int, outputs_attempt: int | None =
             raise
         outputs, outputs_attempt = p.outputs.listing(user, job_id), None
     files = outputs["files"]
+    waiting = ui_api.waiting_reason(p, user, job_id) if job["state"] == JobState.QUEUED.value else None
     return {"job": job, "events": api.job_events(job_id, p, user)["events"], "outputs": files,
             "model": [f for f in files if f["final"]], "other_outputs": [f for f in files if not f["final"]],
             "outputs_attempt": outputs["attempt"],
-            "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"]}
+            "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"], "waiting": waiting}
 
 
 def _outputs_attempt(outputs_attempt: Annotated[str | None, Query(max_length=12)] = None) -> int | None:

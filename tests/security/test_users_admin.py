@@ -7,11 +7,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import threading
+
 import pytest
 from auth_helpers import App, client, make_app, sign_in, user
 from typer.testing import CliRunner
 
 from modelyard.client import Client
+from modelyard.db.quotas import set_quota
+from modelyard.db.users import get_user_by_name
+from modelyard.errors import ModelyardError
+from modelyard.jobs import JobSpec
 from modelyard.cli import users as cli_users
 from modelyard.cli.main import app as cli_app
 
@@ -112,6 +118,35 @@ def test_a_submit_past_the_queued_jobs_quota_is_refused_naming_it(world: tuple[A
     assert r.json()["error"]["message"].startswith("alice has 2 of their 2 queued jobs")
     assert c["bob"].post("/api/v1/jobs", json=JOB).status_code == 201  # bob's own quota is not hers
     assert c["alice"].get("/api/v1/me/usage").json()["usage"]["queued"] == 2
+
+
+def test_submits_at_once_cannot_pass_the_queued_jobs_quota(tmp_path: Path, database_url: str) -> None:
+    """Eight submits racing for the last three places: the count and the insert are one
+    transaction (the user's row locked on PostgreSQL), so exactly three get in."""
+    _, platform = make_app(tmp_path, database_url)
+    try:
+        user(platform, "alice")
+        alice = get_user_by_name(platform.db, "alice")
+        set_quota(platform.db, "alice", {"queued": 3})
+        start = threading.Barrier(8)
+        outcomes: list[str] = []
+
+        def submit() -> None:
+            start.wait()
+            try:
+                platform.submit(alice, JobSpec(command=["true"]), snapshot=None)
+                outcomes.append("queued")
+            except ModelyardError as e:
+                outcomes.append(e.field or "?")
+
+        threads = [threading.Thread(target=submit) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(outcomes) == ["queued"] * 3 + ["quota_queued"] * 5, outcomes
+    finally:
+        platform.close()
 
 
 def test_a_quota_smaller_than_the_ask_is_refused_at_submit(world: tuple[App, dict[str, Any]]) -> None:

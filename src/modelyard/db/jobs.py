@@ -86,6 +86,7 @@ def create_job(
     resume_from: int | None = None, dataset: str | None = None, dataset_check: Callable[[], object] | None = None,
     now: float | None = None, sealed_secrets: str | None = None,
     environment: str | None = None, actor: str | None = None, reason: str = "submitted",
+    queue_check: Callable[[sa.Connection], object] | None = None,
 ) -> Job:
     """Queue a job; ``dataset`` is the pinned version ("name:version") it will read;
     ``sealed_secrets`` its inline secrets' values, sealed (the spec keeps only their names);
@@ -93,11 +94,15 @@ def create_job(
 
     ``dataset_check`` (raising if the version is gone) runs under that dataset's
     lock in the job's own transaction, so a removal cannot slip in between the
-    check and the job's row: see ``lock_dataset``."""
+    check and the job's row: see ``lock_dataset``. ``queue_check`` (raising if the owner's
+    queue is full: db/quotas.py) runs in that transaction too, so two submits at once
+    cannot both take the last place."""
     now = time.time() if now is None else now
     r = spec.resources
     with db.write() as conn:
         _hold_dataset(conn, dataset, dataset_check)
+        if queue_check is not None:
+            queue_check(conn)
         job_id = conn.execute(jobs.insert().values(
             user_id=user.id, name=spec.name, state=JobState.QUEUED.value, priority=spec.priority,
             gpus=r.gpus, cpus=r.cpus, memory=r.memory, max_runtime=spec.max_runtime,

@@ -94,6 +94,17 @@ def queued_count(db: Database, user_id: int) -> int:
             jobs.c.user_id == user_id, jobs.c.state == JobState.QUEUED.value)).scalar_one()
 
 
+def queue_room(conn: sa.Connection, user_id: int, limit: int) -> int | None:
+    """In a write transaction: None if ``user_id`` may queue one more job under ``limit``, else
+    how many they have queued. The user's row is locked first on PostgreSQL (SQLite's
+    ``BEGIN IMMEDIATE`` already serialises writers), so concurrent submits count in turn."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+    waiting = conn.execute(sa.select(sa.func.count()).select_from(jobs).where(
+        jobs.c.user_id == user_id, jobs.c.state == JobState.QUEUED.value)).scalar_one()
+    return None if waiting < limit else waiting
+
+
 def queued_counts(db: Database) -> dict[int, int]:
     with db.read() as conn:
         rows = conn.execute(sa.select(jobs.c.user_id, sa.func.count()).where(jobs.c.state == JobState.QUEUED.value)

@@ -121,7 +121,7 @@ class Platform:
         """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source);
         ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
         ``reason``: its first event's."""
-        spec = self.users.check_submit(user, spec)  # the runtime cap, the queued-jobs quota
+        spec, queue_check = self.users.check_submit(user, spec)  # the runtime cap, the queued-jobs quota
         policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels,
                                  quota=self.users.quota_of(user.id))
         if resume_from is not None:
@@ -140,7 +140,7 @@ class Platform:
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
                                     dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset, user),
                                     sealed_secrets=sealed, environment=environment, actor=user.name,
-                                    reason=reason)
+                                    reason=reason, queue_check=queue_check)
         self.scheduler.wake()
         return job
 

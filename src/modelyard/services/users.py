@@ -13,8 +13,11 @@ queued jobs) and their fair-share GPU-hours (scheduler/fairshare.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection
 
 from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError, not_found
@@ -148,18 +151,22 @@ class Users:
 
     # -- at submit ------------------------------------------------------------------------------
 
-    def check_submit(self, user: User, spec: JobSpec, *, owner_name: str | None = None) -> JobSpec:
-        """``spec`` as it may be queued for ``user``: its max runtime within the cap (a default one
-        held to it), its ask within their quota, and room in their queue; else a clear refusal."""
+    def check_submit(self, user: User, spec: JobSpec) -> tuple[JobSpec, Callable[[Connection], None] | None]:
+        """``spec`` as it may be queued for ``user`` (its max runtime within the cap, a default one
+        held to it; else a clear refusal), and the check of room in their queue that the job's own
+        transaction runs (``store_jobs.create_job(queue_check=)``), or None where they have no limit."""
         spec = self.check_runtime(spec)
-        quota = self.quota_of(user.id)
-        if quota.queued is not None:
-            waiting = store_quotas.queued_count(self.db, user.id)
-            if waiting >= quota.queued:
-                raise ModelyardError(ErrorCode.CONFLICT, f"{owner_name or user.name} has {waiting} of their "
-                                     f"{quota.queued} queued jobs (quota); wait for some to start, or stop some",
-                                     field="quota_queued")
-        return spec
+        limit = self.quota_of(user.id).queued
+        if limit is None:
+            return spec, None
+
+        def queue_check(conn: Connection) -> None:
+            waiting = store_quotas.queue_room(conn, user.id, limit)
+            if waiting is not None:
+                raise ModelyardError(ErrorCode.CONFLICT, f"{user.name} has {waiting} of their {limit} queued jobs "
+                                     "(quota); wait for some to start, or stop some", field="quota_queued")
+
+        return spec, queue_check
 
     def check_runtime(self, spec: JobSpec) -> JobSpec:
         cap = self.settings.max_runtime_cap

@@ -108,7 +108,7 @@ def test_an_admin_revokes_a_users_token_and_only_through_its_owner(world: tuple[
 
 
 def test_a_submit_past_the_queued_jobs_quota_is_refused_naming_it(world: tuple[App, dict[str, Any]]) -> None:
-    _, c = world
+    (_, platform), c = world
     c["root"].put("/api/v1/users/alice/quota", json={"queued": 2})
     for _ in range(2):
         assert c["alice"].post("/api/v1/jobs", json=JOB).status_code == 201
@@ -117,6 +117,12 @@ def test_a_submit_past_the_queued_jobs_quota_is_refused_naming_it(world: tuple[A
     assert r.json()["error"]["field"] == "quota_queued"
     assert r.json()["error"]["message"].startswith("alice has 2 of their 2 queued jobs")
     assert c["bob"].post("/api/v1/jobs", json=JOB).status_code == 201  # bob's own quota is not hers
+    # a restart queues the job again: it counts too, whoever asks for it
+    ended = platform.submit(get_user_by_name(platform.db, "bob"), JobSpec(command=["true"]), snapshot=None)
+    platform.stop(get_user_by_name(platform.db, "bob"), ended.id)
+    c["root"].put("/api/v1/users/bob/quota", json={"queued": 1})
+    r = c["root"].post(f"/api/v1/jobs/{ended.id}/restart")
+    assert r.status_code == 409 and r.json()["error"]["message"].startswith("bob has 1 of their 1"), r.text
     assert c["alice"].get("/api/v1/me/usage").json()["usage"]["queued"] == 2
 
 

@@ -422,12 +422,16 @@ def request_stop(db: Database, job: Job, *, now: float | None = None, actor: str
 
 
 def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: float | None = None,
-            dataset_check: Callable[[], object] | None = None, actor: str | None = None) -> Job:
+            dataset_check: Callable[[], object] | None = None, actor: str | None = None,
+            queue_check: Callable[[sa.Connection], object] | None = None) -> Job:
     """Restart an ended job: back to QUEUED; its next placement adds an attempt.
-    ``dataset_check`` as in ``create_job``, for the version the job is pinned to."""
+    ``dataset_check`` and ``queue_check`` as in ``create_job``, for the version the job is
+    pinned to and its owner's queue."""
     now = time.time() if now is None else now
     with db.write() as conn:
         _hold_dataset(conn, job.dataset, dataset_check)
+        if queue_check is not None:
+            queue_check(conn)
         state, number = _locked_state(db, conn, job.id)
         if not state.is_terminal():
             raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {state.value}; stop it before restarting")

@@ -161,7 +161,7 @@ class Platform:
                                  quota=self.users.quota_of(job.user_id))
         pinned, owner = job.dataset, get_user_by_name(self.db, job.owner) if job.dataset else None
         job = store_jobs.requeue(self.db, job, dataset_check=lambda: self.pin_dataset(pinned, owner) if pinned else None,
-                                 actor=user.name)
+                                 actor=user.name, queue_check=self.users.queue_check(job.user_id, job.owner))
         self.scheduler.wake()
         return job
 

@@ -155,18 +155,21 @@ class Users:
         """``spec`` as it may be queued for ``user`` (its max runtime within the cap, a default one
         held to it; else a clear refusal), and the check of room in their queue that the job's own
         transaction runs (``store_jobs.create_job(queue_check=)``), or None where they have no limit."""
-        spec = self.check_runtime(spec)
-        limit = self.quota_of(user.id).queued
-        if limit is None:
-            return spec, None
+        return self.check_runtime(spec), self.queue_check(user.id, user.name)
 
-        def queue_check(conn: Connection) -> None:
-            waiting = store_quotas.queue_room(conn, user.id, limit)
+    def queue_check(self, owner_id: int, owner: str) -> Callable[[Connection], None] | None:
+        """What a transaction that queues one more job of ``owner`` runs first (None: no limit)."""
+        limit = self.quota_of(owner_id).queued
+        if limit is None:
+            return None
+
+        def check(conn: Connection) -> None:
+            waiting = store_quotas.queue_room(conn, owner_id, limit)
             if waiting is not None:
-                raise ModelyardError(ErrorCode.CONFLICT, f"{user.name} has {waiting} of their {limit} queued jobs "
+                raise ModelyardError(ErrorCode.CONFLICT, f"{owner} has {waiting} of their {limit} queued jobs "
                                      "(quota); wait for some to start, or stop some", field="quota_queued")
 
-        return spec, queue_check
+        return check
 
     def check_runtime(self, spec: JobSpec) -> JobSpec:
         cap = self.settings.max_runtime_cap

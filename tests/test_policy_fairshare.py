@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelyard.errors import ModelyardError
 from modelyard.executors.capacity import Capacity, GpuInfo
 from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice
 from modelyard.jobs.spec import Resources
 from modelyard.scheduler import fairshare
 from modelyard.scheduler.policy import Hold, Quota, QueuedJob, RunningJob, check_satisfiable, decide, queue_order
-
-import pytest
-
-from modelyard.errors import ModelyardError
 
 NOW = 1_000_000.0
 DAY = 86400.0

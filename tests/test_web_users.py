@@ -2,6 +2,7 @@
 /ui/admin/users, a job over it waits with the reason on the queue page, the admin revokes a token."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from playwright.sync_api import Browser, expect
@@ -9,7 +10,7 @@ from playwright.sync_api import Browser, expect
 from conftest import wait_for
 from servers import ServerProcess
 from browser import (  # noqa: F401 (fixtures)
-    SLEEPER, browser, confirm_dialogs, goto_ready, page, playwright, server, sign_in,
+    ARTIFACTS, SLEEPER, browser, confirm_dialogs, goto_ready, page, playwright, server, sign_in,
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -47,7 +48,10 @@ def test_an_admin_edits_a_quota_a_job_waits_for_it_and_a_token_is_revoked(
 
     goto_ready(page, f"{server.url}/ui/admin/users")
     expect(page.locator("#users tr[data-user=alice] td[data-col=queued]")).to_have_text("1 / -")
-    page.screenshot(path=str(DOCS / "users-page.png"), full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "users-page.png"), full_page=True)
+    if os.environ.get("MODELYARD_UPDATE_SCREENSHOT"):  # the README's; a plain run leaves docs/ as it is
+        page.screenshot(path=str(DOCS / "users-page.png"), full_page=True)
 
     # revoking asks first: dismissed, nothing changes; accepted, the token is gone
     answers = confirm_dialogs(page)
@@ -75,5 +79,8 @@ def test_a_plain_user_sees_their_own_usage_not_the_users_page(server: ServerProc
     page.get_by_role("link", name="Usage").click()
     expect(page.locator("#usage td[data-col=gpus]")).to_have_text("0 / 2")
     expect(page.locator("#usage td[data-col=queued]")).to_have_text("0 / 5")
+    page.get_by_role("link", name="Email and notification settings").click()  # the two pages link each other
+    page.get_by_role("link", name="Your quota and usage").click()
+    expect(page).to_have_url(f"{server.url}/ui/me")
     page.goto(f"{server.url}/ui/admin/users")
     expect(page.locator("h1")).to_have_text("403 · Forbidden")

@@ -205,3 +205,20 @@ def test_the_cli_sets_and_lists_quotas(world: tuple[App, dict[str, Any]], monkey
     assert runner.invoke(cli_app, ["user", "list"]).exit_code != 0  # 403, said in one line
     mine = runner.invoke(cli_app, ["usage", "--json"])
     assert '"queued": 20' in mine.output
+
+
+@pytest.mark.parametrize(("name", "value", "words"), [
+    ("MODELYARD_DEFAULT_QUOTA", "gpus=lots", "gpus='lots'"), ("MODELYARD_DEFAULT_QUOTA", "disk=3", "unknown quota"),
+    ("MODELYARD_DEFAULT_QUOTA", "gpus=-1", "number >= 0"), ("MODELYARD_FAIRSHARE_HALFLIFE", "0", "longer than 0"),
+    ("MODELYARD_MAX_RUNTIME_CAP", "soon", "not a duration"),
+])
+def test_a_bad_quota_or_fair_share_setting_is_named(tmp_path: Path, name: str, value: str, words: str) -> None:
+    from modelyard.config import Settings
+
+    with pytest.raises(ModelyardError, match=words) as err:
+        Settings.from_env({"MODELYARD_HOME": str(tmp_path), name: value})
+    assert err.value.field == name
+    ok = Settings.from_env({"MODELYARD_HOME": str(tmp_path), "MODELYARD_DEFAULT_QUOTA": "gpus=4, cpus=16.5,queued=100",
+                            "MODELYARD_FAIRSHARE_HALFLIFE": "1d", "MODELYARD_MAX_RUNTIME_CAP": "24h"})
+    assert (ok.default_quota, ok.fairshare_halflife, ok.max_runtime_cap) == \
+        ({"gpus": 4, "cpus": 16.5, "queued": 100}, 86400.0, 86400.0)

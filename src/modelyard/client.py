@@ -260,6 +260,19 @@ class Client:
             body["tags"] = tags
         return self._request("POST", f"/jobs/{job_id}/clone", json=body)
 
+    def remove_job(self, job_id: int, *, keep_final: bool = False) -> dict[str, Any]:
+        return self._request("DELETE", f"/jobs/{job_id}", params={"keep_final": "true"} if keep_final else None)
+
+    def removals(self, *, limit: int = 50, offset: int = 0, reason: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if reason:
+            params["reason"] = reason
+        return self._request("GET", "/admin/removals", params=params)
+
+    def disk(self, *, limit: int = 50, offset: int = 0, refresh: bool = False) -> dict[str, Any]:
+        return self._request("GET", "/admin/disk", params={"limit": limit, "offset": offset,
+                                                           "refresh": "true" if refresh else "false"})
+
     # -- secrets (a value goes in, never comes back) -------------------------
 
     def set_secret(self, name: str, value: str) -> dict[str, Any]:

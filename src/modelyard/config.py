@@ -36,6 +36,7 @@
 | MODELYARD_NODE_LABELS | unset; the local machine's labels for `--node-label`, e.g. "gpu=h100,zone=a" |
 | MODELYARD_EXECUTOR | local; ray: supervisors run on a Ray cluster (README "Running on a cluster") |
 | MODELYARD_RAY_ADDRESS | auto (the Ray cluster the server joins as a driver, with MODELYARD_EXECUTOR=ray) |
+| MODELYARD_RETENTION | unset; e.g. "outputs=30d,logs=90d,metrics=90d,jobs=365d": ended jobs' data past that age is removed (final/ only with final=) |
 | MODELYARD_SERVER_URL | the URL the server listens on (the URL supervisors report to: on a cluster, one every node reaches) |
 | MODELYARD_DEFAULT_QUOTA | unset; the quota of a user an admin set none for, e.g. "gpus=4,cpus=16,queued=100" |
 | MODELYARD_FAIRSHARE_HALFLIFE | 7d (how fast past usage is forgotten by fair share, as Slurm's PriorityDecayHalfLife) |
@@ -54,6 +55,10 @@ from modelyard.jobs.units import parse_duration, parse_size
 from modelyard.mail import parse_smtp_url
 
 JOB_UIDS_FIELD = "MODELYARD_JOB_UIDS"
+RETENTION_FIELD = "MODELYARD_RETENTION"
+# what MODELYARD_RETENTION may name: an ended job's outputs (never final/), its log, its metric series and
+# samples, the job itself (its row too, unless its final/ is kept), and final/ (only when named)
+RETENTION_KINDS = ("outputs", "logs", "metrics", "jobs", "final")
 
 
 def _count(env: dict[str, str], name: str, default: int) -> int:
@@ -105,6 +110,8 @@ class Settings:
     default_quota: dict[str, float] = field(default_factory=dict)
     fairshare_halflife: float = 7 * 86400.0
     max_runtime_cap: float = 72 * 3600.0
+    # what of an ended job goes how long after its end (MODELYARD_RETENTION): {"outputs": 2592000.0, ...}
+    retention: dict[str, float] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -157,6 +164,7 @@ class Settings:
             default_quota=parse_quota(env.get("MODELYARD_DEFAULT_QUOTA", ""), field="MODELYARD_DEFAULT_QUOTA"),
             fairshare_halflife=_positive_duration(env, "MODELYARD_FAIRSHARE_HALFLIFE", "7d"),
             max_runtime_cap=_positive_duration(env, "MODELYARD_MAX_RUNTIME_CAP", "72h"),
+            retention=parse_retention(env.get(RETENTION_FIELD, "")),
         )
 
 
@@ -236,6 +244,28 @@ def _positive_duration(env: dict[str, str], name: str, default: str) -> float:
     if value <= 0:
         raise ModelyardError(ErrorCode.INVALID, f"must be longer than 0, not {env.get(name)!r}", field=name)
     return value
+
+
+def parse_retention(text: str) -> dict[str, float]:
+    """``"outputs=30d,logs=90d"`` as ``{"outputs": 2592000.0, "logs": 7776000.0}``; empty: keep everything."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        kind, sep, age = part.partition("=")
+        kind = kind.strip()
+        if not sep or kind not in RETENTION_KINDS:
+            raise ModelyardError(ErrorCode.INVALID, f"{part!r} is not KIND=AGE with KIND one of "
+                                 f"{', '.join(RETENTION_KINDS)} (e.g. outputs=30d,logs=90d)", field=RETENTION_FIELD)
+        try:
+            seconds = parse_duration(age)
+        except ValueError as e:
+            raise ModelyardError(ErrorCode.INVALID, f"{kind}: {e}", field=RETENTION_FIELD) from None
+        if seconds <= 0:
+            raise ModelyardError(ErrorCode.INVALID, f"{kind}: the age must be more than 0",
+                                 field=RETENTION_FIELD)
+        out[kind] = seconds
+    return out
 
 
 def parse_uid_range(text: str) -> tuple[int, int] | None:

@@ -1,7 +1,8 @@
 """The layout of keys in the artifact store, in one place: every writer and reader builds keys here.
 
     snapshots/SHA256.tar.gz                    a code snapshot, by content (shared by the jobs that send it)
-    jobs/ID/attempts/N/log.txt                 attempt N's log (log-nodeR.txt: node rank R's)
+    jobs/ID/attempts/N/log.txt                 attempt N's log as its supervisor wrote it (log-nodeR.txt: node rank R's)
+    jobs/ID/attempts/N/log.jsonl, log.idx      an ended attempt's log once it left the db (artifacts/logarchive.py)
     jobs/ID/attempts/N/outputs/...             attempt N's outputs; .../outputs/final/ is the job's model
     jobs/ID/outputs                            a job's outputs before they were kept per attempt (read only)
     datasets/NAME/VERSION/...                  a dataset version's manifest and files
@@ -68,6 +69,22 @@ def log_key(job_id: int, attempt: int, node_rank: int = 0) -> str:
     """Where an attempt's log.txt is kept; a node rank > 0 keeps its own beside rank 0's."""
     name = f"log-node{node_rank}.txt" if node_rank else "log.txt"
     return f"{attempt_prefix(job_id, attempt)}/{name}"
+
+
+def log_archive_key(job_id: int, attempt: int) -> str:
+    """An ended attempt's log, every node rank's lines numbered as the db numbered them (artifacts/logarchive.py)."""
+    return f"{attempt_prefix(job_id, attempt)}/log.jsonl"
+
+
+def log_index_key(job_id: int, attempt: int) -> str:
+    """The byte offset of every LOG_INDEX_EVERY-th line of ``log_archive_key``."""
+    return f"{attempt_prefix(job_id, attempt)}/log.idx"
+
+
+def is_final_key(key: str, job_id: int, attempts: int) -> bool:
+    """Whether ``key`` lies under a final/ of the job (any attempt's, or the pre-attempt outputs')."""
+    prefixes = [f"{output_prefix(job_id)}/{FINAL}/"] + [f"{final_prefix(job_id, n)}/" for n in range(1, attempts + 1)]
+    return any(key.startswith(p) for p in prefixes)
 
 
 def dataset_version_prefix(name: str, version: str) -> str:

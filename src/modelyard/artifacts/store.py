@@ -117,6 +117,20 @@ class ArtifactStore:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 
+    def delete_keys(self, keys: list[str]) -> None:
+        """Remove these keys (files); absent ones are fine. One call for them all (one request per
+        1,000 keys on S3)."""
+        paths = [self.path(k) for k in keys]
+        if any(p == self.root for p in paths):
+            raise ModelyardError(ErrorCode.INVALID, "refusing to delete the whole store", field="keys")
+        for i in range(0, len(paths), 1000):
+            try:
+                self.fs.rm(paths[i:i + 1000])
+            except FileNotFoundError:
+                for p in paths[i:i + 1000]:
+                    if self.fs.exists(p):
+                        self.fs.rm(p)
+
     # -- reading ---------------------------------------------------------------
 
     def open(self, key: str) -> IO[bytes]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import admin, datasets, environments, jobs, nodes, notices, observe, secrets, submit, tokens
+from modelyard.cli import admin, cleanup, datasets, environments, jobs, nodes, notices, observe, secrets, submit, tokens
 from modelyard.cli import users  # registers `user list`, `user quota`, `user admin` on admin.user_app
 from modelyard.cli.errors import ModelyardGroup
 
@@ -31,12 +31,14 @@ app.command("restart")(jobs.restart)
 app.command("clone")(jobs.clone)  # ID comes first, so options may follow it; the command goes after --
 app.command("wait")(jobs.wait)
 app.command("tag")(jobs.tag)
+app.command("rm")(cleanup.rm)
 app.command("download")(observe.download)
 app.command("nodes")(nodes.nodes)
 app.command("usage")(users.usage)
 app.add_typer(datasets.dataset_app, name="dataset")
 app.add_typer(environments.environment_app, name="environment")
 app.add_typer(admin.user_app, name="user")
+app.add_typer(cleanup.admin_app, name="admin")
 app.add_typer(secrets.secret_app, name="secret")
 app.add_typer(tokens.token_app, name="token")
 app.command("webhook-secret")(tokens.webhook_secret)

@@ -435,6 +435,9 @@ def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: f
         state, number = _locked_state(db, conn, job.id)
         if not state.is_terminal():
             raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} is {state.value}; stop it before restarting")
+        if conn.execute(sa.select(jobs.c.removed_at).where(jobs.c.id == job.id)).scalar() is not None:
+            raise ModelyardError(ErrorCode.CONFLICT, f"job {job.id} was removed (only its final/ is kept); "
+                                 "clone it to run it again")
         _transition(conn, job.id, state, JobState.QUEUED, now=now, attempt_no=number, reason=reason,
                     actor=actor, queued_at=now, retries_left=job.spec.retries, exit_code=None, message=None, ended_at=None)
     return get_job(db, job.id)

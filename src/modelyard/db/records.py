@@ -89,6 +89,7 @@ class Job:
     sealed_secrets: str | None = None  # the inline secrets' values, sealed (modelyard/secrets.py); never shown
     environment: str | None = None  # the named environment its image or requirements came from
     tags: tuple[str, ...] = ()  # as they are now (job_tags), sorted: editable after submit, unlike spec.tags
+    removed_at: float | None = None  # ``rm --keep-final`` or retention removed all but its final/
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def job_from_row(row: sa.Row[Any], tags: tuple[str, ...] = ()) -> Job:
         resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
         started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
-        environment=m["environment"], tags=tags,
+        environment=m["environment"], tags=tags, removed_at=m.get("removed_at"),
     )
 
 

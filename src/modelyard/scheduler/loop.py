@@ -8,8 +8,10 @@ refreshes ``capacity`` from the executor (nodes join and leave a cluster),
 heartbeat timeout (LOST, retried if the job has retries left), killing the
 supervisor and its command first where the executor can reach them, so that
 two attempts of a job never run at once, then (2) asks
-the pure policy for placements and launches each. It runs on a timer and
-whenever ``wake`` is called (after a submit, a restart or an attempt's end).
+the pure policy for placements and launches each, then (3) starts the
+housekeeping (ended attempts' logs to the artifact store, retention) when it
+is due, on a thread of its own: a pass never waits for it, and only one
+runs at a time. It runs on a timer and whenever ``wake`` is called (after a submit, a restart or an attempt's end).
 The policy is given each user's quota (read every pass: a few rows) and their
 fair-share usage (scheduler/fairshare.py; read at most every
 ``FAIRSHARE_EVERY`` seconds, as it sums attempts).
@@ -45,6 +47,8 @@ log = logging.getLogger("modelyard.scheduler")
 # a supervisor whose process is gone, but whose last report is this recent, may
 # still have its final batch in flight; past this it is lost
 DEAD_PROCESS_GRACE = 3.0
+# seconds between housekeeping runs (an ended attempt's log leaves the db within about this)
+HOUSEKEEPING_EVERY = 2.0
 
 
 class SchedulerLoop:
@@ -54,6 +58,7 @@ class SchedulerLoop:
         self, db: Database, executor: Executor, capacity: Capacity | None, ctx: LaunchContext, *,
         heartbeat_timeout: float, on_final: Callable[[int, JobState], None] | None = None,
         interval: float = 1.0, clock: Callable[[], float] = time.time,
+        housekeeping: Callable[[float], None] | None = None, housekeeping_every: float = HOUSEKEEPING_EVERY,
     ) -> None:
         self.db, self.executor, self.ctx = db, executor, ctx
         # a fixed capacity (tests, benchmarks) is kept; None: the executor's, refreshed every pass
@@ -73,6 +78,10 @@ class SchedulerLoop:
         self.queue = QueueView(db)
         self.usage: dict[str, float] = {}  # user -> decayed GPU-hours, as of usage_at
         self.usage_at: float | None = None
+        self.housekeeping = housekeeping
+        self.housekeeping_every = housekeeping_every
+        self._housekeeping_at = -float("inf")
+        self._housekeeper: threading.Thread | None = None
 
     def start(self) -> None:
         self.recover()  # before any new placement, as ray's job manager recovers its running jobs
@@ -84,6 +93,8 @@ class SchedulerLoop:
         self._wake.set()
         if self._thread:
             self._thread.join(10)
+        if self._housekeeper is not None:
+            self._housekeeper.join(10)
 
     def wake(self) -> None:
         self._wake.set()
@@ -105,6 +116,26 @@ class SchedulerLoop:
             self.reap_lost(now)
             self.reap_lost_ranks(now)
             self.schedule(now)
+            self.start_housekeeping(now)
+
+    def start_housekeeping(self, now: float) -> bool:
+        """Start a housekeeping run if one is due and none is running; True if one was started."""
+        if self.housekeeping is None or now - self._housekeeping_at < self.housekeeping_every:
+            return False
+        if self._housekeeper is not None and self._housekeeper.is_alive():
+            return False
+        self._housekeeping_at = now
+        work = self.housekeeping
+
+        def run() -> None:
+            try:
+                work(now)
+            except Exception:  # loop boundary: the next run tries again
+                log.exception("housekeeping failed")
+
+        self._housekeeper = threading.Thread(target=run, name="modelyard-housekeeping", daemon=True)
+        self._housekeeper.start()
+        return True
 
     def recover(self, now: float | None = None) -> None:
         """What became of the attempts this executor started before the server (re)started."""

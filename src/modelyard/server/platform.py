@@ -27,6 +27,7 @@ from modelyard.scheduler import policy
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.secrets import SecretBox
+from modelyard.server.cleanup_service import CleanupService
 from modelyard.server.dataset_service import DatasetService
 from modelyard.server.isolation import check_new_user, protect_home
 from modelyard.server.output_service import OutputService
@@ -75,12 +76,14 @@ class Platform:
         self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none
         self.started_at = time.time()
         self.users = Users(self.db, settings)
+        self.cleanup = CleanupService(self.db, self.storage, settings)
         self.scheduler = SchedulerLoop(
             self.db, self.executor, None,  # the executor's capacity, refreshed every pass
             LaunchContext(settings=settings, server_url=server_url, server_file=server_file,
                           db=self.db, secret_box=self.secret_box, storage=self.storage,
                           job_uid=self._job_uid if settings.job_uids else None),
             heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
+            housekeeping=self.cleanup.housekeeping,
         )
 
     @property

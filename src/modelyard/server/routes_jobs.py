@@ -149,7 +149,7 @@ def logs(
     a = attempt_of(p, job, attempt)
     if a is None:
         return {"attempt": 0, "lines": [], "next_offset": 0, "done": job.state.is_terminal(), "nodes": job.spec.nodes}
-    page = reports.read_logs(p.db, a.id, offset=offset, limit=limit, node=node)
+    page = p.cleanup.read_log(a, offset=offset, limit=limit, node=node)
     done = a.state.is_terminal() and page.next_offset >= a.log_count
     if done and a.nnodes > 1:
         # an ended multi-node attempt is done once its other ranks' last lines are in too; read again

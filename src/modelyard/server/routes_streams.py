@@ -22,7 +22,6 @@ from modelyard.server.platform import Platform
 from modelyard.server.routes_jobs import attempt_of
 from modelyard.server.serialize import job_to_dict
 from modelyard.db import jobs as store_jobs
-from modelyard.db import reports
 from modelyard.db.records import User
 
 router = APIRouter()
@@ -61,8 +60,7 @@ async def log_stream(
                     return
             else:
                 number = a.number
-                page = await run_in_threadpool(reports.read_logs, p.db, a.id, offset=offset, limit=2000,
-                                            node=node)
+                page = await run_in_threadpool(p.cleanup.read_log, a, offset=offset, limit=2000, node=node)
                 offset = page.next_offset  # past other nodes' lines too, when filtered by node
                 if page.lines:
                     yield b"".join(sse("line", {**line, "attempt": number}) for line in page.lines)

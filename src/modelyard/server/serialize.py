@@ -43,6 +43,7 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "image": s.image, "requirements": s.requirements, "environment": job.environment,
         "created_at": iso(job.created_at), "queued_at": iso(job.queued_at),
         "started_at": iso(job.started_at), "ended_at": iso(job.ended_at),
+        "removed_at": iso(job.removed_at),  # set: removed, only its final/ kept (README "Removing jobs")
     }
 
 

@@ -41,7 +41,8 @@ SECRET_NAME = "alice_private_7f3a"  # her stored secret's name (a secret's name 
 # if open to every user.
 ADMIN_ONLY = {("POST", "/api/v1/users"), ("GET", "/api/v1/users"), ("GET", "/api/v1/users/{name}"),
               ("PUT", "/api/v1/users/{name}/quota"), ("PUT", "/api/v1/users/{name}/admin"),
-              ("GET", "/api/v1/users/{name}/tokens"), ("DELETE", "/api/v1/users/{name}/tokens/{token_id}")}
+              ("GET", "/api/v1/users/{name}/tokens"), ("DELETE", "/api/v1/users/{name}/tokens/{token_id}"),
+              ("GET", "/api/v1/admin/disk"), ("GET", "/api/v1/admin/removals")}
 OPEN_TO_USERS = {
     ("GET", "/api/v1/health"), ("GET", "/api/v1/me"), ("GET", "/api/v1/capacity"),
     ("POST", "/api/v1/snapshots"), ("POST", "/api/v1/snapshots/upload"), ("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"),

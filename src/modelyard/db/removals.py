@@ -185,9 +185,9 @@ def log_rows(db: Database, attempt_id: int) -> Iterator[tuple[int, float, int, i
                                 .where(c.attempt_id == attempt_id, c.n > after).order_by(c.n).limit(BATCH)).all()
         if not rows:
             return
-        for r in rows:
-            yield r.n, r.t, r.stream, r.node_rank, r.text
-        after = rows[-1].n
+        for n, t, stream, node, text in rows:  # by position: Row.t is the row as a tuple, not the column
+            yield n, t, stream, node, text
+        after = rows[-1][0]
 
 
 # -- retention (MODELYARD_RETENTION) -----------------------------------------------------------

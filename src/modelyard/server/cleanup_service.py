@@ -269,7 +269,7 @@ class CleanupService:
             at, full = self._disk
         jobs = full["jobs"]
         removals, _ = store_removals.list_removals(self.db, limit=20)
-        return {**{k: v for k, v in full.items() if k != "jobs"}, "measured_at": at,
+        return {**{k: v for k, v in full.items() if k != "jobs"}, "measured_at": iso(at),
                 "jobs": jobs[offset:offset + limit], "jobs_total": len(jobs),
                 "removals": [removal_to_dict(r) for r in removals]}
 

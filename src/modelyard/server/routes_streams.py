@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from modelyard.errors import ModelyardError
 from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
@@ -97,7 +98,11 @@ async def job_events_stream(
         while True:
             batch = await run_in_threadpool(store_jobs.events_since, p.db, cursor, user=user)
             for ev in batch:
-                job = await run_in_threadpool(store_jobs.get_job, p.db, ev.job_id)
+                try:
+                    job = await run_in_threadpool(store_jobs.get_job, p.db, ev.job_id)
+                except ModelyardError:  # removed since (modelyard rm): nothing to show of it
+                    cursor = ev.id
+                    continue
                 attempts = await run_in_threadpool(store_jobs.job_attempts, p.db, ev.job_id)
                 data = job_to_dict(job, attempts)
                 data["event"] = {"from": ev.from_state.value if ev.from_state else None, "to": ev.to_state.value,

@@ -309,3 +309,17 @@ def notices_list(request: Request, p: PlatformDep, user: UserDep) -> Response:
 def settings_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
     return respond(request, "settings.html", notices.profile(p.db, user, email_enabled=p.mailer is not None),
                    user=user)
+
+
+# -- admin ---------------------------------------------------------------------------------------
+
+
+@router.get("/ui/admin/disk")
+def disk_page(request: Request, p: PlatformDep, user: UserDep,
+              page: Annotated[int, Query(ge=1)] = 1, refresh: bool = False) -> Response:
+    if not user.is_admin:
+        err = ModelyardError(ErrorCode.FORBIDDEN, "only an admin may see the disk page")
+        return respond(request, "forbidden.html", err.to_dict(), user=user, status_code=403)
+    data = p.cleanup.disk(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, refresh=refresh)
+    data.update(page=page, pages=max(1, -(-data["jobs_total"] // PAGE_SIZE)))
+    return respond(request, "admin_disk.html", data, user=user)

@@ -106,6 +106,13 @@ async function act(id, button) {
       location.assign(`/ui/jobs/${job.id}`);
       return;
     }
+    if (action === "remove" || action === "remove-keep-final") {
+      const keep = action === "remove-keep-final";
+      await api(`/jobs/${id}${keep ? "?keep_final=true" : ""}`, { method: "DELETE" });
+      if (keep) location.reload();
+      else location.assign("/ui/jobs");
+      return;
+    }
     const job = await api(`/jobs/${id}/${action}`, { method: "POST" });
     toast(`Job #${id}: ${action === "stop" ? "stop requested" : `attempt ${job.attempt + 1} queued`}`);
     window.htmx.trigger("#job-live", "refresh");

@@ -4,8 +4,15 @@
 // A header sorts by its column, a tag chip filters by its tag, and the filters live
 // in the page's URL, so that a link shows the same table.
 
+import { api } from "./api.js";
+import { toast } from "./notify.js";
+
 export function start() {
   document.addEventListener("modelyard:job", () => window.htmx.trigger("#job-table", "refresh"));
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-action=remove]");
+    if (button) remove(button);
+  });
   document.body.addEventListener("htmx:afterSwap", (e) => {
     if (e.target.id === "job-table") { syncMetricPicker(); syncUrl(); }
   });
@@ -52,4 +59,18 @@ function syncMetricPicker() {
   if (names.join("\n") === have.join("\n")) return;
   pick.length = 1; // the "metric column…" placeholder stays
   for (const n of names) pick.add(new Option(n, n, false, n === chosen));
+}
+
+async function remove(button) {
+  const id = button.dataset.job;
+  if (!window.confirm(`Remove job #${id}: its logs, metrics, outputs and run folders? This cannot be undone.`)) return;
+  button.disabled = true;
+  try {
+    await api(`/jobs/${id}`, { method: "DELETE" });
+    toast(`Job #${id} removed`);
+    window.htmx.trigger("#job-table", "refresh");
+  } catch (err) {
+    toast(`Could not remove job #${id}: ${err.message}`, { kind: "bad" });
+    button.disabled = false;
+  }
 }

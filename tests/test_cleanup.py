@@ -267,3 +267,10 @@ def test_the_disk_is_shown_to_admins_only_with_each_jobs_bytes(app: App) -> None
     p.storage.put_bytes(b"y", f"{attempt_output_prefix(job['id'], 1)}/more.bin")
     cached = app.client.get("/api/v1/admin/disk", headers=app.h(app.admin)).json()
     assert [j for j in cached["jobs"] if j["id"] == job["id"]][0]["bytes"] == 12345  # measured at most every 30 s
+
+
+def test_a_new_job_never_takes_a_removed_jobs_id(app: App) -> None:
+    job = _submit(app, app.alice)
+    _run(app.platform, job["id"])
+    assert app.client.delete(f"/api/v1/jobs/{job['id']}", headers=app.h(app.alice)).status_code == 200
+    assert _submit(app, app.alice)["id"] > job["id"]  # SQLite would reuse the largest id, newly free

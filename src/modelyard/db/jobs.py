@@ -30,7 +30,7 @@ from modelyard.db.records import (
     Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row, parse_gpus,
 )
 from modelyard.db.notices import record as record_notice
-from modelyard.db.schema import attempt_ranks, attempts, events, jobs, users
+from modelyard.db.schema import attempt_ranks, attempts, events, jobs, removals, users
 from modelyard.db.users import hash_token
 
 _JOB_COLUMNS = [jobs, users.c.name.label("owner")]
@@ -104,7 +104,7 @@ def create_job(
         if queue_check is not None:
             queue_check(conn)
         job_id = conn.execute(jobs.insert().values(
-            user_id=user.id, name=spec.name, state=JobState.QUEUED.value, priority=spec.priority,
+            **_fresh_id(conn), user_id=user.id, name=spec.name, state=JobState.QUEUED.value, priority=spec.priority,
             gpus=r.gpus, cpus=r.cpus, memory=r.memory, max_runtime=spec.max_runtime,
             spec=orjson.dumps(spec.model_dump(mode="json")).decode(), snapshot_key=snapshot_key,
             resume_from=resume_from, retries_left=spec.retries, attempt=0,
@@ -117,6 +117,18 @@ def create_job(
             actor=actor,
         ))
     return get_job(db, job_id)
+
+
+def _fresh_id(conn: sa.Connection) -> dict[str, int]:
+    """On SQLite, an id no job ever had: without AUTOINCREMENT SQLite gives the largest id in the table
+    plus one, so a new job would take the id (and the artifact keys, and the removal records) of the
+    newest job removed (``modelyard rm``). Safe in the writer's transaction: SQLite has one writer.
+    PostgreSQL's sequence never hands an id out twice."""
+    if conn.dialect.name != "sqlite":
+        return {}
+    newest = conn.execute(sa.select(sa.func.max(jobs.c.id))).scalar() or 0
+    removed = conn.execute(sa.select(sa.func.max(removals.c.job_id))).scalar() or 0
+    return {"id": max(newest, removed) + 1}
 
 
 def get_job(db: Database, job_id: int, *, user: User | None = None) -> Job:

@@ -94,8 +94,7 @@ class CleanupService:
         out = [
             self._drop_keys(job, "outputs", keys.outputs, reason, actor),
             self._drop_logs(job, attempts, keys.logs, reason, actor),
-            self._row(job, "metrics", store_removals.purge_metrics(self.db, job.id), "metric series and samples",
-                      reason, actor),
+            self._drop_metrics(job, reason, actor),
             self._drop_run_folders(job, attempts, reason, actor),
             self._drop_snapshot(job, reason, actor),
         ]
@@ -145,6 +144,12 @@ class CleanupService:
         if not size and reason == "rm":
             return None
         return self._row(job, "logs", size, f"{len(attempts)} attempts' logs", reason, actor)
+
+    def _drop_metrics(self, job: Job, reason: str, actor: str | None) -> dict[str, Any] | None:
+        size = store_removals.purge_metrics(self.db, job.id)
+        if not size and reason == "rm":
+            return None
+        return self._row(job, "metrics", size, "metric series and samples", reason, actor)
 
     def _drop_run_folders(self, job: Job, attempts: list[Attempt], reason: str,
                           actor: str | None) -> dict[str, Any] | None:
@@ -209,8 +214,7 @@ class CleanupService:
         elif kind == "logs":
             row = self._drop_logs(job, store_jobs.job_attempts(self.db, job.id), keys.logs, reason, None)
         else:
-            row = self._row(job, "metrics", store_removals.purge_metrics(self.db, job.id),
-                            "metric series and samples", reason, None)
+            row = self._drop_metrics(job, reason, None)
         store_removals.record(self.db, [row] if row else [], now=self.clock())
 
     # -- the log, stored once ----------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""Removal and the disk page in a real browser: remove from the jobs table after confirming, remove
+from the job page keeping the model, and the admin's disk page showing a job's bytes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, expect
+
+from browser import (  # noqa: F401 (fixtures)
+    PY, browser, confirm_dialogs, finished, goto_ready, page, playwright, server, sign_in,
+)
+from servers import ServerProcess
+
+WRITER = [PY, "-c", "import os\nd = os.environ['MODELYARD_OUTPUT_DIR']\nos.makedirs(os.path.join(d, 'final'))\n"
+          "open(os.path.join(d, 'ckpt.bin'), 'wb').write(b'c' * 54321)\n"
+          "open(os.path.join(d, 'final', 'model.bin'), 'wb').write(b'm' * 10)\n"]
+
+
+def test_a_job_is_removed_from_the_table_only_once_confirmed(page: Page, server: ServerProcess) -> None:
+    job = finished(server, command=["true"], name="to-remove")
+    goto_ready(page, f"{server.url}/ui/jobs")
+    row = page.locator(f"tr[data-job-id='{job['id']}']")
+    answers = confirm_dialogs(page)
+    answers.append(False)  # changing one's mind removes nothing
+    row.locator("button[data-action=remove]").click()
+    expect(row.locator("button[data-action=remove]")).to_be_enabled()
+    assert not answers
+    with server.client() as c:
+        assert c.get(f"/jobs/{job['id']}").status_code == 200
+    answers.append(True)
+    row.locator("button[data-action=remove]").click()
+    expect(page.locator("#toasts .toast", has_text=f"Job #{job['id']} removed")).to_be_visible()
+    expect(row).to_have_count(0)
+    with server.client() as c:
+        assert c.get(f"/jobs/{job['id']}").status_code == 404
+    page.goto(f"{server.url}/ui/jobs/{job['id']}")
+    expect(page.locator("h1")).to_have_text("404 · Not found")
+
+
+def test_the_job_page_removes_all_but_the_model_and_says_so(page: Page, server: ServerProcess) -> None:
+    job = finished(server, command=WRITER, name="keep-model")
+    goto_ready(page, f"{server.url}/ui/jobs/{job['id']}")
+    answers = confirm_dialogs(page)
+    answers.append(True)
+    page.click("button[data-action=remove-keep-final]")
+    expect(page.locator(".message.removed")).to_contain_text("model kept")
+    expect(page.locator("button[data-action=remove-keep-final]")).to_have_count(0)
+    with server.client() as c:
+        files = [f["path"] for f in c.get(f"/jobs/{job['id']}/outputs").json()["files"]]
+    assert "ckpt.bin" not in files
+
+
+def test_the_disk_page_shows_each_jobs_bytes_to_an_admin(page: Page, browser: Browser, server: ServerProcess,
+                                                         tmp_path: Path) -> None:
+    job = finished(server, command=WRITER, name="big")
+    goto_ready(page, f"{server.url}/ui/admin/disk?refresh=true")
+    cell = page.locator(f".disk-jobs tr[data-job-id='{job['id']}'] td[data-bytes]")
+    expect(cell).to_have_count(1)
+    assert int(cell.get_attribute("data-bytes") or 0) >= 54321 + 10
+    expect(page.locator(".disk-summary")).to_contain_text("database")
+    page.screenshot(path=str(Path(__file__).parent.parent / "docs" / "disk-page.png"), full_page=True)
+    with server.client() as c:
+        token = c.post("/users", json={"name": "plain", "no_isolation": True}).json()["token"]
+    plain = sign_in(browser, server, token)
+    response = plain.goto(f"{server.url}/ui/admin/disk")
+    assert response is not None and response.status == 403
+    expect(plain.locator("nav a", has_text="Disk")).to_have_count(0)
+    plain.context.close()

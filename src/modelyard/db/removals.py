@@ -2,7 +2,7 @@
 
 Nomenclature: *purge* deletes rows of the db; *removal* is a row of ``removals``,
 the record that outlives what it names (``modelyard admin removals``). Large
-deletes go in batches of ``BATCH`` rows, each its own short transaction, so a
+deletes go in batches of ``DELETE_BATCH`` rows, each its own short transaction, so a
 57 MB log leaving the db never holds SQLite's one writer long enough to stall
 the supervisors' reports.
 """
@@ -25,7 +25,9 @@ from modelyard.db.schema import (
     system_metrics, users,
 )
 
-BATCH = 20_000
+BATCH = 20_000  # rows read a page at a time
+# rows deleted a transaction: ~50 ms of SQLite's one writer here (bench/log_tail.py), so a report waits little
+DELETE_BATCH = 2_000
 _ENDED = [s.value for s in TERMINAL]
 
 
@@ -108,8 +110,8 @@ def purge_logs(db: Database, attempt_id: int, *, below: int | None = None) -> in
     start = 0
     while start <= top:
         with db.write() as conn:
-            conn.execute(log_lines.delete().where(*cond, c.n >= start, c.n < start + BATCH))
-        start += BATCH
+            conn.execute(log_lines.delete().where(*cond, c.n >= start, c.n < start + DELETE_BATCH))
+        start += DELETE_BATCH
     return int(size)
 
 

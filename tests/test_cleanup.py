@@ -274,3 +274,17 @@ def test_a_new_job_never_takes_a_removed_jobs_id(app: App) -> None:
     _run(app.platform, job["id"])
     assert app.client.delete(f"/api/v1/jobs/{job['id']}", headers=app.h(app.alice)).status_code == 200
     assert _submit(app, app.alice)["id"] > job["id"]  # SQLite would reuse the largest id, newly free
+
+
+def test_retention_of_metrics_empties_a_chart_already_read(tmp_path: Path) -> None:
+    client, p, admin = _app(tmp_path / "home", MODELYARD_RETENTION="metrics=1s")
+    try:
+        h = {"Authorization": f"Bearer {admin}"}
+        job = client.post("/api/v1/jobs", headers=h, json={"spec": {"command": ["true"]}}).json()
+        _run(p, job["id"])
+        assert client.get(f"/api/v1/jobs/{job['id']}/metrics", headers=h).json()["loss"]  # cached now
+        p.cleanup.apply_retention(now=store_jobs.get_job(p.db, job["id"]).ended_at + 2)
+        assert client.get(f"/api/v1/jobs/{job['id']}/metrics", headers=h).json() == {}
+    finally:
+        client.close()
+        p.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -147,6 +148,9 @@ class CleanupService:
 
     def _drop_metrics(self, job: Job, reason: str, actor: str | None) -> dict[str, Any] | None:
         size = store_removals.purge_metrics(self.db, job.id)
+        charted = sys.modules.get("modelyard.server.downsample")  # numpy's: loaded once a chart was read
+        if charted is not None:
+            charted.SERIES.forget(self.db, job.id)
         if not size and reason == "rm":
             return None
         return self._row(job, "metrics", size, "metric series and samples", reason, actor)

@@ -102,6 +102,12 @@ class SeriesCache:
                 self._evict()
         return cols
 
+    def forget(self, db: Database, job_id: int) -> None:
+        """Drop the job's series: its chunks were deleted (``rm``, retention), and a cached copy only grows."""
+        with self._lock:
+            for key in [k for k in self._series if k[0] == db.url and k[1] == job_id]:
+                del self._series[key]
+
     def _evict(self) -> None:
         total = sum(len(c) for c in self._series.values())
         while total > self.max_points and self._series:

@@ -288,3 +288,31 @@ def test_retention_of_metrics_empties_a_chart_already_read(tmp_path: Path) -> No
     finally:
         client.close()
         p.close()
+
+
+def test_rm_archive_and_retention_on_both_databases(tmp_path: Path, database_url: str) -> None:
+    client, p, admin = _app(tmp_path / "home", MODELYARD_DATABASE_URL=database_url, MODELYARD_RETENTION="jobs=1s")
+    try:
+        h = {"Authorization": f"Bearer {admin}"}
+        made = [client.post("/api/v1/jobs", headers=h, json={"spec": {"command": ["true"]}}).json() for _ in range(3)]
+        for j in made:
+            _run(p, j["id"], lines=1200)
+        p.storage.put_bytes(b"m", f"{final_prefix(made[2]['id'], 1)}/model.bin")
+        assert p.cleanup.archive_logs() == 3
+        page = client.get(f"/api/v1/jobs/{made[0]['id']}/logs", params={"offset": 1100}, headers=h).json()
+        assert [x["n"] for x in page["lines"]] == list(range(1100, 1200)) and page["done"]
+        assert client.delete(f"/api/v1/jobs/{made[0]['id']}", headers=h).status_code == 200
+        ended = max(store_jobs.get_job(p.db, j["id"]).ended_at for j in made[1:])
+        assert p.cleanup.apply_retention(now=ended + 2) == 2
+        assert client.get(f"/api/v1/jobs/{made[1]['id']}", headers=h).status_code == 404
+        kept = client.get(f"/api/v1/jobs/{made[2]['id']}", headers=h).json()  # its final/ is kept, so is its row
+        assert kept["removed_at"] is not None
+        assert [e.path for e in p.storage.list(job_prefix(made[2]["id"]))] == ["attempts/1/outputs/final/model.bin"]
+        assert _submit_id(client, h) > made[2]["id"]
+    finally:
+        client.close()
+        p.close()
+
+
+def _submit_id(client: TestClient, h: dict[str, str]) -> int:
+    return client.post("/api/v1/jobs", headers=h, json={"spec": {"command": ["true"]}}).json()["id"]

@@ -207,8 +207,10 @@ class CleanupService:
     def _expire(self, job: Job, kind: str, *, final_gone: bool) -> None:
         reason = "retention"
         if kind == "jobs":
+            # the row stays only to hold a final/ that is kept
+            keep = not final_gone and bool(self._sorted(job).final)
             if store_removals.mark_removed(self.db, job.id, now=self.clock()) is not None:
-                self._remove(job, keep_final=not final_gone, reason=reason, actor=None)
+                self._remove(job, keep_final=keep, reason=reason, actor=None)
             return
         keys = self._sorted(job)
         if kind == "outputs":

@@ -65,12 +65,12 @@ def test_an_ended_jobs_log_is_kept_once_and_reads_whole(server: ServerProcess, d
         assert _ended(c, job["id"])["state"] == "succeeded"
         with db.read() as conn:
             attempt_id = conn.execute(sa.select(attempts.c.id).where(attempts.c.job_id == job["id"])).scalar_one()
-        wait_for(lambda: _count(db, log_lines, log_lines.c.attempt_id == attempt_id) == 0, timeout=30,
-                 what="the log's lines to leave the db")
         store = ArtifactStore((server.home / "artifacts").as_uri())
+        # the archive is the one copy: the lines leave the db, then the supervisor's log.txt goes
+        wait_for(lambda: "attempts/1/log.txt" not in {e.path for e in store.list(job_prefix(job["id"]))},
+                 timeout=30, what="the log's archive to replace log.txt")
         assert store.exists(log_archive_key(job["id"], 1))
-        names = {e.path for e in store.list(job_prefix(job["id"]))}
-        assert "attempts/1/log.txt" not in names  # the archive is the one copy
+        assert _count(db, log_lines, log_lines.c.attempt_id == attempt_id) == 0
         assert not list((server.home / "runs").glob(f"{job['id']}-*"))  # removed after its sync
         page = c.get(f"/jobs/{job['id']}/logs", params={"offset": 2800, "limit": 100}).json()
         assert [x["n"] for x in page["lines"]] == list(range(2800, 2900)) and page["next_offset"] == 2900

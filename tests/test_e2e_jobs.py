@@ -265,9 +265,18 @@ def test_artifacts_on_s3(s3_env: dict[str, str], tmp_path: Path) -> None:
             wait_state(c, job["id"], "succeeded")
             assert c.get(f"/jobs/{job['id']}/outputs/w.bin").content == b"abc"
         s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1")
-        keys = {o["Key"] for o in s3.list_objects_v2(Bucket=s3_env["BUCKET"])["Contents"]}
-        assert f"yard/{key}" in keys
-        assert f"yard/jobs/{job['id']}/attempts/1/outputs/w.bin" in keys
-        assert f"yard/jobs/{job['id']}/attempts/1/log.txt" in keys
+
+        def keys() -> set[str]:
+            return {o["Key"] for o in s3.list_objects_v2(Bucket=s3_env["BUCKET"])["Contents"]}
+
+        assert f"yard/{key}" in keys()
+        assert f"yard/jobs/{job['id']}/attempts/1/outputs/w.bin" in keys()
+        # the log, once the attempt ended, kept once in the store: the archive, not the supervisor's log.txt
+        base = f"yard/jobs/{job['id']}/attempts/1"
+        wait_for(lambda: f"{base}/log.txt" not in (k := keys()) and f"{base}/log.idx" in k, 30,
+                 what="the log's archive in S3 to replace log.txt")
+        assert f"{base}/log.jsonl" in keys()
+        with srv.client() as c:
+            assert [x["text"] for x in c.get(f"/jobs/{job['id']}/logs").json()["lines"]] == ["ok"]
     finally:
         srv.stop()

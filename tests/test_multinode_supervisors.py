@@ -7,6 +7,7 @@ The job asks for more GPUs than the server has, so its own scheduler never place
 placement here is the only one."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,9 +151,12 @@ def test_both_ranks_log_into_one_attempt_and_it_succeeds(server: ServerProcess, 
     assert followed.returncode == 0 and followed.stdout == one.stdout
     store = ArtifactStore(ranks.settings.storage_url)
     base = f"jobs/{job['id']}/attempts/1"
-    assert store.exists(f"{base}/log.txt") and store.exists(f"{base}/log-node1.txt")
-    with store.open(f"{base}/log-node1.txt") as f:
-        assert b"rank 1 of 2" in f.read()
+    # once every rank has ended the log is kept once: one archive of both ranks' lines, the raw copies gone
+    wait_for(lambda: not store.exists(f"{base}/log-node1.txt") and not store.exists(f"{base}/log.txt"), 30,
+             what="the two-node log's archive to replace its raw copies")
+    assert store.exists(f"{base}/log.idx")
+    archived = [json.loads(line) for line in store.read_bytes(f"{base}/log.jsonl").splitlines()]
+    assert any(node == 1 and text.startswith("rank 1 of 2") for _n, _t, _s, node, text in archived)
 
 
 def test_rank_1_failing_fails_the_job_naming_it_and_ends_rank_0(server: ServerProcess, two_ranks) -> None:  # type: ignore[no-untyped-def]

@@ -160,10 +160,15 @@ def test_gpu_jobs_run_on_the_gpu_node_with_rays_gpus_and_outputs_in_s3(
         assert sorted(seen) == ["cuda=0", "cuda=1"]
         assert [line["text"] for line in all_logs(c, labelled["id"])] == ["labelled -"]
         assert slices(database, labelled["id"]) == [(cluster.gpu_node_id,)]
-    keys = {o["Key"] for o in _s3_client(s3["AWS_ENDPOINT_URL"]).list_objects_v2(Bucket=s3["BUCKET"])["Contents"]}
+    def keys() -> set[str]:
+        return {o["Key"] for o in _s3_client(s3["AWS_ENDPOINT_URL"]).list_objects_v2(Bucket=s3["BUCKET"])["Contents"]}
+
     for job in gpu_jobs:
-        assert f"yard/jobs/{job['id']}/attempts/1/outputs/model.bin" in keys
-        assert f"yard/jobs/{job['id']}/attempts/1/log.txt" in keys
+        assert f"yard/jobs/{job['id']}/attempts/1/outputs/model.bin" in keys()
+        # an ended attempt's log is kept once in S3: the server's archive, the supervisor's log.txt gone
+        base = f"yard/jobs/{job['id']}/attempts/1"
+        wait_for(lambda base=base: f"{base}/log.txt" not in (k := keys()) and f"{base}/log.idx" in k, 30,
+                 what="the log archive to replace log.txt")
 
 
 def test_a_two_node_job_reserves_both_nodes_together_and_meets_at_rank_0(

@@ -51,8 +51,7 @@ def test_the_job_page_removes_all_but_the_model_and_says_so(page: Page, server: 
     assert "ckpt.bin" not in files
 
 
-def test_the_disk_page_shows_each_jobs_bytes_to_an_admin(page: Page, browser: Browser, server: ServerProcess,
-                                                         tmp_path: Path) -> None:
+def test_the_disk_page_shows_each_jobs_bytes_to_an_admin(page: Page, browser: Browser, server: ServerProcess) -> None:
     job = finished(server, command=WRITER, name="big")
     goto_ready(page, f"{server.url}/ui/admin/disk?refresh=true")
     cell = page.locator(f".disk-jobs tr[data-job-id='{job['id']}'] td[data-bytes]")

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from conftest import wait_for
-from serverproc import cli
+from serverproc import clean_env, cli
 from servers import ServerProcess
 
 from modelyard.artifacts.keys import job_prefix, log_archive_key
@@ -123,3 +123,9 @@ def test_rm_is_refused_while_running_then_removes_the_job(server: ServerProcess,
     assert listed.returncode == 0 and "job" in listed.stdout
     gone = cli(["rm", "999999"], env)
     assert gone.returncode != 0 and "999999" in gone.stderr
+
+
+def test_a_bad_retention_stops_the_server_at_start_naming_it(tmp_path: Path) -> None:
+    env = {**clean_env(tmp_path / "home"), "MODELYARD_RETENTION": "outputs=soon"}
+    done = cli(["server", "--port", "0"], env, timeout=60)
+    assert done.returncode != 0 and "MODELYARD_RETENTION: outputs: not a duration: 'soon'" in done.stderr, done.stderr

@@ -72,7 +72,8 @@ class Platform:
             self.db, webhooks=self.webhooks, mailer=self.mailer,
             server_wide=Targets(settings.webhooks, settings.webhook_events, settings.webhook_secret),
             public_url=lambda: settings.public_url or settings.server_url or self.server_url,
-            describe=lambda job: webhook_job(job_to_dict(job, store_jobs.job_attempts(self.db, job.id))))
+            describe=lambda job: webhook_job(job_to_dict(job, store_jobs.job_attempts(self.db, job.id))),
+            read_log=lambda a, offset, limit: self.cleanup.read_log(a, offset=offset, limit=limit, node=None))
         self.secret_box = SecretBox.for_settings(settings)  # made here, on first start, if there is none
         self.started_at = time.time()
         self.users = Users(self.db, settings)

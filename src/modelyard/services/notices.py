@@ -24,7 +24,7 @@ from modelyard.db import jobs as store_jobs
 from modelyard.db import notices as store
 from modelyard.db import reports
 from modelyard.db.engine import Database
-from modelyard.db.records import Job, User
+from modelyard.db.records import Attempt, Job, User
 from modelyard.db.users import get_user_by_name, webhook_secret
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import notify
@@ -52,9 +52,13 @@ class Dispatcher:
     """Emails and webhooks for job events, decided and sent off the caller's thread."""
 
     def __init__(self, db: Database, *, webhooks: WebhookSender, mailer: Mailer | None, server_wide: Targets,
-                 public_url: Callable[[], str | None], describe: Callable[[Job], dict[str, Any]]) -> None:
+                 public_url: Callable[[], str | None], describe: Callable[[Job], dict[str, Any]],
+                 read_log: Callable[[Attempt, int, int], reports.LogPage] | None = None) -> None:
         self.db, self.webhooks, self.mailer, self.server_wide = db, webhooks, mailer, server_wide
         self._public_url, self._describe = public_url, describe
+        # an ended attempt's lines may have left the db for the artifact store (cleanup_service.read_log)
+        self._read_log = read_log or (lambda a, offset, limit: reports.read_logs(self.db, a.id, offset=offset,
+                                                                                 limit=limit))
         self._queue: queue.Queue[tuple[int, str] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -139,7 +143,7 @@ class Dispatcher:
         attempt = store_jobs.attempt_by_number(self.db, job.id, job.attempt) if job.attempt else None
         if attempt is None:
             return []
-        page = reports.read_logs(self.db, attempt.id, offset=max(0, attempt.log_count - LOG_TAIL), limit=LOG_TAIL)
+        page = self._read_log(attempt, max(0, attempt.log_count - LOG_TAIL), LOG_TAIL)
         return [str(line["text"]) for line in page.lines]
 
 

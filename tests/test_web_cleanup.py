@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import sqlalchemy as sa
+from conftest import wait_for
 from playwright.sync_api import Browser, Page, expect
 
 from browser import (  # noqa: F401 (fixtures)
     ARTIFACTS, PY, browser, confirm_dialogs, finished, goto_ready, page, playwright, server, sign_in,
 )
 from servers import ServerProcess
+
+from modelyard.db.engine import Database
+from modelyard.db.schema import attempts, log_lines
 
 WRITER = [PY, "-c", "import os\nd = os.environ['MODELYARD_OUTPUT_DIR']\nos.makedirs(os.path.join(d, 'final'))\n"
           "open(os.path.join(d, 'ckpt.bin'), 'wb').write(b'c' * 54321)\n"
@@ -69,3 +74,23 @@ def test_the_disk_page_shows_each_jobs_bytes_to_an_admin(page: Page, browser: Br
     assert response is not None and response.status == 403
     expect(plain.locator("nav a", has_text="Disk")).to_have_count(0)
     plain.context.close()
+
+
+def test_a_log_moved_to_the_artifact_store_reads_by_range_on_the_page(page: Page, server: ServerProcess) -> None:
+    job = finished(server, name="archived", command=[PY, "-c", "for i in range(5000): print('line', i)"])
+    db = Database(f"sqlite:///{server.home / 'modelyard.db'}")
+    try:
+        def archived() -> bool:
+            with db.read() as conn:
+                rows = conn.execute(sa.select(sa.func.count()).select_from(log_lines).join(
+                    attempts, attempts.c.id == log_lines.c.attempt_id).where(attempts.c.job_id == job["id"])).scalar_one()
+            return rows == 0
+        wait_for(archived, timeout=30, what="the log's lines to leave the db")
+    finally:
+        db.dispose()
+    page.goto(f"{server.url}/ui/jobs/{job['id']}")
+    lines = page.locator("#log .ln")
+    expect(lines.last).to_have_text("line 4999")
+    expect(lines.first).to_have_text("line 4000")  # the last range first, from the archive
+    page.locator("#log").evaluate("el => el.scrollTop = 0")
+    expect(lines.first).to_have_text("line 3000")  # the range before it, from the archive too

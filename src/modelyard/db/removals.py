@@ -166,8 +166,10 @@ def logs_to_archive(db: Database, *, limit: int) -> list[EndedLog]:
     a = attempts.c
     has_lines = sa.exists().where(log_lines.c.attempt_id == a.id)
     with db.read() as conn:
-        rows = conn.execute(sa.select(a.id, a.job_id, a.number, a.log_count)
-                            .where(a.state.in_(_ENDED), has_lines).order_by(a.ended_at).limit(limit)).all()
+        # a job being removed is left alone: its archive would outlive it
+        rows = conn.execute(sa.select(a.id, a.job_id, a.number, a.log_count).join(jobs, jobs.c.id == a.job_id)
+                            .where(a.state.in_(_ENDED), has_lines, jobs.c.removed_at.is_(None))
+                            .order_by(a.ended_at).limit(limit)).all()
     return [EndedLog(*r) for r in rows]
 
 

@@ -316,3 +316,19 @@ def test_rm_archive_and_retention_on_both_databases(tmp_path: Path, database_url
 
 def _submit_id(client: TestClient, h: dict[str, str]) -> int:
     return client.post("/api/v1/jobs", headers=h, json={"spec": {"command": ["true"]}}).json()["id"]
+
+
+def test_a_log_removed_by_retention_reads_as_ended_not_as_pending(tmp_path: Path) -> None:
+    client, p, admin = _app(tmp_path / "home", MODELYARD_RETENTION="logs=1s")
+    try:
+        h = {"Authorization": f"Bearer {admin}"}
+        job = client.post("/api/v1/jobs", headers=h, json={"spec": {"command": ["true"]}}).json()
+        _run(p, job["id"], lines=30)
+        p.cleanup.archive_logs()
+        assert p.cleanup.apply_retention(now=store_jobs.get_job(p.db, job["id"]).ended_at + 2) == 1
+        page = client.get(f"/api/v1/jobs/{job['id']}/logs", headers=h).json()
+        assert page["lines"] == [] and page["done"] and page["next_offset"] == 30  # `logs -f` ends
+        assert not p.storage.list(job_prefix(job["id"]))
+    finally:
+        client.close()
+        p.close()

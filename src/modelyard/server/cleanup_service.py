@@ -251,9 +251,11 @@ class CleanupService:
         """A page of an attempt's log: from the db while its lines are there (a live attempt's always
         are), else from its archive in the artifact store. A page read as the archive takes the lines
         comes back empty short of the attempt's count, so a reader asks again and finds the archive."""
-        if not attempt.state.is_terminal() or store_removals.has_log_rows(self.db, attempt.id) or \
-                not logarchive.has_archive(self.storage, attempt.job_id, attempt.number):
+        if not attempt.state.is_terminal() or store_removals.has_log_rows(self.db, attempt.id):
             return reports.read_logs(self.db, attempt.id, offset=offset, limit=limit, node=node)
+        if not logarchive.has_archive(self.storage, attempt.job_id, attempt.number):
+            # removed (retention's logs=): nothing is left to read, and a follower must see the end
+            return reports.LogPage([], max(offset, attempt.log_count))
         got = logarchive.read_archive(self.storage, attempt.job_id, attempt.number, offset=offset, limit=limit,
                                       node=node, total=attempt.log_count)
         return reports.LogPage(got.lines, got.next_offset)

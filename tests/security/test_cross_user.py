@@ -90,6 +90,23 @@ class World:
         self.fill.update(name=made.json()["name"], version=made.json()["version"])
         self.fill["dataset_file"] = made.json()["files"][0]["path"]
 
+    def ensure_job(self) -> None:
+        """Alice's ended job, again if a removal (DELETE /jobs/{job_id}) took it. Its attempt is placed
+        and ended through the store's own transitions: the job's logs and attempts have something real
+        to name, and its log stream ends."""
+        if "job_id" in self.fill and \
+                self.client.get(f"/api/v1/jobs/{self.fill['job_id']}", headers=self.as_(self.alice)).status_code == 200:
+            return
+        job = self.client.post("/api/v1/jobs", headers=self.as_(self.alice),
+                               json={"spec": {"command": ["python", "train.py"], "name": f"{SECRET}-job",
+                                              "env": {"TOKEN": SECRET}, "params": {"lr": 0.1}, "tags": [SECRET]}}).json()
+        ended = store_jobs.place(self.platform.db, job["id"], gpus=[], token=f"ended-attempt-{job['id']}",
+                                 executor="local")
+        assert ended is not None
+        store_jobs.end_attempt(self.platform.db, ended[1], TerminationReason.EXIT_NONZERO, exit_code=1)
+        self.platform.storage.put_bytes(b"weights", f"{output_prefix(job['id'])}/model.bin")
+        self.fill["job_id"] = str(job["id"])
+
     def ensure_environment(self) -> None:
         """Alice's private environment, again if a removal took it."""
         name = f"{SECRET}-env"
@@ -124,21 +141,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def _populate(w: World) -> Iterator[World]:
     client, platform = w.client, w.platform
-    job = client.post("/api/v1/jobs", headers=w.as_(w.alice),
-                      json={"spec": {"command": ["python", "train.py"], "name": f"{SECRET}-job",
-                                     "env": {"TOKEN": SECRET}, "params": {"lr": 0.1}, "tags": [SECRET]}}).json()
-    # attempts placed and ended through the store's own transitions: the job's logs and
-    # attempts have something real to name, and its log stream ends; a second job's
-    # attempt still lives, for the report endpoint
-    ended = store_jobs.place(platform.db, job["id"], gpus=[], token="ended-attempt", executor="local")
-    assert ended is not None
-    store_jobs.end_attempt(platform.db, ended[1], TerminationReason.EXIT_NONZERO, exit_code=1)
-    platform.storage.put_bytes(b"weights", f"{output_prefix(job['id'])}/model.bin")
+    w.ensure_job()
+    # a second job's attempt still lives, for the report endpoint
     live_job = client.post("/api/v1/jobs", headers=w.as_(w.alice), json={"spec": {"command": ["sleep", "1"]}}).json()
     w.attempt_token = "live-attempt-of-alice"
     live = store_jobs.place(platform.db, live_job["id"], gpus=[], token=w.attempt_token, executor="local")
     assert live is not None
-    w.fill.update(job_id=str(job["id"]), attempt_id=str(live[1].id), output_file="model.bin", tag=SECRET)
+    w.fill.update(attempt_id=str(live[1].id), output_file="model.bin", tag=SECRET)
     w.ensure_dataset()
     w.ensure_secret()
     w.ensure_environment()
@@ -272,6 +281,8 @@ def _names_an_object(w: World, op: tuple[str, str]) -> None:
 
 def _ensure(w: World, op: tuple[str, str]) -> None:
     """Alice's object again, if an earlier removal took it."""
+    if "{job_id}" in op[1]:
+        w.ensure_job()
     if op[1].startswith("/api/v1/secrets/"):
         w.ensure_secret()
     elif op[1].startswith("/api/v1/environments/"):
@@ -283,6 +294,7 @@ def _ensure(w: World, op: tuple[str, str]) -> None:
 def test_a_next_round_resumes_only_from_ones_own_job(world: World) -> None:
     """POST /jobs with resume_from (the web form's next round) reads that job's outputs: another's is a 404."""
     spec = {"command": ["true"]}
+    world.ensure_job()  # again, if the DELETE /jobs/{job_id} case removed it
     for job_id in (world.fill["job_id"], GHOSTS["job_id"]):
         r = world.client.post("/api/v1/jobs", json={"spec": spec, "resume_from": int(job_id)}, headers=world.as_(world.bob))
         assert r.status_code == 404 and SECRET not in r.text, r.text

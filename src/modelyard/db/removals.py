@@ -161,15 +161,17 @@ class EndedLog:
     log_count: int
 
 
-def logs_to_archive(db: Database, *, limit: int) -> list[EndedLog]:
-    """Ended attempts whose lines are still in the db, oldest end first."""
+def logs_to_archive(db: Database, *, limit: int, ended_after: float | None = None) -> list[EndedLog]:
+    """Ended attempts whose lines are still in the db, oldest end first; ``ended_after``: only those
+    that ended since then (a look for lines costs an index probe per ended attempt)."""
     a = attempts.c
     has_lines = sa.exists().where(log_lines.c.attempt_id == a.id)
+    cond = [a.state.in_(_ENDED), jobs.c.removed_at.is_(None)]  # a job being removed: its archive would outlive it
+    if ended_after is not None:
+        cond.append(a.ended_at >= ended_after)
     with db.read() as conn:
-        # a job being removed is left alone: its archive would outlive it
         rows = conn.execute(sa.select(a.id, a.job_id, a.number, a.log_count).join(jobs, jobs.c.id == a.job_id)
-                            .where(a.state.in_(_ENDED), has_lines, jobs.c.removed_at.is_(None))
-                            .order_by(a.ended_at).limit(limit)).all()
+                            .where(*cond, has_lines).order_by(a.ended_at).limit(limit)).all()
     return [EndedLog(*r) for r in rows]
 
 

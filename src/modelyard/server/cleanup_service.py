@@ -40,6 +40,7 @@ from modelyard.server.serialize import iso
 log = logging.getLogger("modelyard.cleanup")
 
 ARCHIVE_BATCH = 20  # ended attempts' logs moved out per housekeeping run
+ARCHIVE_FULL_SCAN = 600.0  # seconds between looks at every ended attempt (else: those ended lately)
 RETENTION_BATCH = 50  # jobs per kind per retention run
 DISK_TTL = 30.0  # seconds the disk figures are reused: listing S3 on every page view would be slow and costly
 LOG_NAMES = ("log.txt", "log.jsonl", "log.idx")
@@ -73,6 +74,7 @@ class CleanupService:
         self._disk: tuple[float, dict[str, Any]] | None = None
         self._disk_lock = threading.Lock()
         self._retention_at = 0.0
+        self._archive_scan_at = -float("inf")  # the last look at every ended attempt for lines in the db
 
     # -- rm ----------------------------------------------------------------------------------
 
@@ -230,7 +232,14 @@ class CleanupService:
         the supervisors' own log.txt copies there; returns the attempts moved."""
         now = self.clock() if now is None else now
         moved = 0
-        for ended in store_removals.logs_to_archive(self.db, limit=ARCHIVE_BATCH):
+        # Only attempts that ended lately, but for a whole look now and then (and at the first run): a
+        # multi-node attempt is settled at the latest the heartbeat timeout after its end.
+        whole = now - self._archive_scan_at > ARCHIVE_FULL_SCAN
+        since = None if whole else now - 2 * self.settings.heartbeat_timeout - ARCHIVE_FULL_SCAN
+        ended_logs = store_removals.logs_to_archive(self.db, limit=ARCHIVE_BATCH, ended_after=since)
+        if whole and len(ended_logs) < ARCHIVE_BATCH:
+            self._archive_scan_at = now
+        for ended in ended_logs:
             a = store_jobs.get_attempt(self.db, ended.attempt_id)
             if a is None or not store_ranks.settled(self.db, a, now=now, grace=self.settings.heartbeat_timeout):
                 continue  # a rank past 0 may still send its last lines

@@ -111,6 +111,19 @@ def test_series_read_whole_and_incrementally_in_order(db: Database) -> None:
     assert len(grown) == 17 and grown.cols[1, -1] == 41.0
 
 
+def test_a_series_read_chunk_by_chunk_is_the_whole_series_in_order(db: Database) -> None:
+    user = U.create_user(db, "alice")[0]
+    attempt = running_attempt(db, user)
+    for seq in range(1, 8):
+        R.apply_report(db, attempt, {"seq": seq, "metrics": [
+            ["loss", float(seq * 10 + i), seq * 10 + i, None, 100.0 + i] for i in range(seq)] + [
+            ["acc", 0.5, None, None, 1.0]]})
+    chunks = list(R.iter_series(db, attempt.job_id, "loss", rows=3))  # fetched 3 rows at a time
+    assert [c.shape[1] for c in chunks] == list(range(1, 8))
+    assert np.array_equal(S.concat(chunks), R.read_series(db, attempt.job_id, "loss")[1], equal_nan=True)
+    assert list(R.iter_series(db, attempt.job_id, "nothing")) == []
+
+
 def test_window_and_downsample_on_columns() -> None:
     n = 10_000
     cols = np.vstack([np.sin(np.arange(n) / 100), np.arange(n, dtype=float), np.arange(n) // 1000,

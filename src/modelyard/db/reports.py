@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -279,6 +280,20 @@ def read_series(db: Database, job_id: int, name: str, *, after_id: int = 0) -> t
     if not rows:
         return after_id, S.empty()
     return rows[-1][0], S.concat([S.decode(bytes(blob), n) for _id, n, blob in rows])
+
+
+def iter_series(db: Database, job_id: int, name: str, *, rows: int = 8) -> Iterator[np.ndarray]:
+    """One series' chunks in order, each a (4, n) array, read ``rows`` chunk rows at a time:
+    a summary over a long series (compare's last and best) never holds it whole."""
+    from modelyard.db import series as S
+
+    c = metric_chunks.c
+    query = sa.select(c.n, c.points).where(c.job_id == job_id, c.name == name).order_by(c.id)
+    with db.read() as conn:
+        result = conn.execution_options(yield_per=rows).execute(query)
+        for batch in result.partitions(rows):
+            for n, blob in batch:
+                yield S.decode(bytes(blob), n)
 
 
 def metric_names(db: Database, job_id: int) -> list[str]:

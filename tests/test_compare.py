@@ -161,7 +161,7 @@ def test_csv_has_one_row_per_job_with_params_and_metric_columns(app: App) -> Non
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")
     assert r.headers["content-disposition"] == f'attachment; filename="compare-{a["id"]}-{b["id"]}.csv"'
-    rows = list(csv.DictReader(io.StringIO(r.text)))
+    rows = list(csv.DictReader(io.StringIO(r.text, newline="")))
     assert list(rows[0]) == ["id", "name", "state", "owner", "duration", "param.amp", "param.lr", "loss.last",
                              "loss.best"]
     assert rows[0] == {"id": str(a["id"]), "name": "a", "state": "succeeded", "owner": "local", "duration": "60.000",

@@ -59,6 +59,8 @@ OPEN_TO_USERS = {
     ("GET", "/api/v1/events/stream"),
 }
 NEVER_ENDS = {("GET", "/api/v1/events/stream")}
+# Name jobs in the query (?ids=1,2): asked for one of alice's jobs, bob gets 404 as for a job nobody has.
+JOB_IDS_IN_QUERY = {("GET", "/api/v1/compare"), ("GET", "/api/v1/compare.csv")}
 # The name is in the caller's own namespace: bob's PUT makes bob's secret, and alice's stays as it was.
 CALLERS_OWN = {("PUT", "/api/v1/secrets/{name}")}
 # Only the attempt's own report token speaks for it: a user's token is refused outright.
@@ -242,6 +244,8 @@ def test_a_plain_user_cannot_reach_what_is_not_theirs(world: World, op: tuple[st
             assert ghost.status_code == 403, ghost.text
     elif "{" in op[1]:
         _names_an_object(world, op)
+    elif op in JOB_IDS_IN_QUERY:
+        _names_jobs_in_query(world, op)
     else:
         assert op in OPEN_TO_USERS, (f"{op[0]} {op[1]} names no object: add it to ADMIN_ONLY or OPEN_TO_USERS "
                                      "(and check what it shows another user)")
@@ -277,6 +281,21 @@ def _names_an_object(w: World, op: tuple[str, str]) -> None:
     _ensure(w, op)
     owner = _call(w, op, w.alice)
     assert owner.status_code not in (404, 422), owner.text[:2000]
+
+
+def _names_jobs_in_query(w: World, op: tuple[str, str]) -> None:
+    w.ensure_job()
+    own = w.client.post("/api/v1/jobs", headers=w.as_(w.bob), json={"spec": {"command": ["true"]}}).json()["id"]
+    for ids in (w.fill["job_id"], f"{own},{w.fill['job_id']}"):  # alone, and hidden behind one of bob's own
+        r = w.client.request(op[0], op[1], params={"ids": ids}, headers=w.as_(w.bob))
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text[:2000]
+        ghost = w.client.request(op[0], op[1], params={"ids": ids.replace(w.fill["job_id"], GHOSTS["job_id"])},
+                                 headers=w.as_(w.bob))
+        assert ghost.status_code == 404
+        assert r.json()["error"]["message"].replace(w.fill["job_id"], GHOSTS["job_id"]) == ghost.json()["error"]["message"]
+        assert not [m for m in w.markers if m in r.text]
+    owner = w.client.request(op[0], op[1], params={"ids": w.fill["job_id"]}, headers=w.as_(w.alice))
+    assert owner.status_code == 200, owner.text[:2000]
 
 
 def _ensure(w: World, op: tuple[str, str]) -> None:

@@ -199,7 +199,7 @@ def to_csv(data: dict[str, Any]) -> str:
     header = ["id", "name", "state", "owner", "duration"] + [f"param.{n}" for n in params]
     header += [f"{m['name']}.{kind}" for m in metrics for kind in ("last", "best")]
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf)  # RFC 4180 line ends: with "\n" alone, a "\r" inside a cell goes unquoted
     writer.writerow([_cell(h) for h in header])
     for i, job in enumerate(data["jobs"]):
         row: list[Any] = [job["id"], job["name"], job["state"], job["owner"], _seconds(job["duration"])]

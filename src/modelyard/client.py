@@ -273,6 +273,18 @@ class Client:
         return self._request("GET", "/admin/disk", params={"limit": limit, "offset": offset,
                                                            "refresh": "true" if refresh else "false"})
 
+    def compare(self, job_ids: Iterable[int]) -> dict[str, Any]:
+        """Jobs side by side: ``{"ids", "jobs", "params": {"names", "differ"}, "spec_differences",
+        "metrics": [{"name", "best_mode", "jobs": [{"last", "best", ...} | None]}]}``."""
+        return self._request("GET", "/compare", params={"ids": ",".join(str(i) for i in job_ids)})
+
+    def compare_csv(self, job_ids: Iterable[int]) -> str:
+        """The same comparison as CSV text, one row per job."""
+        with self._errors():
+            response = self._http.get("/compare.csv", params={"ids": ",".join(str(i) for i in job_ids)})
+        _raise_for_error(response)
+        return response.text
+
     # -- secrets (a value goes in, never comes back) -------------------------
 
     def set_secret(self, name: str, value: str) -> dict[str, Any]:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli import admin, cleanup, datasets, environments, jobs, nodes, notices, observe, secrets, submit, tokens
+from modelyard.cli import (
+    admin, cleanup, compare, datasets, environments, jobs, nodes, notices, observe, secrets, submit, tokens,
+)
 from modelyard.cli import users  # registers `user list`, `user quota`, `user admin` on admin.user_app
 from modelyard.cli.errors import ModelyardGroup
 
@@ -33,6 +35,7 @@ app.command("wait")(jobs.wait)
 app.command("tag")(jobs.tag)
 app.command("rm")(cleanup.rm)
 app.command("download")(observe.download)
+app.command("compare")(compare.compare)
 app.command("nodes")(nodes.nodes)
 app.command("usage")(users.usage)
 app.add_typer(datasets.dataset_app, name="dataset")

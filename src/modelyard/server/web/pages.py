@@ -31,6 +31,7 @@ from modelyard.server.web import job_form
 from modelyard.server.web import session as cookies
 from modelyard.server.web.render import render, respond
 from modelyard.services import notices
+from modelyard.services import compare as compare_service
 from modelyard.db.records import User
 from modelyard.db.jobs import last_event_id
 from modelyard.db.sessions import create_session, end_session, session_user
@@ -237,6 +238,25 @@ def job_page(request: Request, job_id: int, p: PlatformDep, user: UserDep,
 def job_live(request: Request, job_id: int, p: PlatformDep, user: UserDep,
              outputs_attempt: OutputsAttempt) -> Response:
     return _job_or_404(request, p, user, job_id, "_job_live.html", outputs_attempt)
+
+
+# -- compare -------------------------------------------------------------------------------------
+
+
+@router.get("/ui/compare")
+def compare_page(request: Request, p: PlatformDep, user: UserDep, ids: str | None = None) -> Response:
+    """Jobs side by side (services/compare.py); a job the user may not read is a 404 page, as the API's 404."""
+    try:
+        wanted = compare_service.parse_ids(ids)
+        data = compare_service.compare(p.db, user, wanted)
+    except ModelyardError as exc:
+        if exc.code == ErrorCode.NOT_FOUND:
+            return respond(request, "not_found.html", exc.to_dict(), user=user, status_code=404)
+        if exc.code != ErrorCode.INVALID:
+            raise
+        return respond(request, "compare.html", {"error": exc.to_dict()["error"], "ids": []}, user=user,
+                       status_code=422)
+    return respond(request, "compare.html", {**data, "query": ",".join(map(str, wanted))}, user=user)
 
 
 # -- create, queue -------------------------------------------------------------------------------

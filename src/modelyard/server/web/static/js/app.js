@@ -12,6 +12,7 @@ const PAGES = {
   notices: () => import("./notices.js"),
   settings: () => import("./settings.js"),
   users: () => import("./users.js"),
+  compare: () => import("./compare.js"),
 };
 
 window.modelyard = { charts: {}, systemCharts: {} }; // for tests and the curious: the live uPlot instances

@@ -105,6 +105,7 @@ export class MetricCharts {
     this.again = false; // refresh once more when it ends
     this.t0 = {};
     this.labels = {};
+    this.only = null; // the metric names to chart (a Set); null: every one
     this.registry = window.modelyard.charts;
     this.resetButton = resetButton;
     resetButton.addEventListener("click", () => this.resetZoom());
@@ -121,6 +122,14 @@ export class MetricCharts {
     await Promise.all(ids.filter((id) => !(id in this.labels)).map(async (id) => {
       try { this.labels[id] = `#${id} ${(await api(`/jobs/${id}`)).name}`; } catch { this.labels[id] = `#${id} (not found)`; }
     }));
+    this.clear();
+    this.refresh();
+  }
+
+  /** Chart only the metrics in `names` (a Set), or every one (null). */
+  setNames(names) {
+    this.only = names;
+    this.view++;
     this.clear();
     this.refresh();
   }
@@ -186,7 +195,7 @@ export class MetricCharts {
   }
 
   draw(ids, perJob) {
-    const names = [...new Set(perJob.flatMap((s) => Object.keys(s)))].sort();
+    const names = [...new Set(perJob.flatMap((s) => Object.keys(s)))].filter((n) => !this.only || this.only.has(n)).sort();
     this.box.querySelector(".empty-charts")?.toggleAttribute("hidden", names.length > 0);
     const labels = ids.map((id) => this.labels[id] || `#${id}`);
     for (const name of names) {

@@ -14,7 +14,7 @@ export function start() {
     if (button) remove(button);
   });
   document.body.addEventListener("htmx:afterSwap", (e) => {
-    if (e.target.id === "job-table") { syncMetricPicker(); syncUrl(); }
+    if (e.target.id === "job-table") { syncMetricPicker(); syncUrl(); showPicked(); }
   });
   document.getElementById("job-table").addEventListener("click", (e) => {
     const header = e.target.closest("th[data-sort]");
@@ -22,6 +22,7 @@ export function start() {
     const chip = e.target.closest("button.tag[data-tag]");
     if (chip) filterByTag(chip.dataset.tag);
   });
+  startCompare();
 }
 
 function refilter(name, value) {
@@ -46,6 +47,27 @@ function syncUrl() {
   }
   const url = `${location.pathname}${query.size ? `?${query}` : ""}`;
   if (url !== location.pathname + location.search) history.replaceState(null, "", url);
+}
+
+// Jobs picked to compare: kept here, so a refresh of the rows (or another page of them) keeps them.
+const picked = new Set();
+
+function startCompare() {
+  const button = document.getElementById("compare-selected");
+  document.getElementById("job-table").addEventListener("change", (e) => {
+    if (!e.target.matches("input.pick")) return;
+    const id = Number(e.target.value);
+    if (e.target.checked) picked.add(id); else picked.delete(id);
+    showPicked();
+  });
+  button.addEventListener("click", () => location.assign(`/ui/compare?ids=${[...picked].join(",")}`));
+}
+
+function showPicked() {
+  document.querySelectorAll("#job-table input.pick").forEach((box) => { box.checked = picked.has(Number(box.value)); });
+  const button = document.getElementById("compare-selected");
+  button.disabled = picked.size < 2;
+  button.textContent = picked.size ? `Compare (${picked.size})` : "Compare";
 }
 
 function syncMetricPicker() {

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from modelyard.db.records import User
-from modelyard.server.api_schema import AUTHED, errors
+from modelyard.server.api_schema import AUTHED, ID_LIST_PATTERN, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.services import compare as service
@@ -21,8 +21,10 @@ from modelyard.services import compare as service
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 UserDep = Annotated[User, Depends(current_user)]
-# checked by service.parse_ids, which names what is wrong; the bound only keeps a request small
-IdsQuery = Annotated[str, Query(max_length=2000, description=f"job ids, e.g. 3,5,7 (at most {service.MAX_IDS})")]
+# The pattern is documented, not enforced here: service.parse_ids checks the ids and names what is
+# wrong with them (pydantic would only say the pattern did not match). The bound keeps a request small.
+IdsQuery = Annotated[str, Query(max_length=2000, description=f"job ids, e.g. 3,5,7 (at most {service.MAX_IDS})",
+                                json_schema_extra={"pattern": ID_LIST_PATTERN})]
 COMPARE_JSON = {200: {"description": "the jobs side by side",
                       "content": {"application/json": {"schema": {"type": "object"}}}}}
 COMPARE_CSV = {200: {"description": "one row per job", "content": {"text/csv": {"schema": {"type": "string"}}}}}

@@ -1,8 +1,9 @@
 """The pages under /ui and the partials htmx swaps into them.
 
 Each page reads its data by calling the API's own route functions
-(``routes_jobs``, ``routes_ui_api``) with the signed-in user, so a page can
-never show what ``/api/v1`` would not; ``?format=json`` returns that data.
+(``routes_jobs``, ``routes_ui_api``) or the service a route calls
+(``services/``, e.g. compare) with the signed-in user, so a page can never
+show what ``/api/v1`` would not; ``?format=json`` returns that data.
 Pages are for people: no session (or a bad one) redirects to the sign-in
 form, and another user's job is a 404 page, exactly as the API answers 404.
 """

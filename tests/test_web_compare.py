@@ -106,6 +106,10 @@ def test_the_csv_and_json_links_download_what_the_api_says(page: Page, server: S
         page.click("#compare-json")
     downloaded = json.loads(Path(got.value.path()).read_text())
     assert downloaded["ids"] == api_json["ids"] and downloaded["metrics"] == api_json["metrics"]
+    # and the page's own data, as every page's, is the same comparison
+    shown = page.request.get(f"{server.url}/ui/compare?ids={ids}&format=json").json()
+    assert {k: shown[k] for k in api_json if k != "jobs"} == {k: api_json[k] for k in api_json if k != "jobs"}
+    assert [j["id"] for j in shown["jobs"]] == [j["id"] for j in api_json["jobs"]]
 
 
 def test_a_bad_or_foreign_id_shows_why_on_the_page(page: Page, server: ServerProcess, jobs: list[dict]) -> None:

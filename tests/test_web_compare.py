@@ -15,8 +15,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from browser import (  # noqa: F401 (fixtures)
-    ARTIFACTS, PY, browser, finished, goto_ready, page, playwright, server, sign_in,
+    ARTIFACTS, PY, browser, finished, goto_ready, page, playwright, server, sign_in, stop, submit,
 )
+from conftest import wait_for
 from serverproc import cli, clean_env
 from servers import ServerProcess
 
@@ -110,6 +111,20 @@ def test_the_csv_and_json_links_download_what_the_api_says(page: Page, server: S
     shown = page.request.get(f"{server.url}/ui/compare?ids={ids}&format=json").json()
     assert {k: shown[k] for k in api_json if k != "jobs"} == {k: api_json[k] for k in api_json if k != "jobs"}
     assert [j["id"] for j in shown["jobs"]] == [j["id"] for j in api_json["jobs"]]
+
+
+def test_the_page_follows_a_compared_job_that_runs(page: Page, server: ServerProcess, jobs: list[dict]) -> None:
+    job = submit(server, name="still-running", params={"lr": 0.5}, command=[
+        PY, "-u", "-c", "import json, time; print(json.dumps(dict(metric='loss', value=2.0, step=0))); time.sleep(120)"])
+    with server.client() as c:  # its first point is in: the page starts with it
+        wait_for(lambda: c.get(f"/jobs/{job['id']}/metrics").json().get("loss"), timeout=30, what="its first point")
+    goto_ready(page, f"{server.url}/ui/compare?ids={jobs[0]['id']},{job['id']}")
+    state = page.locator("#compare-jobs tbody tr").first.locator("td").nth(1)
+    expect(state).to_have_text("▶ running")
+    page.wait_for_function("() => window.modelyard.charts.loss?.series.length === 3")
+    stop(server, job["id"])
+    expect(state).to_have_text("■ stopped")  # swapped in on the job's event, without a reload
+    expect(page.locator('#compare-metrics tr[data-metric="loss"] td .best').nth(1)).to_have_text("2")
 
 
 def test_a_bad_or_foreign_id_shows_why_on_the_page(page: Page, server: ServerProcess, jobs: list[dict]) -> None:

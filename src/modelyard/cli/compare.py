@@ -14,7 +14,7 @@ from modelyard.jobs.units import format_duration
 
 
 def compare(
-    job_ids: Annotated[list[int], typer.Argument(metavar="ID...", help="the jobs to compare (at most 50)", min=1)],
+    job_ids: Annotated[list[int], typer.Argument(metavar="ID", help="the jobs to compare (at most 50)", min=1)],
     csv_file: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE",
                                                      help="also write one row per job to FILE (- for stdout)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,

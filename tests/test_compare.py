@@ -107,6 +107,13 @@ def test_compare_shows_params_spec_differences_metrics_and_durations(app: App) -
                                            None]
 
 
+def test_tags_are_shown_as_they_are_now_after_edits(app: App) -> None:
+    a = app.submit(name="a", tags=["baseline", "old"])
+    r = app.client.post(f"/api/v1/jobs/{a['id']}/tags", json={"add": ["best"], "remove": ["old"]}, headers=app.headers)
+    assert r.status_code == 200, r.text
+    assert app.get("/compare", ids=str(a["id"])).json()["jobs"][0]["tags"] == ["baseline", "best"]
+
+
 def test_a_running_jobs_duration_runs_to_now_and_an_unstarted_one_has_none(app: App) -> None:
     queued = app.submit(name="waiting")
     running = app.submit(name="running")

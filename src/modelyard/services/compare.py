@@ -21,13 +21,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from modelyard.db import jobs as store_jobs
 from modelyard.db import reports
 from modelyard.db.engine import Database
 from modelyard.db.records import Job, User
-from modelyard.db.schema import job_tags
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.spec import MASK
 
@@ -136,8 +133,7 @@ def compare(db: Database, user: User, ids: list[int], *, now: float | None = Non
     """What comparing jobs ``ids`` shows; NOT_FOUND for one the user may not read (or nobody has)."""
     now = time.time() if now is None else now
     jobs = [store_jobs.get_job(db, job_id, user=user) for job_id in ids]
-    tags = _tags(db, jobs)
-    rows = [_job_row(job, tags[job.id], now) for job in jobs]
+    rows = [_job_row(job, now) for job in jobs]
     param_names = sorted({name for job in jobs for name in job.spec.params})
     return {
         "ids": ids,
@@ -154,30 +150,18 @@ def _key(value: Any) -> tuple[str, Any]:
     return (type(value).__name__, value)
 
 
-def _job_row(job: Job, tags: list[str], now: float) -> dict[str, Any]:
+def _job_row(job: Job, now: float) -> dict[str, Any]:
     spec = job.spec
     started, ended = job.started_at, job.ended_at
     return {
         "id": job.id, "name": job.name, "state": job.state.value, "owner": job.owner,
-        "params": dict(spec.params), "tags": tags,
+        "params": dict(spec.params), "tags": list(job.tags),  # as they are now, edited after submit too
         "started_at": started, "ended_at": ended,
         "duration": None if started is None else max(0.0, (ended or now) - started),
         "dataset": job.dataset or spec.dataset, "environment": job.environment, "image": spec.image,
         "requirements": spec.requirements is not None, "resources": job.resources.model_dump(),
         "nodes": spec.nodes, "attempts": job.attempt,
     }
-
-
-def _tags(db: Database, jobs: list[Job]) -> dict[int, list[str]]:
-    """Each job's tags: as edited after submit (job_tags) where it has rows there, else as submitted."""
-    c = job_tags.c
-    with db.read() as conn:
-        rows = conn.execute(sa.select(c.job_id, c.tag).where(c.job_id.in_([j.id for j in jobs]))
-                            .order_by(c.job_id, c.tag)).all()
-    edited: dict[int, list[str]] = {}
-    for job_id, tag in rows:
-        edited.setdefault(job_id, []).append(tag)
-    return {j.id: edited.get(j.id, list(j.spec.tags)) for j in jobs}
 
 
 def _metrics(db: Database, ids: list[int]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from modelyard.datasets import StoreIndex
 from modelyard.datasets.access import PRIVATE, PUBLIC, Ownership, can_change, can_read, shown_source
 from modelyard.datasets.bounds import Limits
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.server.dataset_service import STALE_CLAIM, DatasetService
+from modelyard.services.datasets import STALE_CLAIM, DatasetService
 from modelyard.artifacts import ArtifactStore
 from modelyard.db import datasets as store_ds
 from modelyard.db.engine import Database

@@ -102,7 +102,7 @@ def test_the_queue_view_says_per_node_why_jobs_wait_and_the_page_lists_the_nodes
 ) -> None:
     from types import SimpleNamespace
 
-    from modelyard.server.routes_ui_api import queue_view
+    from modelyard.services.queue import queue_view
     from modelyard.server.web.render import templates
 
     scheduler, _ = loop

@@ -18,7 +18,7 @@ from modelyard.executors.capacity import Capacity, GpuInfo, Node
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
-from modelyard.server.routes_ui_api import queue_view, waiting_reason
+from modelyard.services.queue import queue_view, waiting_reason
 from modelyard.services.users import Users
 from modelyard.db import Database
 from modelyard.db import jobs as J

@@ -27,10 +27,10 @@ from modelyard.scheduler import policy
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.secrets import SecretBox
-from modelyard.server.cleanup_service import CleanupService
-from modelyard.server.dataset_service import DatasetService
+from modelyard.services.cleanup import CleanupService
+from modelyard.services.datasets import DatasetService
 from modelyard.server.isolation import check_new_user, protect_home
-from modelyard.server.output_service import OutputService
+from modelyard.services.outputs import OutputService
 from modelyard.server.serialize import job_to_dict
 from modelyard.services.users import Users
 from modelyard.artifacts.store import ArtifactStore

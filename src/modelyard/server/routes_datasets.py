@@ -1,7 +1,7 @@
 """Dataset routes: upload a local source, create a version from it (or from a URL the server
 reads), list, show (with the jobs that used each version and who did what), change who may
 read it, download a file, remove. Who may do which is ``datasets.access``, applied by
-``Platform.dataset_access`` (``server/dataset_service.py``).
+``Platform.dataset_access`` (``services/datasets.py``).
 
 Nomenclature: an *upload* is a tar of a client's local SOURCE, streamed to
 ``$MODELYARD_HOME/uploads/<id>.tar`` and unpacked next to it; a create names it
@@ -25,16 +25,13 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelyard import datasets
-from modelyard.datasets import Manifest, list_datasets, validate_name
-from modelyard.datasets.access import can_change, reads_server_disk
+from modelyard.datasets import list_datasets, validate_name
+from modelyard.datasets.access import reads_server_disk
 from modelyard.datasets.bounds import too_large, unpack_tar
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.server.api_schema import ErrorResponse, NameParam
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.server.serialize import iso
-from modelyard.db import jobs as store_jobs
-from modelyard.db.datasets import DatasetEvent
 from modelyard.db.records import User
 
 router = APIRouter()
@@ -123,19 +120,12 @@ async def create(body: CreateBody, p: PlatformDep, user: UserDep) -> dict[str, A
 @router.get("/datasets", responses=_errors())
 def list_all(p: PlatformDep, user: UserDep) -> dict[str, Any]:
     """The caller's datasets and the public ones (every one, for an admin), by name."""
-    access = p.dataset_access
-    return {"datasets": [{"name": o.name, "owner": o.owner, "visibility": o.visibility, "versions": len(vs),
-                          "latest": access.version_dict(vs[-1], user, files=False)}
-                         for o, vs in access.listing(user)]}
+    return p.dataset_access.listing_view(user)
 
 
 @router.get("/datasets/{name}", responses=_errors(404))
 def show_name(name: NameParam, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    o, versions = p.dataset_access.readable(name, user)
-    return {"name": name, "owner": o.owner, "visibility": o.visibility, "latest": versions[-1].ref,
-            "can_change": can_change(o, user),
-            "versions": [_full(p, m, user) for m in reversed(versions)],  # newest first
-            "history": [_event(e) for e in p.dataset_access.history(name)]}
+    return p.dataset_access.name_view(name, user)
 
 
 @router.patch("/datasets/{name}", responses=_errors(403, 404))
@@ -147,7 +137,7 @@ def change(name: NameParam, body: VisibilityBody, p: PlatformDep, user: UserDep)
 
 @router.get("/datasets/{name}/{version}", responses=_errors(404))
 def show_version(name: NameParam, version: str, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, p.dataset_access.version(f"{name}:{version}", user), user)
+    return p.dataset_access.version_view(p.dataset_access.version(f"{name}:{version}", user), user)
 
 
 @router.get("/datasets/{name}/{version}/files/{path:path}", responses=_errors(404))
@@ -182,17 +172,6 @@ def remove_version(name: NameParam, version: str, p: PlatformDep, user: UserDep)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def _full(p: Platform, m: Manifest, user: User) -> dict[str, Any]:
-    """A version with its files and the caller's jobs that used it (every job, for an admin)."""
-    jobs = store_jobs.jobs_using_dataset(p.db, m.name, m.version, user=user)
-    return {**p.dataset_access.version_dict(m, user), "jobs": [
-        {"id": j.id, "name": j.name, "owner": j.owner, "state": j.state.value} for j in jobs]}
-
-
-def _event(e: DatasetEvent) -> dict[str, Any]:
-    return {"time": iso(e.time), "action": e.action, "version": e.version, "actor": e.actor, "detail": e.detail}
 
 
 def _create(p: Platform, body: CreateBody, source: str, user: User, unpacked: Path | None) -> dict[str, Any]:

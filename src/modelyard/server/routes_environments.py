@@ -10,6 +10,7 @@ from modelyard.server.api_schema import AUTHED, NameParam, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import environment_to_dict
+from modelyard.services import environments as environments_service
 from modelyard.db import environments as store_environments
 from modelyard.db.records import User
 
@@ -25,7 +26,7 @@ def create(body: EnvironmentSpec, p: PlatformDep, user: UserDep) -> dict[str, An
 
 @router.get("/environments")
 def list_all(p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return {"environments": [environment_to_dict(e) for e in store_environments.list_environments(p.db, user)]}
+    return environments_service.listing_view(p, user)
 
 
 @router.get("/environments/{name}", responses=errors(404))

@@ -11,19 +11,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from modelyard.errors import not_found
 from modelyard.jobs import JobSpec
 from modelyard.jobs.spec import MAX_NAME, MAX_TAGS
-from modelyard.server import job_query_service
+from modelyard.services import job_query as job_query_service
+from modelyard.services import jobs as jobs_service
+from modelyard.services.jobs import attempt_of
 from modelyard.server.api_models import EventList, JobList, JobOut, LogPage, OutputList, TagsOut
 from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.server.serialize import event_to_dict, job_to_dict
 from modelyard.db import jobs as store_jobs
 from modelyard.db import ranks as store_ranks
 from modelyard.db import reports
-from modelyard.db.records import Job, User
+from modelyard.db.records import User
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]
@@ -51,13 +51,9 @@ class CloneBody(BaseModel):
     tags: list[str] | None = None
 
 
-def _full(p: Platform, job: Job) -> dict[str, Any]:
-    return job_to_dict(job, store_jobs.job_attempts(p.db, job.id))
-
-
 @router.post("/jobs", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def submit(body: SubmitBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, p.submit(user, body.spec, snapshot=body.snapshot, resume_from=body.resume_from))
+    return jobs_service.full(p, p.submit(user, body.spec, snapshot=body.snapshot, resume_from=body.resume_from))
 
 
 Texts = list[Annotated[str, Field(max_length=200)]] | None
@@ -107,37 +103,28 @@ def remove_tag(job_id: JobId, tag: Annotated[str, PathParam(max_length=64)], p: 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=errors(*AUTHED, 404))
 def show(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, store_jobs.get_job(p.db, job_id, user=user))
+    return jobs_service.show(p, user, job_id)
 
 
 @router.post("/jobs/{job_id}/stop", response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def stop(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, p.stop(user, job_id))
+    return jobs_service.full(p, p.stop(user, job_id))
 
 
 @router.post("/jobs/{job_id}/restart", response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def restart(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, p.restart(user, job_id))
+    return jobs_service.full(p, p.restart(user, job_id))
 
 
 @router.post("/jobs/{job_id}/clone", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def clone(job_id: JobId, body: CloneBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    return _full(p, p.clone(user, job_id, resume=body.resume, command=body.command, name=body.name,
+    return jobs_service.full(p, p.clone(user, job_id, resume=body.resume, command=body.command, name=body.name,
                             snapshot=body.snapshot, params=body.params, tags=body.tags))
 
 
 @router.get("/jobs/{job_id}/events", response_model=EventList, responses=errors(*AUTHED, 404))
 def job_events(job_id: JobId, p: PlatformDep, user: UserDep) -> dict[str, Any]:
-    store_jobs.get_job(p.db, job_id, user=user)
-    return {"events": [event_to_dict(e) for e in store_jobs.job_events(p.db, job_id)]}
-
-
-def attempt_of(p: Platform, job: Job, number: int | None):  # type: ignore[no-untyped-def]
-    number = number or job.attempt
-    attempt = store_jobs.attempt_by_number(p.db, job.id, number) if number else None
-    if number and attempt is None:
-        raise not_found(f"attempt {number} of job {job.id}")
-    return attempt
+    return jobs_service.events(p, user, job_id)
 
 
 @router.get("/jobs/{job_id}/logs", response_model=LogPage, responses=errors(*AUTHED, 404))

@@ -20,7 +20,7 @@ from modelyard.errors import ModelyardError
 from modelyard.server.api_schema import AUTHED, MAX_ID, AttemptQuery, JobId, NodeQuery, OffsetQuery, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.server.routes_jobs import attempt_of
+from modelyard.services.jobs import attempt_of
 from modelyard.server.serialize import job_to_dict
 from modelyard.db import jobs as store_jobs
 from modelyard.db.records import User

@@ -24,7 +24,8 @@ from modelyard.server.api_models import Health, NewUserOut, ReportAck, SnapshotO
 from modelyard.server.api_schema import AUTHED, MAX_ID, USER_NAME_PATTERN, errors
 from modelyard.server.auth import admin_user, bearer_token, current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.server.snapshot_service import CodeUpload
+from modelyard.services.queue import node_row
+from modelyard.services.snapshots import CodeUpload
 from modelyard.artifacts.snapshot import SnapshotLimits, check_snapshot
 from modelyard.db import jobs as store_jobs
 from modelyard.db import reports
@@ -75,16 +76,6 @@ def capacity(p: PlatformDep, _user: UserDep) -> dict[str, Any]:
         "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total} for g in p.capacity.gpus],
         "nodes": [node_row(n) for n in nodes],
     }
-
-
-def node_row(n: policy.NodeUsage) -> dict[str, Any]:
-    """One node as the capacity API and the queue page show it: what it has and what is used there."""
-    node = n.node
-    return {"id": node.id, "address": getattr(node, "address", None), "labels": dict(node.labels),
-            "total": node.total.model_dump(), "used": {"gpus": len(n.gpus), "cpus": n.cpus, "memory": n.memory},
-            "gpus_used": list(n.gpus), "jobs": len(n.jobs),
-            "gpus": [{"index": g.index, "name": g.name, "memory_total": g.memory_total}
-                     for g in getattr(node, "gpus", ())]}
 
 
 @router.post("/snapshots", status_code=201, response_model=SnapshotOut, responses=errors(*AUTHED))

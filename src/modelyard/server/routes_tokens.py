@@ -8,7 +8,6 @@ that creates it; listings show its first characters (``prefix``).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
@@ -17,23 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.db.records import Token, User
+from modelyard.server.serialize import token_to_dict
+from modelyard.db.records import User
 from modelyard.db.users import add_named_token, list_tokens, revoke_token, webhook_secret
 
 router = APIRouter()
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 UserDep = Annotated[User, Depends(current_user)]
 MAX_TTL = 10 * 365 * 86400  # ten years: past that "never" says what is meant
-
-
-def _iso(t: float | None) -> str | None:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z") if t is not None else None
-
-
-def token_to_dict(t: Token, *, now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
-    return {"id": t.id, "name": t.name, "prefix": t.prefix, "owner": t.owner, "created_at": _iso(t.created_at),
-            "expires_at": _iso(t.expires_at), "expired": t.expires_at is not None and t.expires_at <= now}
 
 
 class NewToken(BaseModel):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.server.api_schema import AUTHED, errors
 from modelyard.server.auth import current_user, get_platform
 from modelyard.server.platform import Platform
-from modelyard.server.routes_tokens import token_to_dict
+from modelyard.server.serialize import token_to_dict
 from modelyard.db.records import User
 
 router = APIRouter()

@@ -1,17 +1,25 @@
 """Records to the JSON shapes of docs/api.md: one place, used by every route."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from modelyard.datasets import Manifest
 from modelyard.jobs.spec import MASK
-from modelyard.db.records import Attempt, Event, Job, NamedEnvironment
+from modelyard.db.records import Attempt, Event, Job, NamedEnvironment, Token
 from modelyard.db.secrets import SecretInfo
 
 
 def iso(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z") if t is not None else None
+
+
+def token_to_dict(t: Token, *, now: float | None = None) -> dict[str, Any]:
+    """A token as listings show it: its first characters, never the token."""
+    now = time.time() if now is None else now
+    return {"id": t.id, "name": t.name, "prefix": t.prefix, "owner": t.owner, "created_at": iso(t.created_at),
+            "expires_at": iso(t.expires_at), "expired": t.expires_at is not None and t.expires_at <= now}
 
 
 def attempt_to_dict(a: Attempt) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The pages under /ui and the partials htmx swaps into them.
 
-Each page reads its data by calling the API's own route functions
-(``routes_jobs``, ``routes_ui_api``) or the service a route calls
-(``services/``, e.g. compare) with the signed-in user, so a page can never
+Each page reads its data from the services the API's routes call too
+(``services/``: jobs, queue, job_query, datasets, environments, compare, ...)
+with the signed-in user, never from a route handler, so a page can never
 show what ``/api/v1`` would not; ``?format=json`` returns that data.
 Pages are for people: no session (or a bad one) redirects to the sign-in
 form, and another user's job is a 404 page, exactly as the API answers 404.
@@ -19,11 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState
-from modelyard.server import routes_datasets as datasets_api
-from modelyard.server import routes_environments as environments_api
-from modelyard.server import routes_jobs as api
-from modelyard.server import routes_ui_api as ui_api
-from modelyard.server import job_query_service
+from modelyard.services import job_query as job_query_service
 from modelyard.server.auth import COOKIE, client_address, get_platform, session_policy, throttle
 from modelyard.server.platform import Platform
 from modelyard.server.throttle import Throttled
@@ -31,7 +27,10 @@ from modelyard.server.api_schema import MAX_ID
 from modelyard.server.web import job_form
 from modelyard.server.web import session as cookies
 from modelyard.server.web.render import render, respond
+from modelyard.services import environments as environments_service
+from modelyard.services import jobs as jobs_service
 from modelyard.services import notices
+from modelyard.services.queue import queue_view, waiting_reason
 from modelyard.services import compare as compare_service
 from modelyard.db.records import User
 from modelyard.db.jobs import last_event_id
@@ -153,7 +152,7 @@ def jobs_data(p: Platform, user: User, *, state: JobState | None, q: str | None,
         if exc.code != ErrorCode.INVALID:
             raise
         error, listing = exc.message, {"jobs": [], "total": 0, "param_names": []}
-    latest = ui_api.latest_metrics(p, user, [j["id"] for j in listing["jobs"]], metric)
+    latest = jobs_service.latest_metrics(p, user, [j["id"] for j in listing["jobs"]], metric)
     pages = max(1, -(-listing["total"] // PAGE_SIZE))
     chosen = [c for c in (cols or "").split(",") if c]
     return {"jobs": listing["jobs"], "total": listing["total"], "page": page, "pages": pages,
@@ -195,7 +194,7 @@ def jobs_rows(request: Request, p: PlatformDep, user: UserDep,
 
 def job_data(p: Platform, user: User, job_id: int, outputs_attempt: int | None = None) -> dict[str, Any]:
     """``outputs_attempt``: whose outputs the page lists (the attempt chooser); None: the job's."""
-    job = api.show(job_id, p, user)
+    job = jobs_service.show(p, user, job_id)
     try:
         outputs = p.outputs.listing(user, job_id, attempt=outputs_attempt)
     except ModelyardError as exc:  # a chosen attempt the job does not have: its own outputs instead
@@ -203,8 +202,8 @@ def job_data(p: Platform, user: User, job_id: int, outputs_attempt: int | None =
             raise
         outputs, outputs_attempt = p.outputs.listing(user, job_id), None
     files = outputs["files"]
-    waiting = ui_api.waiting_reason(p, user, job_id) if job["state"] == JobState.QUEUED.value else None
-    return {"job": job, "events": api.job_events(job_id, p, user)["events"], "outputs": files,
+    waiting = waiting_reason(p, user, job_id) if job["state"] == JobState.QUEUED.value else None
+    return {"job": job, "events": jobs_service.events(p, user, job_id)["events"], "outputs": files,
             "model": [f for f in files if f["final"]], "other_outputs": [f for f in files if not f["final"]],
             "outputs_attempt": outputs["attempt"],
             "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"], "waiting": waiting}
@@ -273,7 +272,7 @@ def new_job_page(request: Request, p: PlatformDep, user: UserDep,
         if exc.code != ErrorCode.NOT_FOUND:
             raise
         return respond(request, "not_found.html", exc.to_dict(), user=user, status_code=404)
-    environments = environments_api.list_all(p, user)["environments"]  # the ones this user may use
+    environments = environments_service.listing_view(p, user)["environments"]  # the ones this user may use
     return respond(request, "new.html", {
         "datasets": dataset_choices(p, user), "environments": environments,
         "code_jobs": job_form.code_jobs(p.db, user), "round_of": round_of}, user=user)
@@ -289,13 +288,13 @@ def dataset_choices(p: Platform, user: User) -> list[dict[str, Any]]:
 
 @router.get("/ui/datasets")
 def datasets_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
-    return respond(request, "datasets.html", datasets_api.list_all(p, user), user=user)
+    return respond(request, "datasets.html", p.dataset_access.listing_view(user), user=user)
 
 
 @router.get("/ui/datasets/{name}")
 def dataset_page(request: Request, name: str, p: PlatformDep, user: UserDep) -> Response:
     try:
-        data = datasets_api.show_name(name, p, user)
+        data = p.dataset_access.name_view(name, user)
     except ModelyardError as exc:
         if exc.code not in (ErrorCode.NOT_FOUND, ErrorCode.INVALID):
             raise
@@ -305,12 +304,12 @@ def dataset_page(request: Request, name: str, p: PlatformDep, user: UserDep) -> 
 
 @router.get("/ui/queue")
 def queue_page(request: Request, p: PlatformDep, user: UserDep) -> Response:
-    return respond(request, "queue.html", ui_api.queue_view(p, user), user=user)
+    return respond(request, "queue.html", queue_view(p, user), user=user)
 
 
 @router.get("/ui/queue/panel")
 def queue_panel(request: Request, p: PlatformDep, user: UserDep) -> Response:
-    return respond(request, "_queue.html", ui_api.queue_view(p, user), user=user)
+    return respond(request, "_queue.html", queue_view(p, user), user=user)
 
 
 # -- notices, settings ---------------------------------------------------------------------------

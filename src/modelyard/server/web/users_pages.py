@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from modelyard.errors import ModelyardError
-from modelyard.server.routes_tokens import token_to_dict
+from modelyard.server.serialize import token_to_dict
 from modelyard.server.web.pages import PlatformDep, UserDep
 from modelyard.server.web.render import respond
 from modelyard.services.users import duration_text

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 
 from modelyard.datasets import DatasetIndex, Manifest, StoreIndex, get_version, list_datasets, parse_ref, validate_name
 from modelyard.datasets.access import (
-    PRIVATE, Ownership, can_read, check_change, check_read, check_visibility, hidden, reads_server_disk,
+    PRIVATE, Ownership, can_change, can_read, check_change, check_read, check_visibility, hidden, reads_server_disk,
     shown_source,
 )
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.server.serialize import dataset_to_dict
+from modelyard.server.serialize import dataset_to_dict, iso
 from modelyard.db import datasets as store_ds
 from modelyard.db import jobs as store_jobs
 from modelyard.db.engine import Database
@@ -73,6 +73,27 @@ class DatasetService:
         d["source"] = shown_source(m.source, user, on_server=reads_server_disk(m.source),
                                    upload=self.is_upload(m.source))
         return d
+
+    # -- what the dataset API and pages show --------------------------------------------------
+
+    def listing_view(self, user: User) -> dict[str, Any]:
+        """The caller's datasets and the public ones (every one, for an admin), by name."""
+        return {"datasets": [{"name": o.name, "owner": o.owner, "visibility": o.visibility, "versions": len(vs),
+                              "latest": self.version_dict(vs[-1], user, files=False)}
+                             for o, vs in self.listing(user)]}
+
+    def name_view(self, name: str, user: User) -> dict[str, Any]:
+        o, versions = self.readable(name, user)
+        return {"name": name, "owner": o.owner, "visibility": o.visibility, "latest": versions[-1].ref,
+                "can_change": can_change(o, user),
+                "versions": [self.version_view(m, user) for m in reversed(versions)],  # newest first
+                "history": [_event(e) for e in self.history(name)]}
+
+    def version_view(self, m: Manifest, user: User) -> dict[str, Any]:
+        """A version with its files and the caller's jobs that used it (every job, for an admin)."""
+        jobs = store_jobs.jobs_using_dataset(self.db, m.name, m.version, user=user)
+        return {**self.version_dict(m, user), "jobs": [
+            {"id": j.id, "name": j.name, "owner": j.owner, "state": j.state.value} for j in jobs]}
 
     def is_upload(self, source: str) -> bool:
         return source.startswith(str(self.uploads) + "/")
@@ -174,3 +195,7 @@ class _Recording:
 
     def remove(self, manifest: Manifest) -> None:
         self.index.remove(manifest)
+
+
+def _event(e: store_ds.DatasetEvent) -> dict[str, Any]:
+    return {"time": iso(e.time), "action": e.action, "version": e.version, "actor": e.actor, "detail": e.detail}

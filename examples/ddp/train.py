@@ -17,12 +17,20 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+
+
+def say(line: str) -> None:
+    """One line in one write: the ranks share one stdout, and under PYTHONUNBUFFERED (which the platform
+    sets) print() writes the text and its newline apart, so two ranks' lines could run together."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 def weights_hash(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
@@ -55,9 +63,9 @@ def main() -> None:
         loss.backward()
         opt.step()
         if rank == 0:
-            print(json.dumps({"metric": "loss", "value": loss.item(), "step": step}), flush=True)
+            say(json.dumps({"metric": "loss", "value": loss.item(), "step": step}))
     digest = weights_hash(model.module)
-    print(f"rank {rank} of {world} (node rank {os.environ.get('NODE_RANK')}): weights sha256 {digest}", flush=True)
+    say(f"rank {rank} of {world} (node rank {os.environ.get('NODE_RANK')}): weights sha256 {digest}")
     out = Path(os.environ.get("MODELYARD_OUTPUT_DIR", "."))
     out.mkdir(parents=True, exist_ok=True)
     (out / f"weights-rank{rank}.json").write_text(json.dumps({"rank": rank, "sha256": digest}))

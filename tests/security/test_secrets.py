@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest import wait_for
+from modelyard.artifacts.keys import attempt_prefix, log_archive_key
 from servers import ServerProcess, ui_sign_in
 
 PY = sys.executable
@@ -178,8 +179,11 @@ def test_the_job_gets_its_secrets_and_nothing_shows_them(
                 assert stored not in text and inline not in text, f"a secret value is in {what}"
             assert '"STORED_TOK":"***"' in shown[f"/ui/jobs/{job['id']}?format=json"].replace(" ", "")
             assert "secret STORED_TOK" in shown[f"/ui/jobs/{job['id']}"]
-            artifact_log = (home / "artifacts" / "jobs" / str(job["id"]) / "attempts" / "1" / "log.txt").read_text()
-            assert "leak *** ***" in artifact_log and stored not in artifact_log
+            # the log's one stored copy, once it left the db (the archive replaces the supervisor's log.txt)
+            attempt_dir = home / "artifacts" / attempt_prefix(job["id"], 1)
+            wait_for(lambda: not (attempt_dir / "log.txt").exists(), 30, what="the log's archive to replace log.txt")
+            artifact_log = (home / "artifacts" / log_archive_key(job["id"], 1)).read_text()
+            assert "leak *** ***" in artifact_log and stored not in artifact_log and inline not in artifact_log
     finally:
         srv.stop()
     held = database_text(url, home)

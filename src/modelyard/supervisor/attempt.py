@@ -42,6 +42,7 @@ from modelyard.supervisor.runner import JobProcess, StartFailed, describe_exit, 
 from modelyard.supervisor.sandbox import chown_tree, format_limit, read_only_files
 from modelyard.supervisor.sampler import Sampler
 from modelyard.supervisor.sync import OutputSyncer
+from modelyard.supervisor.tensorboard import EventWatcher, Point
 from modelyard.supervisor.venv import VenvLease, acquire_for
 
 START_FAILED_EXIT = 127  # what a shell returns for a command it cannot run
@@ -191,12 +192,31 @@ class Attempt:
         if sampler is not None:
             sampler.start()
         self.syncer = self._make_syncer()
+        events = self._make_event_watcher()
         try:
             reason = self._watch(job)
         finally:
             if sampler is not None:
                 sampler.stop()
-        return self._ending(job, reason)
+        try:
+            return self._ending(job, reason)
+        finally:
+            if events is not None:
+                events.stop()  # after the command ended: its last scalars are read before the final report
+
+    def _make_event_watcher(self) -> EventWatcher | None:
+        """Scalars from TensorBoard event files (README "TensorBoard"); rank 0's, like metric lines."""
+        if self.batcher is None or not self.rank0:
+            return None
+        batcher = self.batcher
+
+        def emit(points: list[Point]) -> None:
+            with batcher.lock:
+                batcher.extend_locked([], points)
+
+        watcher = EventWatcher(self.dirs.output, emit, note=self.pump.note)
+        watcher.start()
+        return watcher
 
     def _record_group(self, job: JobProcess) -> None:
         """``job.pid``: the command's group, for an executor that must kill a lost attempt's command."""
@@ -217,6 +237,8 @@ class Attempt:
                 for d in (self.dirs.code, self.dirs.resume, self.dirs.output):
                     d.mkdir(mode=0o700, exist_ok=True)
                     os.chmod(d, 0o700)
+            # before the command starts, so a writer may log into it at once; _hand_over makes it the job's
+            self.dirs.tensorboard.mkdir(exist_ok=True)
             cwd = self._materialise_code()
             resume = c.resume_dir
             if c.resume_prefix:

@@ -34,6 +34,9 @@ _INHERITED_PREFIXES = ("LC_",)
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+TENSORBOARD_DIR = "tensorboard"  # under the output folder, so the event files are kept with the outputs
+
+
 @dataclass(frozen=True)
 class RunDirs:
     """One attempt's local folder: ``code/``, ``output/``, ``resume/``, ``spool/``, ``log.txt``."""
@@ -47,6 +50,11 @@ class RunDirs:
     @property
     def output(self) -> Path:
         return self.root / "output"
+
+    @property
+    def tensorboard(self) -> Path:
+        """``MODELYARD_TENSORBOARD_DIR``: where a job's TensorBoard writer goes (supervisor/tensorboard.py)."""
+        return self.output / TENSORBOARD_DIR
 
     @property
     def resume(self) -> Path:
@@ -140,6 +148,7 @@ def job_env(
     env["MODELYARD_JOB_ID"] = config.job_id
     env["MODELYARD_ATTEMPT"] = str(config.attempt)
     env["MODELYARD_OUTPUT_DIR"] = str(config.dirs.output)
+    env["MODELYARD_TENSORBOARD_DIR"] = str(config.dirs.tensorboard)
     if resume_dir is not None:
         env["MODELYARD_RESUME_DIR"] = str(resume_dir)
     data_dir = data_dir or config.data_dir

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.jobs.launch import LaunchSpec
-from modelyard.supervisor.config import SupervisorConfig, job_env
+from modelyard.supervisor.config import TENSORBOARD_DIR, SupervisorConfig, job_env
 from modelyard.supervisor.runner import JobProcess, StartFailed
 from modelyard.supervisor.sandbox import real_cores
 
@@ -83,6 +83,7 @@ def container_env(spec: LaunchSpec, env: Mapping[str, str], mounts: Mounts) -> d
     sense inside (an image's Python is often on a PATH of its own, /opt/conda/bin)."""
     inside = {k: v for k, v in env.items() if k not in _IMAGES_OWN or k in spec.env}
     inside["MODELYARD_OUTPUT_DIR"] = OUTPUT
+    inside["MODELYARD_TENSORBOARD_DIR"] = f"{OUTPUT}/{TENSORBOARD_DIR}"
     if mounts.data is not None:
         inside["MODELYARD_DATA_DIR"] = DATA
     if mounts.resume is not None:

@@ -118,3 +118,23 @@ def test_no_event_file_no_cost(tmp_path: Path) -> None:
     # five looks took five intervals: the thread waits between them, it does not spin
     assert float(elapsed) >= 0.45 and int(looks) <= float(elapsed) / 0.1 + 2
     assert float(cpu) < 0.2
+
+
+def test_only_node_rank_0_reads_event_files(tmp_path: Path, receiver: Receiver) -> None:  # noqa: F811
+    """As with metric lines: every node writes the same curves; the job's series are rank 0's."""
+    argv = job(tmp_path, """
+        import os
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        writer = EventFileWriter(os.environ["MODELYARD_TENSORBOARD_DIR"])
+        value = summary_pb2.Summary.Value(tag="loss", simple_value=1.0)
+        writer.add_event(event_pb2.Event(wall_time=1.0, step=1, summary=summary_pb2.Summary(value=[value])))
+        writer.close()
+        print('{"metric": "loss", "value": 1}')
+    """)
+    sup = launch(tmp_path, argv, receiver.url, output_prefix="jobs/7/outputs/rank1",
+                 distributed={"node_rank": 1, "nnodes": 2, "master_addr": "127.0.0.1", "master_port": 29999})
+    assert sup.wait(30) == 0, sup.stderr
+    assert receiver.exited()["reason"] == "exit_zero"
+    assert receiver.metrics() == []
+    assert receiver.texts() == ['{"metric": "loss", "value": 1}']  # a log line on rank 1

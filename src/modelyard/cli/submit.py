@@ -25,6 +25,7 @@ Requirements = Annotated[Optional[Path], typer.Option(metavar="FILE", help="run 
 Env = Annotated[Optional[list[str]], typer.Option("--env", "-e", metavar="K=V", help="an environment variable (repeatable)")]
 Param = Annotated[Optional[list[str]], typer.Option("--param", metavar="NAME=VALUE", help="a parameter (repeatable): in MODELYARD_PARAMS, and in place of {NAME} in the command")]
 Tag = Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="a tag to find the job by (repeatable)")]
+MetricPattern = Annotated[Optional[list[str]], typer.Option("--metric-pattern", metavar="REGEX", help="metrics from printed lines: a regex with named groups, e.g. 'loss=(?P<loss>[0-9.]+)', or a preset: keras, hf-trainer, pytorch-examples, lightning (repeatable)")]
 NprocPerNode = Annotated[Optional[int], typer.Option("--nproc-per-node", metavar="K", help="processes per node, for torchrun's LOCAL_WORLD_SIZE (default: the GPUs per node, or 1)")]
 
 
@@ -41,6 +42,7 @@ def submit(
     env: Env = None,
     param: Param = None,
     tag: Tag = None,
+    metric_pattern: MetricPattern = None,
     secret: Annotated[Optional[list[str]], typer.Option(metavar="NAME[=VALUE]", help="an environment variable shown as *** everywhere: NAME=VALUE, or NAME for your stored secret (modelyard secret set NAME); repeatable")] = None,
     priority: Annotated[Optional[int], typer.Option(help="higher runs first (-1000..1000)")] = None,
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 72h")] = None,
@@ -67,7 +69,7 @@ def submit(
     overrides: dict[str, Any] = {
         "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
         "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "secrets": secret or None,
-        "params": param or None, "tags": tag or None,
+        "params": param or None, "tags": tag or None, "metric_patterns": metric_pattern or None,
         "priority": priority, "nodes": nodes, "nproc_per_node": nproc_per_node, "node_labels": node_label or None,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
         "webhook_events": webhook_event or None,
@@ -97,6 +99,7 @@ def run(
     gpus: Annotated[Optional[str], typer.Option(metavar="0,1", help="GPU indices the job may see")] = None,
     env: Env = None,
     param: Param = None,
+    metric_pattern: MetricPattern = None,
     max_runtime: Annotated[Optional[str], typer.Option(help="stop after this long, e.g. 2h")] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="in MODELYARD_DATA_DIR, as a job gets it (NAME: its latest version)")] = None,
     image: Image = None,
@@ -128,7 +131,7 @@ def run(
     from modelyard.scheduler.launch import environment_for
 
     spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime,
-                             "params": param or None,
+                             "params": param or None, "metric_patterns": metric_pattern or None,
                              "requirements": read_requirements(requirements) if requirements else None,
                              "image": image, "nproc_per_node": nproc_per_node})
     gpu_list = _gpu_list(gpus)
@@ -144,6 +147,7 @@ def run(
             max_runtime=spec.max_runtime, stop_grace=settings.stop_grace,
             max_snapshot_bytes=settings.max_snapshot_bytes, snapshot_progress=progress, data_dir=data_dir,
             environment=environment_for(settings, image=spec.image, requirements=spec.requirements),
+            metric_patterns=spec.metric_patterns,
         )
     note(f"outputs in {run_dir / 'output'}")
     raise typer.Exit(outcome.shell_exit_code)

@@ -135,6 +135,8 @@ class LaunchSpec(_Frozen):
     batch_max_items: int = Field(5000, ge=1)
     max_snapshot_bytes: int = Field(200 * 1024 * 1024, ge=1)  # what the snapshot may unpack to
     max_snapshot_files: int = Field(100_000, ge=1)  # and how many members it may hold
+    # the job's metric_patterns (jobs/patterns.py); defaulted, so a config written before them still loads
+    metric_patterns: list[str] = Field(default_factory=list)
 
     @field_validator("argv")
     @classmethod

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from modelyard.jobs.nodes import check_label, parse_labels
+from modelyard.jobs.patterns import MAX_PATTERNS, check_pattern
 from modelyard.jobs.units import parse_duration, parse_size
 
 DEFAULT_MAX_RUNTIME = 72 * 3600.0
@@ -43,6 +44,7 @@ MAX_NODE_LABELS = 20  # labels a job may require
 MAX_PARAMS = 200  # parameters of one job
 MAX_PARAM_VALUE = 1000  # characters of one parameter's value
 MAX_TAGS = 50  # tags of one job
+MAX_METRIC_PATTERNS = MAX_PATTERNS  # metric patterns of one job (each at most MAX_PATTERN characters)
 # A parameter's name is what ``{NAME}`` in the command and a filter ``NAME>=x`` name.
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/+\-]{0,63}")
@@ -128,6 +130,9 @@ class JobSpec(BaseModel):
     tags: list[str] = Field(default_factory=list, description=f"at most {MAX_TAGS}")
     # which of JOB_EVENTS the job's webhooks are sent for; empty: its end (any of END_EVENTS)
     webhook_events: list[str] = Field(default_factory=list)
+    # metrics read from the text the command prints (README "Metrics from text lines", jobs/patterns.py):
+    # regexes with named groups, or preset names (keras, hf-trainer, pytorch-examples, lightning)
+    metric_patterns: list[str] = Field(default_factory=list, description=f"at most {MAX_METRIC_PATTERNS}")
 
     @field_validator("command")
     @classmethod
@@ -228,6 +233,17 @@ class JobSpec(BaseModel):
                 raise ValueError(f"webhook event {event!r}: use one of {', '.join(JOB_EVENTS)}")
         return list(dict.fromkeys(v))
 
+    @field_validator("metric_patterns")
+    @classmethod
+    def _metric_patterns(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        out = list(dict.fromkeys(v))
+        if not _stored(info):
+            if len(out) > MAX_METRIC_PATTERNS:
+                raise ValueError(f"{len(out)} metric patterns; the limit is {MAX_METRIC_PATTERNS} a job")
+            for p in out:
+                check_pattern(p)
+        return out
+
     @property
     def local_world_size(self) -> int:
         """Processes per node: as asked, else one per GPU, else one."""
@@ -324,8 +340,8 @@ class JobSpec(BaseModel):
                     file_params, flag_params = {}, value
                 both_maps = isinstance(file_params, dict) and isinstance(flag_params, dict)
                 data["params"] = {**file_params, **flag_params} if both_maps else flag_params
-            elif key == "tags":
-                data["tags"] = [*(data.get("tags") or []), *value]
+            elif key in ("tags", "metric_patterns"):
+                data[key] = [*(data.get(key) or []), *value]
             elif key == "secrets":
                 file_secrets, flag_secrets = parse_secrets(data.get("secrets") or {}), parse_secrets(value)
                 both_maps = isinstance(file_secrets, dict) and isinstance(flag_secrets, dict)

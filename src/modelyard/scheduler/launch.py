@@ -150,4 +150,5 @@ def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank:
                                 node_id=where.node),
         max_snapshot_bytes=ctx.settings.max_snapshot_bytes,
         max_snapshot_files=ctx.settings.max_snapshot_files,
+        metric_patterns=list(spec.metric_patterns),
     )

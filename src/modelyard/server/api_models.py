@@ -53,6 +53,7 @@ class JobOut(Out):
     env: dict[str, str]
     webhooks: list[str]
     webhook_events: list[str] = []
+    metric_patterns: list[str] = []
     snapshot: str | None
     resume_from: int | None
     dataset: str | None

@@ -76,7 +76,7 @@ class Attempt:
         self.rank0 = config.distributed.node_rank == 0
         # secrets: their values are masked in the job's output (README "Secrets")
         self.pump = OutputPump(self.dirs.log, self.batcher, echo=config.local_mode, masks=config.secrets.values(),
-                               metrics=self.rank0)
+                               metrics=self.rank0, patterns=config.metric_patterns)
         self.disk = DiskWatch(self.dirs.root, None if config.local_mode else self.dirs.spool / "reserve")
         self.disk.hold_reserve()
         self.pump.on_enospc = self.disk.enospc

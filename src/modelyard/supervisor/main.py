@@ -68,6 +68,7 @@ def run_local(
     snapshot_progress: Progress | None = None,
     environment: Environment | None = None,
     distributed: Distributed | None = None,
+    metric_patterns: Sequence[str] = (),
 ) -> Outcome:
     """Run ``argv`` in the foreground exactly as the platform would, printing its output.
 
@@ -87,7 +88,7 @@ def run_local(
         resume_dir=Path(resume_dir).resolve() if resume_dir else None,
         data_dir=Path(data_dir).resolve() if data_dir else None,
         max_runtime=max_runtime, stop_grace=stop_grace, environment=environment or Environment(),
-        distributed=distributed or Distributed(),
+        distributed=distributed or Distributed(), metric_patterns=list(metric_patterns),
     )
     return run_attempt(config)
 

@@ -14,6 +14,8 @@ UTF-8 sequence). Lines longer than ``MAX_LINE`` are reported in pieces (and
 still raw, whole, in log.txt). A job's secret values (at least ``MIN_MASKED`` characters) are
 replaced by ``***`` in whatever it prints, before log.txt, the tail or a report
 sees them; with no secrets the path does one test a read, nothing more.
+A job's ``metric_patterns`` (jobs/patterns.py) are tried on the lines left as log
+lines, stdout and stderr both; with none, the path does one test a read.
 When log.txt's disk is full (ENOSPC) the raw copy stops there, with one note;
 the lines are still reported, and the server keeps them.
 """
@@ -24,11 +26,12 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
 from modelyard.jobs.metrics import metric_fields_many
+from modelyard.jobs.patterns import Matcher, matcher
 from modelyard.supervisor.batch import Batcher
 
 MAX_LINE = 8 * 1024 * 1024
@@ -41,10 +44,12 @@ MIN_MASKED = 4
 
 class OutputPump:
     def __init__(self, log_path: Path, batcher: Batcher | None, *, echo: bool = False, tail_lines: int = 20,
-                 masks: Iterable[str] = (), metrics: bool = True) -> None:
+                 masks: Iterable[str] = (), metrics: bool = True, patterns: Sequence[str] = ()) -> None:
         self.log_path = log_path
         # False on a node rank > 0: metric points come from rank 0, and the other ranks' metric lines stay log lines
         self.parse_metrics = metrics
+        # the job's metric_patterns (jobs/patterns.py), only where metrics are read at all
+        self.patterns = list(patterns) if metrics else []
         self.log: IO[bytes] | None = open(log_path, "ab")
         self.on_enospc: Callable[[], None] = lambda: None  # called under ``lock``: must not take it
         self.batcher = batcher
@@ -75,6 +80,8 @@ class OutputPump:
         # read1: whatever the pipe holds now (up to READ_SIZE), without waiting for more
         read = getattr(pipe, "read1", pipe.read)
         parse = stream == "stdout" and self.parse_metrics
+        # each stream its own matcher: the axes a line carries forward are that stream's, and no lock is needed
+        found = matcher(self.patterns) if self.patterns else None
         echo_to = _binary(sys.stdout if stream == "stdout" else sys.stderr) if self.echo else None
         pending: list[bytes] = []  # the start of a line not yet ended
         pending_len = 0
@@ -85,7 +92,7 @@ class OutputPump:
                     pending.append(data)
                     pending_len += len(data)
                     if end or pending_len >= MAX_LINE:
-                        pending, pending_len = self._long(b"".join(pending), stream, parse, echo_to)
+                        pending, pending_len = self._long(b"".join(pending), stream, parse, echo_to, found)
                     continue
                 whole = data[:end]
                 if pending:
@@ -93,16 +100,18 @@ class OutputPump:
                     pending, pending_len = [], 0
                 if end < len(data):
                     pending, pending_len = [data[end:]], len(data) - end
-                self._lines(whole, whole.decode("utf-8", "backslashreplace").split("\n")[:-1], stream, parse, echo_to)
+                self._lines(whole, whole.decode("utf-8", "backslashreplace").split("\n")[:-1], stream, parse, echo_to,
+                            found)
             if pending:
                 tail = b"".join(pending)
-                self._lines(tail, [tail.decode("utf-8", "backslashreplace")], stream, parse, echo_to)
+                self._lines(tail, [tail.decode("utf-8", "backslashreplace")], stream, parse, echo_to, found)
         except (OSError, ValueError):
             pass  # the pipe was closed under us; EOF for our purposes
         finally:
             pipe.close()
 
-    def _long(self, blob: bytes, stream: str, parse: bool, echo_to: IO[bytes] | None) -> tuple[list[bytes], int]:
+    def _long(self, blob: bytes, stream: str, parse: bool, echo_to: IO[bytes] | None,
+              found: Matcher | None = None) -> tuple[list[bytes], int]:
         """Report what ``blob`` holds in pieces of at most MAX_LINE bytes, each line's last piece with its end;
         keep a trailing unfinished piece shorter than MAX_LINE pending (as ``readline(MAX_LINE)`` would)."""
         pos = 0
@@ -113,11 +122,12 @@ class OutputPump:
                 rest = blob[pos:]
                 return [rest], len(rest)
             piece = blob[pos:stop]
-            self._lines(piece, [piece.decode("utf-8", "backslashreplace")], stream, parse, echo_to)
+            self._lines(piece, [piece.decode("utf-8", "backslashreplace")], stream, parse, echo_to, found)
             pos = stop
         return [], 0
 
-    def _lines(self, raw: bytes, lines: list[str], stream: str, parse: bool, echo_to: IO[bytes] | None) -> None:
+    def _lines(self, raw: bytes, lines: list[str], stream: str, parse: bool, echo_to: IO[bytes] | None,
+               found: Matcher | None = None) -> None:
         """One read's worth: ``raw`` as read, ``lines`` its decoded lines (newlines not included)."""
         if self._masks:
             raw, lines = self._masked(raw, lines)
@@ -132,6 +142,10 @@ class OutputPump:
                     points.append((*fields, t))
         else:
             logs = [(t, stream, line.rstrip("\r\n")) for line in lines]
+        if found is not None:  # a matched line stays a log line: the text is kept as it was printed
+            match = found.match
+            for _, _, text in logs:
+                points.extend([(*fields, t) for fields in match(text)])
         with self.lock:
             self._write_log(raw)
             if echo_to is not None:

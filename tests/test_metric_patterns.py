@@ -120,7 +120,8 @@ def test_bad_patterns_are_refused_naming_the_field(patterns: list[object], words
 
 def test_stored_specs_and_older_launch_configs_still_load(tmp_path: Path) -> None:
     many = [f"(?P<m{i}>x)" for i in range(MAX_PATTERNS + 1)]
-    assert JobSpec.model_validate({"command": ["true"], "metric_patterns": many}, context=STORED).metric_patterns == many
+    stored = JobSpec.model_validate({"command": ["true"], "metric_patterns": many}, context=STORED)
+    assert stored.metric_patterns == many  # kept before a bound was lowered: still loads
     old = {"version": 1, "job_id": "1", "argv": ["true"], "run_dir": str(tmp_path)}  # written before the field
     assert LaunchSpec.model_validate(old).metric_patterns == []
     spec = JobSpec.from_sources({"command": ["true"], "metric_patterns": ["keras"]}, {"metric_patterns": ["lightning"]})
@@ -177,3 +178,38 @@ def test_a_bad_regex_is_refused_at_submit(server: ServerProc, tmp_path: Path) ->
     assert done.returncode != 0 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "metric_patterns" in done.stderr and "no named group" in done.stderr
+
+
+@pytest.mark.parametrize("rank0", [True, False])
+def test_the_pump_reads_both_streams_on_rank_0_only(rank0: bool, tmp_path: Path) -> None:
+    from modelyard.supervisor.batch import Batcher
+    from modelyard.supervisor.output import OutputPump
+
+    code = ("import sys; print('loss=0.5 step=1'); print('plain'); print('loss=0.25 step=2', file=sys.stderr);"
+            "print('{\"metric\": \"acc\", \"value\": 1}')")
+    batcher = Batcher(tmp_path / "spool", max_items=1000, interval=3600)
+    pump = OutputPump(tmp_path / "log.txt", batcher, patterns=[r"loss=(?P<loss>[\d.]+) step=(?P<step>\d+)"],
+                      metrics=rank0)
+    proc = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pump.start(proc.stdout, proc.stderr)  # type: ignore[arg-type]
+    assert proc.wait(timeout=30) == 0 and pump.join(timeout=30)
+    pump.close()
+    points = sorted((name, value, step) for name, value, step, _, _ in batcher.metrics)
+    assert points == ([("acc", 1.0, None), ("loss", 0.25, 2), ("loss", 0.5, 1)] if rank0 else [])
+    logs = sorted(text for _, _, text in batcher.logs)
+    json_line = [] if rank0 else ['{"metric": "acc", "value": 1}']  # off rank 0, a metric line is a log line
+    assert logs == sorted(["loss=0.5 step=1", "plain", "loss=0.25 step=2", *json_line])
+    assert (tmp_path / "log.txt").read_text().count("loss=") == 2  # every line stays in the log
+
+
+def test_run_local_takes_patterns_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    from serverproc import clean_env
+
+    wd = tmp_path / "code"
+    wd.mkdir()
+    env = clean_env(tmp_path / "home")
+    done = cli(["run", "--local", "--metric-pattern", "keras", "--", PY, "-c", "print('- loss: 0.5')"], env, cwd=wd)
+    assert done.returncode == 0 and "- loss: 0.5" in done.stdout, done.stderr
+    done = cli(["run", "--local", "--metric-pattern", "(?P<x", "--", "true"], env, cwd=wd)
+    assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "metric_patterns" in done.stderr and "is not a regex" in done.stderr

@@ -13,6 +13,7 @@ import pytest
 from inproc import InProc, in_process
 
 from modelyard.jobs import spec as S
+from modelyard.jobs.patterns import MAX_PATTERN
 from modelyard.server.body_limit import MAX_JSON_BODY
 from modelyard.db import jobs as store_jobs
 
@@ -173,6 +174,9 @@ def test_streamed_uploads_are_not_held_to_the_json_limit(api: InProc) -> None:
      S.MAX_WEBHOOKS),
     ({"webhooks": ["https://hooks.example/" + "p" * S.MAX_WEBHOOK_URL]}, "spec.webhooks", S.MAX_WEBHOOK_URL),
     ({"name": "n" * (S.MAX_NAME + 1)}, "spec.name", S.MAX_NAME),
+    ({"metric_patterns": [f"(?P<m{i}>x)" for i in range(S.MAX_METRIC_PATTERNS + 1)]}, "spec.metric_patterns",
+     S.MAX_METRIC_PATTERNS),
+    ({"metric_patterns": ["(?P<m>" + "x" * MAX_PATTERN + ")"]}, "spec.metric_patterns", MAX_PATTERN),
 ])
 def test_each_spec_bound_is_a_422_naming_the_field_and_the_limit(api: InProc, spec: dict[str, Any], field: str,
                                                                  limit: int) -> None:

@@ -52,7 +52,7 @@ install:
 
 test: deb-packages postgres
 	$(call install_extras,test$(comma)demo$(comma)ray)
-	$(VPY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VPY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 demo: install
 	$(VPY) examples/digits-cnn/demo.py

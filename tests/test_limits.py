@@ -110,7 +110,7 @@ def test_the_environment_has_nothing_of_the_servers(tmp_path: Path, monkeypatch:
     # ours, and the node rank every command gets (README "Multi-node jobs")
     assert {k for k in env if k.startswith("MODELYARD_")} == {"MODELYARD_JOB_ID", "MODELYARD_ATTEMPT",
                                                              "MODELYARD_OUTPUT_DIR", "MODELYARD_NODE_RANK",
-                                                             "MODELYARD_NNODES"}
+                                                             "MODELYARD_NNODES", "MODELYARD_TENSORBOARD_DIR"}
 
 
 def _group_alive(pgid: int) -> bool:

@@ -129,3 +129,16 @@ def test_a_bad_retention_stops_the_server_at_start_naming_it(tmp_path: Path) -> 
     env = {**clean_env(tmp_path / "home"), "MODELYARD_RETENTION": "outputs=soon"}
     done = cli(["server", "--port", "0"], env, timeout=60)
     assert done.returncode != 0 and "MODELYARD_RETENTION: outputs: not a duration: 'soon'" in done.stderr, done.stderr
+
+
+def test_a_job_submitted_after_a_removal_starts_at_once(server: ServerProcess) -> None:
+    """SQLite gives a removed job's event ids to the next events; the queue view must not miss them
+    (before: the next job waited for the queue's minute-long resync)."""
+    with server.client() as c:
+        first = c.post("/jobs", json={"spec": {"command": ["true"]}}).json()
+        assert _ended(c, first["id"])["state"] == "succeeded"
+        assert c.delete(f"/jobs/{first['id']}").status_code == 200
+        job = c.post("/jobs", json={"spec": {"command": ["true"]}}).json()
+        # well inside the queue view's 60 s resync (scheduler/loop.py QueueView.RESYNC_EVERY)
+        wait_for(lambda: c.get(f"/jobs/{job['id']}").json()["state"] != "queued", timeout=15,
+                 what="the job submitted after a removal to leave the queue")

@@ -86,6 +86,7 @@ class Platform:
             heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
             housekeeping=self.cleanup.housekeeping,
         )
+        self.cleanup.on_removed = self.scheduler.queue.invalidate
 
     @property
     def capacity(self) -> Capacity:

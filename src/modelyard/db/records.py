@@ -90,6 +90,14 @@ class Job:
     environment: str | None = None  # the named environment its image or requirements came from
     tags: tuple[str, ...] = ()  # as they are now (job_tags), sorted: editable after submit, unlike spec.tags
     removed_at: float | None = None  # ``rm --keep-final`` or retention removed all but its final/
+    kind: str = "job"  # "job": a command the platform runs; "run": an MLflow run with no process (README "MLflow")
+    experiment_id: int | None = None  # its MLflow experiment; None: the owner's Default ("0")
+    sweep_id: int | None = None  # the sweep it is a trial of (README "Sweeps")
+    trial: int | None = None  # its trial's number in that sweep's study
+
+    @property
+    def has_process(self) -> bool:
+        return self.kind == "job"
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ def job_from_row(row: sa.Row[Any], tags: tuple[str, ...] = ()) -> Job:
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
         started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
         environment=m["environment"], tags=tags, removed_at=m.get("removed_at"),
+        kind=m.get("kind") or "job", experiment_id=m.get("experiment_id"), sweep_id=m.get("sweep_id"),
+        trial=m.get("trial"),
     )
 
 

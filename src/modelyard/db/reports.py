@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState, TerminationReason
 from modelyard.db import ranks as store_ranks
+from modelyard.db import runs
 from modelyard.db.engine import Database
 from modelyard.db.jobs import finish_attempt, mark_running
 from modelyard.db.records import Attempt, attempt_from_row
@@ -164,38 +165,19 @@ def _insert_rows(conn: sa.Connection, a: Attempt, logs: list[Any], points: list[
     # ~20 us a row, most of the time a batch took), and on PostgreSQL by COPY.
     if logs:
         base, attempt_id, streams = a.log_count, a.id, STREAMS
-        _bulk_insert(conn, log_lines, ("attempt_id", "n", "t", "stream", "text", "node_rank"), [
+        runs.bulk_insert(conn, log_lines, ("attempt_id", "n", "t", "stream", "text", "node_rank"), [
             (attempt_id, base + i, float(t), streams.get(stream, 0), str(text), node_rank)
             for i, (t, stream, text) in enumerate(logs)
         ])
     if points or packed:
-        # one row per series per batch (db/series.py): the points go in as one blob
-        job_id, attempt_id = a.job_id, a.id
-        from modelyard.db import series as S
-
-        chunks = (S.group_rows(points) if points else []) + (S.unpack_series(packed) if packed else [])
-        _bulk_insert(conn, metric_chunks,
-                     ("job_id", "attempt_id", "name", "n", "points", "last_value", "last_step", "last_epoch", "last_t"),
-                     [(job_id, attempt_id, c.name, c.n, c.blob(), *c.last()) for c in chunks])
+        # one row per series per batch, the points as one blob: the run's ingest path (db/runs.py)
+        runs.insert_points(conn, a.job_id, a.id, points, packed)
     if system:
         conn.execute(system_metrics.insert(), [
             {"job_id": a.job_id, "attempt_id": a.id, "t": float(s["t"]), "cpu_percent": s.get("cpu_percent"),
              "memory_rss": s.get("memory_rss"), "gpus": orjson.dumps(s.get("gpus") or []).decode()}
             for s in system
         ])
-
-
-def _bulk_insert(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """Rows (tuples in ``columns`` order) into ``table`` inside the open transaction, the fastest way per dialect."""
-    names = ", ".join(columns)  # our own column names: nothing from a request reaches the SQL text
-    if conn.dialect.name == "postgresql":
-        driver = conn.connection.driver_connection
-        with driver.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row(row)
-        return
-    marks = ", ".join("?" * len(columns)) if conn.dialect.paramstyle == "qmark" else ", ".join(["%s"] * len(columns))
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
 
 
 def _apply_event(conn: sa.Connection, a: Attempt, ev: dict[str, Any], now: float, result: ReportResult) -> None:

@@ -96,11 +96,21 @@ jobs = sa.Table(
     sa.Column("node_labels", sa.Text, nullable=False, default="", server_default=""),  # sorted k=v,k=v
     # ``rm`` or the retention policy removed its data; the row stays while its final/ is kept
     sa.Column("removed_at", sa.Float),
+    # "job": a command the platform runs; "run": a run with no process, created through the MLflow
+    # API by a script outside any job (README "MLflow"), which logs to it and ends it itself
+    sa.Column("kind", sa.String(8), nullable=False, default="job", server_default="job"),
+    # the MLflow experiment it belongs to (experiments.id); NULL: its owner's Default (MLflow's "0")
+    sa.Column("experiment_id", sa.Integer),
+    # a sweep's trial (README "Sweeps"): the sweep and the trial's number in its Optuna study
+    sa.Column("sweep_id", sa.Integer),
+    sa.Column("trial", sa.Integer),
     # the scheduler reads queued jobs in this order on every pass
     sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
     sa.Index("ix_jobs_user", "user_id", "id"),
     # removing a dataset version asks which jobs use it; `dataset show` lists them
     sa.Index("ix_jobs_dataset", "dataset", "id"),
+    sa.Index("ix_jobs_experiment", "experiment_id", "id"),
+    sa.Index("ix_jobs_sweep", "sweep_id", "trial"),
 )
 
 # A job's structured parameters (``--param NAME=VALUE``): ``value`` as given (JSON text), ``num``
@@ -120,6 +130,59 @@ job_tags = sa.Table(
     sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("tag", sa.String(64), primary_key=True),
     sa.Index("ix_job_tags_tag", "tag", "job_id"),
+)
+
+# A job's (or run's) MLflow tags, key -> value (``mlflow.set_tag``); its labels are ``job_tags``.
+run_tags = sa.Table(
+    "run_tags", metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key", sa.String(250), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+# What a run read (``mlflow.log_input``): each dataset once per run, by its digest and context.
+run_inputs = sa.Table(
+    "run_inputs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("dataset", sa.Text, nullable=False),  # MLflow's Dataset message as JSON
+    sa.Column("tags", sa.Text, nullable=False, default="[]"),  # its InputTag list as JSON (e.g. mlflow.data.context)
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("job_id", "name", "digest", name="uq_run_inputs_dataset"),
+)
+
+# MLflow experiments (README "MLflow"): each user's own, by name; MLflow's experiment "0" (Default)
+# is each user's jobs with no experiment_id, never stored.
+experiments = sa.Table(
+    "experiments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("lifecycle_stage", sa.String(16), nullable=False, default="active"),  # "active" | "deleted"
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),  # key -> value as JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("user_id", "name", name="uq_experiments_owner_name"),
+)
+
+# A search over parameters whose trials are ordinary jobs (README "Sweeps"); its Optuna study lives
+# in Optuna's own tables (scheduler or services/sweeps.py), named ``study``.
+sweeps = sa.Table(
+    "sweeps", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # running, succeeded, stopped, failed
+    sa.Column("spec", sa.Text, nullable=False),  # the sweep as submitted, JSON
+    sa.Column("study", sa.String(200), nullable=False),
+    sa.Column("best_job_id", sa.Integer),
+    sa.Column("message", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("ended_at", sa.Float),
+    sa.Index("ix_sweeps_user", "user_id", "id"),
+    sa.Index("ix_sweeps_state", "state"),
 )
 
 # What happened to a user's jobs (the bell), kept until read; a removed job's stay with job_id NULL.

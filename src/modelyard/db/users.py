@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.db.engine import Database
 from modelyard.db.records import Token, User, token_from_row
-from modelyard.db.schema import tokens, users, webhook_secrets
+from modelyard.db.schema import jobs, tokens, users, webhook_secrets
+from modelyard.jobs import JobState
 
 # "my_" and 5 random characters: enough to tell a user's tokens apart, far too few to help guess the rest
 PREFIX_LEN = 8
@@ -170,3 +171,27 @@ def job_uid(db: Database, user_id: int, uids: tuple[int, int]) -> int:
                                  "another user; widen the range", field="MODELYARD_JOB_UIDS")
         conn.execute(users.update().where(users.c.id == user_id).values(job_uid=uid))
     return uid
+
+
+def user_for_run_token(db: Database, token: str) -> tuple[User, int, int] | None:
+    """``(owner, job id, attempt id)`` for a live attempt's run token (jobs/run_token.py), else None.
+
+    One answer for every refusal (no such attempt, a wrong token, an attempt that has ended), so a
+    wrong token tells nothing of which attempts exist."""
+    from modelyard.jobs.run_token import check_run_token, token_attempt
+    from modelyard.db.schema import attempts
+
+    attempt_id = token_attempt(token)
+    if attempt_id is None:
+        return None
+    a = attempts.c
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(a.job_id, a.state, a.token_hash, users.c.id, users.c.name, users.c.is_admin)
+            .join(jobs, jobs.c.id == a.job_id).join(users, users.c.id == jobs.c.user_id)
+            .where(a.id == attempt_id)).first()
+    if row is None or not check_run_token(token, attempt_id, row.token_hash):
+        return None
+    if JobState(row.state).is_terminal():
+        return None
+    return User(id=row.id, name=row.name, is_admin=False), row.job_id, attempt_id

@@ -102,6 +102,8 @@ class LaunchSpec(_Frozen):
     run_dir: Path
     server_url: str | None = None  # None: local mode, lines echoed, no reports
     token: str = ""
+    # the job's own MLflow client token (jobs/run_token.py): MLFLOW_TRACKING_TOKEN, with MLFLOW_RUN_ID = job_id
+    run_token: str = ""
     storage_url: str | None = None  # None: nothing synced (local mode)
     snapshot_key: str | None = None
     workdir: Path | None = None  # run in place here (no snapshot); None with no snapshot: an empty folder

@@ -18,10 +18,12 @@ from modelyard.executors.base import Launch
 from modelyard.jobs.launch import Distributed, Environment, LaunchSpec, RunAs, Sandbox
 from modelyard.jobs.nodes import NodeSlice
 from modelyard.jobs.params import command_argv, params_env
+from modelyard.jobs.run_token import run_token
 from modelyard.secrets import SecretBox
 from modelyard.db import secrets as store_secrets
 from modelyard.db.engine import Database
 from modelyard.db.records import Attempt, Job
+from modelyard.db.users import hash_token
 
 
 def dataset_cache_dir(settings: Settings) -> Path:
@@ -123,6 +125,7 @@ def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank:
         server_url=ctx.server_url,
         server_file=ctx.server_file,
         token=token,
+        run_token=run_token(attempt.id, hash_token(token)) if token and ctx.server_url else "",
         storage_url=ctx.settings.storage_url,
         snapshot_key=job.snapshot_key,
         # in place only when there is no snapshot and a folder was named; else an empty folder of its own

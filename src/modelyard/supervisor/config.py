@@ -149,6 +149,7 @@ def job_env(
     env["MODELYARD_ATTEMPT"] = str(config.attempt)
     env["MODELYARD_OUTPUT_DIR"] = str(config.dirs.output)
     env["MODELYARD_TENSORBOARD_DIR"] = str(config.dirs.tensorboard)
+    env.update(mlflow_env(config))
     if resume_dir is not None:
         env["MODELYARD_RESUME_DIR"] = str(resume_dir)
     data_dir = data_dir or config.data_dir
@@ -161,6 +162,15 @@ def job_env(
     d = config.distributed
     env.update(d.env(d.master_port or free_port()))
     return env
+
+
+def mlflow_env(config: SupervisorConfig) -> dict[str, str]:
+    """Where the job's MLflow client logs (README "MLflow"): its server, its own run, its run token.
+    None in local mode (``run --local``): the client keeps its own default there."""
+    if config.server_url is None or not config.run_token:
+        return {}
+    return {"MLFLOW_TRACKING_URI": config.server_url.rstrip("/"), "MLFLOW_RUN_ID": config.job_id,
+            "MLFLOW_TRACKING_TOKEN": config.run_token}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -91,6 +91,7 @@ def folder_job(browser, server: ServerProcess, tmp_path_factory: pytest.TempPath
     page.locator("[name=param-name]").last.fill("optimizer")
     page.locator("[name=param-value]").last.fill("adam")
     page.fill("#f-tags", "baseline, mnist")
+    page.fill("#f-metric_patterns", "keras\nacc=(?P<acc>[0-9.]+), seen")
     page.fill("#f-command", "python train.py")  # as a reader would type it; the test's interpreter runs it
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "new-job-form.png"), full_page=True)
@@ -108,6 +109,8 @@ def folder_job(browser, server: ServerProcess, tmp_path_factory: pytest.TempPath
 
 def test_a_folder_from_the_form_runs_with_its_parameters_and_tags(folder_job: dict) -> None:
     assert folder_job["params"] == {"lr": 0.01, "optimizer": "adam"}
+    # one pattern a line, kept whole: the regex's own comma and space are not separators
+    assert folder_job["metric_patterns"] == ["keras", "acc=(?P<acc>[0-9.]+), seen"]
     assert folder_job["tags"] == ["baseline", "mnist"]
     assert folder_job["snapshot"].startswith("snapshots/")
 
@@ -171,6 +174,7 @@ def test_a_next_round_with_new_code_resumes_from_the_jobs_outputs(page: Page, se
     expect(page.locator("[name=param-name]")).to_have_count(2)
     expect(page.locator("[name=param-value]").first).to_have_value("0.01")
     expect(page.locator("#f-tags")).to_have_value("baseline, mnist")
+    expect(page.locator("#f-metric_patterns")).to_have_value("keras\nacc=(?P<acc>[0-9.]+), seen")
     expect(page.locator("input[name=code][value=job]")).to_be_checked()
     expect(page.locator("#f-resume")).to_be_checked()
     page.fill("#f-name", "mnist round 2")
@@ -211,6 +215,10 @@ def test_parameter_and_tag_errors_show_beside_their_fields(page: Page, server: S
     page.fill("#f-tags", "-bad")
     page.click("button[type=submit]")
     expect(page.locator('[data-error-for="tags"]')).to_contain_text("tag '-bad'")
+    page.fill("#f-tags", "")
+    page.fill("#f-metric_patterns", "loss=(?P<loss>[0-9.]+")  # the API refuses a pattern that does not compile
+    page.click("button[type=submit]")
+    expect(page.locator('[data-error-for="metric_patterns"]')).to_contain_text("loss=(?P<loss>[0-9.]+")
     expect(page).to_have_url(f"{server.url}/ui/new")
 
 

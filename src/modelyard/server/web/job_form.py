@@ -34,6 +34,7 @@ def prefill(db: Database, user: User, job_id: int) -> dict[str, Any]:
         "retries": str(job["retries"]), "env": "\n".join(f"{k}={v}" for k, v in job["env"].items()),
         "dataset": job["dataset"] or "", "environment": job["environment"] or "",
         "params": [(k, _param_text(v)) for k, v in job["params"].items()], "tags": ", ".join(job["tags"]),
+        "metric_patterns": "\n".join(job.get("metric_patterns") or []),
     }
     if not job["environment"]:  # a named environment is chosen again by name, not as what it was pinned to
         values.update(image=job["image"] or "", requirements=job["requirements"] or "")

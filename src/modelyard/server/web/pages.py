@@ -24,6 +24,7 @@ from modelyard.server.auth import COOKIE, client_address, get_platform, session_
 from modelyard.server.platform import Platform
 from modelyard.server.throttle import Throttled
 from modelyard.server.api_schema import MAX_ID
+from modelyard.jobs.patterns import PRESETS
 from modelyard.server.web import job_form
 from modelyard.server.web import session as cookies
 from modelyard.server.web.render import render, respond
@@ -275,7 +276,8 @@ def new_job_page(request: Request, p: PlatformDep, user: UserDep,
     environments = environments_service.listing_view(p, user)["environments"]  # the ones this user may use
     return respond(request, "new.html", {
         "datasets": dataset_choices(p, user), "environments": environments,
-        "code_jobs": job_form.code_jobs(p.db, user), "round_of": round_of}, user=user)
+        "code_jobs": job_form.code_jobs(p.db, user), "round_of": round_of,
+        "metric_presets": sorted(PRESETS)}, user=user)
 
 
 def dataset_choices(p: Platform, user: User) -> list[dict[str, Any]]:

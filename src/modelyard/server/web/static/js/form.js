@@ -31,6 +31,10 @@ export function readSpec(form) {
     params: [],
     tags: v("tags").split(/[\s,]+/).filter(Boolean),
   };
+  if (form.elements.metric_patterns) {  // one a line, as written: a regex may hold spaces and commas
+    const patterns = form.elements.metric_patterns.value.split("\n").map((l) => l.trim()).filter(Boolean);
+    if (patterns.length) spec.metric_patterns = patterns;
+  }
   form.querySelectorAll(".param-row").forEach((row) => {
     const name = row.querySelector("[name=param-name]").value.trim();
     const value = row.querySelector("[name=param-value]").value.trim();
@@ -112,7 +116,7 @@ async function sendCode(form, code) {
 }
 
 function showError(form, field, message) {
-  const name = (field || "").replace(/^spec\./, "").replace(/^(env|params|tags)\..*/, "$1")
+  const name = (field || "").replace(/^spec\./, "").replace(/^(env|params|tags|metric_patterns)\..*/, "$1")
     .replace(/^(snapshot|resume_from)$/, "code");
   const slot = form.querySelector(`[data-error-for="${CSS.escape(name)}"]`) || form.querySelector('[data-error-for=""]');
   slot.textContent = slot.dataset.errorFor ? message : `${field ? `${field}: ` : ""}${message}`;

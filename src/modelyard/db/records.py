@@ -94,6 +94,7 @@ class Job:
     experiment_id: int | None = None  # its MLflow experiment; None: the owner's Default ("0")
     sweep_id: int | None = None  # the sweep it is a trial of (README "Sweeps")
     trial: int | None = None  # its trial's number in that sweep's study
+    run_deleted_at: float | None = None  # MLflow's delete-run: its run's lifecycle_stage is "deleted"
 
     @property
     def has_process(self) -> bool:
@@ -136,7 +137,7 @@ def job_from_row(row: sa.Row[Any], tags: tuple[str, ...] = ()) -> Job:
         started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
         environment=m["environment"], tags=tags, removed_at=m.get("removed_at"),
         kind=m.get("kind") or "job", experiment_id=m.get("experiment_id"), sweep_id=m.get("sweep_id"),
-        trial=m.get("trial"),
+        trial=m.get("trial"), run_deleted_at=m.get("run_deleted_at"),
     )
 
 

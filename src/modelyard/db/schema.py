@@ -104,6 +104,8 @@ jobs = sa.Table(
     # a sweep's trial (README "Sweeps"): the sweep and the trial's number in its Optuna study
     sa.Column("sweep_id", sa.Integer),
     sa.Column("trial", sa.Integer),
+    # MLflow's delete-run: hidden from runs/search (ACTIVE_ONLY) until restore-run; its data stays
+    sa.Column("run_deleted_at", sa.Float),
     # the scheduler reads queued jobs in this order on every pass
     sa.Index("ix_jobs_state_priority", "state", "priority", "id"),
     sa.Index("ix_jobs_user", "user_id", "id"),

@@ -4,6 +4,7 @@
   script outside any job; it has no process and no attempt).
 - ``jobs.experiment_id``: its MLflow experiment (NULL: the owner's Default, MLflow's "0").
 - ``jobs.sweep_id``, ``jobs.trial``: a sweep's trial and its number in the sweep's Optuna study.
+- ``jobs.run_deleted_at``: MLflow's delete-run (hidden from runs/search until restore-run).
 - ``run_tags``: MLflow tags, key -> value; ``run_inputs``: datasets a run logged with ``log_input``.
 - ``experiments``: each user's MLflow experiments, unique by name per owner.
 - ``sweeps``: searches over parameters (README "Sweeps").
@@ -74,6 +75,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('experiment_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('sweep_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('trial', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('run_deleted_at', sa.Float(), nullable=True))
         batch_op.create_index('ix_jobs_experiment', ['experiment_id', 'id'], unique=False)
         batch_op.create_index('ix_jobs_sweep', ['sweep_id', 'trial'], unique=False)
 
@@ -82,7 +84,7 @@ def downgrade() -> None:
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_index('ix_jobs_sweep')
         batch_op.drop_index('ix_jobs_experiment')
-        for column in ('trial', 'sweep_id', 'experiment_id', 'kind'):
+        for column in ('run_deleted_at', 'trial', 'sweep_id', 'experiment_id', 'kind'):
             batch_op.drop_column(column)
     op.drop_index('ix_sweeps_state', table_name='sweeps')
     op.drop_index('ix_sweeps_user', table_name='sweeps')

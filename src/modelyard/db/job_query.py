@@ -41,6 +41,18 @@ def tags_of(conn: sa.Connection, job_ids: Iterable[int]) -> dict[int, tuple[str,
     return {k: tuple(v) for k, v in out.items()}
 
 
+def params_of(conn: sa.Connection, job_ids: Iterable[int]) -> dict[int, dict[str, ParamValue]]:
+    """Each job's parameters as they are now: its spec's, and those its MLflow client logged (db/runs.py)."""
+    ids = list(job_ids)
+    out: dict[int, dict[str, ParamValue]] = {}
+    if ids:
+        c = job_params.c
+        for job_id, name, value in conn.execute(sa.select(c.job_id, c.name, c.value).where(c.job_id.in_(ids))
+                                                .order_by(c.job_id, c.name)):
+            out.setdefault(job_id, {})[name] = orjson.loads(value)
+    return out
+
+
 def add_tags(conn: sa.Connection, job_id: int, tags: Sequence[str]) -> list[str]:
     """Adds the ones the job lacks (the rest are no change); the job's tags after. Over MAX_TAGS: ValueError."""
     have = set(tags_of(conn, [job_id]).get(job_id, ()))

@@ -136,9 +136,10 @@ def get_job(db: Database, job_id: int, *, user: User | None = None) -> Job:
     with db.read() as conn:
         row = conn.execute(_job_query().where(jobs.c.id == job_id)).first()
         tags = job_query.tags_of(conn, [job_id]) if row is not None else {}
+        params = job_query.params_of(conn, [job_id]) if row is not None else {}
     if row is None or (user is not None and not user.is_admin and row.user_id != user.id):
         raise not_found(f"job {job_id}")
-    return job_from_row(row, tags.get(job_id, ()))
+    return job_from_row(row, tags.get(job_id, ()), params.get(job_id, {}))
 
 
 def list_jobs(
@@ -160,7 +161,8 @@ def list_jobs(
         page = job_query.order(_job_query().where(*cond), query.sort).limit(limit).offset(offset)
         rows = conn.execute(page).all()
         tags = job_query.tags_of(conn, [r.id for r in rows])
-    return [job_from_row(r, tags.get(r.id, ())) for r in rows], total
+        params = job_query.params_of(conn, [r.id for r in rows])
+    return [job_from_row(r, tags.get(r.id, ()), params.get(r.id, {})) for r in rows], total
 
 
 def change_tags(db: Database, job: Job, *, add: Sequence[str] = (), remove: Sequence[str] = ()) -> Job:
@@ -421,6 +423,10 @@ def request_stop(db: Database, job: Job, *, now: float | None = None, actor: str
             _transition(conn, job.id, state, JobState.STOPPED, now=now, attempt_no=number,
                         reason="stopped by user", actor=actor, ended_at=now, message="stopped by a user")
             return None
+        if state is JobState.RUNNING and job.kind == "run":  # no process to wait for: it stops at once
+            _end_run(conn, job.id, JobState.STOPPED, now=now, reason="stopped by user", actor=actor,
+                     message="stopped by a user")
+            return None
         if state in (JobState.STARTING, JobState.RUNNING):
             _transition(conn, job.id, state, JobState.STOPPING, now=now, attempt_no=number,
                         reason="stop requested by user", actor=actor)
@@ -440,6 +446,8 @@ def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: f
     ``dataset_check`` and ``queue_check`` as in ``create_job``, for the version the job is
     pinned to and its owner's queue."""
     now = time.time() if now is None else now
+    if job.kind == "run":
+        raise no_process(job.id, "restarted")
     with db.write() as conn:
         _hold_dataset(conn, job.dataset, dataset_check)
         if queue_check is not None:
@@ -453,6 +461,57 @@ def requeue(db: Database, job: Job, *, reason: str = "restarted by user", now: f
         _transition(conn, job.id, state, JobState.QUEUED, now=now, attempt_no=number, reason=reason,
                     actor=actor, queued_at=now, retries_left=job.spec.retries, exit_code=None, message=None, ended_at=None)
     return get_job(db, job.id)
+
+
+def no_process(job_id: int, what: str) -> ModelyardError:
+    """What restart and clone answer for a run with no process: there is no command to run again."""
+    return ModelyardError(ErrorCode.CONFLICT, f"job {job_id} is an MLflow run with no process (its script logs "
+                          f"from outside modelyard); it cannot be {what}")
+
+
+def create_run(db: Database, *, user: User, spec: JobSpec, experiment_id: int | None, now: float | None = None,
+               started_at: float | None = None, actor: str | None = None) -> int:
+    """A run with no process (kind "run", README "MLflow"): RUNNING from the start, with no attempt;
+    the script that made it logs to it and ends it (``end_run``). Its id."""
+    now = time.time() if now is None else now
+    with db.write() as conn:
+        job_id = conn.execute(jobs.insert().values(
+            **_fresh_id(conn), user_id=user.id, name=spec.name or "run", state=JobState.RUNNING.value, priority=0,
+            gpus=0, cpus=0, memory=0, max_runtime=spec.max_runtime, spec=orjson.dumps(spec.model_dump(mode="json")).decode(),
+            retries_left=0, attempt=0, created_at=now, queued_at=now, started_at=started_at or now,
+            kind="run", experiment_id=experiment_id,
+        ).returning(jobs.c.id)).scalar_one()
+        conn.execute(events.insert().values(
+            job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.RUNNING.value,
+            reason="created by its MLflow client", actor=actor))
+    return job_id
+
+
+def end_run(db: Database, job_id: int, state: JobState, *, now: float | None = None, ended_at: float | None = None,
+            actor: str | None = None) -> bool:
+    """End a running run with no process as its client says (update-run); False if it had ended."""
+    now = time.time() if now is None else now
+    with db.write() as conn:
+        return _end_run(conn, job_id, state, now=now, ended_at=ended_at, actor=actor,
+                        reason=f"ended by its MLflow client ({state.value})", message=None)
+
+
+def _end_run(conn: sa.Connection, job_id: int, final: JobState, *, now: float, reason: str, actor: str | None,
+             message: str | None, ended_at: float | None = None) -> bool:
+    src = JobState.RUNNING
+    for step in _route(src, final):
+        values = {"ended_at": ended_at or now, "message": message} if step is final else {}
+        if not _transition(conn, job_id, src, step, now=now, attempt_no=0, reason=reason, actor=actor, **values):
+            return False
+        src = step
+    return True
+
+
+def update_run(db: Database, job_id: int, **values: Any) -> None:
+    """A run's name or MLflow lifecycle (``run_deleted_at``); never its state (``_transition`` does that)."""
+    assert set(values) <= {"name", "run_deleted_at"}, values
+    with db.write() as conn:
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(**values))
 
 
 def requeue_unstarted(db: Database, attempt: Attempt, message: str, *, now: float | None = None) -> bool:

@@ -1,7 +1,8 @@
 """Typed records for rows, and the one seam that converts rows into them."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -95,6 +96,8 @@ class Job:
     sweep_id: int | None = None  # the sweep it is a trial of (README "Sweeps")
     trial: int | None = None  # its trial's number in that sweep's study
     run_deleted_at: float | None = None  # MLflow's delete-run: its run's lifecycle_stage is "deleted"
+    # as they are now (job_params): the spec's, and those its MLflow client logged since
+    params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def has_process(self) -> bool:
@@ -126,18 +129,20 @@ class Event:
     actor: str | None = None  # the user who asked for it; None: the platform itself
 
 
-def job_from_row(row: sa.Row[Any], tags: tuple[str, ...] = ()) -> Job:
+def job_from_row(row: sa.Row[Any], tags: tuple[str, ...] = (), params: Mapping[str, Any] | None = None) -> Job:
     m = row._mapping
+    spec = JobSpec.model_validate(orjson.loads(m["spec"]), context=STORED)
     return Job(
         id=m["id"], user_id=m["user_id"], owner=m["owner"], name=m["name"], state=JobState(m["state"]),
         priority=m["priority"], resources=Resources(gpus=m["gpus"], cpus=m["cpus"], memory=m["memory"]),
-        spec=JobSpec.model_validate(orjson.loads(m["spec"]), context=STORED), snapshot_key=m["snapshot_key"],
+        spec=spec, snapshot_key=m["snapshot_key"],
         resume_from=m["resume_from"], retries_left=m["retries_left"], attempt=m["attempt"],
         exit_code=m["exit_code"], message=m["message"], created_at=m["created_at"], queued_at=m["queued_at"],
         started_at=m["started_at"], ended_at=m["ended_at"], dataset=m["dataset"], sealed_secrets=m.get("secrets"),
         environment=m["environment"], tags=tags, removed_at=m.get("removed_at"),
         kind=m.get("kind") or "job", experiment_id=m.get("experiment_id"), sweep_id=m.get("sweep_id"),
         trial=m.get("trial"), run_deleted_at=m.get("run_deleted_at"),
+        params=dict(spec.params) if params is None else params,
     )
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.params import param_text
-from modelyard.db.schema import job_params, metric_chunks, run_tags
+from modelyard.db.schema import job_params, metric_chunks, run_inputs, run_tags
 
 # a point as stored: (name, value, step, epoch, t); step and epoch may be None (db/series.py)
 Point = tuple[str, float, "int | None", "int | None", float]
@@ -86,6 +86,31 @@ def delete_tag(conn: sa.Connection, job_id: int, key: str) -> bool:
 def tags_of(conn: sa.Connection, job_id: int) -> dict[str, str]:
     c = run_tags.c
     return dict(conn.execute(sa.select(c.key, c.value).where(c.job_id == job_id).order_by(c.key)).all())
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset a run read (``mlflow.log_input``): MLflow's Dataset and InputTag messages as JSON text."""
+    name: str
+    digest: str
+    dataset: str
+    tags: str = "[]"
+
+
+def log_inputs(conn: sa.Connection, job_id: int, inputs: Sequence[DatasetInput], *, now: float) -> None:
+    """Each dataset once per run (by name and digest): logged again, it is no change."""
+    c = run_inputs.c
+    for d in inputs:
+        have = conn.execute(sa.select(c.id).where(c.job_id == job_id, c.name == d.name, c.digest == d.digest)).first()
+        if have is None:
+            conn.execute(run_inputs.insert().values(job_id=job_id, name=d.name, digest=d.digest, dataset=d.dataset,
+                                                    tags=d.tags, created_at=now))
+
+
+def inputs_of(conn: sa.Connection, job_id: int) -> list[DatasetInput]:
+    c = run_inputs.c
+    rows = conn.execute(sa.select(c.name, c.digest, c.dataset, c.tags).where(c.job_id == job_id).order_by(c.id))
+    return [DatasetInput(*r) for r in rows]
 
 
 def insert_points(conn: sa.Connection, job_id: int, attempt_id: int, points: list[Any], packed: Any = None) -> None:

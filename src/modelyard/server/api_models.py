@@ -7,7 +7,7 @@ and is documented here when it settles.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +46,9 @@ class JobOut(Out):
     priority: int
     params: dict[str, str | int | float | bool] = {}
     tags: list[str] = []
+    kind: Literal["job", "run"] = "job"  # "run": an MLflow run with no process (README "MLflow")
+    has_process: bool = True
+    experiment_id: int | None = None  # its MLflow experiment; None: the owner's Default ("0")
     max_runtime: float
     sync_interval: float
     retries: int

@@ -161,6 +161,8 @@ class Platform:
 
     def restart(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)
+        if job.kind == "run":
+            raise store_jobs.no_process(job_id, "restarted")
         # the capacity may have changed since it was submitted (a cluster's nodes come and go)
         policy.check_satisfiable(job.resources, self.capacity, nodes=job.spec.nodes, labels=job.spec.node_labels,
                                  quota=self.users.quota_of(job.user_id))
@@ -179,6 +181,8 @@ class Platform:
         (MODELYARD_RESUME_DIR); ``snapshot``: with this code (an uploaded snapshot's key) instead of
         the source's, for a second round with changed code."""
         source = store_jobs.get_job(self.db, job_id, user=user)
+        if source.kind == "run":
+            raise store_jobs.no_process(job_id, "cloned")
         data = source.spec.model_dump()
         if command is not None:
             data["command"] = command

@@ -40,7 +40,10 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "resources": job.resources.model_dump(),  # per node
         "nodes": s.nodes, "nproc_per_node": s.nproc_per_node, "node_labels": s.node_labels,
         "command": s.command, "priority": job.priority,
-        "params": s.params, "tags": list(job.tags),  # tags as they are now: editable after submit
+        # as they are now: the spec's, and those its MLflow client logged; tags editable after submit
+        "params": dict(job.params), "tags": list(job.tags),
+        "kind": job.kind, "has_process": job.has_process,  # "run": an MLflow run with no process
+        "experiment_id": job.experiment_id,
         "max_runtime": s.max_runtime, "sync_interval": s.sync_interval, "retries": s.retries,
         "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
         "webhook_events": s.webhook_events,  # empty: the owner's choices (modelyard notify), every end by default

@@ -134,12 +134,12 @@ def compare(db: Database, user: User, ids: list[int], *, now: float | None = Non
     now = time.time() if now is None else now
     jobs = [store_jobs.get_job(db, job_id, user=user) for job_id in ids]
     rows = [_job_row(job, now) for job in jobs]
-    param_names = sorted({name for job in jobs for name in job.spec.params})
+    param_names = sorted({name for job in jobs for name in job.params})
     return {
         "ids": ids,
         "jobs": rows,
         "params": {"names": param_names,
-                   "differ": [n for n in param_names if len({_key(j.spec.params.get(n)) for j in jobs}) > 1]},
+                   "differ": [n for n in param_names if len({_key(j.params.get(n)) for j in jobs}) > 1]},
         "spec_differences": differences([spec_fields(job) for job in jobs]),
         "metrics": _metrics(db, ids),
     }
@@ -155,7 +155,7 @@ def _job_row(job: Job, now: float) -> dict[str, Any]:
     started, ended = job.started_at, job.ended_at
     return {
         "id": job.id, "name": job.name, "state": job.state.value, "owner": job.owner,
-        "params": dict(spec.params), "tags": list(job.tags),  # as they are now, edited after submit too
+        "params": dict(job.params), "tags": list(job.tags),  # as they are now, edited after submit too
         "started_at": started, "ended_at": ended,
         "duration": None if started is None else max(0.0, (ended or now) - started),
         "dataset": job.dataset or spec.dataset, "environment": job.environment, "image": spec.image,

@@ -44,7 +44,7 @@ def list_jobs(p: Platform, user: User, query: JobQuery, *, limit: int, offset: i
     """A page of matching jobs; an admin naming an owner sees that owner's jobs without asking for all."""
     everyone = all_users or (user.is_admin and query.owner is not None)
     jobs, total = store_jobs.list_jobs(p.db, user=user, all_users=everyone, query=query, limit=limit, offset=offset)
-    names = sorted({n for j in jobs for n in j.spec.params})
+    names = sorted({n for j in jobs for n in j.params})
     return {"jobs": [job_to_dict(j) for j in jobs], "total": total, "param_names": names}
 
 

@@ -1,0 +1,306 @@
+"""The MLflow tracking REST API (README "MLflow"), under ``/api/2.0/mlflow`` and ``/ajax-api/2.0/mlflow``.
+
+The real ``mlflow`` client speaks it unchanged: POST bodies and GET query strings as its
+``rest_store.py`` sends them, answers in its JSON, and errors in its own form
+``{"error_code", "message"}`` with the status its client maps, so its exceptions read right.
+Kept out of our OpenAPI: /api/v1's docs are ours. The logic is in services/runs.py and
+services/experiments.py.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+
+from modelyard.db.experiments import ACTIVE, DELETED
+from modelyard.errors import ErrorCode, ModelyardError
+from modelyard.server.auth import get_platform
+from modelyard.server.mlflow_auth import Caller, mlflow_caller
+from modelyard.server.platform import Platform
+from modelyard.server.throttle import Throttled
+from modelyard.services import experiments, runs
+
+PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+# our error codes as MLflow's, with the status its client expects for each
+_CODES: dict[ErrorCode, tuple[str, int]] = {
+    ErrorCode.INVALID: ("INVALID_PARAMETER_VALUE", 400),
+    ErrorCode.NOT_FOUND: ("RESOURCE_DOES_NOT_EXIST", 404),
+    ErrorCode.UNAUTHENTICATED: ("UNAUTHENTICATED", 401),
+    ErrorCode.FORBIDDEN: ("PERMISSION_DENIED", 403),
+    ErrorCode.CONFLICT: ("INVALID_STATE", 400),
+    ErrorCode.TOO_LARGE: ("INVALID_PARAMETER_VALUE", 400),
+    ErrorCode.THROTTLED: ("REQUEST_LIMIT_EXCEEDED", 429),
+    ErrorCode.UNAVAILABLE: ("TEMPORARILY_UNAVAILABLE", 503),
+    ErrorCode.DISK_FULL: ("TEMPORARILY_UNAVAILABLE", 503),
+}
+
+
+def mlflow_error(exc: ModelyardError) -> Response:
+    code, status = _CODES.get(exc.code, ("INTERNAL_ERROR", 500))
+    if isinstance(exc, experiments.store.ExperimentExists):
+        code = "RESOURCE_ALREADY_EXISTS"
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+    return Response(orjson.dumps({"error_code": code, "message": exc.message}), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+class MlflowRoute(APIRoute):
+    """A route whose errors (its dependencies' too) leave in MLflow's form, not /api/v1's."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ModelyardError as e:
+                return mlflow_error(e)
+            except RequestValidationError as e:
+                first = (list(e.errors()) or [{}])[0]
+                return mlflow_error(ModelyardError(ErrorCode.INVALID, str(first.get("msg", "invalid request"))))
+
+        return answer
+
+
+router = APIRouter(route_class=MlflowRoute, include_in_schema=False)
+# the answer for every other path under the prefixes: included after every router, so it shadows none
+fallback = APIRouter(include_in_schema=False)
+
+
+class Fields:
+    """A request's parameters: a POST's JSON object, or a GET's query string, read the same way."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def text(self, name: str, *, required: bool = False) -> str | None:
+        value = self.data.get(name)
+        if value is None or value == "":
+            if required:
+                raise ModelyardError(ErrorCode.INVALID, f"missing value for required parameter {name!r}", field=name)
+            return None
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if isinstance(value, (dict, list, bool)):
+            raise ModelyardError(ErrorCode.INVALID, f"parameter {name!r} must be a string", field=name)
+        return str(value)
+
+    def integer(self, name: str, default: int | None = None) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ModelyardError(ErrorCode.INVALID, f"parameter {name!r} must be an integer, not {value[:40]!r}",
+                                 field=name) from None
+
+    def items(self, name: str) -> list[Any]:
+        value = self.data.get(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            value = [value] if isinstance(value, (str, dict)) else None
+        if value is None:
+            raise ModelyardError(ErrorCode.INVALID, f"parameter {name!r} must be a list", field=name)
+        return value
+
+    def tags(self, name: str = "tags") -> dict[str, Any]:
+        out = {}
+        for tag in self.items(name):
+            if not isinstance(tag, dict) or not isinstance(tag.get("key"), str):
+                raise ModelyardError(ErrorCode.INVALID, f"each of {name} is {{key, value}}", field=name)
+            out[tag["key"]] = tag.get("value", "")
+        return out
+
+    def view(self, name: str) -> str:
+        value = self.text(name) or "ACTIVE_ONLY"
+        names = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}
+        value = names.get(value, value)
+        if value not in experiments.VIEW_STAGES:
+            raise ModelyardError(ErrorCode.INVALID, f"{name} is ACTIVE_ONLY, DELETED_ONLY or ALL, not {value!r}",
+                                 field=name)
+        return value
+
+
+async def fields(request: Request) -> Fields:
+    if request.method == "GET":
+        q = request.query_params
+        return Fields({k: (q.getlist(k) if len(q.getlist(k)) > 1 else q[k]) for k in q})
+    raw = await request.body()
+    if not raw.strip():
+        return Fields({})
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ModelyardError(ErrorCode.INVALID, f"the body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelyardError(ErrorCode.INVALID, "the body must be a JSON object")
+    return Fields(data)
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+CallerDep = Annotated[Caller, Depends(mlflow_caller)]
+FieldsDep = Annotated[Fields, Depends(fields)]
+
+
+def ok(out: dict[str, Any] | None = None) -> Response:
+    return Response(orjson.dumps(out or {}), media_type="application/json")
+
+
+def _run_id(f: Fields) -> str | None:
+    return f.text("run_id") or f.text("run_uuid")
+
+
+# -- experiments ---------------------------------------------------------------------------
+
+@router.post("/experiments/create")
+def create_experiment(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok(experiments.create(p, caller, f.text("name", required=True), f.tags()))
+
+
+@router.get("/experiments/get")
+def get_experiment(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok({"experiment": experiments.to_dict(experiments.get(p, caller, f.text("experiment_id", required=True)))})
+
+
+@router.get("/experiments/get-by-name")
+def get_experiment_by_name(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok(experiments.by_name(p, caller, f.text("experiment_name", required=True)))
+
+
+@router.api_route("/experiments/search", methods=["GET", "POST"])
+def search_experiments(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    limit = f.integer("max_results", 1000)
+    if limit is None or not 1 <= limit <= 50000:
+        raise ModelyardError(ErrorCode.INVALID, f"max_results is 1 to 50000, not {limit}", field="max_results")
+    return ok(experiments.search(p, caller, view=f.view("view_type"), filter_text=f.text("filter"),
+                                 order_by=[str(x) for x in f.items("order_by")], max_results=limit,
+                                 page_token=f.text("page_token")))
+
+
+@router.post("/experiments/update")
+def update_experiment(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    experiments.rename(p, caller, f.text("experiment_id", required=True), f.text("new_name", required=True))
+    return ok()
+
+
+@router.post("/experiments/delete")
+def delete_experiment(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    experiments.set_stage(p, caller, f.text("experiment_id", required=True), DELETED)
+    return ok()
+
+
+@router.post("/experiments/restore")
+def restore_experiment(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    experiments.set_stage(p, caller, f.text("experiment_id", required=True), ACTIVE)
+    return ok()
+
+
+@router.post("/experiments/set-experiment-tag")
+def set_experiment_tag(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    tag = runs.check_tags({f.text("key", required=True) or "": f.text("value") or ""})
+    for key, value in tag.items():
+        experiments.set_tag(p, caller, f.text("experiment_id", required=True), key, value)
+    return ok()
+
+
+@router.post("/experiments/delete-experiment-tag")
+def delete_experiment_tag(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    experiments.set_tag(p, caller, f.text("experiment_id", required=True), f.text("key", required=True) or "", None)
+    return ok()
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+@router.post("/runs/create")
+def create_run(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok(runs.create(p, caller, experiment_id=f.text("experiment_id"), run_name=f.text("run_name"),
+                          start_time=f.integer("start_time"), tags=f.tags()))
+
+
+@router.get("/runs/get")
+def get_run(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok(runs.get(p, caller, _run_id(f)))
+
+
+@router.post("/runs/update")
+def update_run(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok(runs.update(p, caller, _run_id(f), status=f.text("status"), end_time=f.integer("end_time"),
+                          run_name=f.text("run_name")))
+
+
+@router.api_route("/runs/search", methods=["GET", "POST"])
+def search_runs(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok(runs.search(p, caller, experiment_ids=f.items("experiment_ids") or ["0"], filter_text=f.text("filter"),
+                          view=f.view("run_view_type"), max_results=f.integer("max_results", 1000) or 0,
+                          order_by=[str(x) for x in f.items("order_by")], page_token=f.text("page_token")))
+
+
+@router.post("/runs/delete")
+def delete_run(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    runs.set_deleted(p, caller, _run_id(f), True)
+    return ok()
+
+
+@router.post("/runs/restore")
+def restore_run(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    runs.set_deleted(p, caller, _run_id(f), False)
+    return ok()
+
+
+@router.post("/runs/log-metric")
+def log_metric(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    metric = {k: f.data.get(k) for k in ("key", "value", "timestamp", "step")}
+    runs.log(p, caller, _run_id(f), metrics=[metric])
+    return ok()
+
+
+@router.post("/runs/log-parameter")
+def log_param(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    runs.log(p, caller, _run_id(f), params=[{"key": f.data.get("key"), "value": f.data.get("value")}])
+    return ok()
+
+
+@router.post("/runs/set-tag")
+def set_tag(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    runs.log(p, caller, _run_id(f), tags=[{"key": f.data.get("key"), "value": f.data.get("value")}])
+    return ok()
+
+
+@router.post("/runs/delete-tag")
+def delete_tag(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    runs.delete_tag(p, caller, _run_id(f), f.text("key", required=True))
+    return ok()
+
+
+@router.post("/runs/log-batch")
+def log_batch(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    runs.log(p, caller, _run_id(f), metrics=f.items("metrics"), params=f.items("params"), tags=f.items("tags"))
+    return ok()
+
+
+@router.post("/runs/log-inputs")
+def log_inputs(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    runs.log_inputs(p, caller, _run_id(f), f.items("datasets"))
+    return ok()
+
+
+@router.get("/metrics/get-history")
+def metric_history(p: PlatformDep, caller: CallerDep, f: FieldsDep) -> Response:
+    return ok(runs.metric_history(p, caller, _run_id(f), f.text("metric_key", required=True),
+                                  max_results=f.integer("max_results"), page_token=f.text("page_token")))
+
+
+@fallback.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def not_served(path: str, request: Request) -> Response:
+    """What modelyard does not serve (the model registry, traces, ...), as MLflow's server says it,
+    so the client falls back where it can."""
+    return Response(orjson.dumps({"error_code": "ENDPOINT_NOT_FOUND",
+                                  "message": f"modelyard does not serve {request.method} {request.url.path}"}),
+                    status_code=404, media_type="application/json")

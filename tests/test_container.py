@@ -127,3 +127,15 @@ def test_a_container_gets_torchruns_variables_on_the_hosts_network() -> None:
         "LOCAL_WORLD_SIZE": "4", "MODELYARD_NODE_RANK": "1"}  # the platform's, over the job's own MASTER_PORT
     argv = run_argv("podman", s, name="n", mounts=MOUNTS, env_names=list(inside))
     assert pairs(argv, "--network") == ["host"]  # MASTER_ADDR is a host address: the rendezvous port is the host's
+
+
+def test_a_containers_mlflow_client_logs_into_its_own_job() -> None:
+    from modelyard.supervisor.config import SupervisorConfig, job_env
+
+    s = SupervisorConfig(**spec(run_token="myrun.3.abc").model_dump())
+    inside = container_env(s, job_env(s, base={}), MOUNTS)
+    assert {k: inside[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_TRACKING_TOKEN")} == {
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:1", "MLFLOW_RUN_ID": "7", "MLFLOW_TRACKING_TOKEN": "myrun.3.abc"}
+    argv = run_argv("podman", s, name="n", mounts=MOUNTS, env_names=list(inside))
+    assert "MLFLOW_TRACKING_TOKEN" in pairs(argv, "--env") and not any("myrun." in a for a in argv)  # by name only
+    assert pairs(argv, "--network") == ["host"]  # the server's 127.0.0.1 is the host's

@@ -80,7 +80,9 @@ def container_name(spec: LaunchSpec) -> str:
 def container_env(spec: LaunchSpec, env: Mapping[str, str], mounts: Mounts) -> dict[str, str]:
     """The job's own variables (never the supervisor's), with the contract's paths as seen inside.
     ``PATH`` and ``HOME`` are the image's unless the job's ``env`` sets them: the host's make no
-    sense inside (an image's Python is often on a PATH of its own, /opt/conda/bin)."""
+    sense inside (an image's Python is often on a PATH of its own, /opt/conda/bin). The MLflow
+    client's variables (supervisor/config.py ``mlflow_env``) stay as they are: on the host's network
+    the server's URL reaches it from inside too."""
     inside = {k: v for k, v in env.items() if k not in _IMAGES_OWN or k in spec.env}
     inside["MODELYARD_OUTPUT_DIR"] = OUTPUT
     inside["MODELYARD_TENSORBOARD_DIR"] = f"{OUTPUT}/{TENSORBOARD_DIR}"

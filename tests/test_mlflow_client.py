@@ -19,7 +19,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from conftest import wait_for
-from servers import ServerProcess
+from serverproc import clean_env, cli
+from servers import ServerProcess, ui_sign_in
 
 PY = sys.executable
 
@@ -96,6 +97,16 @@ def test_a_training_loop_logs_a_run_with_no_process(server: ServerProcess, alice
         for verb in ("restart", "clone"):
             r = c.post(f"/jobs/{run_id}/{verb}", json={}) if verb == "clone" else c.post(f"/jobs/{run_id}/{verb}")
             assert r.status_code == 409 and "no process" in r.json()["error"]["message"], r.text
+    # the jobs page and `modelyard jobs` show it, marked as a run with no process
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        assert ui_sign_in(browser, alice).status_code in (200, 303)
+        rows = browser.get("/ui/jobs").text
+        assert f'data-job-id="{run_id}"' in rows and "run · no process" in rows
+        page = browser.get(f"/ui/jobs/{run_id}").text
+        assert "An MLflow run with no process" in page and 'data-run-tag="stage"' in page and 'id="no-log"' in page
+        assert 'data-action="restart"' not in page and 'data-action="clone"' not in page
+    done = cli(["jobs"], clean_env(server.home, MODELYARD_URL=server.url, MODELYARD_TOKEN=alice, COLUMNS="200"))
+    assert done.returncode == 0 and "MLflow run, no process" in done.stdout, done.stdout + done.stderr
 
 
 def test_autolog_style_batches_and_their_limits(server: ServerProcess, alice: str) -> None:

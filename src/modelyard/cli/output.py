@@ -92,12 +92,17 @@ def jobs_table(jobs: list[dict[str, Any]], params: Sequence[str] = ()) -> Table:
             str(job["id"]), job.get("name") or "",
             *(param_text(values[n]) if n in values else "" for n in params),
             job.get("owner") or "", state_text(job["state"]),
-            format_placement(job), str(len(job.get("attempts") or [])),
+            _resources(job), str(len(job.get("attempts") or [])),
             format_duration(seconds_between(job.get("created_at"), None)),
             format_duration(seconds_between(job.get("started_at"), job.get("ended_at"))),
             " ".join(job.get("tags") or []),
         )
     return table
+
+
+def _resources(job: Mapping[str, Any]) -> str:
+    """What it holds; a run with no process (README "MLflow") holds nothing, and says what it is."""
+    return "MLflow run, no process" if job.get("kind") == "run" else format_placement(job)
 
 
 def job_summary(job: Mapping[str, Any]) -> Table:
@@ -109,7 +114,7 @@ def job_summary(job: Mapping[str, Any]) -> Table:
         ("message", job.get("message") or ""),
         ("owner", job.get("owner") or ""),
         ("command", command if isinstance(command, str) else " ".join(command or [])),
-        ("resources", format_placement(job)),
+        ("resources", _resources(job)),
         ("processes", f"{job['nproc_per_node']} per node" if job.get("nproc_per_node") else ""),
         ("runs in", runs_in(job)),
         ("priority", str(job.get("priority", 0))),

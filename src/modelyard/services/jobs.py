@@ -10,7 +10,7 @@ from modelyard.errors import ModelyardError, not_found
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import event_to_dict, job_to_dict
 from modelyard.db import jobs as store_jobs
-from modelyard.db import reports
+from modelyard.db import reports, runs
 from modelyard.db.records import Attempt, Job, User
 
 
@@ -20,6 +20,12 @@ def full(p: Platform, job: Job) -> dict[str, Any]:
 
 def show(p: Platform, user: User, job_id: int) -> dict[str, Any]:
     return full(p, store_jobs.get_job(p.db, job_id, user=user))
+
+
+def run_tags(p: Platform, job_id: int) -> dict[str, str]:
+    """The MLflow tags of a job already checked to be the caller's (README "MLflow")."""
+    with p.db.read() as conn:
+        return runs.tags_of(conn, job_id)
 
 
 def events(p: Platform, user: User, job_id: int) -> dict[str, Any]:

@@ -205,6 +205,7 @@ def job_data(p: Platform, user: User, job_id: int, outputs_attempt: int | None =
     files = outputs["files"]
     waiting = waiting_reason(p, user, job_id) if job["state"] == JobState.QUEUED.value else None
     return {"job": job, "events": jobs_service.events(p, user, job_id)["events"], "outputs": files,
+            "run_tags": jobs_service.run_tags(p, job_id),
             "model": [f for f in files if f["final"]], "other_outputs": [f for f in files if not f["final"]],
             "outputs_attempt": outputs["attempt"],
             "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"], "waiting": waiting}

@@ -128,8 +128,16 @@ def test_autolog_style_batches_and_their_limits(server: ServerProcess, alice: st
         with pytest.raises(MlflowException) as e:
             client.log_param(rid, "p1", "changed")
         assert e.value.error_code == "INVALID_PARAMETER_VALUE" and "cannot be changed" in e.value.message
-        client.set_terminated(rid, "KILLED")
-        assert client.get_run(rid).info.status == "KILLED"
+        # `modelyard stop` ends a run with no process at once; `modelyard rm` removes it
+        with server.client(alice) as c:
+            assert c.delete(f"/jobs/{rid}").status_code == 409  # still running
+            assert c.post(f"/jobs/{rid}/stop").json()["state"] == "stopped"
+            assert client.get_run(rid).info.status == "KILLED"
+            assert c.delete(f"/jobs/{rid}").status_code == 200
+            assert c.get(f"/jobs/{rid}").status_code == 404
+        with pytest.raises(MlflowException) as e:
+            client.get_run(rid)
+        assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
 def test_search_runs_filters_on_params_metrics_tags_and_attributes(server: ServerProcess, alice: str) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import pandas as pd
 import pytest
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -69,6 +71,9 @@ def test_a_training_loop_logs_a_run_with_no_process(server: ServerProcess, alice
                 mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
             mlflow.log_metrics({"accuracy": 0.91, "f1": 0.88}, step=19)
             mlflow.set_tag("stage", "dev")
+            digits = from_pandas(pd.DataFrame({"pixel": [0.0, 1.0]}), name="digits")
+            mlflow.log_input(digits, context="training")
+            mlflow.log_input(digits, context="training")  # the same dataset again: kept once
             run_id = run.info.run_id
             # while it runs it is a job of kind "run", running, with no process
             with server.client(alice) as c:
@@ -80,6 +85,9 @@ def test_a_training_loop_logs_a_run_with_no_process(server: ServerProcess, alice
         assert got.data.params == {"lr": "0.01", "optimizer": "adam", "epochs": "3"}
         assert got.data.metrics == {"loss": 1.0 / 20, "accuracy": 0.91, "f1": 0.88}
         assert got.data.tags["stage"] == "dev" and got.data.tags["mlflow.runName"] == "lr-0.01"
+        (used,) = got.inputs.dataset_inputs
+        assert used.dataset.name == "digits" and used.dataset.digest == digits.digest
+        assert [(t.key, t.value) for t in used.tags] == [("mlflow.data.context", "training")]
         history = client.get_metric_history(run_id, "loss")
         assert [(m.step, m.value) for m in history] == [(s, 1.0 / (s + 1)) for s in range(20)]
         exp = client.get_experiment_by_name("digits")
@@ -125,6 +133,13 @@ def test_autolog_style_batches_and_their_limits(server: ServerProcess, alice: st
                                                         for i in range(1001)]})
         assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
         assert "at most 1000 metrics" in r.json()["message"]
+        r = httpx.post(f"{server.url}/api/2.0/mlflow/runs/log-batch", headers={"Authorization": f"Bearer {alice}"},
+                       content=b'{"run_id": "' + rid.encode() + b'", "tags": [' + b'{"key": "k", "value": "v"},' * 60000
+                       + b'{"key": "k", "value": "v"}]}')
+        assert r.status_code == 413 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
+        r = httpx.post(f"{server.url}/api/2.0/mlflow/runs/log-batch", headers={"Authorization": f"Bearer {alice}"},
+                       content=b'{"run_id": ')
+        assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
         with pytest.raises(MlflowException) as e:
             client.log_param(rid, "p1", "changed")
         assert e.value.error_code == "INVALID_PARAMETER_VALUE" and "cannot be changed" in e.value.message

@@ -142,6 +142,19 @@ def get_job(db: Database, job_id: int, *, user: User | None = None) -> Job:
     return job_from_row(row, tags.get(job_id, ()), params.get(job_id, {}))
 
 
+def jobs_by_id(db: Database, job_ids: Sequence[int]) -> dict[int, Job]:
+    """The jobs of ``job_ids`` that exist (already checked to be the caller's), read a few hundred at a time."""
+    out: dict[int, Job] = {}
+    ids = list(job_ids)
+    with db.read() as conn:
+        for i in range(0, len(ids), 500):  # SQLite binds at most 32,766 values in one statement
+            part = ids[i:i + 500]
+            rows = conn.execute(_job_query().where(jobs.c.id.in_(part))).all()
+            tags, params = job_query.tags_of(conn, part), job_query.params_of(conn, part)
+            out.update({r.id: job_from_row(r, tags.get(r.id, ()), params.get(r.id, {})) for r in rows})
+    return out
+
+
 def list_jobs(
     db: Database, *, user: User, all_users: bool = False, state: JobState | None = None,
     q: str | None = None, limit: int = 50, offset: int = 0, query: JobQuery | None = None,

@@ -142,7 +142,7 @@ def job_from_row(row: sa.Row[Any], tags: tuple[str, ...] = (), params: Mapping[s
         environment=m["environment"], tags=tags, removed_at=m.get("removed_at"),
         kind=m.get("kind") or "job", experiment_id=m.get("experiment_id"), sweep_id=m.get("sweep_id"),
         trial=m.get("trial"), run_deleted_at=m.get("run_deleted_at"),
-        params=dict(spec.params) if params is None else params,
+        params={**spec.params, **(params or {})},  # the spec's in its order, then those logged since
     )
 
 

@@ -177,13 +177,15 @@ def run_data(db: Database, job_ids: Sequence[int]) -> dict[int, RunData]:
     if not ids:
         return out
     p, m, t = job_params.c, metric_chunks.c, run_tags.c
-    last_ids = sa.select(sa.func.max(m.id)).where(m.job_id.in_(ids)).group_by(m.job_id, m.name)
     with db.read() as conn:
-        for job_id, name, value in conn.execute(sa.select(p.job_id, p.name, p.value).where(p.job_id.in_(ids))):
-            out[job_id].params[name] = param_text(orjson.loads(value))
-        for job_id, name, value, step, last_t in conn.execute(
-                sa.select(m.job_id, m.name, m.last_value, m.last_step, m.last_t).where(m.id.in_(last_ids))):
-            out[job_id].metrics[name] = LatestMetric(value, step, last_t)
-        for job_id, key, value in conn.execute(sa.select(t.job_id, t.key, t.value).where(t.job_id.in_(ids))):
-            out[job_id].tags[key] = value
+        for i in range(0, len(ids), 500):  # SQLite binds at most 32,766 values in one statement
+            part = ids[i:i + 500]
+            last_ids = sa.select(sa.func.max(m.id)).where(m.job_id.in_(part)).group_by(m.job_id, m.name)
+            for job_id, name, value in conn.execute(sa.select(p.job_id, p.name, p.value).where(p.job_id.in_(part))):
+                out[job_id].params[name] = param_text(orjson.loads(value))
+            for job_id, name, value, step, last_t in conn.execute(
+                    sa.select(m.job_id, m.name, m.last_value, m.last_step, m.last_t).where(m.id.in_(last_ids))):
+                out[job_id].metrics[name] = LatestMetric(value, step, last_t)
+            for job_id, key, value in conn.execute(sa.select(t.job_id, t.key, t.value).where(t.job_id.in_(part))):
+                out[job_id].tags[key] = value
     return out

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.jobs.units import format_size
+from modelyard.server.mlflow_auth import MLFLOW_PREFIXES
 
 MAX_JSON_BODY = 1024 * 1024
 STREAMED = re.compile(r"^/api/v1/(snapshots(/upload)?|datasets/uploads|attempts/[^/]+/report)$")
@@ -42,7 +43,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await self._refuse(send, scope["path"])
             return
         received = 0
 
@@ -57,8 +58,12 @@ class BodyLimit:
 
         await self.app(scope, limited, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = orjson.dumps({"error": {"code": "too_large", "message": too_large_message(self.limit), "field": "body"}})
+    async def _refuse(self, send: Send, path: str) -> None:
+        message = too_large_message(self.limit)
+        if path.startswith(MLFLOW_PREFIXES):  # the MLflow client reads its own error form
+            body = orjson.dumps({"error_code": "INVALID_PARAMETER_VALUE", "message": message})
+        else:
+            body = orjson.dumps({"error": {"code": "too_large", "message": message, "field": "body"}})
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})

@@ -22,6 +22,9 @@ from modelyard.db.records import User
 from modelyard.db.users import user_for_run_token
 from modelyard.jobs.run_token import PREFIX as RUN_TOKEN_PREFIX
 
+# where the MLflow client's tracking API is served (server/routes_mlflow.py)
+MLFLOW_PREFIXES = ("/api/2.0/mlflow/", "/ajax-api/2.0/mlflow/")
+
 
 @dataclass(frozen=True)
 class Caller:

@@ -16,16 +16,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.db.experiments import ACTIVE, DELETED
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.auth import get_platform
-from modelyard.server.mlflow_auth import Caller, mlflow_caller
+from modelyard.server.mlflow_auth import MLFLOW_PREFIXES, Caller, mlflow_caller
 from modelyard.server.platform import Platform
 from modelyard.server.throttle import Throttled
 from modelyard.services import experiments, runs
 
-PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+PREFIXES = tuple(p.rstrip("/") for p in MLFLOW_PREFIXES)
 # our error codes as MLflow's, with the status its client expects for each
 _CODES: dict[ErrorCode, tuple[str, int]] = {
     ErrorCode.INVALID: ("INVALID_PARAMETER_VALUE", 400),
@@ -63,6 +64,11 @@ class MlflowRoute(APIRoute):
             except RequestValidationError as e:
                 first = (list(e.errors()) or [{}])[0]
                 return mlflow_error(ModelyardError(ErrorCode.INVALID, str(first.get("msg", "invalid request"))))
+            except StarletteHTTPException as e:  # the body limit's 413, raised as the body is read
+                response = mlflow_error(ModelyardError(ErrorCode.TOO_LARGE if e.status_code == 413 else ErrorCode.INVALID,
+                                                       str(e.detail)))
+                response.status_code = e.status_code
+                return response
 
         return answer
 

@@ -119,8 +119,8 @@ def search(p: Platform, caller: Caller, *, experiment_ids: Sequence[Any], filter
     except ValueError as e:
         raise ModelyardError(ErrorCode.INVALID, str(e), field="filter") from None
     page = found[:max_results]
-    data = run_query.run_data(p.db, page)
-    runs = [run_dict(p, store_jobs.get_job(p.db, i), data[i]) for i in page]
+    data, jobs = run_query.run_data(p.db, page), store_jobs.jobs_by_id(p.db, page)
+    runs = [run_dict(p, jobs[i], data[i]) for i in page if i in jobs]
     out: dict[str, Any] = {"runs": runs}
     if len(found) > max_results:
         out["next_page_token"] = experiments.encode_token(offset + max_results)

@@ -220,7 +220,12 @@ def test_experiments_by_name_and_their_errors(server: ServerProcess, alice: str)
             assert e.value.error_code == code and text in e.value.message, e.value.message
     r = httpx.post(f"{server.url}/api/2.0/mlflow/runs/create", json={}, headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
-    r = httpx.get(f"{server.url}/ajax-api/2.0/mlflow/registered-models/search", headers={"Authorization": f"Bearer {alice}"})
+    auth = {"Authorization": f"Bearer {alice}"}
+    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):  # search by GET too, as MLflow's server allows
+        r = httpx.get(f"{server.url}{prefix}/experiments/search", params={"max_results": 5, "filter": "name = 'vision-2'"},
+                      headers=auth)
+        assert [e["name"] for e in r.json()["experiments"]] == ["vision-2"], r.text
+    r = httpx.get(f"{server.url}/ajax-api/2.0/mlflow/registered-models/search", headers=auth)
     assert r.status_code == 404 and r.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     assert "/api/2.0/mlflow" not in str(httpx.get(f"{server.url}/api/v1/openapi.json").json()["paths"])
 

@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelyard.db.experiments import ACTIVE, DELETED
+from modelyard.db.experiments import ACTIVE, DELETED, ExperimentExists
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.auth import get_platform
 from modelyard.server.mlflow_auth import MLFLOW_PREFIXES, Caller, mlflow_caller
@@ -43,7 +43,7 @@ _CODES: dict[ErrorCode, tuple[str, int]] = {
 
 def mlflow_error(exc: ModelyardError) -> Response:
     code, status = _CODES.get(exc.code, ("INTERNAL_ERROR", 500))
-    if isinstance(exc, experiments.store.ExperimentExists):
+    if isinstance(exc, ExperimentExists):
         code = "RESOURCE_ALREADY_EXISTS"
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
     return Response(orjson.dumps({"error_code": code, "message": exc.message}), status_code=status,

@@ -142,6 +142,11 @@ def get_job(db: Database, job_id: int, *, user: User | None = None) -> Job:
     return job_from_row(row, tags.get(job_id, ()), params.get(job_id, {}))
 
 
+def owner_of(conn: sa.Connection, job_id: int) -> int | None:
+    """The user id of the job's owner, read in ``conn``'s transaction; None when there is no such job."""
+    return conn.execute(sa.select(jobs.c.user_id).where(jobs.c.id == job_id)).scalar()
+
+
 def jobs_by_id(db: Database, job_ids: Sequence[int]) -> dict[int, Job]:
     """The jobs of ``job_ids`` that exist (already checked to be the caller's), read a few hundred at a time."""
     out: dict[int, Job] = {}

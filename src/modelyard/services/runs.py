@@ -47,18 +47,31 @@ def artifact_uri(job_id: int) -> str:
 
 def run_job(p: Platform, caller: Caller, run_id: Any) -> Job:
     """The run ``run_id`` if the caller reaches it; any other answers as a run that does not exist."""
+    job_id = _run_number(caller, run_id)
+    try:
+        return store_jobs.get_job(p.db, job_id, user=caller.user)
+    except ModelyardError as e:
+        if e.code is ErrorCode.NOT_FOUND:
+            raise _no_run(str(run_id)) from None
+        raise
+
+
+def _run_number(caller: Caller, run_id: Any) -> int:
     if run_id is None or run_id == "":
         raise ModelyardError(ErrorCode.INVALID, "missing value for required parameter 'run_id'", field="run_id")
     text = str(run_id)
     if not text.isdigit() or len(text) > 18:
         raise _no_run(text)
-    try:
-        caller.check_run(int(text))
-        return store_jobs.get_job(p.db, int(text), user=caller.user)
-    except ModelyardError as e:
-        if e.code is ErrorCode.NOT_FOUND:
-            raise _no_run(text) from None
-        raise
+    if caller.job_id is not None and int(text) != caller.job_id:
+        raise _no_run(text)
+    return int(text)
+
+
+def _check_owner(conn: Any, caller: Caller, job_id: int) -> None:
+    """In the write's own transaction: one small read, not a whole job (log-metric is called per point)."""
+    owner = store_jobs.owner_of(conn, job_id)
+    if owner is None or (owner != caller.user.id and not caller.user.is_admin):
+        raise _no_run(str(job_id))
 
 
 def _no_run(text: str) -> ModelyardError:
@@ -210,18 +223,19 @@ def log(p: Platform, caller: Caller, run_id: Any, *, metrics: Sequence[Any] = ()
     for what, items in (("params", params), ("tags", tags)):
         if len(items) > MAX_PARAMS_TAGS:
             raise _too_many(what, len(items), MAX_PARAMS_TAGS)
-    job = run_job(p, caller, run_id)
+    job_id = _run_number(caller, run_id)
     points = [_point(m) for m in metrics]
     param_map = _pairs(params, "params", MAX_PARAM_KEY, MAX_PARAM_VALUE)
     tag_map = _pairs(tags, "tags", MAX_TAG_KEY, MAX_TAG_VALUE)
     attempt = caller.attempt_id if caller.is_job else 0
     with p.db.write() as conn:
+        _check_owner(conn, caller, job_id)
         try:
-            ingest.ingest(conn, job.id, attempt or 0, ingest.RunData(params=param_map, tags=tag_map, points=points))
+            ingest.ingest(conn, job_id, attempt or 0, ingest.RunData(params=param_map, tags=tag_map, points=points))
         except (ValueError, TypeError) as e:
             raise ModelyardError(ErrorCode.INVALID, str(e), field="metrics") from None
-    if RUN_NAME_TAG in tag_map and tag_map[RUN_NAME_TAG] != job.name:
-        store_jobs.update_run(p.db, job.id, name=tag_map[RUN_NAME_TAG][:200])
+    if RUN_NAME_TAG in tag_map:  # MLflow's run name is its tag too
+        store_jobs.update_run(p.db, job_id, name=tag_map[RUN_NAME_TAG][:200])
 
 
 def _too_many(what: str, n: int, limit: int) -> ModelyardError:

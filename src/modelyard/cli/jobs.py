@@ -39,6 +39,9 @@ def jobs(
 ) -> None:
     """List jobs, newest first, filtered by state, tags, parameters, owner, dataset, environment or date.
 
+    MLflow runs with no process (made by a script outside any job) are listed too, their resources
+    shown as "MLflow run, no process".
+
     Example: modelyard jobs --tag baseline --param lr --filter 'lr>=0.01' --sort -param:lr
     """
     with get_client() as client:

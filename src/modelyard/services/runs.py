@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+from sqlalchemy import exc as sa_exc
 
 from modelyard.db import experiments as store_experiments
 from modelyard.db import jobs as store_jobs
@@ -227,15 +228,28 @@ def log(p: Platform, caller: Caller, run_id: Any, *, metrics: Sequence[Any] = ()
     points = [_point(m) for m in metrics]
     param_map = _pairs(params, "params", MAX_PARAM_KEY, MAX_PARAM_VALUE)
     tag_map = _pairs(tags, "tags", MAX_TAG_KEY, MAX_TAG_VALUE)
-    attempt = caller.attempt_id if caller.is_job else 0
+    data = ingest.RunData(params=param_map, tags=tag_map, points=points)
+    for tries_left in (1, 0):
+        try:
+            _write(p, caller, job_id, data)
+            break
+        except sa_exc.IntegrityError:
+            # two writers at once logged the same new param or tag (PostgreSQL: neither saw the other's
+            # row); once more, the other's row is there to compare with
+            if not tries_left:
+                raise ModelyardError(ErrorCode.CONFLICT, f"run {job_id} was being written by another "
+                                     "call at the same time; log again") from None
+    if RUN_NAME_TAG in tag_map:  # MLflow's run name is its tag too
+        store_jobs.update_run(p.db, job_id, name=tag_map[RUN_NAME_TAG][:200])
+
+
+def _write(p: Platform, caller: Caller, job_id: int, data: ingest.RunData) -> None:
     with p.db.write() as conn:
         _check_owner(conn, caller, job_id)
         try:
-            ingest.ingest(conn, job_id, attempt or 0, ingest.RunData(params=param_map, tags=tag_map, points=points))
+            ingest.ingest(conn, job_id, (caller.attempt_id or 0) if caller.is_job else 0, data)
         except (ValueError, TypeError) as e:
             raise ModelyardError(ErrorCode.INVALID, str(e), field="metrics") from None
-    if RUN_NAME_TAG in tag_map:  # MLflow's run name is its tag too
-        store_jobs.update_run(p.db, job_id, name=tag_map[RUN_NAME_TAG][:200])
 
 
 def _too_many(what: str, n: int, limit: int) -> ModelyardError:

@@ -72,6 +72,8 @@ def resources(r: dict[str, Any]) -> str:
 
 def placement(job: dict[str, Any]) -> str:
     """A job's resources (per node), as "2 nodes × ..." where it has several, and its labels."""
+    if job.get("kind") == "run":  # an MLflow run with no process holds nothing
+        return "none (no process)"
     text = resources(job.get("resources") or {})
     if (job.get("nodes") or 1) > 1:
         text = f"{job['nodes']} nodes × {text}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from modelyard.jobs.query import JobQuery
 from modelyard.jobs.nodes import LOCAL_NODE, NodeSlice, format_labels, format_slices, parse_labels, parse_slices
 from modelyard.jobs.states import attempt_can_transition, can_transition, ending_reason
 from modelyard.db import job_query
+from modelyard.db import runs as run_data
 from modelyard.db.engine import Database
 from modelyard.db.records import (
     Attempt, Event, Job, User, attempt_from_row, event_from_row, format_gpus, job_from_row, parse_gpus,
@@ -488,9 +489,10 @@ def no_process(job_id: int, what: str) -> ModelyardError:
 
 
 def create_run(db: Database, *, user: User, spec: JobSpec, experiment_id: int | None, now: float | None = None,
-               started_at: float | None = None, actor: str | None = None) -> int:
+               started_at: float | None = None, actor: str | None = None, tags: Mapping[str, str] | None = None) -> int:
     """A run with no process (kind "run", README "MLflow"): RUNNING from the start, with no attempt;
-    the script that made it logs to it and ends it (``end_run``). Its id."""
+    the script that made it logs to it and ends it (``end_run``). Its id. ``tags``: its first MLflow
+    tags, in the same transaction, so no run is ever listed without them."""
     now = time.time() if now is None else now
     with db.write() as conn:
         job_id = conn.execute(jobs.insert().values(
@@ -502,6 +504,8 @@ def create_run(db: Database, *, user: User, spec: JobSpec, experiment_id: int | 
         conn.execute(events.insert().values(
             job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.RUNNING.value,
             reason="created by its MLflow client", actor=actor))
+        if tags:
+            run_data.set_tags(conn, job_id, tags)
     return job_id
 
 

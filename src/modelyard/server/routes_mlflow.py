@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.db.experiments import ACTIVE, DELETED, ExperimentExists
@@ -61,7 +62,7 @@ class MlflowRoute(APIRoute):
                 return await handler(request)
             except ModelyardError as e:
                 return mlflow_error(e)
-            except RequestValidationError as e:
+            except (RequestValidationError, ValidationError) as e:
                 first = (list(e.errors()) or [{}])[0]
                 return mlflow_error(ModelyardError(ErrorCode.INVALID, str(first.get("msg", "invalid request"))))
             except StarletteHTTPException as e:  # the body limit's 413, raised as the body is read

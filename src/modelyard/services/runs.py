@@ -180,9 +180,8 @@ def create(p: Platform, caller: Caller, *, experiment_id: Any, run_name: Any, st
     spec = JobSpec(command=RUN_COMMAND, name=name)
     started = start_time / 1000 if start_time else None
     job_id = store_jobs.create_run(p.db, user=caller.user, spec=spec, experiment_id=exp.id or None,
-                                   started_at=started, actor=caller.user.name)
-    with p.db.write() as conn:
-        ingest.ingest(conn, job_id, 0, ingest.RunData(tags={**tags, RUN_NAME_TAG: name, USER_TAG: caller.user.name}))
+                                   started_at=started, actor=caller.user.name,
+                                   tags={**tags, RUN_NAME_TAG: name, USER_TAG: caller.user.name})
     job = store_jobs.get_job(p.db, job_id)
     return {"run": run_dict(p, job, run_query.run_data(p.db, [job_id])[job_id], inputs=True)}
 

@@ -53,12 +53,15 @@ class ExperimentExists(ModelyardError):
 
 def create(db: Database, user_id: int, name: str, tags: Mapping[str, str], *, now: float | None = None) -> int:
     now = time.time() if now is None else now
-    with db.write() as conn:
-        if name == DEFAULT_NAME or _id_by_name(conn, user_id, name) is not None:
-            raise ExperimentExists(name)
-        return conn.execute(experiments.insert().values(
-            user_id=user_id, name=name, lifecycle_stage=ACTIVE, tags=orjson.dumps(dict(tags)).decode(),
-            created_at=now, updated_at=now).returning(experiments.c.id)).scalar_one()
+    try:
+        with db.write() as conn:
+            if name == DEFAULT_NAME or _id_by_name(conn, user_id, name) is not None:
+                raise ExperimentExists(name)
+            return conn.execute(experiments.insert().values(
+                user_id=user_id, name=name, lifecycle_stage=ACTIVE, tags=orjson.dumps(dict(tags)).decode(),
+                created_at=now, updated_at=now).returning(experiments.c.id)).scalar_one()
+    except sa.exc.IntegrityError:  # another create of the name committed in between (PostgreSQL)
+        raise ExperimentExists(name) from None
 
 
 def _id_by_name(conn: sa.Connection, user_id: int, name: str) -> int | None:
@@ -87,12 +90,15 @@ def by_name(db: Database, user_id: int, name: str) -> Experiment | None:
 
 def rename(db: Database, experiment: Experiment, new_name: str, *, now: float | None = None) -> None:
     now = time.time() if now is None else now
-    with db.write() as conn:
-        other = _id_by_name(conn, experiment.user_id, new_name)
-        if new_name == DEFAULT_NAME or (other is not None and other != experiment.id):
-            raise ExperimentExists(new_name)
-        conn.execute(experiments.update().where(experiments.c.id == experiment.id)
-                     .values(name=new_name, updated_at=now))
+    try:
+        with db.write() as conn:
+            other = _id_by_name(conn, experiment.user_id, new_name)
+            if new_name == DEFAULT_NAME or (other is not None and other != experiment.id):
+                raise ExperimentExists(new_name)
+            conn.execute(experiments.update().where(experiments.c.id == experiment.id)
+                         .values(name=new_name, updated_at=now))
+    except sa.exc.IntegrityError:
+        raise ExperimentExists(new_name) from None
 
 
 def set_stage(db: Database, experiment: Experiment, stage: str, *, now: float | None = None) -> None:

@@ -19,8 +19,8 @@ API = "/api/2.0/mlflow"
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[App]:
-    made = make_app(tmp_path)
+def app(tmp_path: Path, database_url: str) -> Iterator[App]:
+    made = make_app(tmp_path, database_url)
     yield made
     made[1].close()
 

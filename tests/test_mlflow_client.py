@@ -5,11 +5,9 @@ the job. One server for the module.
 """
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import mlflow

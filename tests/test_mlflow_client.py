@@ -260,3 +260,7 @@ def test_a_jobs_own_start_run_logs_into_the_job(server: ServerProcess, alice: st
         got = client.get_run(str(job_id))
         assert got.data.tags["model"] == "cnn" and got.info.status == "FINISHED"
         assert got.data.params["seed"] == "1"
+    with httpx.Client(base_url=server.url, timeout=30) as browser:  # its page: the MLflow tags, and its log
+        ui_sign_in(browser, alice)
+        page = browser.get(f"/ui/jobs/{job_id}").text
+        assert 'data-run-tag="model"' in page and 'id="no-log"' not in page and "no process" not in page

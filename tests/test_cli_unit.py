@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from modelyard.cli.follow import job_exit_code
 from modelyard.cli.main import app
-from modelyard.cli.observe import _inside
+from modelyard.downloads import inside as _inside
 from modelyard.cli.options import build_spec, load_job_file, parse_env, shape_command, spec_payload
 from modelyard.cli.output import jobs_table, metrics_table
 from modelyard.errors import ModelyardError

@@ -16,10 +16,10 @@ from rich.table import Table
 
 from modelyard.cli.connect import get_client
 from modelyard.cli.jobs import Json
-from modelyard.cli.observe import _inside
 from modelyard.cli.options import invalid
 from modelyard.cli.output import byte_progress, console, err_console, note, print_json, state_text
 from modelyard.client import Client
+from modelyard.downloads import inside
 from modelyard.jobs.units import format_size
 
 dataset_app = typer.Typer(help="Import, version, split and format datasets for jobs.", no_args_is_help=True)
@@ -165,7 +165,7 @@ def fetch_version(client: Client, version: dict[str, Any], dest_dir: Path, *, sh
         for f in version["files"]:
             base = done_before
             client.download_dataset_file(version["name"], version["version"], f["path"],
-                                         _inside(dest_dir, f["path"]),
+                                         inside(dest_dir, f["path"]),
                                          progress=lambda done, _t: progress(base + done, total))
             done_before += f["size"]
     for split in version["splits"]:

@@ -7,15 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from modelyard.cli.connect import get_client
-from modelyard.cli.errors import fail
 from modelyard.cli.follow import follow_log, print_log
 from modelyard.cli.jobs import JobId, Json
-from modelyard.cli.options import invalid
 from modelyard.cli.output import byte_progress, console, metrics_table, note, print_json
+from modelyard.downloads import download_outputs
 from modelyard.jobs.units import format_size
-
-# artifacts/keys.py's FINAL, spelt out: importing the artifacts package would load fsspec for every command
-MODEL_FOLDER = "final/"
 
 
 def logs(
@@ -73,30 +69,10 @@ def download(
     Example: modelyard download 7 --final --to ./model
     """
     dest_dir = (to or Path(f"job-{job_id}")).resolve()
-    with get_client() as client:
-        listing = client.list_outputs(job_id, attempt=attempt, final=final)
-        files, chosen = listing["files"], listing.get("attempt")
-        if final and not files:
-            raise fail(f"job {job_id} has no model: nothing under final/ in "
-                       + (f"attempt {attempt}'s outputs" if attempt else "any attempt's outputs"))
-        total = sum(f.get("size") or 0 for f in files)
-        done_before = 0
-        with byte_progress(f"job {job_id} outputs", enabled=not as_json) as progress:
-            for f in files:
-                base = done_before
-                local = f["path"].removeprefix(MODEL_FOLDER) if final else f["path"]
-                # the attempt the listing named: a newer attempt syncing meanwhile cannot mix its files in
-                client.download_output(job_id, f["path"], _inside(dest_dir, local), attempt=chosen,
-                                       progress=lambda done, _total: progress(base + done, total))
-                done_before += f.get("size") or 0
+    with get_client() as client, byte_progress(f"job {job_id} outputs", enabled=not as_json) as progress:
+        got = download_outputs(client, job_id, dest_dir, final=final, attempt=attempt, progress=progress)
     if as_json:
-        return print_json({"dir": str(dest_dir), "attempt": chosen, "files": files})
-    note(f"{len(files)} files, {format_size(total)} in {dest_dir}" + (f" (attempt {chosen})" if chosen else ""))
-
-
-def _inside(root: Path, relative: str) -> Path:
-    """``root/relative``, refusing a path that would land outside ``root``."""
-    dest = (root / relative).resolve()
-    if not dest.is_relative_to(root):
-        raise invalid("path", f"output path {relative!r} points outside {root}")
-    return dest
+        return print_json(got)
+    total = sum(f.get("size") or 0 for f in got["files"])
+    note(f"{len(got['files'])} files, {format_size(total)} in {dest_dir}"
+         + (f" (attempt {got['attempt']})" if got["attempt"] else ""))

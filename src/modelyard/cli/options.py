@@ -1,5 +1,7 @@
 """Pure parsing of CLI input into a job spec: ``--env K=V``, the command after ``--``, the YAML file.
 
+Building the spec from them is submission.py's, which the SDK shares.
+
 No I/O beyond reading the YAML file; every failure is a ModelyardError naming the field.
 """
 from __future__ import annotations
@@ -8,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
-from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.jobs.spec import REVEAL, JobSpec
+# What the SDK shares is in submission.py; the CLI's commands import it from here too.
+from modelyard.submission import build_spec, invalid, read_requirements, spec_error, spec_payload
 
-
-def invalid(field: str | None, message: str) -> ModelyardError:
-    return ModelyardError(ErrorCode.INVALID, message, field=field)
+__all__ = ["build_spec", "invalid", "load_job_file", "parse_env", "read_requirements", "shape_command",
+           "spec_error", "spec_payload"]
 
 
 def parse_env(pairs: list[str] | None) -> dict[str, str]:
@@ -57,39 +57,3 @@ def load_job_file(path: Path | None) -> dict[str, Any] | None:
     if isinstance(data.get("requirements"), str):
         data["requirements"] = read_requirements(path.parent / data["requirements"])
     return data
-
-
-def read_requirements(path: Path) -> str:
-    """A requirements file's text (``--requirements FILE``, YAML ``requirements:``): the job carries it."""
-    try:
-        return path.read_text()
-    except OSError as e:
-        raise invalid("requirements", f"cannot read {path}: {e.strerror}") from e
-    except UnicodeDecodeError:
-        raise invalid("requirements", f"{path} is not a UTF-8 text file") from None
-
-
-def build_spec(file_data: dict[str, Any] | None, overrides: dict[str, Any]) -> JobSpec:
-    """Flags over the file (``JobSpec.from_sources``); a validation error names its field."""
-    try:
-        return JobSpec.from_sources(file_data, overrides)
-    except ValidationError as e:
-        raise spec_error(e) from None
-
-
-def spec_error(e: ValidationError) -> ModelyardError:
-    """The first problem of a pydantic error, as ``field: message``."""
-    err = e.errors()[0]
-    field = ".".join(str(part) for part in err["loc"]) or None
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing" and field == "command":
-        message = "missing: give it after -- (modelyard submit -- python train.py) or as `command:` in the job file"
-    elif err["type"] == "extra_forbidden":
-        message = "is not a job field"
-    return invalid(field, message)
-
-
-def spec_payload(spec: JobSpec) -> dict[str, Any]:
-    """What POST /jobs takes: the spec without the client-side ``workdir``, with its inline secrets' values
-    (the one dump that keeps them: the server seals them on arrival)."""
-    return spec.model_dump(mode="json", exclude={"workdir"}, context=REVEAL)

@@ -1,0 +1,202 @@
+"""The Python SDK (modelyard/sdk.py) end to end against a real server subprocess (one per module).
+
+Jobs really run (local executor, supervisors); every wait is the SDK's own wait or a log line
+followed live, never a sleep.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from serverproc import ServerProc, start_server
+
+import modelyard
+from modelyard.client import Client, ClientError
+from modelyard.errors import ModelyardError
+from modelyard.jobs.states import JobState
+from modelyard.sdk import Job, JobTimeout
+
+PY = sys.executable
+TRAIN = """\
+import json, os, pathlib, sys
+params = json.loads(os.environ["MODELYARD_PARAMS"])
+print("lr is", sys.argv[2], params["lr"], flush=True)
+print("ignored file here:", os.path.exists("ignored.txt"), flush=True)
+for step in range(3):
+    print(json.dumps({"metric": "loss", "value": 1.0 / (step + 1), "step": step, "epoch": 0}), flush=True)
+print(json.dumps({"metric": "acc", "value": 0.5}), flush=True)
+print("to stderr", file=sys.stderr, flush=True)
+out = pathlib.Path(os.environ["MODELYARD_OUTPUT_DIR"])
+(out / "notes.txt").write_text("hello")
+(out / "final").mkdir()
+(out / "final" / "model.txt").write_text("weights")
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    with start_server(tmp_path_factory.mktemp("sdk") / "home") as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProc) -> Iterator[Client]:
+    """The SDK's default client, as a notebook would make it."""
+    c = modelyard.connect(server.url, server.token)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    wd = tmp_path_factory.mktemp("code")
+    (wd / "train.py").write_text(TRAIN)
+    (wd / "ignored.txt").write_text("not sent\n")
+    (wd / ".gitignore").write_text("ignored.txt\n")
+    return wd
+
+
+@pytest.fixture(scope="module")
+def trained(client: Client, workdir: Path) -> Job:
+    """The tiny training job, submitted from its folder with params and tags, and ended."""
+    job = modelyard.submit([PY, "train.py", "--lr", "{lr}"], workdir, name="sdk-train", params={"lr": 0.01},
+                           tags=["sdk", "baseline"], cpus=0.5)
+    assert (job.name, job.params, job.tags) == ("sdk-train", {"lr": 0.01}, ["baseline", "sdk"])
+    assert repr(job).startswith(f"<Job {job.id} 'sdk-train' ")
+    assert job.wait(timeout=60) is JobState.SUCCEEDED
+    return job
+
+
+def test_submit_wait_and_logs(trained: Job) -> None:
+    assert trained.state is JobState.SUCCEEDED and trained.data["resources"]["cpus"] == 0.5
+    lines = list(trained.logs())
+    assert "lr is 0.01 0.01" in lines  # {lr} filled in from params, and MODELYARD_PARAMS
+    assert "ignored file here: False" in lines  # .gitignore'd: not in the snapshot
+    assert "to stderr" in lines
+    assert list(trained.logs(follow=True)) == lines  # an ended job: follow stops at the end
+
+
+def test_metrics_as_a_dataframe(trained: Job) -> None:
+    df = trained.metrics()
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == ["name", "step", "epoch", "value", "time"]
+    loss = df[df["name"] == "loss"]
+    assert loss["value"].tolist() == [1.0, 0.5, 1 / 3] and loss["step"].tolist() == [0, 1, 2]
+    assert loss["epoch"].tolist() == [0, 0, 0]
+    acc = df[df["name"] == "acc"]
+    assert acc["value"].tolist() == [0.5] and acc["step"].isna().all()
+    assert str(df["time"].dtype) == "datetime64[ns, UTC]"
+    assert df["time"].min() > pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=1)
+    assert set(trained.metrics(names="loss")["name"]) == {"loss"}
+
+
+def test_metrics_without_pandas_are_a_dict_of_lists(trained: Job, server: ServerProc) -> None:
+    code = ("import json, sys\n"
+            "sys.modules['pandas'] = None  # import pandas now fails, as where it is not installed\n"
+            "import modelyard\n"
+            f"print(json.dumps(modelyard.job({trained.id}).metrics()))\n")
+    done = subprocess.run([PY, "-c", code], env=server.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    table = json.loads(done.stdout)
+    assert set(table) == {"name", "step", "epoch", "value", "time"}
+    assert table["name"] == ["acc", "loss", "loss", "loss"]
+    assert table["value"] == [0.5, 1.0, 0.5, 1 / 3] and table["step"] == [None, 0, 1, 2]
+    assert all(isinstance(t, float) for t in table["time"])
+
+
+def test_outputs_and_download(trained: Job, tmp_path: Path) -> None:
+    files = {f["path"]: f for f in trained.outputs()}
+    assert {"notes.txt", "final/model.txt"} <= files.keys()
+    assert files["final/model.txt"]["final"] is True and files["notes.txt"]["size"] == 5
+    folder = trained.download(tmp_path / "all")
+    assert folder == tmp_path / "all"
+    assert (folder / "notes.txt").read_text() == "hello"
+    assert (folder / "final" / "model.txt").read_text() == "weights"
+    model = trained.download(tmp_path / "model", final=True)
+    assert [p.name for p in model.iterdir()] == ["model.txt"]
+
+
+def test_jobs_by_tag_state_and_param(trained: Job, workdir: Path) -> None:
+    assert modelyard.jobs(tag="baseline") == [trained]
+    assert trained in modelyard.jobs(tag=["sdk", "baseline"], state="succeeded")
+    assert trained in modelyard.jobs(param={"lr": 0.01}, since=date(2000, 1, 1))
+    assert trained not in modelyard.jobs(param="lr>0.1")
+    assert trained not in modelyard.jobs(state=[JobState.FAILED, JobState.STOPPED])
+    with pytest.raises(ClientError, match="unknown state 'bogus'") as e:
+        modelyard.jobs(state="bogus")
+    assert e.value.status == 422 and e.value.field == "state"
+
+
+def test_tags_change_and_a_job_is_found_by_id(trained: Job) -> None:
+    assert "best" in trained.tag("best")
+    assert modelyard.job(trained.id).tags == ["baseline", "best", "sdk"]
+    assert trained.tag(remove="best") == ["baseline", "sdk"] == trained.tags
+
+
+def test_stop_a_long_job_and_restart_it(client: Client, workdir: Path) -> None:
+    job = modelyard.submit(f"{PY} -c \"import time; print('started', flush=True); time.sleep(600)\"", workdir,
+                           client=client, max_runtime="5m")
+    lines = job.logs(follow=True)
+    assert next(lines) == "started"
+    assert job.state is JobState.RUNNING
+    with pytest.raises(JobTimeout, match=rf"job {job.id} is still running after 0.2s") as e:
+        job.wait(timeout=0.2)
+    assert isinstance(e.value, TimeoutError) and e.value.state is JobState.RUNNING
+    with pytest.raises(TimeoutError):
+        job.wait(timeout=0.2, poll=0.05)
+    assert job.stop() is job
+    assert job.wait(timeout=30) is JobState.STOPPED
+    rest = list(lines)  # the stream ends with the job
+    assert rest and all(line.startswith("[modelyard] ") for line in rest)  # the supervisor's notes only
+    job.restart()
+    again = job.logs(follow=True)
+    assert next(again) == "started" and job.refresh().data["attempt"] == 2
+    job.stop()
+    assert job.wait(timeout=30, poll=0.1) is JobState.STOPPED
+
+
+def test_errors_are_modelyard_errors_naming_what_is_wrong(client: Client, workdir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ClientError, match="not found") as e:
+        modelyard.job(10**9)
+    assert e.value.status == 404
+    with pytest.raises(ModelyardError, match="is not a folder") as e2:
+        modelyard.submit("true", tmp_path / "nowhere")
+    assert e2.value.field == "workdir"
+    with pytest.raises(ModelyardError) as e3:
+        modelyard.submit("true", workdir, gpus=-1)
+    assert e3.value.field == "resources.gpus"
+    with pytest.raises(ModelyardError, match="is not a job field") as e4:
+        modelyard.submit("true", workdir, colour="blue")
+    assert e4.value.field == "colour"
+    with pytest.raises(ModelyardError, match="is not a job id"):
+        modelyard.job("7")  # type: ignore[arg-type]
+
+
+def test_connect_checks_the_server_and_the_token(server: ServerProc, client: Client) -> None:
+    with pytest.raises(ClientError, match="cannot reach") as e:
+        modelyard.connect("http://127.0.0.1:9", server.token)
+    assert e.value.status is None
+    with pytest.raises(ClientError) as e2:
+        modelyard.connect(server.url, "my_not-a-token")
+    assert e2.value.status == 401
+    assert modelyard.sdk.default_client() is client  # a failed connect keeps the last good one
+
+
+def test_importing_modelyard_stays_light(tmp_path: Path) -> None:
+    code = ("import sys, modelyard\n"
+            "modelyard.log_metric('loss', 0.5, step=1)\n"
+            "print(sorted(m for m in ('httpx', 'typer', 'pydantic', 'rich', 'fsspec', 'modelyard.sdk') if m in sys.modules))\n"
+            "import modelyard.jobs.spec\n"
+            "print(callable(modelyard.jobs), modelyard.jobs.spec.JobSpec.__name__)\n")
+    done = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    metric, loaded, jobs = done.stdout.splitlines()
+    assert json.loads(metric) == {"metric": "loss", "value": 0.5, "step": 1}
+    assert loaded == "[]"
+    assert jobs == "True JobSpec"  # modelyard.jobs: the SDK's search, and still the domain package

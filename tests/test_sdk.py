@@ -200,3 +200,26 @@ def test_importing_modelyard_stays_light(tmp_path: Path) -> None:
     assert json.loads(metric) == {"metric": "loss", "value": 0.5, "step": 1}
     assert loaded == "[]"
     assert jobs == "True JobSpec"  # modelyard.jobs: the SDK's search, and still the domain package
+
+
+def test_a_notebook_debugs_then_submits_the_work_as_a_background_job(server: ServerProc, workdir: Path) -> None:
+    """README's flow, run as a real notebook in a real kernel (nbclient): a cell submits, a later one reads."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        f"import sys, modelyard\nmodelyard.connect({server.url!r}, token={server.token!r})",
+        "def loss(step):\n    return 1.0 / (step + 1)\nprint([loss(s) for s in range(3)])",  # debugging here first
+        f"job = modelyard.submit([sys.executable, 'train.py', '--lr', '{{lr}}'], workdir={str(workdir)!r},\n"
+        "                       params={'lr': 0.1}, tags=['from-notebook'])\njob",
+        "print(job.wait(timeout=60).value)\ndf = job.metrics()\n"
+        "print(df.pivot_table(index='step', columns='name', values='value')['loss'].round(2).tolist())",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    NotebookClient(nb, timeout=90, kernel_name="python3").execute()
+    outputs = [[o.get("text") or o.get("data", {}).get("text/plain") for o in cell.outputs] for cell in nb.cells]
+    assert outputs[1] == ["[1.0, 0.5, 0.3333333333333333]\n"]
+    assert outputs[2][0].startswith("<Job ") and "'python" not in outputs[2][0]
+    assert "".join(outputs[3]) == "succeeded\n[1.0, 0.5, 0.33]\n"
+    [found] = modelyard.jobs(tag="from-notebook")
+    assert found.params == {"lr": 0.1} and "lr is 0.1 0.1" in list(found.logs())

@@ -87,7 +87,7 @@ def submit(
     ``{NAME: value}``, or ``NAME`` (``None``) for your stored secret. Other job fields
     (``sync_interval``, ``webhooks``, ``node_labels``, ...) go in as keywords."""
     overrides = {
-        **fields, "command": command if isinstance(command, str) else list(command), "name": name,
+        **fields, "command": _command(command), "name": name,
         "gpus": gpus, "cpus": cpus, "memory": memory, "params": dict(params) if params else None,
         "tags": _strings(tags), "dataset": dataset, "image": image, "environment": environment,
         "requirements": _requirements(requirements), "env": dict(env) if env else None,
@@ -257,6 +257,14 @@ def _job_id(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise invalid("job_id", f"{value!r} is not a job id (a whole number from 1)")
     return value
+
+
+def _command(value: Any) -> str | list[str]:
+    if isinstance(value, (str, os.PathLike)):
+        return os.fspath(value)
+    if isinstance(value, Sequence) and all(isinstance(v, (str, os.PathLike)) for v in value):
+        return [os.fspath(v) for v in value]
+    raise invalid("command", f"{value!r} is not a command: give a shell string or a list of strings")
 
 
 def _strings(value: str | Iterable[str] | None) -> list[str] | None:

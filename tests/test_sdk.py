@@ -6,11 +6,13 @@ followed live, never a sleep.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -229,24 +231,49 @@ def test_importing_modelyard_stays_light(tmp_path: Path) -> None:
     assert jobs == "True JobSpec"  # modelyard.jobs: the SDK's search, and still the domain package
 
 
-def test_a_notebook_debugs_then_submits_the_work_as_a_background_job(server: ServerProc, workdir: Path) -> None:
-    """README's flow, run as a real notebook in a real kernel (nbclient): a cell submits, a later one reads."""
-    import nbformat
-    from nbclient import NotebookClient
+def test_a_notebook_debugs_then_submits_the_work_as_a_background_job(server: ServerProc, workdir: Path,
+                                                                     client: Client) -> None:
+    """README's flow, cell by cell in a real IPython kernel (what runs a notebook's cells): a cell
+    submits, a later one waits and reads. Driven by jupyter_client: nbclient's nbformat would spend
+    seconds building jsonschema's format grammars first."""
+    from jupyter_client.manager import start_new_kernel
 
     cells = [
         f"import sys, modelyard\nmodelyard.connect({server.url!r}, token={server.token!r})",
         "def loss(step):\n    return 1.0 / (step + 1)\nprint([loss(s) for s in range(3)])",  # debugging here first
         f"job = modelyard.submit([sys.executable, 'train.py', '--lr', '{{lr}}'], workdir={str(workdir)!r},\n"
         "                       params={'lr': 0.1}, tags=['from-notebook'])\njob",
-        # metrics() would load pandas in the kernel (2 s); the DataFrame has a test of its own
+        # metrics() would load pandas in the kernel (seconds); the DataFrame has a test of its own
         "print(job.wait(timeout=60).value)\nprint([line for line in job.logs() if line.startswith('lr is')])",
     ]
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    NotebookClient(nb, timeout=90, kernel_name="python3").execute()
-    outputs = [[o.get("text") or o.get("data", {}).get("text/plain") for o in cell.outputs] for cell in nb.cells]
-    assert outputs[1] == ["[1.0, 0.5, 0.3333333333333333]\n"]
-    assert outputs[2][0].startswith("<Job ") and "'python" not in outputs[2][0]
-    assert "".join(outputs[3]) == "succeeded\n['lr is 0.1 0.1']\n"
-    [found] = modelyard.jobs(tag="from-notebook")
+    km, kc = start_new_kernel(kernel_name="python3", extra_arguments=["--HistoryManager.enabled=False"])
+    try:
+        outputs = [run_cell(kc, code) for code in cells]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert outputs[1] == "[1.0, 0.5, 0.3333333333333333]\n"
+    assert re.fullmatch(r"<Job \d+ .*train\.py.* (queued|starting|running|succeeded)>", outputs[2]), outputs[2]
+    assert outputs[3] == "succeeded\n['lr is 0.1 0.1']\n"
+    [found] = modelyard.jobs(tag="from-notebook", client=client)
     assert found.params == {"lr": 0.1} and found.metrics(names="loss")["value"].round(2).tolist() == [1.0, 0.5, 0.33]
+
+
+def run_cell(kc: Any, code: str) -> str:
+    """Execute one cell; what it printed and its value's repr. A cell that raises fails the test."""
+    out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        if msg["msg_type"] == "stream":
+            out.append(content["text"])
+        elif msg["msg_type"] == "execute_result":
+            out.append(content["data"]["text/plain"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(content["traceback"]))
+
+    reply = kc.execute_interactive(code, output_hook=hook, timeout=90)
+    assert reply["content"]["status"] == "ok", "".join(out)
+    return "".join(out)
+
+

@@ -193,6 +193,9 @@ def test_errors_are_modelyard_errors_naming_what_is_wrong(client: Client, workdi
     with pytest.raises(ModelyardError, match="is not a command") as e5:
         modelyard.submit(["python", 3], workdir)  # type: ignore[list-item]
     assert e5.value.field == "command"
+    with pytest.raises(ModelyardError, match="the command is empty") as e6:
+        modelyard.submit([], workdir)
+    assert e6.value.field == "command"
     with pytest.raises(ModelyardError, match="is not a job id"):
         modelyard.job("7")  # type: ignore[arg-type]
 

@@ -25,7 +25,7 @@ from modelyard.client import Client
 from modelyard.downloads import download_outputs
 from modelyard.joblog import LogLines
 from modelyard.jobs.states import JobState
-from modelyard.submission import build_spec, invalid, read_requirements, spec_payload, upload_workdir
+from modelyard.submission import build_spec, invalid, read_requirements, shape_command, spec_payload, upload_workdir
 
 METRIC_COLUMNS = ("name", "step", "epoch", "value", "time")
 
@@ -82,7 +82,8 @@ def submit(
 ) -> "Job":
     """Snapshot ``workdir`` (minus .gitignore'd files), upload it and queue ``command`` as a job.
 
-    ``command``: an argv list, or one string run by the shell; ``{NAME}`` in it is ``params[NAME]``.
+    ``command``: an argv list, or one string run by the shell when it holds a space (else it is the
+    program, as in the CLI); ``{NAME}`` in it is ``params[NAME]``.
     ``requirements``: a requirements file's path, or a list of requirement lines. ``secrets``:
     ``{NAME: value}``, or ``NAME`` (``None``) for your stored secret. Other job fields
     (``sync_interval``, ``webhooks``, ``node_labels``, ...) go in as keywords."""
@@ -260,10 +261,13 @@ def _job_id(value: Any) -> int:
 
 
 def _command(value: Any) -> str | list[str]:
+    """As the CLI takes it (``shape_command``): one string with whitespace is run by the shell."""
     if isinstance(value, (str, os.PathLike)):
-        return os.fspath(value)
+        return shape_command([os.fspath(value)])  # type: ignore[return-value]
     if isinstance(value, Sequence) and all(isinstance(v, (str, os.PathLike)) for v in value):
-        return [os.fspath(v) for v in value]
+        if not value:
+            raise invalid("command", "the command is empty")
+        return shape_command([os.fspath(v) for v in value])  # type: ignore[return-value]
     raise invalid("command", f"{value!r} is not a command: give a shell string or a list of strings")
 
 

@@ -29,6 +29,15 @@ def invalid(field: str | None, message: str) -> ModelyardError:
     return ModelyardError(ErrorCode.INVALID, message, field=field)
 
 
+def shape_command(args: list[str] | None) -> list[str] | str | None:
+    """One argument with whitespace is a shell string; otherwise an argv list (None when empty)."""
+    if not args:
+        return None
+    if len(args) == 1 and any(c.isspace() for c in args[0]):
+        return args[0]
+    return list(args)
+
+
 def read_requirements(path: Path) -> str:
     """A requirements file's text (``--requirements FILE``, YAML ``requirements:``): the job carries it."""
     try:

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 # What the SDK shares is in submission.py; the CLI's commands import it from here too.
-from modelyard.submission import build_spec, invalid, read_requirements, spec_error, spec_payload
+from modelyard.submission import build_spec, invalid, read_requirements, shape_command, spec_error, spec_payload
 
 __all__ = ["build_spec", "invalid", "load_job_file", "parse_env", "read_requirements", "shape_command",
            "spec_error", "spec_payload"]
@@ -27,15 +27,6 @@ def parse_env(pairs: list[str] | None) -> dict[str, str]:
             raise invalid("env", f"{pair!r} is not KEY=VALUE")
         env[key] = value
     return env
-
-
-def shape_command(args: list[str] | None) -> list[str] | str | None:
-    """One argument with whitespace is a shell string; otherwise an argv list (None when empty)."""
-    if not args:
-        return None
-    if len(args) == 1 and any(c.isspace() for c in args[0]):
-        return args[0]
-    return list(args)
 
 
 def load_job_file(path: Path | None) -> dict[str, Any] | None:

@@ -245,13 +245,12 @@ def metric_table(series: Mapping[str, Mapping[str, Sequence[Any]]]) -> Any:
         import pandas as pd
     except ImportError:
         return table
-    frame = pd.DataFrame({
+    return pd.DataFrame({
         "name": pd.Series(table["name"], dtype="string"),
         "step": pd.array(table["step"], dtype="Int64"), "epoch": pd.array(table["epoch"], dtype="Int64"),
         "value": pd.Series(table["value"], dtype="float64"),
         "time": pd.to_datetime(pd.Series(table["time"], dtype="float64"), unit="s", utc=True),
     })
-    return frame
 
 
 def _job_id(value: Any) -> int:

@@ -78,6 +78,7 @@ class Settings:
     webhooks: tuple[str, ...] = ()
     max_snapshot_bytes: int = 200 * 1024 * 1024
     max_snapshot_files: int = 100_000
+    max_artifact_bytes: int = 5 * 1024**3  # one file the MLflow client uploads (MODELYARD_MAX_ARTIFACT)
     stop_grace: float = 10.0
     # URL prefixes any user may import a dataset from; every other source the
     # server reads (its own disk, any other URL, read with its credentials) is admin-only
@@ -136,6 +137,7 @@ class Settings:
             webhooks=tuple(u.strip() for u in env.get("MODELYARD_WEBHOOKS", "").split(",") if u.strip()),
             max_snapshot_bytes=parse_size(env.get("MODELYARD_MAX_SNAPSHOT", "200M")),
             max_snapshot_files=_count(env, "MODELYARD_MAX_SNAPSHOT_FILES", 100_000),
+            max_artifact_bytes=parse_size(env.get("MODELYARD_MAX_ARTIFACT", "5G")),
             stop_grace=parse_duration(env.get("MODELYARD_STOP_GRACE", "10")),
             dataset_sources=tuple(u.strip() for u in env.get("MODELYARD_DATASET_SOURCES", "").split(",")
                                   if u.strip()),

@@ -4,7 +4,9 @@
     jobs/ID/attempts/N/log.txt                 attempt N's log as its supervisor wrote it (log-nodeR.txt: node rank R's)
     jobs/ID/attempts/N/log.jsonl, log.idx      an ended attempt's log once it left the db (artifacts/logarchive.py)
     jobs/ID/attempts/N/outputs/...             attempt N's outputs; .../outputs/final/ is the job's model
-    jobs/ID/outputs                            a job's outputs before they were kept per attempt (read only)
+    jobs/ID/attempts/N/mlflow/...              what attempt N's MLflow client uploaded (the output sync never writes here)
+    jobs/ID/outputs                            a job's outputs before they were kept per attempt (read only),
+                                               and the MLflow artifacts of a run with no process
     datasets/NAME/VERSION/...                  a dataset version's manifest and files
 """
 from __future__ import annotations
@@ -52,6 +54,26 @@ def split_attempt_output(relative: str) -> tuple[int, str] | None:
     number, _, rest = relative.partition("/")
     folder, _, path = rest.partition("/")
     if not number.isdigit() or folder != OUTPUTS or not path:
+        return None
+    return int(number), path
+
+
+MLFLOW = "mlflow"  # beside an attempt's outputs, and the folder its MLflow artifacts show in among them
+
+
+def run_artifact_key(job_id: int, attempt: int | None, path: str = "") -> str:
+    """Where artifact ``path`` (relative to the run's artifact root; "": the root) that the MLflow
+    client uploads for job ``job_id``'s run is kept: beside attempt ``attempt``'s outputs, where the
+    output sync cannot overwrite it; with no attempt (a run with no process), among the job's outputs."""
+    root = output_prefix(job_id) if attempt is None else f"{attempt_prefix(job_id, attempt)}/{MLFLOW}"
+    return f"{root}/{path}" if path else root
+
+
+def split_run_artifact(relative: str) -> tuple[int, str] | None:
+    """``N/mlflow/PATH`` (a path under ``attempts_prefix``) as ``(N, PATH)``; None for anything else."""
+    number, _, rest = relative.partition("/")
+    folder, _, path = rest.partition("/")
+    if not number.isdigit() or folder != MLFLOW or not path:
         return None
     return int(number), path
 

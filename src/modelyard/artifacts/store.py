@@ -23,8 +23,8 @@ from fsspec.core import url_to_fs
 from modelyard.errors import ErrorCode, ModelyardError
 
 CHUNK = 8 * 1024 * 1024
-# Marks a local write in progress; list() hides such files.
-_PARTIAL = ".modelyard-partial-"
+# Marks a local write in progress; list() hides such files, so no key may hold it (PARTIAL).
+_PARTIAL = PARTIAL = ".modelyard-partial-"
 
 # A file's fingerprint for sync: (size, mtime_ns). Same fingerprint -> not uploaded again.
 Fingerprint = tuple[int, int]
@@ -161,6 +161,9 @@ class ArtifactStore:
 
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
+
+    def is_file(self, key: str) -> bool:
+        return bool(self.fs.isfile(self.path(key)))
 
     def size(self, key: str) -> int:
         try:

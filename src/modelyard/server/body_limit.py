@@ -1,6 +1,6 @@
 """The request-body limit: a JSON body over ``MAX_JSON_BODY`` is refused with 413 before it is read whole.
 
-The routes that stream their body to disk (code snapshots, dataset uploads) and the
+The routes that stream their body to disk (code snapshots, dataset uploads, MLflow artifacts) and the
 supervisors' report batches have their own limits and are left out (``STREAMED``).
 Starlette's own ``RequestBodyLimitMiddleware`` answers plain text, not our error
 form, and exists only in recent Starlette releases, hence this small one.
@@ -17,7 +17,8 @@ from modelyard.jobs.units import format_size
 from modelyard.server.mlflow_auth import MLFLOW_PREFIXES
 
 MAX_JSON_BODY = 1024 * 1024
-STREAMED = re.compile(r"^/api/v1/(snapshots(/upload)?|datasets/uploads|attempts/[^/]+/report)$")
+STREAMED = re.compile(r"^(/api/v1/(snapshots(/upload)?|datasets/uploads|attempts/[^/]+/report)$"
+                      r"|/(api|ajax-api)/2\.0/mlflow-artifacts/artifacts/)")
 
 
 def too_large_message(limit: int) -> str:

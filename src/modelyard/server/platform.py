@@ -31,6 +31,7 @@ from modelyard.services.cleanup import CleanupService
 from modelyard.services.datasets import DatasetService
 from modelyard.server.isolation import check_new_user, protect_home
 from modelyard.services.outputs import OutputService
+from modelyard.services.run_artifacts import RunArtifactService
 from modelyard.server.serialize import job_to_dict
 from modelyard.services.users import Users
 from modelyard.artifacts.store import ArtifactStore
@@ -63,6 +64,7 @@ class Platform:
         self.datasets = StoreIndex(self.storage)
         self.dataset_access = DatasetService(self.db, self.datasets, uploads=settings.home / "uploads")
         self.outputs = OutputService(self.db, self.storage)
+        self.run_artifacts = RunArtifactService(self.db, self.storage, settings.max_artifact_bytes)
         self.executor = executor or executor_for(settings)
         self.webhook_allow = parse_allow(settings.webhook_allow)
         self.webhooks = WebhookSender(allow=self.webhook_allow)

@@ -16,9 +16,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from serverproc import ServerProc, cli, start_server
 from servers import ui_sign_in
 from test_e2e_jobs import tar_gz
+
+from modelyard.config import Settings
+from modelyard.db import jobs as store_jobs
+from modelyard.server.app import create_app, ensure_local_user
+from modelyard.server.platform import Platform
 
 PY = sys.executable
 # The job's own MLflow client, as a training script holds one: MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN
@@ -170,3 +176,39 @@ def test_the_tracking_apis_listing(server: ServerProc, job: dict) -> None:
                         "files": [{"path": "plots/loss.csv", "is_dir": False, "file_size": 16}]}
     ghost = httpx.get(f"{server.url}/api/2.0/mlflow/artifacts/list", params={"run_id": "nope"}, headers=headers)
     assert ghost.status_code == 404 and ghost.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_on_s3_and_each_database(tmp_path: Path, database_url: str, s3_env: dict[str, str]) -> None:
+    """The same paths over a real S3 API (moto) and SQLite or PostgreSQL, in process: a job's attempt
+    keeps them beside its outputs; the upload streams in chunks (no Content-Length) to a multipart write."""
+    home = tmp_path / "home"
+    settings = Settings.from_env({"MODELYARD_HOME": str(home), "MODELYARD_DATABASE_URL": database_url,
+                                  "MODELYARD_STORAGE_URL": f"s3://{s3_env['BUCKET']}/store",
+                                  "MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G"})
+    home.mkdir()
+    platform = Platform(settings, server_url="http://127.0.0.1:1")  # no lifespan: the scheduler never runs
+    token = ensure_local_user(platform, home)
+    auth = {"Authorization": f"Bearer {token}"}
+    c = TestClient(create_app(platform), raise_server_exceptions=False)  # not entered: no lifespan, no scheduler
+    try:
+        job = c.post("/api/v1/jobs", json={"spec": {"command": ["python", "-c", "pass"]}}, headers=auth).json()
+        art = f"/api/2.0/mlflow-artifacts/artifacts/runs/{job['id']}/artifacts"
+        queued = c.put(f"{art}/early.txt", content=b"x", headers=auth)
+        assert queued.status_code == 409 and queued.json()["error_code"] == "RESOURCE_CONFLICT"
+        assert store_jobs.place(platform.db, job["id"], token="t", executor="local") is not None
+        parts = [os.urandom(1 << 20) for _ in range(6)]  # over s3fs's 5 MiB block: a multipart upload
+        r = c.put(f"{art}/ckpt/model.bin", content=iter(parts), headers=auth)
+        assert r.status_code == 200, r.text
+        listed = c.get("/api/2.0/mlflow-artifacts/artifacts", params={"path": f"runs/{job['id']}/artifacts/ckpt"},
+                       headers=auth).json()
+        assert listed == {"files": [{"path": "model.bin", "is_dir": False, "file_size": 6 << 20}]}
+        back = c.get(f"{art}/ckpt/model.bin", headers=auth)
+        assert back.status_code == 200 and back.content == b"".join(parts)
+        outputs = c.get(f"/api/v1/jobs/{job['id']}/outputs", headers=auth).json()
+        assert outputs["attempt"] == 1 and [f["path"] for f in outputs["files"]] == ["mlflow/ckpt/model.bin"]
+        assert platform.storage.exists(f"jobs/{job['id']}/attempts/1/mlflow/ckpt/model.bin")
+        assert c.delete(f"{art}/ckpt", headers=auth).status_code == 200
+        assert c.get(f"/api/v1/jobs/{job['id']}/outputs", headers=auth).json()["files"] == []
+    finally:
+        c.close()
+        platform.close()

@@ -146,23 +146,36 @@ def test_the_client_uploads_lists_downloads_and_deletes(job: dict, mlflow_env: N
     assert "single" not in {f.path for f in repo.list_artifacts()}
 
 
-def test_a_large_file_streams_both_ways(job: dict, mlflow_env: None, tmp_path: Path) -> None:
+def peak_rss(pid: int) -> int:
+    """The process's high-water mark of resident memory, in bytes (Linux's VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_file_streams_both_ways(server: ServerProc, job: dict, mlflow_env: None, tmp_path: Path) -> None:
     big = tmp_path / "weights.bin"
     block = os.urandom(1 << 20)
     digest = hashlib.sha256()
+    size = 64 << 20
     with big.open("wb") as f:
-        for i in range(48):  # 48 MiB in 1 MiB blocks, each a little different
+        for i in range(size >> 20):  # in 1 MiB blocks, each a little different
             chunk = bytes([i]) + block[1:]
             f.write(chunk)
             digest.update(chunk)
     repo = repo_for(job["id"])
+    before = peak_rss(server.proc.pid)
     repo.log_artifact(str(big), "checkpoints")
     assert [(f.path, f.file_size) for f in repo.list_artifacts("checkpoints")] == [
-        ("checkpoints/weights.bin", 48 << 20)]
+        ("checkpoints/weights.bin", size)]
     (tmp_path / "back").mkdir()
     back = Path(repo.download_artifacts("checkpoints/weights.bin", str(tmp_path / "back")))
     with back.open("rb") as f:
         assert hashlib.file_digest(f, "sha256").hexdigest() == digest.hexdigest()
+    # neither way did the server hold the file: its peak memory grew by well under the file's size
+    grown = peak_rss(server.proc.pid) - before
+    assert grown < size // 3, f"the server's peak memory grew {grown >> 20} MiB for a {size >> 20} MiB file"
     repo.delete_artifacts("checkpoints")
 
 

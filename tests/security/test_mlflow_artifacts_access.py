@@ -5,7 +5,6 @@ in MLflow's error form."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -160,3 +159,24 @@ def test_a_folder_is_not_a_file(app: InProc, world: dict) -> None:
     _mlflow_error(r, 404, "RESOURCE_DOES_NOT_EXIST")
     _mlflow_error(app.client.put(f"{ART}/runs/{own}/artifacts", content=b"x", headers=job_token),
                   400, "INVALID_PARAMETER_VALUE")
+
+
+def test_a_session_cookie_reads_but_writes_only_from_the_ui(app: InProc, world: dict) -> None:
+    """The MLflow UI's ajax-api paths take the web session; a cross-site form cannot send the UI's header."""
+    from fastapi.testclient import TestClient
+    from servers import ui_sign_in
+
+    browser = TestClient(app.client.app, raise_server_exceptions=False, follow_redirects=False)
+    try:
+        assert ui_sign_in(browser, world["alice"]).status_code == 303
+        ajax = f"/ajax-api/2.0/mlflow-artifacts/artifacts/runs/{world['run']}/artifacts"
+        read = browser.get(f"{ajax}/secret.txt")
+        assert read.status_code == 200 and read.content == b"alice's"
+        _mlflow_error(browser.put(f"{ajax}/forged.txt", content=b"x"), 401, "UNAUTHENTICATED")
+        _mlflow_error(browser.delete(f"{ajax}/secret.txt"), 401, "UNAUTHENTICATED")
+        assert browser.get(f"{ajax}/secret.txt").status_code == 200
+        ui = browser.put(f"{ajax}/from-ui.txt", content=b"ok", headers={"X-Modelyard-UI": "1"})
+        assert ui.status_code == 200, ui.text
+        browser.delete(f"{ajax}/from-ui.txt", headers={"X-Modelyard-UI": "1"})
+    finally:
+        browser.close()

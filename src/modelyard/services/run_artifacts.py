@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import IO, Any
 
 from modelyard.artifacts.keys import run_artifact_key
@@ -159,7 +160,7 @@ def _invalid(message: str) -> ModelyardError:
 class _Limited:
     """A readable stream that refuses to give more than ``limit`` bytes in all."""
 
-    def __init__(self, body: IO[bytes], limit: int, error: Any) -> None:
+    def __init__(self, body: IO[bytes], limit: int, error: Callable[[], ModelyardError]) -> None:
         self.body, self.limit, self.error, self.read_so_far = body, limit, error, 0
 
     def read(self, size: int = -1) -> bytes:

@@ -207,7 +207,7 @@ def test_on_s3_and_each_database(tmp_path: Path, database_url: str, s3_env: dict
         job = c.post("/api/v1/jobs", json={"spec": {"command": ["python", "-c", "pass"]}}, headers=auth).json()
         art = f"/api/2.0/mlflow-artifacts/artifacts/runs/{job['id']}/artifacts"
         queued = c.put(f"{art}/early.txt", content=b"x", headers=auth)
-        assert queued.status_code == 409 and queued.json()["error_code"] == "RESOURCE_CONFLICT"
+        assert queued.status_code == 400 and queued.json()["error_code"] == "INVALID_STATE"
         assert store_jobs.place(platform.db, job["id"], token="t", executor="local") is not None
         parts = [os.urandom(1 << 20) for _ in range(6)]  # over s3fs's 5 MiB block: a multipart upload
         r = c.put(f"{art}/ckpt/model.bin", content=iter(parts), headers=auth)

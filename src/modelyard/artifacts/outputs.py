@@ -2,11 +2,12 @@
 
 Nomenclature: an attempt's *outputs* are the files its rank 0 synced from
 ``MODELYARD_OUTPUT_DIR`` (``attempt_output_prefix``); the job's *model* is the
-part of them under ``final/``. What the attempt's MLflow client uploaded is kept beside
-them (``run_artifact_key``: the output sync never writes there) and listed among them under
-``mlflow/``; a synced file of the same path hides it from the listing. A job from before outputs were kept per attempt
-has one folder for all its attempts (``output_prefix``), read when none of its
-attempts has any. The server's outputs listing and downloads, and the launcher's
+part of them under ``final/``. What the attempt's MLflow client uploaded is kept
+beside them (``run_artifact_key``: the output sync never writes there) and listed
+among them under ``mlflow/``; a synced file of the same path hides it from the
+listing, not from the MLflow client. A job from before outputs were kept per
+attempt has one folder for all its attempts (``output_prefix``), read when none
+of its attempts has any. The server's outputs listing and downloads, and the launcher's
 choice of what a new attempt resumes from, all decide here.
 """
 from __future__ import annotations

@@ -27,26 +27,27 @@ from modelyard.server.app import create_app, ensure_local_user
 from modelyard.server.platform import Platform
 
 PY = sys.executable
-# The job's own MLflow client, as a training script holds one: MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN
-# and MLFLOW_RUN_ID are all the platform gave it. It writes a file of its own to mlflow/clash.txt in its
-# output folder, and uploads another of that path, so both must survive.
+# A training script's own MLflow calls: MLFLOW_TRACKING_URI, MLFLOW_TRACKING_TOKEN and MLFLOW_RUN_ID are
+# all the platform gave it, and start_run() logs into the job's run. It writes a file of its own to
+# mlflow/clash.txt in its output folder, and uploads another of that path, so both must survive.
 JOB = """\
 import os, pathlib, tempfile
-from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+import mlflow
 out = pathlib.Path(os.environ["MODELYARD_OUTPUT_DIR"])
 (out / "own.txt").write_text("synced")
 (out / "mlflow").mkdir()
 (out / "mlflow" / "clash.txt").write_text("synced")
-repo = MlflowArtifactsRepository(f"mlflow-artifacts:/runs/{os.environ['MLFLOW_RUN_ID']}/artifacts")
 work = pathlib.Path(tempfile.mkdtemp())
 (work / "plots").mkdir()
 (work / "metrics.json").write_text('{"acc": 0.9}')
 (work / "clash.txt").write_text("uploaded")
 (work / "plots" / "loss.csv").write_text("step,loss\\n1,0.5\\n")
-repo.log_artifact(str(work / "metrics.json"))
-repo.log_artifact(str(work / "clash.txt"))
-repo.log_artifacts(str(work / "plots"), "plots")
-print("listed", sorted(f.path for f in repo.list_artifacts()), flush=True)
+with mlflow.start_run() as run:
+    mlflow.log_artifact(str(work / "metrics.json"))
+    mlflow.log_artifact(str(work / "clash.txt"))
+    mlflow.log_artifacts(str(work / "plots"), "plots")
+    print("run", run.info.run_id, run.info.artifact_uri, flush=True)
+    print("listed", sorted(f.path for f in mlflow.MlflowClient().list_artifacts(run.info.run_id)), flush=True)
 """
 
 
@@ -87,7 +88,31 @@ def logs(server: ServerProc, job_id: int) -> str:
 
 def test_a_jobs_own_client_uploads_into_its_run(server: ServerProc, job: dict) -> None:
     assert job["state"] == "succeeded", (job, logs(server, job["id"]))
-    assert "listed ['clash.txt', 'metrics.json', 'plots']" in logs(server, job["id"])
+    text = logs(server, job["id"])
+    assert f"run {job['id']} mlflow-artifacts:/runs/{job['id']}/artifacts" in text, text
+    assert "listed ['clash.txt', 'metrics.json', 'plots']" in text, text
+
+
+def test_log_artifact_in_a_run_of_its_own(server: ServerProc, mlflow_env: None, tmp_path: Path) -> None:
+    """A script outside any job: start_run() makes a run with no process, whose artifacts are its outputs."""
+    import mlflow
+    import mlflow.artifacts
+
+    (tmp_path / "figs").mkdir()
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "figs" / "a.csv").write_text("1")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(tmp_path / "notes.txt"))
+        mlflow.log_artifacts(str(tmp_path / "figs"), "figs")
+    run_id = run.info.run_id
+    assert run.info.artifact_uri == f"mlflow-artifacts:/runs/{run_id}/artifacts"
+    listed = mlflow.MlflowClient().list_artifacts(run_id)
+    assert [(f.path, f.is_dir) for f in listed] == [("figs", True), ("notes.txt", False)]
+    got = mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/figs", dst_path=str(tmp_path / "dl"))
+    assert (Path(got) / "a.csv").read_text() == "1"
+    with server.client() as c:
+        outputs = c.list_outputs(int(run_id))
+        assert sorted(f["path"] for f in outputs["files"]) == ["figs/a.csv", "notes.txt"]
 
 
 def test_its_artifacts_are_among_its_outputs_beside_what_it_synced(server: ServerProc, job: dict, tmp_path: Path,

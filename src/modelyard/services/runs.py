@@ -30,6 +30,7 @@ from modelyard.jobs.mlflow_search import MLFLOW_STATUS, STATE_OF_END, parse_filt
 from modelyard.server.mlflow_auth import Caller
 from modelyard.server.platform import Platform
 from modelyard.services import experiments
+from modelyard.services.run_artifacts import artifact_uri
 
 RUN_COMMAND = "(no process: an MLflow run, logged from outside modelyard)"
 RUN_NAME_TAG, USER_TAG = "mlflow.runName", "mlflow.user"
@@ -39,11 +40,6 @@ MAX_PARAM_KEY, MAX_METRIC_KEY, MAX_TAG_KEY = 100, 200, 250
 MAX_PARAM_VALUE, MAX_TAG_VALUE = 6000, 8000
 MAX_SEARCH = 50000
 _KEY = re.compile(r"^[/\w.\- :]+$")
-
-
-def artifact_uri(job_id: int) -> str:
-    """Where the client puts a run's artifacts: the server's mlflow-artifacts API, into the job's outputs."""
-    return f"mlflow-artifacts:/runs/{job_id}/artifacts"
 
 
 def run_job(p: Platform, caller: Caller, run_id: Any) -> Job:

@@ -72,6 +72,13 @@ def mlflow_env(server: ServerProc) -> Iterator[None]:
         mp.setenv("MLFLOW_TRACKING_URI", server.url)
         mp.setenv("MLFLOW_TRACKING_TOKEN", server.token)
         mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+        mp.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+        import mlflow.tracking.fluent
+
+        # the experiment an earlier module's test chose (set_experiment) is the client's for the whole
+        # process; this server has no such experiment: start from MLflow's Default, as a fresh script does
+        mlflow.tracking.fluent._active_experiment_id = None
         yield
 
 

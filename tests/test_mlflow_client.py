@@ -57,6 +57,9 @@ def tracking(server: ServerProcess, token: str) -> Iterator[MlflowClient]:
             while mlflow.active_run():
                 mlflow.end_run()
             mlflow.set_tracking_uri(None)
+            # set_experiment is the client's choice for the whole process: a later module's server
+            # has no experiment of that id
+            mlflow.tracking.fluent._active_experiment_id = None
 
 
 def test_a_training_loop_logs_a_run_with_no_process(server: ServerProcess, alice: str) -> None:

@@ -10,7 +10,10 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modelyard.db.experiments import ExperimentExists
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.throttle import Throttled
 
@@ -33,13 +36,17 @@ MLFLOW_CODES: dict[ErrorCode, tuple[str, int]] = {
 
 def mlflow_error(exc: ModelyardError) -> JSONResponse:
     code, status = MLFLOW_CODES.get(exc.code, ("INTERNAL_ERROR", 500))
+    if isinstance(exc, ExperimentExists):
+        code = "RESOURCE_ALREADY_EXISTS"
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
     return JSONResponse({"error_code": code, "message": exc.message}, status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: RequestValidationError | ValidationError) -> str:
     first = next(iter(exc.errors()), {})
-    where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "request"
+    loc = first.get("loc", ())
+    # a request's first place is where it was read from ("body", "query"); a model's is its field
+    where = ".".join(str(x) for x in (loc[1:] if isinstance(exc, RequestValidationError) else loc)) or "request"
     return f"{where}: {first.get('msg', 'invalid input')}"
 
 
@@ -54,7 +61,12 @@ class MlflowRoute(APIRoute):
                 return await handler(request)
             except ModelyardError as exc:
                 return mlflow_error(exc)
-            except RequestValidationError as exc:
+            except (RequestValidationError, ValidationError) as exc:
                 return mlflow_error(ModelyardError(ErrorCode.INVALID, _validation_message(exc)))
+            except StarletteHTTPException as exc:  # the body limit's 413, raised as the body is read
+                code = ErrorCode.TOO_LARGE if exc.status_code == 413 else ErrorCode.INVALID
+                response = mlflow_error(ModelyardError(code, str(exc.detail)))
+                response.status_code = exc.status_code
+                return response
 
         return answer

@@ -8,72 +8,21 @@ services/experiments.py.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
-from pydantic import ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelyard.db.experiments import ACTIVE, DELETED, ExperimentExists
+from modelyard.db.experiments import ACTIVE, DELETED
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.auth import get_platform
 from modelyard.server.mlflow_auth import MLFLOW_PREFIXES, Caller, mlflow_caller
+from modelyard.server.mlflow_errors import MlflowRoute, mlflow_error
 from modelyard.server.platform import Platform
-from modelyard.server.throttle import Throttled
 from modelyard.services import experiments, runs
 
 PREFIXES = tuple(p.rstrip("/") for p in MLFLOW_PREFIXES)
-# our error codes as MLflow's, with the status its client expects for each
-_CODES: dict[ErrorCode, tuple[str, int]] = {
-    ErrorCode.INVALID: ("INVALID_PARAMETER_VALUE", 400),
-    ErrorCode.NOT_FOUND: ("RESOURCE_DOES_NOT_EXIST", 404),
-    ErrorCode.UNAUTHENTICATED: ("UNAUTHENTICATED", 401),
-    ErrorCode.FORBIDDEN: ("PERMISSION_DENIED", 403),
-    ErrorCode.CONFLICT: ("INVALID_STATE", 400),
-    ErrorCode.TOO_LARGE: ("INVALID_PARAMETER_VALUE", 400),
-    ErrorCode.THROTTLED: ("REQUEST_LIMIT_EXCEEDED", 429),
-    ErrorCode.UNAVAILABLE: ("TEMPORARILY_UNAVAILABLE", 503),
-    ErrorCode.DISK_FULL: ("TEMPORARILY_UNAVAILABLE", 503),
-}
-
-
-def mlflow_error(exc: ModelyardError) -> Response:
-    code, status = _CODES.get(exc.code, ("INTERNAL_ERROR", 500))
-    if isinstance(exc, ExperimentExists):
-        code = "RESOURCE_ALREADY_EXISTS"
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
-    return Response(orjson.dumps({"error_code": code, "message": exc.message}), status_code=status,
-                    media_type="application/json", headers=headers)
-
-
-class MlflowRoute(APIRoute):
-    """A route whose errors (its dependencies' too) leave in MLflow's form, not /api/v1's."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ModelyardError as e:
-                return mlflow_error(e)
-            except (RequestValidationError, ValidationError) as e:
-                first = (list(e.errors()) or [{}])[0]
-                return mlflow_error(ModelyardError(ErrorCode.INVALID, str(first.get("msg", "invalid request"))))
-            except StarletteHTTPException as e:  # the body limit's 413, raised as the body is read
-                response = mlflow_error(ModelyardError(ErrorCode.TOO_LARGE if e.status_code == 413 else ErrorCode.INVALID,
-                                                       str(e.detail)))
-                response.status_code = e.status_code
-                return response
-
-        return answer
-
-
 router = APIRouter(route_class=MlflowRoute, include_in_schema=False)
 # the answer for every other path under the prefixes: included after every router, so it shadows none
 fallback = APIRouter(include_in_schema=False)

@@ -14,7 +14,7 @@ from modelyard.cli.connect import get_client
 from modelyard.cli.follow import follow_job, job_exit_code
 from modelyard.cli.jobs import Json
 from modelyard.cli.options import (
-    build_spec, load_job_file, parse_env, read_requirements, shape_command, spec_payload,
+    build_spec, load_job_file, notebook_args, parse_env, read_requirements, shape_command, spec_payload,
 )
 from modelyard.cli.output import byte_progress, note, print_json, state_text
 from modelyard.config import Settings
@@ -64,8 +64,14 @@ def submit(
 
     --param NAME=VALUE is recorded with the job (modelyard jobs --param NAME) and fills in {NAME} in the command.
 
+    A command that is one .ipynb file runs that notebook with papermill; -p NAME VALUE after it,
+    as papermill takes them, are parameters like --param NAME=VALUE (README "Notebooks as jobs").
+
     Example: modelyard submit --gpus 1 --image pytorch/pytorch:2.4.0 --dataset digits --param lr=0.01 --tag baseline -- python train.py --lr {lr}
+
+    Example: modelyard submit --cpus 2 train.ipynb -p lr 0.1 -p epochs 3
     """
+    command, param = notebook_args(command, param)
     overrides: dict[str, Any] = {
         "command": shape_command(command), "name": name, "gpus": gpus, "cpus": cpus, "memory": memory,
         "workdir": str(workdir) if workdir else None, "env": parse_env(env) or None, "secrets": secret or None,
@@ -116,7 +122,12 @@ def run(
     With --image it runs in a container of that image, at the paths a job's container has;
     with --requirements, in the uv virtualenv a job would get, from this machine's cache.
 
+    A command that is one .ipynb file (and -p NAME VALUE after it) runs that notebook with
+    papermill, as a job would; the executed notebook is written to output/ as it runs.
+
     Example: modelyard run --local --dataset digits -- python train.py --epochs 1
+
+    Example: modelyard run --local train.ipynb -p lr 0.1
     """
     if not local:
         raise typer.BadParameter("only --local is supported; use `modelyard submit` to queue a job", param_hint="--local")
@@ -130,6 +141,7 @@ def run(
     from modelyard.jobs.params import command_argv, params_env
     from modelyard.scheduler.launch import environment_for
 
+    command, param = notebook_args(command, param)
     spec = build_spec(None, {"command": shape_command(command), "env": parse_env(env) or None, "max_runtime": max_runtime,
                              "params": param or None, "metric_patterns": metric_pattern or None,
                              "requirements": read_requirements(requirements) if requirements else None,

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from modelyard.jobs.nodes import check_label, parse_labels
+from modelyard.jobs.notebook import notebook_path
 from modelyard.jobs.patterns import MAX_PATTERNS, check_pattern
 from modelyard.jobs.units import parse_duration, parse_size
 
@@ -312,7 +313,8 @@ class JobSpec(BaseModel):
 
     def argv(self) -> list[str]:
         if isinstance(self.command, str):
-            return ["/bin/sh", "-c", self.command]
+            notebook = notebook_path(self.command)  # the web form's "train.ipynb" is a notebook, not a shell command
+            return [notebook] if notebook else ["/bin/sh", "-c", self.command]
         return list(self.command)
 
     def display_command(self) -> str:

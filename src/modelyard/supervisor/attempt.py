@@ -28,12 +28,13 @@ import psutil
 
 from modelyard.errors import ModelyardError
 from modelyard.jobs.launch import JOB_PID_FILE
+from modelyard.jobs.notebook import RUNNER_MODULE, launch_argv
 from modelyard.jobs.units import format_size
 from modelyard.jobs.states import TerminationReason
 from modelyard.artifacts import ArtifactStore, extract_snapshot
 from modelyard.artifacts.snapshot import SnapshotLimits
 from modelyard.supervisor.batch import Batcher
-from modelyard.supervisor.config import SupervisorConfig, job_env
+from modelyard.supervisor.config import SupervisorConfig, job_env, runner_file
 from modelyard.supervisor.container import RUNTIME_ERROR_EXITS, Container, start_container
 from modelyard.supervisor.disk import DiskWatch, is_enospc
 from modelyard.supervisor.output import OutputPump
@@ -179,7 +180,7 @@ class Attempt:
             else:
                 c = self.config
                 job = self.job = JobProcess.start(  # the sandbox: supervisor/sandbox.py
-                    c.argv, cwd=cwd, env=env, sandbox=c.sandbox, name=f"{c.job_id}-{c.attempt}-{os.getpid()}",
+                    launch_argv(c.argv, self._notebook_runner()), cwd=cwd, env=env, sandbox=c.sandbox, name=f"{c.job_id}-{c.attempt}-{os.getpid()}",
                     note=self.pump.note)
         except StartFailed as e:
             self.pump.note(str(e))
@@ -203,6 +204,13 @@ class Attempt:
         finally:
             if events is not None:
                 events.stop()  # after the command ended: its last scalars are read before the final report
+
+    def _notebook_runner(self) -> list[str]:
+        """How a notebook job's own interpreter starts notebooks/run.py (jobs/notebook.py): a venv's
+        by file, as modelyard is not installed there; a bare job's is the supervisor's own."""
+        if self.venv is not None:
+            return [str(self.venv.path / "bin" / "python"), runner_file()]
+        return [sys.executable, "-m", RUNNER_MODULE]
 
     def _make_event_watcher(self) -> EventWatcher | None:
         """Scalars from TensorBoard event files (README "TensorBoard"); rank 0's, like metric lines."""

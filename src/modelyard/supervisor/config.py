@@ -6,6 +6,7 @@ builds the same objects, so a local run sees what a platform run sees.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import socket
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.launch import LaunchSpec
+from modelyard.jobs.notebook import RUNNER_MODULE
 
 # The only variables a job inherits from the supervisor's environment: what a
 # shell needs (PATH, locale, time zone, terminal), what makes "the server's
@@ -171,6 +173,13 @@ def mlflow_env(config: SupervisorConfig) -> dict[str, str]:
         return {}
     return {"MLFLOW_TRACKING_URI": config.server_url.rstrip("/"), "MLFLOW_RUN_ID": config.job_id,
             "MLFLOW_TRACKING_TOKEN": config.run_token}
+
+
+def runner_file() -> str:
+    """notebooks/run.py's file, which a job's venv or image runs as a script (jobs/notebook.py)."""
+    spec = importlib.util.find_spec(RUNNER_MODULE)
+    assert spec is not None and spec.origin, RUNNER_MODULE
+    return spec.origin
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelyard.jobs.launch import LaunchSpec
-from modelyard.supervisor.config import TENSORBOARD_DIR, SupervisorConfig, job_env
+from modelyard.jobs.notebook import launch_argv, notebook_path
+from modelyard.supervisor.config import TENSORBOARD_DIR, SupervisorConfig, job_env, runner_file
 from modelyard.supervisor.runner import JobProcess, StartFailed
 from modelyard.supervisor.sandbox import real_cores
 
@@ -40,6 +41,7 @@ CODE = "/modelyard/code"
 DATA = "/modelyard/data"
 OUTPUT = "/modelyard/output"
 RESUME = "/modelyard/resume"
+RUNNER = "/modelyard/notebook_run.py"  # notebooks/run.py, for a notebook job (jobs/notebook.py)
 RUNTIMES = ("podman", "docker")
 RUNTIME_VAR = "MODELYARD_CONTAINER_RUNTIME"
 MIN_SHM = 64 * 1024 * 1024
@@ -59,9 +61,12 @@ class Mounts:
     output: Path
     data: Path | None = None
     resume: Path | None = None
+    runner: Path | None = None  # a notebook job's runner script
 
     def volumes(self) -> list[str]:
         vols = [f"{self.code}:{CODE}", f"{self.output}:{OUTPUT}"]
+        if self.runner is not None:
+            vols.append(f"{self.runner}:{RUNNER}:ro")
         if self.data is not None:
             vols.append(f"{self.data}:{DATA}:ro")
         if self.resume is not None:
@@ -137,7 +142,8 @@ def run_argv(runtime: str, spec: LaunchSpec, *, name: str, mounts: Mounts, env_n
     if sb.run_as is not None:
         argv += ["--user", f"{sb.run_as.uid}:{sb.run_as.gid}"]
     argv += gpu_flags(runtime, spec.gpus)
-    return argv + ["--", spec.environment.image or "", *spec.argv]
+    # a notebook runs under the image's own python, which needs papermill and ipykernel, not modelyard
+    return argv + ["--", spec.environment.image or "", *launch_argv(spec.argv, ["python", RUNNER])]
 
 
 # -- the machine's runtime ---------------------------------------------------------
@@ -280,7 +286,8 @@ def start_container(spec: SupervisorConfig, *, cwd: Path, resume_dir: Path | Non
     container = Container(pick_runtime(spec.environment.container_runtime), container_name(spec),
                           spec.run_dir / "container.pid")
     data = data_dir or spec.data_dir
-    mounts = Mounts(code=cwd, output=spec.dirs.output, data=data, resume=resume_dir)
+    runner = Path(runner_file()) if notebook_path(spec.argv) else None
+    mounts = Mounts(code=cwd, output=spec.dirs.output, data=data, resume=resume_dir, runner=runner)
     # base={}: the container gets the job's variables only, never the supervisor's PATH, HOME...
     env = job_env(spec, base={}, resume_dir=resume_dir, data_dir=data)
     return container, container.start(spec, mounts=mounts, env=env, cwd=spec.run_dir, note=note)

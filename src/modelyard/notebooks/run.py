@@ -1,0 +1,93 @@
+"""A notebook job's command: ``python -m modelyard.notebooks.run NOTEBOOK`` (jobs/notebook.py decides when).
+
+Runs the notebook top to bottom with papermill in the job's own Python: the job's
+parameters (``MODELYARD_PARAMS``) go into the cell tagged ``parameters``, each cell's
+stream output is written to this process's stdout and stderr as it arrives (so the
+supervisor reads metric lines from cells as from any job), and the executed notebook is
+saved after every cell as ``$MODELYARD_OUTPUT_DIR/<name>.ipynb``, so a failed or stopped
+run keeps what ran. A cell that raises ends the run with exit code 1 and, last on stderr,
+``cell N raised:`` and its traceback: the last lines the job's message quotes.
+
+Only papermill and the standard library are imported here: this runs in the job's
+environment, not the server's.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_CELL_RAISED = 1
+EXIT_USAGE = 2
+# the failure message quotes the supervisor's last 20 lines: the headline and the traceback's end fit in them
+TRACEBACK_LINES = 16
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
+
+
+def output_path(notebook: Path, env: dict[str, str] | os._Environ[str]) -> Path:
+    """Where the executed notebook goes: the job's output folder (the working folder without one)."""
+    return Path(env.get("MODELYARD_OUTPUT_DIR") or ".") / notebook.name
+
+
+def job_params(env: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    raw = env.get("MODELYARD_PARAMS") or "{}"
+    try:
+        params = json.loads(raw)
+    except ValueError:
+        raise SystemExit(f"MODELYARD_PARAMS is not JSON: {raw[:200]!r}") from None
+    if not isinstance(params, dict):
+        raise SystemExit("MODELYARD_PARAMS is not a JSON object")
+    return params
+
+
+def cell_failure(exc: Any, cells: list[Any]) -> str:
+    """``cell N raised:`` and the traceback, ANSI colours stripped, its last lines only.
+    N counts the notebook's own cells from 1, not the one papermill injected."""
+    index = exc.cell_index
+    injected = sum(1 for c in cells[:index] if INJECTED_TAG in c.get("metadata", {}).get("tags", []))
+    lines = [ln for ln in _ANSI.sub("", "\n".join(exc.traceback)).splitlines() if ln.strip() and set(ln) != {"-"}]
+    if not lines:
+        lines = [f"{exc.ename}: {exc.evalue}"]
+    if len(lines) > TRACEBACK_LINES:
+        lines = ["...", *lines[-TRACEBACK_LINES:]]
+    return f"cell {index - injected + 1} raised:\n" + "\n".join(lines)
+
+
+def run(notebook: Path) -> int:
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    if not notebook.is_file():
+        print(f"notebook {notebook} not found (the command names it relative to the job's code)", file=sys.stderr)
+        return EXIT_USAGE
+    out = output_path(notebook, os.environ)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(out), parameters=job_params(os.environ), progress_bar=False,
+            # the raw stream text, unchanged: a metric line written by a cell stays one line on stdout
+            stdout_file=sys.stdout, stderr_file=sys.stderr,
+            cwd=str(notebook.parent.resolve()),  # where Jupyter runs a notebook: its own folder
+        )
+    except PapermillExecutionError as e:
+        sys.stdout.flush()
+        print(cell_failure(e, nbformat.read(str(out), as_version=4).cells), file=sys.stderr, flush=True)
+        return EXIT_CELL_RAISED
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].endswith(".ipynb"):
+        print("usage: python -m modelyard.notebooks.run NOTEBOOK.ipynb", file=sys.stderr)
+        return EXIT_USAGE
+    return run(Path(args[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,9 +30,10 @@ def notebook_path(command: list[str] | str) -> str | None:
     return word if _NOTEBOOK.fullmatch(word) and not word.startswith("-") else None
 
 
-def output_name(notebook: str) -> str:
-    """The executed notebook's path among the job's outputs (notebooks/run.py writes it there)."""
-    return posixpath.basename(notebook)
+def output_name(command: list[str] | str) -> str | None:
+    """The executed notebook's path among a notebook job's outputs (notebooks/run.py writes it there)."""
+    notebook = notebook_path(command)
+    return posixpath.basename(notebook) if notebook else None
 
 
 def launch_argv(argv: list[str], runner: Sequence[str]) -> list[str]:

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState
+from modelyard.jobs.notebook import output_name
 from modelyard.services import job_query as job_query_service
 from modelyard.server.auth import COOKIE, client_address, get_platform, session_policy, throttle
 from modelyard.server.platform import Platform
@@ -208,7 +209,8 @@ def job_data(p: Platform, user: User, job_id: int, outputs_attempt: int | None =
             "run_tags": jobs_service.run_tags(p, job_id),
             "model": [f for f in files if f["final"]], "other_outputs": [f for f in files if not f["final"]],
             "outputs_attempt": outputs["attempt"],
-            "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"], "waiting": waiting}
+            "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"], "waiting": waiting,
+            "notebook": output_name(job["command"])}  # a notebook job's executed notebook, framed on its page
 
 
 def _outputs_attempt(outputs_attempt: Annotated[str | None, Query(max_length=12)] = None) -> int | None:

@@ -19,21 +19,25 @@ from modelyard.services import notebooks
 EVIL = [
     '<script>alert("md")</script>', '<img src=x onerror="alert(1)">', "[click](javascript:alert(2))",
     '<a href="javascript:alert(3)">a</a>', '<iframe src="https://evil.example"></iframe>',
-    '<form action="https://evil.example"><input name=x></form>',
+    '<form action="https://evil.example"><input name=x></form>', '<img src="https://evil.example/pixel.png">',
+    '<a href="data:text/html,<b>x</b>">d</a>', '<style>body { background: url(https://evil.example/) }</style>',
 ]
+# what a notebook is made of still renders as markup: a DataFrame's table, an inline image
+HARMLESS = ('<table class="dataframe"><thead><tr><th>lr</th></tr></thead><tbody><tr><td>0.1</td></tr></tbody></table>'
+            '<img alt="plot" src="data:image/png;base64,iVBORw0KGgo=">')
 
 
 def hostile_notebook() -> bytes:
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("print('hi')")
     cell.outputs = [
-        nbformat.v4.new_output("display_data", {"text/html": "<b>bold</b>" + "".join(EVIL)}),
+        nbformat.v4.new_output("display_data", {"text/html": "<b>bold</b>" + HARMLESS + "".join(EVIL)}),
         nbformat.v4.new_output("display_data", {"application/javascript": "alert('js')"}),
         nbformat.v4.new_output("display_data", {
             "image/svg+xml": '<svg xmlns="http://www.w3.org/2000/svg" onload="alert(7)"><script>alert(8)</script></svg>'}),
         nbformat.v4.new_output("stream", name="stdout", text="<script>alert('stream')</script>\nvisible output\n"),
     ]
-    nb.cells = [nbformat.v4.new_markdown_cell("# Report\n" + "\n".join(EVIL)), cell]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Report\n\nSome *text*.\n\n" + "\n".join(EVIL)), cell]
     return nbformat.writes(nb).encode()
 
 
@@ -53,7 +57,8 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
     app, platform = make_app(tmp_path_factory.mktemp("nbhtml"))
     owner, other = user(platform, "owner"), user(platform, "other")
     with client(app, token=owner) as c:
-        r = c.post("/api/v1/jobs", json={"spec": {"command": ["report.ipynb"]}})
+        # a string, as the new-job form sends what was typed: one .ipynb is a notebook, not a shell command
+        r = c.post("/api/v1/jobs", json={"spec": {"command": "report.ipynb"}})
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         plain = c.post("/api/v1/jobs", json={"spec": {"command": ["python", "train.py"]}}).json()["id"]
@@ -69,10 +74,15 @@ def test_scripts_handlers_and_javascript_links_are_not_rendered(app: tuple) -> N
         r = c.get(f"/ui/jobs/{job_id}/notebook")
     assert r.status_code == 200, r.text
     assert "visible output" in r.text and "<b>bold</b>" in r.text  # what is harmless is shown
+    head, body = r.text.split("<main>", 1)  # the template's head has its own <style>s; the notebook is the body
     parser = Elements()
-    parser.feed(r.text)
+    parser.feed(body)
     tags = [t for t, _ in parser.tags]
-    assert {"script", "iframe", "form", "input", "object", "embed", "svg"}.isdisjoint(tags), sorted(set(tags))
+    assert {"script", "iframe", "form", "input", "object", "embed", "svg", "style", "link"}.isdisjoint(tags), \
+        sorted(set(tags))
+    assert "<script" not in head and "<link" not in head  # nbconvert's require.js, MathJax, mermaid: left out
+    assert {"h1", "p", "table", "th", "td"} <= set(tags)  # headings, paragraphs, tables are not escaped away
+    assert ("img", {"alt": "plot", "src": "data:image/png;base64,iVBORw0KGgo="}) in parser.tags
     for tag, attrs in parser.tags:
         for name, value in attrs.items():
             assert not name.lower().startswith("on"), (tag, name, value)

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ EXIT_USAGE = 2
 # the failure message quotes the supervisor's last 20 lines: the headline and the traceback's end fit in them
 TRACEBACK_LINES = 16
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# IPython's first line, "ValueError    Traceback (most recent call last)": the last line names the error again
+_HEADER = re.compile(r"\S+\s+Traceback \(most recent call last\)\s*")
 INJECTED_TAG = "injected-parameters"  # papermill's tag on the cell it adds
 
 
@@ -49,7 +52,8 @@ def cell_failure(exc: Any, cells: list[Any]) -> str:
     N counts the notebook's own cells from 1, not the one papermill injected."""
     index = exc.cell_index
     injected = sum(1 for c in cells[:index] if INJECTED_TAG in c.get("metadata", {}).get("tags", []))
-    lines = [ln for ln in _ANSI.sub("", "\n".join(exc.traceback)).splitlines() if ln.strip() and set(ln) != {"-"}]
+    lines = [ln for ln in _ANSI.sub("", "\n".join(exc.traceback)).splitlines()
+             if ln.strip() and set(ln) != {"-"} and not _HEADER.fullmatch(ln)]
     if not lines:
         lines = [f"{exc.ename}: {exc.evalue}"]
     if len(lines) > TRACEBACK_LINES:
@@ -60,24 +64,35 @@ def cell_failure(exc: Any, cells: list[Any]) -> str:
 def run(notebook: Path) -> int:
     import nbformat
     import papermill
+    from jupyter_client.manager import KernelManager
     from papermill.exceptions import PapermillExecutionError
+
+    class LocalKernel(KernelManager):
+        """A kernel on Unix sockets in a folder only this job's uid may enter, not on TCP ports
+        any process of the machine could connect to."""
+
+        def _transport_default(self) -> str:
+            return "ipc"
 
     if not notebook.is_file():
         print(f"notebook {notebook} not found (the command names it relative to the job's code)", file=sys.stderr)
         return EXIT_USAGE
     out = output_path(notebook, os.environ)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        papermill.execute_notebook(
-            str(notebook), str(out), parameters=job_params(os.environ), progress_bar=False,
-            # the raw stream text, unchanged: a metric line written by a cell stays one line on stdout
-            stdout_file=sys.stdout, stderr_file=sys.stderr,
-            cwd=str(notebook.parent.resolve()),  # where Jupyter runs a notebook: its own folder
-        )
-    except PapermillExecutionError as e:
-        sys.stdout.flush()
-        print(cell_failure(e, nbformat.read(str(out), as_version=4).cells), file=sys.stderr, flush=True)
-        return EXIT_CELL_RAISED
+    # a short path: a socket's path is bounded (108 bytes), and a job's HOME may be deep in its run folder
+    with tempfile.TemporaryDirectory(prefix="modelyard-kernel-") as runtime:
+        os.environ["JUPYTER_RUNTIME_DIR"] = runtime
+        try:
+            papermill.execute_notebook(
+                str(notebook), str(out), parameters=job_params(os.environ), progress_bar=False,
+                # the raw stream text, unchanged: a metric line written by a cell stays one line on stdout
+                stdout_file=sys.stdout, stderr_file=sys.stderr, kernel_manager_class=LocalKernel,
+                cwd=str(notebook.parent.resolve()),  # where Jupyter runs a notebook: its own folder
+            )
+        except PapermillExecutionError as e:
+            sys.stdout.flush()
+            print(cell_failure(e, nbformat.read(str(out), as_version=4).cells), file=sys.stderr, flush=True)
+            return EXIT_CELL_RAISED
     return 0
 
 

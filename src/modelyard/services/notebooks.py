@@ -86,7 +86,43 @@ def _exporter() -> Any:
     from nbconvert import HTMLExporter
 
     return HTMLExporter(template_name="lab", sanitize_html=True, template_file="modelyard_notebook.html.j2",
-                        extra_loaders=[DictLoader({"modelyard_notebook.html.j2": _TEMPLATE})])
+                        extra_loaders=[DictLoader({"modelyard_notebook.html.j2": _TEMPLATE})],
+                        filters={"clean_html": clean_html})
+
+
+def clean_html(element: str | bytes) -> str:
+    """nbconvert's ``clean_html`` filter (bleach), allowing the markup notebooks are made of.
+
+    nbconvert's own list escapes headings, paragraphs, images and table heads, so that
+    a markdown cell or a DataFrame reads as tags (jupyter/nbconvert#2016). Still no script,
+    style, form, frame or event handler; images only inline (``data:image/``), links
+    only to http(s), mailto and anchors."""
+    import bleach
+
+    text = element.decode() if isinstance(element, bytes) else str(element)
+    return str(bleach.clean(text, tags=ALLOWED_TAGS, attributes=_allowed_attribute,
+                            protocols=["http", "https", "mailto", "data"]))
+
+
+ALLOWED_TAGS = frozenset({
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details", "div",
+    "dl", "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd",
+    "li", "mark", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "summary", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul", "var",
+})
+_CELL_ATTRIBUTES = {"colspan", "rowspan", "align", "valign"}
+
+
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    if name in ("class", "id", "title"):
+        return True
+    if tag == "a" and name == "href":
+        return value.startswith(("http://", "https://", "mailto:", "#"))
+    if tag == "img":
+        return name in ("alt", "width", "height") or (name == "src" and value.startswith("data:image/"))
+    if tag in ("td", "th", "tr", "table"):
+        return name in _CELL_ATTRIBUTES or (tag == "table" and name == "border")
+    return tag == "ol" and name == "start"
 
 
 def _too_large(path: str, size: int) -> ModelyardError:

@@ -4,6 +4,7 @@ module; the two jobs run side by side, as a kernel's start is most of each one's
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,11 @@ import pytest
 from serverproc import ServerProc, clean_env, cli, start_server
 
 from conftest import wait_for
+from modelyard.jobs.launch import Environment, LaunchSpec
 from modelyard.jobs.notebook import launch_argv, notebook_path, output_name
 from modelyard.jobs.spec import JobSpec
+from modelyard.supervisor.config import runner_file
+from modelyard.supervisor.container import RUNNER, Mounts, run_argv
 
 PY = sys.executable
 
@@ -30,7 +34,8 @@ def notebook(*cells: str, params: str = "lr = 0.01\nopt = 'sgd'") -> nbformat.No
 
 
 TRAIN = notebook(
-    "import json, os, pathlib, time\nprint('lr is', lr, type(lr).__name__, 'opt is', opt, flush=True)",
+    "import json, os, pathlib, time\nprint('lr is', lr, type(lr).__name__, 'opt is', opt, flush=True)\n"
+    "print('mlflow run', os.environ.get('MLFLOW_RUN_ID'), bool(os.environ.get('MLFLOW_TRACKING_URI')))",
     # streamed as it runs: this cell waits (bounded) for the test to have seen the line above in the log
     "go = pathlib.Path(os.environ['MODELYARD_OUTPUT_DIR']) / 'go'\n"
     "deadline = time.monotonic() + 60\n"
@@ -53,6 +58,20 @@ def test_which_commands_are_notebooks_and_what_runs_them() -> None:
     assert launch_argv(["nbs/t.ipynb"], ["py", "run.py"]) == ["py", "run.py", "nbs/t.ipynb"]
     assert launch_argv(["python", "t.py"], ["py", "run.py"]) == ["python", "t.py"]
     assert output_name(["nbs/t.ipynb"]) == "t.ipynb" and output_name(["t.py"]) is None
+
+
+def test_an_image_runs_the_runner_by_file_under_its_own_python(tmp_path: Path) -> None:
+    spec = LaunchSpec(job_id="7", argv=["nbs/t.ipynb"], run_dir=tmp_path, environment=Environment(image="img:1"))
+    mounts = Mounts(code=tmp_path / "code", output=tmp_path / "output", runner=Path(runner_file()))
+    argv = run_argv("podman", spec, name="n", mounts=mounts, env_names=[])
+    assert argv[-5:] == ["--", "img:1", "python", RUNNER, "nbs/t.ipynb"]
+    assert f"{runner_file()}:{RUNNER}:ro" in argv
+    # as a script, outside its package (a venv or an image has no modelyard): it starts and says what is wrong
+    (tmp_path / "broken.ipynb").write_text('{"cells": 3')
+    for name, words in (("missing.ipynb", "notebook missing.ipynb not found"),
+                        ("broken.ipynb", "broken.ipynb is not a notebook nbformat can read: NotJSONError")):
+        done = subprocess.run([PY, "-I", runner_file(), name], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +112,7 @@ def test_notebook_jobs_from_submit_to_the_rendered_page(server: ServerProc, tmp_
         assert cli(["wait", str(failing["id"]), "--timeout", "90s"], server.env).returncode != 0
         text = log()
         assert "went on: True" in text and "a warning" in text
+        assert f"mlflow run {job['id']} True" in text  # the kernel has the job's MLflow variables
         assert "0.1 float" in text  # the injected value is a number, as --param keeps it
         metrics = wait_for(lambda: (m := c.metrics(job["id"])) and "loss" in m and m, timeout=30, what="metrics")
         assert [(p["step"], p["value"]) for p in metrics["loss"]] == [(0, 0.1), (1, 0.05), (2, pytest.approx(0.1 / 3))]

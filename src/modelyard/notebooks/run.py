@@ -62,10 +62,16 @@ def cell_failure(exc: Any, cells: list[Any]) -> str:
 
 
 def run(notebook: Path) -> int:
-    import nbformat
-    import papermill
-    from jupyter_client.manager import KernelManager
-    from papermill.exceptions import PapermillExecutionError
+    try:
+        import nbformat
+        import papermill
+        from jupyter_client.kernelspec import NoSuchKernel
+        from jupyter_client.manager import KernelManager
+        from papermill.exceptions import PapermillExecutionError
+    except ImportError as e:
+        print(f"cannot run the notebook: {e.name or e} is not installed in the job's environment (a notebook "
+              "job needs papermill and ipykernel: add them to its requirements or image)", file=sys.stderr)
+        return EXIT_USAGE
 
     class LocalKernel(KernelManager):
         """A kernel on Unix sockets in a folder only this job's uid may enter, not on TCP ports
@@ -74,8 +80,10 @@ def run(notebook: Path) -> int:
         def _transport_default(self) -> str:
             return "ipc"
 
-    if not notebook.is_file():
-        print(f"notebook {notebook} not found (the command names it relative to the job's code)", file=sys.stderr)
+    try:
+        kernel = kernel_name(nbformat.read(str(notebook), as_version=4))
+    except Exception as e:  # nbformat's reader raises what its JSON parser and validator raise
+        print(f"{notebook} is not a notebook nbformat can read: {type(e).__name__}: {str(e)[:500]}", file=sys.stderr)
         return EXIT_USAGE
     out = output_path(notebook, os.environ)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,13 +95,24 @@ def run(notebook: Path) -> int:
                 str(notebook), str(out), parameters=job_params(os.environ), progress_bar=False,
                 # the raw stream text, unchanged: a metric line written by a cell stays one line on stdout
                 stdout_file=sys.stdout, stderr_file=sys.stderr, kernel_manager_class=LocalKernel,
-                cwd=str(notebook.parent.resolve()),  # where Jupyter runs a notebook: its own folder
+                kernel_name=kernel, cwd=str(notebook.parent.resolve()),  # Jupyter runs a notebook in its folder
             )
         except PapermillExecutionError as e:
             sys.stdout.flush()
             print(cell_failure(e, nbformat.read(str(out), as_version=4).cells), file=sys.stderr, flush=True)
             return EXIT_CELL_RAISED
+        except NoSuchKernel as e:
+            print(f"the notebook's kernel {e.name!r} is not installed in the job's environment", file=sys.stderr)
+            return EXIT_USAGE
     return 0
+
+
+def kernel_name(nb: Any) -> str | None:
+    """A Python notebook runs in this interpreter's own kernel (ipykernel's ``python3``), whatever kernel
+    it was saved with on someone's laptop (``conda-env-x``, ``.venv``); None: the notebook's own."""
+    spec = nb.metadata.get("kernelspec") or {}
+    language = spec.get("language") or (nb.metadata.get("language_info") or {}).get("name") or "python"
+    return "python3" if language == "python" else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].endswith(".ipynb"):
         print("usage: python -m modelyard.notebooks.run NOTEBOOK.ipynb", file=sys.stderr)
         return EXIT_USAGE
-    return run(Path(args[0]))
+    notebook = Path(args[0])
+    if not notebook.is_file():
+        print(f"notebook {notebook} not found (the command names it relative to the job's code)", file=sys.stderr)
+        return EXIT_USAGE
+    return run(notebook)
 
 
 if __name__ == "__main__":

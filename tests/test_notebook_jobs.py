@@ -41,7 +41,8 @@ TRAIN = notebook(
     "deadline = time.monotonic() + 60\n"
     "while not go.exists() and time.monotonic() < deadline:\n    time.sleep(0.05)\n"
     "print('went on:', go.exists())",
-    "for step in range(3):\n    print(json.dumps({'metric': 'loss', 'value': lr / (step + 1), 'step': step}))",
+    "for step in range(3):\n    print(json.dumps({'metric': 'loss', 'value': lr / (step + 1), 'step': step}))\n"
+    "print('val acc=0.75')",
     "import sys\nprint('a warning', file=sys.stderr)\nlr * 10",
 )
 FAILING = notebook("print('before the error')", "def check(x):\n    raise ValueError(f'lr {x} is too high')\ncheck(lr)",
@@ -95,7 +96,8 @@ def sign_in(web: httpx.Client, token: str) -> None:
 
 
 def test_notebook_jobs_from_submit_to_the_rendered_page(server: ServerProc, tmp_path: Path) -> None:
-    job = submit(server, tmp_path / "ok", TRAIN, "--param", "opt=adam", "train.ipynb", "-p", "lr", "0.1")
+    job = submit(server, tmp_path / "ok", TRAIN, "--param", "opt=adam", "--metric-pattern", r"acc=(?P<acc>[\d.]+)",
+                 "train.ipynb", "-p", "lr", "0.1")
     failing = submit(server, tmp_path / "bad", FAILING, "--name", "bad", "train.ipynb", "-p", "lr", "3")
     assert job["command"] == ["train.ipynb"] and job["params"] == {"lr": 0.1, "opt": "adam"}  # as written
 
@@ -116,6 +118,7 @@ def test_notebook_jobs_from_submit_to_the_rendered_page(server: ServerProc, tmp_
         assert "0.1 float" in text  # the injected value is a number, as --param keeps it
         metrics = wait_for(lambda: (m := c.metrics(job["id"])) and "loss" in m and m, timeout=30, what="metrics")
         assert [(p["step"], p["value"]) for p in metrics["loss"]] == [(0, 0.1), (1, 0.05), (2, pytest.approx(0.1 / 3))]
+        assert [p["value"] for p in metrics["acc"]] == [0.75]  # --metric-pattern reads cells' lines too
 
         files = {f["path"] for f in c.list_outputs(job["id"])["files"]}
         assert "train.ipynb" in files

@@ -180,8 +180,8 @@ class Attempt:
             else:
                 c = self.config
                 job = self.job = JobProcess.start(  # the sandbox: supervisor/sandbox.py
-                    launch_argv(c.argv, self._notebook_runner()), cwd=cwd, env=env, sandbox=c.sandbox, name=f"{c.job_id}-{c.attempt}-{os.getpid()}",
-                    note=self.pump.note)
+                    launch_argv(c.argv, self._notebook_runner()), cwd=cwd, env=env, sandbox=c.sandbox,
+                    name=f"{c.job_id}-{c.attempt}-{os.getpid()}", note=self.pump.note)
         except StartFailed as e:
             self.pump.note(str(e))
             return TerminationReason.START_FAILED, str(e)

@@ -8,14 +8,17 @@ saved after every cell as ``$MODELYARD_OUTPUT_DIR/<name>.ipynb``, so a failed or
 run keeps what ran. A cell that raises ends the run with exit code 1 and, last on stderr,
 ``cell N raised:`` and its traceback: the last lines the job's message quotes.
 
-Only papermill and the standard library are imported here: this runs in the job's
-environment, not the server's.
+Only papermill (with the nbformat and jupyter_client it brings) and the standard library are
+imported here: this runs in the job's environment, which need not have modelyard (jobs/notebook.py).
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
+import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -90,6 +93,7 @@ def run(notebook: Path) -> int:
     # a short path: a socket's path is bounded (108 bytes), and a job's HOME may be deep in its run folder
     with tempfile.TemporaryDirectory(prefix="modelyard-kernel-") as runtime:
         os.environ["JUPYTER_RUNTIME_DIR"] = runtime
+        signal.signal(signal.SIGTERM, functools.partial(_stopped, runtime))
         try:
             papermill.execute_notebook(
                 str(notebook), str(out), parameters=job_params(os.environ), progress_bar=False,
@@ -105,6 +109,14 @@ def run(notebook: Path) -> int:
             print(f"the notebook's kernel {e.name!r} is not installed in the job's environment", file=sys.stderr)
             return EXIT_USAGE
     return 0
+
+
+def _stopped(runtime: str, signum: int, _frame: object) -> None:
+    """Stopped (SIGTERM to the job's group, the kernel's too): the kernel's folder goes, then this
+    process as the signal would have ended it. The notebook keeps the cells that finished."""
+    shutil.rmtree(runtime, ignore_errors=True)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def kernel_name(nb: Any) -> str | None:

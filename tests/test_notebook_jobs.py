@@ -160,4 +160,4 @@ def test_run_local_runs_a_notebook_in_the_foreground(tmp_path: Path) -> None:
     outputs = list((tmp_path / "home" / "runs").glob("local-*/output/t.ipynb"))
     assert len(outputs) == 1 and "lr = 0.5" in outputs[0].read_text()
     bad = cli(["run", "--local", "nbs/t.ipynb", "-p", "lr"], env, cwd=code)
-    assert bad.returncode != 0 and "give only parameters as -p NAME VALUE" in bad.stderr
+    assert bad.returncode != 0 and "give only parameters as -p NAME VALUE (options go before it)" in bad.stderr

@@ -40,8 +40,8 @@ def notebook_args(command: list[str] | None, params: list[str] | None) -> tuple[
     rest, out = command[1:], list(params or [])
     while rest:
         if rest[0] not in ("-p", "--parameters") or len(rest) < 3:
-            raise invalid("command", f"after the notebook {command[0]}, give only parameters as -p NAME VALUE, "
-                          f"not {' '.join(rest[:3])!r}")
+            raise invalid("command", f"after the notebook {command[0]}, give only parameters as -p NAME VALUE "
+                          f"(options go before it), not {' '.join(rest[:3])!r}")
         name, value, rest = rest[1], rest[2], rest[3:]
         try:
             check_param_name(name)  # here: a NAME holding "=" would split in the wrong place below

@@ -64,8 +64,7 @@ def submit(
 
     --param NAME=VALUE is recorded with the job (modelyard jobs --param NAME) and fills in {NAME} in the command.
 
-    A command that is one .ipynb file runs that notebook with papermill; -p NAME VALUE after it,
-    as papermill takes them, are parameters like --param NAME=VALUE (README "Notebooks as jobs").
+    A command that is one .ipynb file runs that notebook with papermill; -p NAME VALUE after it (papermill's spelling) are parameters, as --param NAME=VALUE before it (README "Notebooks as jobs").
 
     Example: modelyard submit --gpus 1 --image pytorch/pytorch:2.4.0 --dataset digits --param lr=0.01 --tag baseline -- python train.py --lr {lr}
 
@@ -122,8 +121,7 @@ def run(
     With --image it runs in a container of that image, at the paths a job's container has;
     with --requirements, in the uv virtualenv a job would get, from this machine's cache.
 
-    A command that is one .ipynb file (and -p NAME VALUE after it) runs that notebook with
-    papermill, as a job would; the executed notebook is written to output/ as it runs.
+    A command that is one .ipynb file (and -p NAME VALUE after it) runs that notebook with papermill, as a job would; the executed notebook is written to output/ as it runs.
 
     Example: modelyard run --local --dataset digits -- python train.py --epochs 1
 

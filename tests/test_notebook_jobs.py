@@ -4,6 +4,7 @@ module; the two jobs run side by side, as a kernel's start is most of each one's
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ import pytest
 from serverproc import ServerProc, clean_env, cli, start_server
 
 from conftest import wait_for
+from modelyard.cli.options import notebook_args
+from modelyard.errors import ModelyardError
 from modelyard.jobs.launch import Environment, LaunchSpec
 from modelyard.jobs.notebook import launch_argv, notebook_path, output_name
 from modelyard.jobs.spec import JobSpec
@@ -43,6 +46,9 @@ TRAIN = notebook(
     "print('went on:', go.exists())",
     "for step in range(3):\n    print(json.dumps({'metric': 'loss', 'value': lr / (step + 1), 'step': step}))\n"
     "print('val acc=0.75')",
+    # MLflow calls in a cell log into the job, as from any job's script (README "MLflow")
+    "import mlflow\nwith mlflow.start_run():\n    mlflow.log_param('from_cell', 'yes')\n"
+    "    mlflow.log_metric('cell_metric', 1.5, step=1)",
     "import sys\nprint('a warning', file=sys.stderr)\nlr * 10",
 )
 FAILING = notebook("print('before the error')", "def check(x):\n    raise ValueError(f'lr {x} is too high')\ncheck(lr)",
@@ -59,6 +65,14 @@ def test_which_commands_are_notebooks_and_what_runs_them() -> None:
     assert launch_argv(["nbs/t.ipynb"], ["py", "run.py"]) == ["py", "run.py", "nbs/t.ipynb"]
     assert launch_argv(["python", "t.py"], ["py", "run.py"]) == ["python", "t.py"]
     assert output_name(["nbs/t.ipynb"]) == "t.ipynb" and output_name(["t.py"]) is None
+    # the CLI's papermill-style -p NAME VALUE after the notebook, beside --param NAME=VALUE before it
+    assert notebook_args(["t.ipynb", "-p", "lr", "0.1", "--parameters", "n", "a b"], ["x=1"]) == (
+        ["t.ipynb"], ["x=1", "lr=0.1", "n=a b"])
+    assert notebook_args(["python", "t.py", "-p", "1"], None) == (["python", "t.py", "-p", "1"], None)
+    for rest, words in ((["-p", "lr"], "give only parameters as -p NAME VALUE (options go before it)"),
+                        (["--gpus", "1"], "not '--gpus 1'"), (["-p", "a=b", "1"], "parameter name 'a=b'")):
+        with pytest.raises(ModelyardError, match=re.escape(words)):
+            notebook_args(["t.ipynb", *rest], None)
 
 
 def test_an_image_runs_the_runner_by_file_under_its_own_python(tmp_path: Path) -> None:
@@ -119,6 +133,8 @@ def test_notebook_jobs_from_submit_to_the_rendered_page(server: ServerProc, tmp_
         metrics = wait_for(lambda: (m := c.metrics(job["id"])) and "loss" in m and m, timeout=30, what="metrics")
         assert [(p["step"], p["value"]) for p in metrics["loss"]] == [(0, 0.1), (1, 0.05), (2, pytest.approx(0.1 / 3))]
         assert [p["value"] for p in metrics["acc"]] == [0.75]  # --metric-pattern reads cells' lines too
+        assert [(p["step"], p["value"]) for p in metrics["cell_metric"]] == [(1, 1.5)]
+        assert c.get_job(job["id"])["params"] == {"lr": 0.1, "opt": "adam", "from_cell": "yes"}
 
         files = {f["path"] for f in c.list_outputs(job["id"])["files"]}
         assert "train.ipynb" in files
@@ -159,5 +175,3 @@ def test_run_local_runs_a_notebook_in_the_foreground(tmp_path: Path) -> None:
     assert "lr is 0.5 here: nbs" in done.stdout and line in done.stdout.splitlines()  # in the notebook's folder
     outputs = list((tmp_path / "home" / "runs").glob("local-*/output/t.ipynb"))
     assert len(outputs) == 1 and "lr = 0.5" in outputs[0].read_text()
-    bad = cli(["run", "--local", "nbs/t.ipynb", "-p", "lr"], env, cwd=code)
-    assert bad.returncode != 0 and "give only parameters as -p NAME VALUE (options go before it)" in bad.stderr

@@ -124,8 +124,10 @@ def test_notebook_jobs_from_submit_to_the_rendered_page(server: ServerProc, tmp_
         assert c.get_job(job["id"])["state"] == "running" and "went on" not in log()
         runs = sorted((server.home / "runs").glob(f"{job['id']}-*"))
         (runs[0] / "output" / "go").touch()
-        assert cli(["wait", str(job["id"]), "--timeout", "90s"], server.env).returncode == 0
-        assert cli(["wait", str(failing["id"]), "--timeout", "90s"], server.env).returncode != 0
+        for j, state in ((job, "succeeded"), (failing, "failed")):
+            wait_for(lambda j=j: c.get_job(j["id"])["state"] in ("succeeded", "failed", "lost"), timeout=90,
+                     what=f"job {j['id']} to end")
+            assert c.get_job(j["id"])["state"] == state, log()
         text = log()
         assert "went on: True" in text and "a warning" in text
         assert f"mlflow run {job['id']} True" in text  # the kernel has the job's MLflow variables

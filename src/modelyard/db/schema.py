@@ -112,7 +112,8 @@ jobs = sa.Table(
     # removing a dataset version asks which jobs use it; `dataset show` lists them
     sa.Index("ix_jobs_dataset", "dataset", "id"),
     sa.Index("ix_jobs_experiment", "experiment_id", "id"),
-    sa.Index("ix_jobs_sweep", "sweep_id", "trial"),
+    # unique: a sweep's trial has at most one job, so a driver resumed after a restart never runs it twice
+    sa.Index("ix_jobs_sweep", "sweep_id", "trial", unique=True),
 )
 
 # A job's structured parameters (``--param NAME=VALUE``): ``value`` as given (JSON text), ``num``
@@ -179,6 +180,7 @@ sweeps = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),  # running, succeeded, stopped, failed
     sa.Column("spec", sa.Text, nullable=False),  # the sweep as submitted, JSON
     sa.Column("study", sa.String(200), nullable=False),
+    sa.Column("snapshot_key", sa.String(300)),  # the code every trial runs (uploaded once, as a submit's)
     sa.Column("best_job_id", sa.Integer),
     sa.Column("message", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),

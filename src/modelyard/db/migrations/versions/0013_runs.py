@@ -61,6 +61,7 @@ def upgrade() -> None:
     sa.Column('state', sa.String(length=16), nullable=False),
     sa.Column('spec', sa.Text(), nullable=False),
     sa.Column('study', sa.String(length=200), nullable=False),
+    sa.Column('snapshot_key', sa.String(length=300), nullable=True),
     sa.Column('best_job_id', sa.Integer(), nullable=True),
     sa.Column('message', sa.Text(), nullable=True),
     sa.Column('created_at', sa.Float(), nullable=False),
@@ -77,7 +78,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('trial', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('run_deleted_at', sa.Float(), nullable=True))
         batch_op.create_index('ix_jobs_experiment', ['experiment_id', 'id'], unique=False)
-        batch_op.create_index('ix_jobs_sweep', ['sweep_id', 'trial'], unique=False)
+        batch_op.create_index('ix_jobs_sweep', ['sweep_id', 'trial'], unique=True)
 
 
 def downgrade() -> None:

@@ -87,9 +87,10 @@ def create_job(
     resume_from: int | None = None, dataset: str | None = None, dataset_check: Callable[[], object] | None = None,
     now: float | None = None, sealed_secrets: str | None = None,
     environment: str | None = None, actor: str | None = None, reason: str = "submitted",
-    queue_check: Callable[[sa.Connection], object] | None = None,
+    queue_check: Callable[[sa.Connection], object] | None = None, trial_of: tuple[int, int] | None = None,
 ) -> Job:
-    """Queue a job; ``dataset`` is the pinned version ("name:version") it will read;
+    """Queue a job; ``trial_of``: (sweep id, trial number) of the sweep trial it runs, at most one
+    job per trial (CONFLICT for a second); ``dataset`` is the pinned version ("name:version") it will read;
     ``sealed_secrets`` its inline secrets' values, sealed (the spec keeps only their names);
     ``actor`` and ``reason`` go into its first event.
 
@@ -99,7 +100,27 @@ def create_job(
     queue is full: db/quotas.py) runs in that transaction too, so two submits at once
     cannot both take the last place."""
     now = time.time() if now is None else now
+    try:
+        job_id = _insert_job(db, user=user, spec=spec, snapshot_key=snapshot_key, resume_from=resume_from,
+                             dataset=dataset, dataset_check=dataset_check, now=now, sealed_secrets=sealed_secrets,
+                             environment=environment, actor=actor, reason=reason, queue_check=queue_check,
+                             trial_of=trial_of)
+    except sa.exc.IntegrityError:
+        if trial_of is None:
+            raise
+        raise ModelyardError(ErrorCode.CONFLICT, f"trial {trial_of[1]} of sweep {trial_of[0]} already has a job",
+                             field="trial") from None
+    return get_job(db, job_id)
+
+
+def _insert_job(
+    db: Database, *, user: User, spec: JobSpec, snapshot_key: str | None, resume_from: int | None,
+    dataset: str | None, dataset_check: Callable[[], object] | None, now: float, sealed_secrets: str | None,
+    environment: str | None, actor: str | None, reason: str, queue_check: Callable[[sa.Connection], object] | None,
+    trial_of: tuple[int, int] | None,
+) -> int:
     r = spec.resources
+    sweep_id, trial = trial_of or (None, None)
     with db.write() as conn:
         _hold_dataset(conn, dataset, dataset_check)
         if queue_check is not None:
@@ -111,13 +132,14 @@ def create_job(
             resume_from=resume_from, retries_left=spec.retries, attempt=0,
             created_at=now, queued_at=now, dataset=dataset, secrets=sealed_secrets,
             environment=environment, nodes=spec.nodes, node_labels=format_labels(spec.node_labels),
+            sweep_id=sweep_id, trial=trial,
         ).returning(jobs.c.id)).scalar_one()
         job_query.write_params(conn, job_id, spec.params, spec.tags)
         conn.execute(events.insert().values(
             job_id=job_id, attempt=0, time=now, from_state=None, to_state=JobState.QUEUED.value, reason=reason,
             actor=actor,
         ))
-    return get_job(db, job_id)
+    return job_id
 
 
 def _fresh_id(conn: sa.Connection) -> dict[str, int]:

@@ -32,6 +32,7 @@ from modelyard.services.datasets import DatasetService
 from modelyard.server.isolation import check_new_user, protect_home
 from modelyard.services.outputs import OutputService
 from modelyard.services.run_artifacts import RunArtifactService
+from modelyard.services.sweep_driver import SweepDriver
 from modelyard.server.serialize import job_to_dict
 from modelyard.services.users import Users
 from modelyard.artifacts.store import ArtifactStore
@@ -89,6 +90,7 @@ class Platform:
             housekeeping=self.cleanup.housekeeping,
         )
         self.cleanup.on_removed = self.scheduler.queue.invalidate
+        self.sweeps = SweepDriver(self.db, submit=self.submit, stop=self.stop, interval=scheduler_interval)
 
     @property
     def capacity(self) -> Capacity:
@@ -97,8 +99,10 @@ class Platform:
 
     def start(self) -> None:
         self.scheduler.start()
+        self.sweeps.start()  # after the scheduler: it resumes every running sweep
 
     def close(self) -> None:
+        self.sweeps.close()  # first: it queues and stops jobs
         self.scheduler.stop()
         self.executor.close()  # the supervisor zygote, the cluster connection; supervisors go on
         self.notices.close()  # first: it hands its last emails and webhooks to the senders below
@@ -124,8 +128,9 @@ class Platform:
 
     def submit(self, user: User, spec: JobSpec, *, snapshot: str | None, resume_from: int | None = None,
                sealed_secrets: str | None = None, pinned_environment: str | None = None,
-               reason: str = "submitted") -> Job:
-        """Queue ``spec``; ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source);
+               reason: str = "submitted", trial_of: tuple[int, int] | None = None) -> Job:
+        """Queue ``spec``; ``trial_of``: the (sweep, trial number) it runs (services/sweep_engine.py);
+        ``sealed_secrets``: its inline secrets already sealed (a clone's, from its source);
         ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
         ``reason``: its first event's."""
         spec, queue_check = self.users.check_submit(user, spec)  # the runtime cap, the queued-jobs quota
@@ -147,9 +152,27 @@ class Platform:
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
                                     dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset, user),
                                     sealed_secrets=sealed, environment=environment, actor=user.name,
-                                    reason=reason, queue_check=queue_check)
+                                    reason=reason, queue_check=queue_check, trial_of=trial_of)
         self.scheduler.wake()
         return job
+
+    def check_submittable(self, user: User, spec: JobSpec, *, snapshot: str | None) -> None:
+        """What ``submit`` would refuse of ``spec`` whatever the moment (not the queue's room): a
+        sweep's trials are checked so before the sweep starts."""
+        spec = self.users.check_runtime(spec)
+        policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels,
+                                 quota=self.users.quota_of(user.id))
+        if spec.workdir is not None and snapshot is None and not user.is_admin:
+            raise ModelyardError(ErrorCode.FORBIDDEN, "running in place (workdir with no snapshot) is for admins "
+                                 "only; upload the folder as a snapshot instead (the CLI does)", field="workdir")
+        check_webhooks(spec.webhooks, self.webhook_allow)
+        if spec.environment:
+            self.pin_environment(user, spec)
+        self._check_stored_secrets(user, spec)
+        if snapshot is not None and (not is_snapshot_key(snapshot) or not self.storage.exists(snapshot)):
+            raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
+        if spec.dataset:
+            self.pin_dataset(spec.dataset, user)
 
     def stop(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)
@@ -298,6 +321,7 @@ class Platform:
     def job_ended(self, job_id: int, state: JobState) -> None:
         """After a job's final state is stored: room for the next job, and its owner's emails and webhooks."""
         self.scheduler.wake()
+        self.sweeps.wake()  # a trial's end: its objective, and room for the next trial
         event = EVENT_OF_STATE.get(state)
         if event is not None:
             self.notices.job_event(job_id, event)

@@ -1,0 +1,238 @@
+"""Sweeps (README "Sweeps"): the spec, the driver over a real Optuna study on SQLite and PostgreSQL,
+and, end to end, a real server killed mid-sweep, the CLI and the page.
+
+The driver-level tests run the platform with an executor that starts nothing (no scheduler thread,
+no driver thread): each pass is ``step_all()``, and a trial's job is placed, given metric points
+through the one ingest path (db/runs.py) and ended through the store's own transitions, so every
+state a trial goes through is one a real job goes through.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from security.fuzz_server import RefusingExecutor
+
+from modelyard.config import Settings
+from modelyard.errors import ModelyardError
+from modelyard.jobs import JobState, TerminationReason
+from modelyard.jobs.sweep import SweepSpec
+from modelyard.server.platform import Platform
+from modelyard.services import sweeps as sweeps_service
+from modelyard.services.sweep_driver import optuna_sqlite_url
+from modelyard.db import jobs as store_jobs
+from modelyard.db import runs
+from modelyard.db.engine import MIGRATIONS, script_heads
+from modelyard.db.users import get_user_by_name
+
+METRIC = "loss"
+
+
+@pytest.fixture
+def platform(tmp_path: Path, database_url: str) -> Iterator[Platform]:
+    yield from _platform(tmp_path, database_url)
+
+
+@pytest.fixture
+def sqlite_platform(tmp_path: Path) -> Iterator[Platform]:
+    yield from _platform(tmp_path, f"sqlite:///{tmp_path / 'modelyard.db'}")
+
+
+def _platform(tmp_path: Path, url: str) -> Iterator[Platform]:
+    settings = Settings.from_env({"MODELYARD_HOME": str(tmp_path / "home"), "MODELYARD_DATABASE_URL": url,
+                                  "MODELYARD_CAPACITY": "gpus=0,cpus=8,memory=8G"})
+    p = Platform(settings, server_url="http://127.0.0.1:1", executor=RefusingExecutor(settings.capacity))
+    p.create_user("alice", admin=False, no_isolation=True)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def _spec(**over: Any) -> SweepSpec:
+    data: dict[str, Any] = {"name": "s", "job": {"command": "echo {x}"}, "metric": {"name": METRIC},
+                            "parameters": {"x": {"values": [1, 2]}}, "method": "grid"}
+    data.update(over)
+    return SweepSpec.model_validate(data)
+
+
+def _alice(p: Platform):  # type: ignore[no-untyped-def]
+    user = get_user_by_name(p.db, "alice")
+    assert user is not None
+    return user
+
+
+def _jobs(p: Platform, sweep_id: int) -> dict[int, Any]:
+    from modelyard.db.sweeps import trial_jobs
+    return trial_jobs(p.db, sweep_id)
+
+
+def _active(p: Platform, sweep_id: int) -> list[Any]:
+    return [j for j in _jobs(p, sweep_id).values() if not j.state.is_terminal()]
+
+
+def _run(p: Platform, job_id: int, values: list[float], *, end: TerminationReason | None = TerminationReason.EXIT_ZERO) -> Any:
+    """Place the job, store its points of METRIC at steps 0.., and end it with ``end`` (None: it runs on)."""
+    placed = store_jobs.place(p.db, job_id, token=f"t-{job_id}", executor="local")
+    assert placed is not None
+    attempt = placed[1]
+    points = [(METRIC, v, step, None, time.time()) for step, v in enumerate(values)]
+    with p.db.write() as conn:
+        runs.ingest(conn, job_id, attempt.id, runs.RunData(points=points))
+    if end is not None:
+        store_jobs.end_attempt(p.db, store_jobs.attempt_by_number(p.db, job_id, 1), end, exit_code=0)
+    return attempt
+
+
+def _drive(p: Platform, sweep_id: int, value_of: Any, *, max_parallel: int) -> None:
+    """Pass after pass, end every trial in flight with ``value_of(params)``, until the sweep ends;
+    never more than ``max_parallel`` trials in flight."""
+    for _ in range(200):
+        p.sweeps.step_all()
+        if sweeps_service.show(p, _alice(p), sweep_id)["state"] != "running":
+            return
+        active = _active(p, sweep_id)
+        assert 0 < len(active) <= max_parallel
+        for job in active:
+            _run(p, job.id, [value_of(job.spec.params)])
+    raise AssertionError("the sweep did not end")
+
+
+def test_spec_errors_name_the_field() -> None:
+    bad = {
+        "parameters.lr: low (2.0) must not be above high (1.0)": {"parameters": {"lr": {"low": 2.0, "high": 1.0}}},
+        "parameters.lr: a grid needs a step for a float parameter, or values": {"parameters": {"lr": {"low": 0.1, "high": 1.0}}},
+        "max_trials: a tpe search needs it (a grid ends when it is covered)": {"method": "tpe"},
+        "metric.goal: Input should be 'minimize' or 'maximize'": {"metric": {"name": "l", "goal": "up"}},
+        "parameters.lr: a log scale needs low > 0, not 0.0": {"method": "random", "max_trials": 3,
+                                                             "parameters": {"lr": {"low": 0.0, "high": 1.0, "log": True}}},
+    }
+    for message, over in bad.items():
+        data = {"job": {"command": "x"}, "metric": {"name": "l"}, "method": "grid",
+                "parameters": {"x": {"values": [1]}}, **over}
+        with pytest.raises(ValueError) as e:
+            SweepSpec.from_yaml(json.dumps(data))
+        assert str(e.value) == message
+    ok = SweepSpec.from_yaml("job: {command: 'python t.py --lr {lr}'}\nmetric: {name: loss}\nmethod: grid\n"
+                             "parameters:\n  lr: {low: 0.1, high: 0.3, step: 0.1}\n  n: {low: 1, high: 3}\n")
+    assert ok.grid() == {"lr": [0.1, 0.2, 0.3], "n": [1, 2, 3]} and ok.trial_limit() == 9
+    job = ok.trial_spec(7, 2, {"lr": 0.2, "n": 3})
+    assert job.params == {"lr": 0.2, "n": 3} and "sweep-7" in job.tags and job.name == "sweep #2"
+
+
+def test_optuna_keeps_out_of_our_migrations(platform: Platform) -> None:
+    """Optuna's RDB storage stamps its own ``alembic_version``: ours must keep our head, and its tables
+    live apart (PostgreSQL: the ``optuna`` schema; SQLite: a file beside ours)."""
+    sweep = sweeps_service.create(platform, _alice(platform), _spec(), snapshot=None)
+    assert platform.db.revisions() == script_heads(MIGRATIONS / "versions") == {"0013"}
+    with platform.db.read() as conn:
+        ours = set(sa.inspect(conn).get_table_names())
+        assert "studies" not in ours and "trials" not in ours and "version_info" not in ours
+        if not platform.db.is_sqlite:
+            theirs = set(sa.inspect(conn).get_table_names(schema="optuna"))
+            revision = conn.execute(sa.text("SELECT version_num FROM optuna.alembic_version")).scalar_one()
+    if platform.db.is_sqlite:
+        side = sa.create_engine(optuna_sqlite_url(platform.db.url))
+        with side.connect() as conn:
+            theirs = set(sa.inspect(conn).get_table_names())
+            revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+        side.dispose()
+    assert {"studies", "trials", "alembic_version"} <= theirs and revision != "0013"
+    platform.db.migrate()  # still at our head: nothing to do, nothing broken
+    assert platform.db.revisions() == {"0013"}
+    assert sweep["state"] == "running" and sweep["trials"] == []
+
+
+def test_grid_covers_every_combination_once(platform: Platform) -> None:
+    spec = _spec(parameters={"x": {"values": [1, 2]}, "y": {"low": 0.5, "high": 1.5, "step": 0.5}}, parallel=2)
+    sweep = sweeps_service.create(platform, _alice(platform), spec, snapshot=None)
+    _drive(platform, sweep["id"], lambda p: p["x"] * 10 + p["y"], max_parallel=2)
+    shown = sweeps_service.show(platform, _alice(platform), sweep["id"])
+    seen = sorted((t["params"]["x"], t["params"]["y"]) for t in shown["trials"])
+    assert seen == sorted(itertools.product([1, 2], [0.5, 1.0, 1.5]))
+    jobs = _jobs(platform, sweep["id"])
+    assert sorted(jobs) == list(range(6)) and all(j.sweep_id == sweep["id"] and "sweep-%d" % sweep["id"] in j.spec.tags
+                                                 for j in jobs.values())
+    assert shown["state"] == "succeeded" and shown["best"]["params"] == {"x": 1, "y": 0.5}
+    assert shown["best_job_id"] == jobs[shown["best"]["number"]].id and shown["best"]["value"] == 10.5
+    assert {t["state"] for t in shown["trials"]} == {"complete"}
+
+
+@pytest.mark.parametrize("method", ["random", "tpe"])
+def test_random_and_tpe_respect_bounds_and_limits(sqlite_platform: Platform, method: str) -> None:
+    p = sqlite_platform
+    spec = _spec(method=method, max_trials=5, parallel=2, seed=3, metric={"name": METRIC, "goal": "maximize"}, parameters={
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True}, "n": {"low": 2, "high": 10, "step": 2},
+        "opt": {"values": ["adam", "sgd"]}})
+    sweep = sweeps_service.create(p, _alice(p), spec, snapshot=None)
+    _drive(p, sweep["id"], lambda params: params["n"] * params["lr"], max_parallel=2)
+    trials = sweeps_service.show(p, _alice(p), sweep["id"])["trials"]
+    assert len(trials) == 5 and len(_jobs(p, sweep["id"])) == 5
+    for t in trials:
+        assert 1e-4 <= t["params"]["lr"] <= 1e-1 and t["params"]["n"] in (2, 4, 6, 8, 10)
+        assert t["params"]["opt"] in ("adam", "sgd")
+
+
+def test_median_pruner_stops_a_bad_trial(platform: Platform) -> None:
+    spec = _spec(parameters={"x": {"values": [1, 2, 3]}}, parallel=1,
+                 early_stopping={"type": "median", "startup_trials": 1})
+    sweep_id = sweeps_service.create(platform, _alice(platform), spec, snapshot=None)["id"]
+    for good in range(2):
+        platform.sweeps.step_all()
+        (job,) = _active(platform, sweep_id)
+        _run(platform, job.id, [1.0, 0.8, 0.6, 0.5])
+    platform.sweeps.step_all()
+    (bad,) = _active(platform, sweep_id)
+    _run(platform, bad.id, [5.0, 5.0, 5.0], end=None)  # clearly worse at every step, and still running
+    platform.sweeps.step_all()
+    assert store_jobs.get_job(platform.db, bad.id).state is JobState.STOPPING  # asked to stop
+    store_jobs.end_attempt(platform.db, store_jobs.attempt_by_number(platform.db, bad.id, 1),
+                           TerminationReason.STOPPED_BY_USER, exit_code=-15)
+    platform.sweeps.step_all()
+    job = store_jobs.get_job(platform.db, bad.id)
+    assert job.state is JobState.STOPPED and job.message == f"pruned by sweep {sweep_id} at step 2"
+    shown = sweeps_service.show(platform, _alice(platform), sweep_id)
+    assert [t["state"] for t in shown["trials"]] == ["complete", "complete", "pruned"]
+    assert shown["state"] == "succeeded"
+
+
+def test_stopping_a_sweep_stops_its_trials(platform: Platform) -> None:
+    spec = _spec(method="random", max_trials=6, parallel=2, parameters={"x": {"low": 0, "high": 9}})
+    sweep_id = sweeps_service.create(platform, _alice(platform), spec, snapshot=None)["id"]
+    platform.sweeps.step_all()
+    first, second = _active(platform, sweep_id)
+    _run(platform, first.id, [1.0], end=None)  # one running, one still queued
+    shown = sweeps_service.stop(platform, _alice(platform), sweep_id)
+    assert shown["state"] == "stopped" and shown["message"] == "stopped by alice"
+    assert store_jobs.get_job(platform.db, first.id).state is JobState.STOPPING
+    assert store_jobs.get_job(platform.db, second.id).state is JobState.STOPPED
+    assert {t["state"] for t in shown["trials"]} == {"failed"}
+    platform.sweeps.step_all()
+    assert len(_jobs(platform, sweep_id)) == 2  # no trial is asked after the stop
+    with pytest.raises(ModelyardError) as e:
+        sweeps_service.stop(platform, _alice(platform), sweep_id)
+    assert e.value.message == f"sweep {sweep_id} has already ended (stopped)"
+
+
+def test_a_trial_has_one_job_and_an_asked_trial_gets_its_job(platform: Platform) -> None:
+    """What a restart between Optuna's ask and the job's submit leaves: a trial with no job. The next pass
+    gives it its job, with its own parameters; a second job for one trial is refused in the job's own
+    transaction (the unique index on jobs(sweep_id, trial))."""
+    spec = _spec(method="random", max_trials=2, parallel=1, parameters={"x": {"low": 0, "high": 1000}})
+    sweep = sweeps_service.create(platform, _alice(platform), spec, snapshot=None)
+    from modelyard.db.sweeps import get_sweep
+    study = platform.sweeps.study(get_sweep(platform.db, sweep["id"]))
+    asked = study.ask(fixed_distributions={"x": __import__("optuna").distributions.IntDistribution(0, 1000)})
+    platform.sweeps.step_all()
+    jobs = _jobs(platform, sweep["id"])
+    assert list(jobs) == [asked.number] and jobs[asked.number].spec.params == {"x": asked.params["x"]}
+    with pytest.raises(ModelyardError) as e:
+        platform.submit(_alice(platform), jobs[0].spec, snapshot=None, trial_of=(sweep["id"], 0))
+    assert e.value.field == "trial"
+    assert len(_jobs(platform, sweep["id"])) == 1

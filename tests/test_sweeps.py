@@ -236,3 +236,81 @@ def test_a_trial_has_one_job_and_an_asked_trial_gets_its_job(platform: Platform)
         platform.submit(_alice(platform), jobs[0].spec, snapshot=None, trial_of=(sweep["id"], 0))
     assert e.value.field == "trial"
     assert len(_jobs(platform, sweep["id"])) == 1
+
+
+# -- end to end: a real server, real jobs, killed mid-sweep ------------------------------------------
+
+TRAIN = (
+    "import json, os, sys, time\n"
+    "x = json.loads(os.environ['MODELYARD_PARAMS'])['x']\n"
+    "print(json.dumps({'metric': 'loss', 'value': (x - 2) ** 2 + 1.0, 'step': 0}), flush=True)\n"
+    "while not os.path.exists(sys.argv[1]): time.sleep(0.02)\n"  # the test kills the server meanwhile
+    "print(json.dumps({'metric': 'loss', 'value': (x - 2) ** 2, 'step': 1}), flush=True)\n"
+)
+
+
+def test_a_server_killed_mid_sweep_resumes_it_with_every_trial_once(tmp_path: Path) -> None:
+    import signal
+    import sys
+
+    from conftest import wait_for
+    from serverproc import cli
+    from servers import ServerProcess, ui_sign_in
+
+    work, release = tmp_path / "work", tmp_path / "release"
+    work.mkdir()
+    (work / "train.py").write_text(TRAIN)
+    (work / "sweep.yaml").write_text(json.dumps({
+        "name": "e2e", "method": "grid", "parallel": 2, "metric": {"name": "loss", "goal": "minimize"},
+        "parameters": {"x": {"values": [0, 1, 2, 3]}},
+        "job": {"command": [sys.executable, "train.py", str(release)], "resources": {"cpus": 0.5}}}))
+    env = {"MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G", "MODELYARD_HEARTBEAT_TIMEOUT": "30",
+           "MODELYARD_STOP_GRACE": "2"}
+    srv = ServerProcess(tmp_path / "home", env=env).start()
+    cli_env = {**srv.env, "MODELYARD_URL": srv.url, "MODELYARD_TOKEN": srv.token}
+    made = cli(["sweep", "-f", str(work / "sweep.yaml"), "--json"], cli_env, cwd=work)
+    assert made.returncode == 0, made.stderr
+    sweep_id = json.loads(made.stdout)["id"]
+    c = srv.client()
+
+    def reported() -> bool:
+        trials = c.get(f"/sweeps/{sweep_id}").json()["trials"]
+        return len(trials) == 2 and all(t["last"] is not None for t in trials)
+
+    wait_for(reported, 60, what="two trials running, each with its first point")
+    srv.kill(signal.SIGKILL)
+    c.close()
+    release.touch()
+    restarted = ServerProcess(tmp_path / "home", env=env, port=srv.port).start()
+    try:
+        with restarted.client() as c2:
+            wait_for(lambda: c2.get(f"/sweeps/{sweep_id}").json()["state"] != "running", 90, what="the sweep to end")
+            shown = c2.get(f"/sweeps/{sweep_id}").json()
+            assert shown["state"] == "succeeded", shown
+            assert [t["number"] for t in shown["trials"]] == [0, 1, 2, 3]
+            assert sorted(t["params"]["x"] for t in shown["trials"]) == [0, 1, 2, 3]
+            jobs = c2.get("/jobs", params={"tag": f"sweep-{sweep_id}", "limit": 100}).json()["jobs"]
+            assert sorted(j["id"] for j in jobs) == sorted(t["job_id"] for t in shown["trials"])  # one job each
+            assert all(j["state"] == "succeeded" and j["attempt"] == 1 for j in jobs)
+            assert shown["best"]["params"] == {"x": 2} and shown["best"]["value"] == 0.0
+            assert shown["best_job_id"] == shown["best"]["job_id"]
+
+        show = cli(["sweep", "show", str(sweep_id)], {**cli_env, "COLUMNS": "200"})
+        assert show.returncode == 0, show.stderr
+        assert f"sweep {sweep_id} e2e: succeeded" in show.stdout
+        assert f"best: trial {shown['best']['number']} (job {shown['best_job_id']}), loss = 0, x=2" in show.stdout
+        listed = cli(["sweeps"], {**cli_env, "COLUMNS": "200"})
+        assert listed.returncode == 0 and "e2e" in listed.stdout and "succeeded" in listed.stdout
+
+        import httpx
+        with httpx.Client(base_url=restarted.url, timeout=30) as browser:
+            assert ui_sign_in(browser, restarted.token).status_code in (200, 303)
+            page = browser.get(f"/ui/sweeps/{sweep_id}")
+            assert page.status_code == 200
+            assert f'href="/ui/jobs/{shown["best_job_id"]}">job #{shown["best_job_id"]}</a>' in page.text
+            assert page.text.count('<tr data-trial="') == 4 and 'id="scatter"' in page.text
+            assert browser.get(f"/ui/sweeps/{sweep_id}", params={"format": "json"}).json()["trials"] == shown["trials"]
+            assert f'href="/ui/sweeps/{sweep_id}"' in browser.get("/ui/sweeps").text
+            assert browser.get("/ui/sweeps/999999").status_code == 404
+    finally:
+        restarted.stop()

@@ -221,6 +221,18 @@ class Client:
     def submit_job(self, spec: Mapping[str, Any], *, snapshot: str | None = None) -> dict[str, Any]:
         return self._request("POST", "/jobs", json={"spec": dict(spec), "snapshot": snapshot})
 
+    def create_sweep(self, spec: Mapping[str, Any], *, snapshot: str | None = None) -> dict[str, Any]:
+        return self._request("POST", "/sweeps", json={"spec": dict(spec), "snapshot": snapshot})
+
+    def list_sweeps(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        return self._request("GET", "/sweeps", params={"limit": limit, "offset": offset})
+
+    def get_sweep(self, sweep_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/sweeps/{sweep_id}")
+
+    def stop_sweep(self, sweep_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/sweeps/{sweep_id}/stop")
+
     def list_jobs(
         self, *, state: str | list[str] | None = None, q: str | None = None, limit: int = 50, offset: int = 0,
         all_users: bool = False, filters: list[str] | None = None, tags: list[str] | None = None,

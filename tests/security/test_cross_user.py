@@ -55,6 +55,7 @@ OPEN_TO_USERS = {
     ("GET", "/api/v1/notices"), ("POST", "/api/v1/notices/read-all"), ("GET", "/api/v1/profile"),
     ("PATCH", "/api/v1/profile"),
     ("GET", "/api/v1/me/usage"),  # the caller's own quota and usage
+    ("POST", "/api/v1/sweeps"), ("GET", "/api/v1/sweeps"),  # a new sweep is the caller's; the listing their own
     # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
     ("GET", "/api/v1/events/stream"),
 }
@@ -158,6 +159,11 @@ def _populate(w: World) -> Iterator[World]:
     w.fill["user_name"] = "alice"
     notices = client.get("/api/v1/notices", headers=w.as_(w.alice)).json()["notices"]
     w.fill["notice_id"] = str(notices[0]["id"])  # her ended job's
+    sweep = client.post("/api/v1/sweeps", headers=w.as_(w.alice), json={"spec": {
+        "name": f"{SECRET}-sweep", "method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1]}},
+        "job": {"command": ["python", "train.py"]}}})
+    assert sweep.status_code == 201, sweep.text
+    w.fill["sweep_id"] = str(sweep.json()["id"])
     hook = client.get("/api/v1/webhook-secret", headers=w.as_(w.alice)).json()["secret"]
     w.markers += [token["token"], hook]
     yield w
@@ -190,7 +196,7 @@ def _param(op: tuple[str, str], name: str) -> str:
 
 # What nobody has: another user's object must answer exactly as one of these does.
 GHOSTS = {"ref": "999999", "token_id": "999999", "user_name": "nobody-has-this", "job_id": "999999",
-          "attempt_id": "999999", "notice_id": "999999", "name": "nobody-has-this",
+          "attempt_id": "999999", "notice_id": "999999", "sweep_id": "999999", "name": "nobody-has-this",
           "tag": "nobody-has-this",
           "version": "abcdef123456",
           "secret_name": "NOBODY_HAS_THIS", "environment_name": "nobody-has-this", "dataset_file": "all/data.csv", "output_file": "model.bin"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.cli import (
-    admin, cleanup, compare, datasets, environments, jobs, nodes, notices, observe, secrets, submit, tokens,
+    admin, cleanup, compare, datasets, environments, jobs, nodes, notices, observe, secrets, submit, sweeps, tokens,
 )
 from modelyard.cli import users  # registers `user list`, `user quota`, `user admin` on admin.user_app
 from modelyard.cli.errors import ModelyardGroup
@@ -44,6 +44,8 @@ app.add_typer(admin.user_app, name="user")
 app.add_typer(cleanup.admin_app, name="admin")
 app.add_typer(secrets.secret_app, name="secret")
 app.add_typer(tokens.token_app, name="token")
+app.add_typer(sweeps.sweep_app, name="sweep")
+app.command("sweeps")(sweeps.sweeps)
 app.command("webhook-secret")(tokens.webhook_secret)
 app.command("server")(admin.server)
 app.command("notices")(notices.notices)

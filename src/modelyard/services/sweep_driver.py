@@ -187,27 +187,29 @@ class SweepDriver:
             assert owner is not None  # a user's sweeps go with them (ON DELETE CASCADE)
             study = self.study(sweep)
             try:
-                self._follow_all(sweep, owner, study)
-                self._ask_more(sweep, owner, study)
+                if self._follow_all(sweep, owner, study):
+                    self._ask_more(sweep, owner, study)
             except ModelyardError as e:  # a trial that can never be queued: the sweep cannot go on
                 self.end(sweep, owner, "failed", message=e.message)
                 return
             self._finish_if_done(sweep, study)
 
-    def _follow_all(self, sweep: Sweep, owner: User, study: optuna.Study) -> None:
+    def _follow_all(self, sweep: Sweep, owner: User, study: optuna.Study) -> bool:
+        """Follow every trial; False if one waits for room in the owner's queue (so none is asked)."""
         jobs = store_sweeps.trial_jobs(self.db, sweep.id)
         for t in study.get_trials(deepcopy=False):
             job = jobs.get(t.number)
             if t.state is TrialState.RUNNING:
                 if job is None:
                     if not self._submit_trial(sweep, owner, t.number, t.params):
-                        return  # the owner's queue is full: the rest waits too
+                        return False  # the owner's queue is full: the rest waits too
                 else:
                     self._follow(sweep, owner, study, t, job)
             elif t.state is TrialState.PRUNED and job is not None and job.state.is_terminal():
                 step = t.user_attrs.get("pruned_at")
                 if not (job.message or "").startswith("pruned by"):
                     store_sweeps.mark_pruned(self.db, job.id, f"pruned by sweep {sweep.id} at step {step}")
+        return True
 
     def _ask_more(self, sweep: Sweep, owner: User, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)

@@ -13,6 +13,7 @@ const PAGES = {
   settings: () => import("./settings.js"),
   users: () => import("./users.js"),
   compare: () => import("./compare.js"),
+  sweep: () => import("./sweep.js"),
 };
 
 window.modelyard = { charts: {}, systemCharts: {} }; // for tests and the curious: the live uPlot instances

@@ -1,0 +1,47 @@
+// Sweep page: one scatter per parameter, its value (x) against each finished trial's objective (y);
+// a categorical parameter's values are placed at 0, 1, 2... in the order the sweep names them.
+// While the sweep runs the page is fetched again (as JSON) every few seconds and redrawn.
+const POLL_MS = 4000;
+const HEIGHT = 220;
+
+export function start() {
+  const root = document.getElementById("sweep");
+  if (!root) return;
+  draw(root, JSON.parse(root.dataset.trials), JSON.parse(root.dataset.parameters), root.dataset.metric);
+  if (root.dataset.state === "running") {
+    const timer = setInterval(async () => {
+      const res = await fetch(`${location.pathname}?format=json`, { credentials: "same-origin" });
+      if (!res.ok) return;
+      const s = await res.json();
+      if (s.state !== "running") { clearInterval(timer); location.reload(); return; }
+      draw(root, s.trials, s.parameters, s.metric.name);
+    }, POLL_MS);
+  }
+}
+
+function draw(root, trials, parameters, metric) {
+  const box = document.getElementById("scatter");
+  const done = trials.filter((t) => t.value !== null && t.value !== undefined);
+  window.modelyard.sweepCharts = [];
+  if (!done.length) return;
+  box.replaceChildren();
+  for (const name of parameters) {
+    const points = done.map((t) => [t.params[name], t.value]);
+    const categories = [...new Set(trials.map((t) => t.params[name]).filter((v) => typeof v !== "number"))];
+    const xOf = (v) => (typeof v === "number" ? v : categories.indexOf(v));
+    points.sort((a, b) => xOf(a[0]) - xOf(b[0]));
+    const holder = document.createElement("div");
+    holder.className = "chart";
+    holder.dataset.param = name;
+    box.append(holder);
+    const opts = {
+      title: `${name} → ${metric}`, width: Math.max(260, Math.floor((box.clientWidth || 600) / 2 - 12)), height: HEIGHT,
+      scales: { x: { time: false } },
+      axes: [{ label: name, values: categories.length ? (u, ticks) => ticks.map((v) => categories[v] ?? "") : undefined },
+             { label: metric }],
+      series: [{}, { label: metric, stroke: "#2563eb", width: 0, points: { show: true, size: 8, fill: "#2563eb" } }],
+      legend: { show: false },
+    };
+    window.modelyard.sweepCharts.push(new uPlot(opts, [points.map((p) => xOf(p[0])), points.map((p) => p[1])], holder));
+  }
+}

@@ -107,7 +107,10 @@ def _drive(p: Platform, sweep_id: int, value_of: Any, *, max_parallel: int) -> N
 def test_spec_errors_name_the_field() -> None:
     bad = {
         "parameters.lr: low (2.0) must not be above high (1.0)": {"parameters": {"lr": {"low": 2.0, "high": 1.0}}},
-        "parameters.lr: a grid needs a step for a float parameter, or values": {"parameters": {"lr": {"low": 0.1, "high": 1.0}}},
+        "parameters.lr: a grid needs a step for a float parameter, or values, and at most 10000 of them":
+            {"parameters": {"lr": {"low": 0.1, "high": 1.0}}},
+        "parameters.lr: step 1e-09 makes more than 10000 values between low and high":
+            {"parameters": {"lr": {"low": 0.0, "high": 1.0, "step": 1e-9}}},
         "max_trials: a tpe search needs it (a grid ends when it is covered)": {"method": "tpe"},
         "metric.goal: Input should be 'minimize' or 'maximize'": {"metric": {"name": "l", "goal": "up"}},
         "parameters.lr: a log scale needs low > 0, not 0.0": {"method": "random", "max_trials": 3,

@@ -25,7 +25,7 @@ def sweep(
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="the sweep YAML file")] = None,
     as_json: Json = False,
 ) -> None:
-    """Start a sweep from a YAML file: its job's folder (job.workdir, default .) is snapshotted once, for every trial.
+    """Start a sweep from a YAML file: its job's folder (job.workdir, default: the file's) is snapshotted once, for every trial.
 
     Example: modelyard sweep -f sweep.yaml; then modelyard sweep show ID, modelyard sweep stop ID.
     """

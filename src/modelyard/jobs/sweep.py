@@ -36,8 +36,11 @@ class FloatParam(BaseModel):
     @model_validator(mode="after")
     def _bounds(self) -> "FloatParam":
         _check_bounds(self.low, self.high, self.log)
-        if self.log and self.step is not None:
-            raise ValueError("log and step cannot be used together")
+        if self.step is not None:
+            if self.log:
+                raise ValueError("log and step cannot be used together")
+            if not math.isfinite(self.step) or (self.high - self.low) / self.step >= MAX_GRID:
+                raise ValueError(f"step {self.step} makes more than {MAX_GRID} values between low and high")
         return self
 
     def grid(self) -> list[Value] | None:
@@ -63,7 +66,10 @@ class IntParam(BaseModel):
             raise ValueError("log and step cannot be used together")
         return self
 
-    def grid(self) -> list[Value]:
+    def grid(self) -> list[Value] | None:
+        """Its values, or None where there are more than a grid may hold."""
+        if (self.high - self.low) // self.step >= MAX_GRID:
+            return None
         return list(range(self.low, self.high + 1, self.step))
 
 
@@ -153,7 +159,8 @@ class SweepSpec(BaseModel):
         if self.method == "grid":
             missing = [n for n, p in self.parameters.items() if p.grid() is None]
             if missing:
-                raise ValueError(f"parameters.{missing[0]}: a grid needs a step for a float parameter, or values")
+                raise ValueError(f"parameters.{missing[0]}: a grid needs a step for a float parameter, or values, "
+                                 f"and at most {MAX_GRID} of them")
             if self.grid_size() > MAX_GRID:
                 raise ValueError(f"the grid has {self.grid_size()} points; at most {MAX_GRID}")
         elif self.max_trials is None:

@@ -316,7 +316,6 @@ class SweepDriver:
 
 
 def check_trials(spec: SweepSpec, check: Callable[[JobSpec], object]) -> None:
-    """``check`` the job of a trial at the parameters' first values (every trial's shape but for them)."""
-    first = {name: values[0] if values else (p.low if not isinstance(p, CategoricalParam) else p.values[0])
-             for (name, values), p in zip(spec.grid().items(), spec.parameters.values())}
-    check(spec.trial_spec(0, 0, first))  # type: ignore[arg-type]
+    """``check`` the job of a trial at each parameter's first value: every trial's job but for its values."""
+    first = {name: p.values[0] if isinstance(p, CategoricalParam) else p.low for name, p in spec.parameters.items()}
+    check(spec.trial_spec(0, 0, first))

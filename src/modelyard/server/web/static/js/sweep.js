@@ -26,22 +26,41 @@ function draw(root, trials, parameters, metric) {
   if (!done.length) return;
   box.replaceChildren();
   for (const name of parameters) {
-    const points = done.map((t) => [t.params[name], t.value]);
     const categories = [...new Set(trials.map((t) => t.params[name]).filter((v) => typeof v !== "number"))];
     const xOf = (v) => (typeof v === "number" ? v : categories.indexOf(v));
-    points.sort((a, b) => xOf(a[0]) - xOf(b[0]));
+    const [xs, ys] = scatterData(done.map((t) => [xOf(t.params[name]), t.value]));
     const holder = document.createElement("div");
     holder.className = "chart";
     holder.dataset.param = name;
     box.append(holder);
+    const xAxis = { label: name };
+    const xScale = { time: false };
+    if (categories.length) {
+      xAxis.splits = () => categories.map((_, i) => i);
+      xAxis.values = (u, ticks) => ticks.map((v) => categories[Math.round(v)] ?? "");
+      xScale.range = () => [-0.5, categories.length - 0.5];
+    }
     const opts = {
       title: `${name} → ${metric}`, width: Math.max(260, Math.floor((box.clientWidth || 600) / 2 - 12)), height: HEIGHT,
-      scales: { x: { time: false } },
-      axes: [{ label: name, values: categories.length ? (u, ticks) => ticks.map((v) => categories[v] ?? "") : undefined },
-             { label: metric }],
-      series: [{}, { label: metric, stroke: "#2563eb", width: 0, points: { show: true, size: 8, fill: "#2563eb" } }],
+      scales: { x: xScale }, axes: [xAxis, { label: metric }],
+      series: [{}, { label: metric, stroke: "#2563eb", width: 0, paths: () => null,
+                     points: { show: true, size: 8, fill: "#2563eb" } }],
       legend: { show: false },
     };
-    window.modelyard.sweepCharts.push(new uPlot(opts, [points.map((p) => xOf(p[0])), points.map((p) => p[1])], holder));
+    window.modelyard.sweepCharts.push(new uPlot(opts, [xs, ys], holder));
   }
+}
+
+/** Points sorted by x, strictly increasing: uPlot finds what to draw by searching x, so a second
+ *  point at the same x (two trials with one value) moves by a hair instead of being lost. */
+export function scatterData(points) {
+  points.sort((a, b) => a[0] - b[0]);
+  const xs = [];
+  let last = -Infinity;
+  for (const [x] of points) {
+    const next = x > last ? x : last + Math.max(Math.abs(last), 1) * 1e-9;
+    xs.push(next);
+    last = next;
+  }
+  return [xs, points.map((p) => p[1])];
 }

@@ -205,6 +205,30 @@ def test_median_pruner_stops_a_bad_trial(platform: Platform) -> None:
     assert shown["state"] == "succeeded"
 
 
+def test_successive_halving_stops_a_trial_below_its_rung(sqlite_platform: Platform) -> None:
+    """Optuna's successive-halving pruner records each trial's rungs as it is asked, so the driver asks
+    it of every trial with new points, ended ones too; a trial that is pruned still holds its place
+    among those in flight until its job has stopped."""
+    p = sqlite_platform
+    spec = _spec(parameters={"x": {"values": [1, 2, 3, 4, 5]}}, parallel=1,
+                 early_stopping={"type": "successive_halving", "min_steps": 1, "reduction_factor": 2})
+    sweep_id = sweeps_service.create(p, _alice(p), spec, snapshot=None)["id"]
+    for values in ([1.0, 0.8, 0.6, 0.5], [1.1, 0.9, 0.7, 0.6], [1.2, 0.9, 0.7, 0.6]):
+        p.sweeps.step_all()
+        (job,) = _active(p, sweep_id)
+        _run(p, job.id, values)
+    p.sweeps.step_all()
+    (bad,) = _active(p, sweep_id)
+    _run(p, bad.id, [9.0, 9.0, 9.0, 9.0], end=None)
+    p.sweeps.step_all()
+    assert store_jobs.get_job(p.db, bad.id).state is JobState.STOPPING
+    assert [t["state"] for t in sweeps_service.show(p, _alice(p), sweep_id)["trials"]] == ["complete"] * 3 + ["pruned"]
+    store_jobs.end_attempt(p.db, store_jobs.attempt_by_number(p.db, bad.id, 1), TerminationReason.STOPPED_BY_USER,
+                           exit_code=-15)
+    p.sweeps.step_all()  # now the last trial
+    assert len(_active(p, sweep_id)) == 1 and store_jobs.get_job(p.db, bad.id).message.startswith("pruned by")
+
+
 def test_stopping_a_sweep_stops_its_trials(platform: Platform) -> None:
     spec = _spec(method="random", max_trials=6, parallel=2, parameters={"x": {"low": 0, "high": 9}})
     sweep_id = sweeps_service.create(platform, _alice(platform), spec, snapshot=None)["id"]

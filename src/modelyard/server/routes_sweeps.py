@@ -26,7 +26,7 @@ class SweepBody(BaseModel):
     snapshot: str | None = Field(None, max_length=200)
 
 
-@router.post("/sweeps", status_code=201, responses=errors(*AUTHED, 403, 409))
+@router.post("/sweeps", status_code=201, responses=errors(*AUTHED, 403, 404, 409))
 def create(body: SweepBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
     return sweeps_service.create(p, user, body.spec, snapshot=body.snapshot)
 

@@ -167,14 +167,19 @@ class SweepDriver:
             return self._storage
 
     def study(self, sweep: Sweep) -> optuna.Study:
+        """The sweep's study (made on first use); a running sweep's is kept, with its sampler's state."""
         with self.lock:
             study = self._studies.get(sweep.id)
             if study is None:
                 study = optuna.create_study(
                     storage=self.storage, study_name=sweep.study, load_if_exists=True,
                     direction=sweep.spec.metric.goal, sampler=sampler_of(sweep.spec), pruner=pruner_of(sweep.spec))
-                self._studies[sweep.id] = study
+                if sweep.state == "running":
+                    self._studies[sweep.id] = study
             return study
+
+    def _ended(self, sweep_id: int) -> None:
+        self._studies.pop(sweep_id, None)
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -213,7 +218,10 @@ class SweepDriver:
 
     def _ask_more(self, sweep: Sweep, owner: User, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)
-        active = sum(t.state is TrialState.RUNNING for t in trials)
+        jobs = store_sweeps.trial_jobs(self.db, sweep.id)
+        # a pruned trial's job holds its resources until it has stopped: it is still in flight
+        active = sum(t.state is TrialState.RUNNING or (t.number in jobs and not jobs[t.number].state.is_terminal())
+                     for t in trials)
         asked, limit = len(trials), sweep.spec.trial_limit()
         wanted = distributions(sweep.spec)
         while active < sweep.spec.parallel and asked < limit:
@@ -240,6 +248,9 @@ class SweepDriver:
     def _follow(self, sweep: Sweep, owner: User, study: optuna.Study, t: FrozenTrial, job: Job) -> None:
         metric = sweep.spec.metric.name
         last_step = self._report(study, t, job, metric)
+        trial = optuna.trial.Trial(study, t._trial_id)
+        # asked even of a trial that has ended: successive halving records its rungs when asked
+        prune = last_step is not None and sweep.spec.early_stopping is not None and trial.should_prune()
         if job.state.is_terminal():
             value = reports.latest_points(self.db, [job.id], metric).get(job.id, {}).get("value")
             if job.state.value == "succeeded" and value is not None and math.isfinite(value):
@@ -248,17 +259,14 @@ class SweepDriver:
             else:
                 study.tell(t.number, state=TrialState.FAIL)
             self._cursors.pop(job.id, None)
-            return
-        if last_step is not None and sweep.spec.early_stopping is not None:
-            trial = optuna.trial.Trial(study, t._trial_id)
-            if trial.should_prune():
-                trial.set_user_attr("pruned_at", last_step)
-                study.tell(t.number, state=TrialState.PRUNED)  # recorded before the job is stopped
-                try:
-                    self._stop_job(owner, job.id)
-                except ModelyardError as e:
-                    if e.code is not ErrorCode.CONFLICT:  # CONFLICT: it ended meanwhile
-                        raise
+        elif prune:
+            trial.set_user_attr("pruned_at", last_step)
+            study.tell(t.number, state=TrialState.PRUNED)  # recorded before the job is stopped
+            try:
+                self._stop_job(owner, job.id)
+            except ModelyardError as e:
+                if e.code is not ErrorCode.CONFLICT:  # CONFLICT: it ended meanwhile
+                    raise
 
     def _report(self, study: optuna.Study, t: FrozenTrial, job: Job, metric: str) -> int | None:
         """Report the job's new points of ``metric`` to its trial; the last new step, or None."""
@@ -288,6 +296,7 @@ class SweepDriver:
         if any(not j.state.is_terminal() for j in jobs.values()):
             return  # a pruned trial's job still stopping: it ends, and says why, before the sweep does
         done = [t for t in trials if t.state is TrialState.COMPLETE]
+        self._ended(sweep.id)
         if not done:
             store_sweeps.end_sweep(self.db, sweep.id, "failed", message=(
                 f"no trial succeeded with a value of {sweep.spec.metric.name}"))
@@ -310,6 +319,7 @@ class SweepDriver:
                         if e.code is not ErrorCode.CONFLICT:
                             raise
             study = self.study(sweep)
+            self._ended(sweep.id)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 study.tell(t.number, state=TrialState.FAIL)
             return True

@@ -281,8 +281,14 @@ def test_a_server_killed_mid_sweep_resumes_it_with_every_trial_once(tmp_path: Pa
     import sys
 
     from conftest import wait_for
-    from serverproc import cli
     from servers import ServerProcess, ui_sign_in
+    from typer.testing import CliRunner
+
+    from modelyard.cli.main import app
+
+    def cli(args: list[str], env: dict[str, str]) -> Any:
+        """The CLI in this process (a subprocess would import modelyard again for each command)."""
+        return CliRunner().invoke(app, args, env=env, catch_exceptions=False)
 
     work, release = tmp_path / "work", tmp_path / "release"
     work.mkdir()
@@ -294,9 +300,10 @@ def test_a_server_killed_mid_sweep_resumes_it_with_every_trial_once(tmp_path: Pa
     env = {"MODELYARD_CAPACITY": "gpus=0,cpus=4,memory=8G", "MODELYARD_HEARTBEAT_TIMEOUT": "30",
            "MODELYARD_STOP_GRACE": "2"}
     srv = ServerProcess(tmp_path / "home", env=env).start()
-    cli_env = {**srv.env, "MODELYARD_URL": srv.url, "MODELYARD_TOKEN": srv.token}
-    made = cli(["sweep", "-f", str(work / "sweep.yaml"), "--json"], cli_env, cwd=work)
-    assert made.returncode == 0, made.stderr
+    cli_env = {"MODELYARD_HOME": str(tmp_path / "client"), "MODELYARD_URL": srv.url, "MODELYARD_TOKEN": srv.token,
+               "COLUMNS": "200"}
+    made = cli(["sweep", "-f", str(work / "sweep.yaml"), "--json"], cli_env)
+    assert made.exit_code == 0, made.output
     sweep_id = json.loads(made.stdout)["id"]
     c = srv.client()
 
@@ -318,16 +325,17 @@ def test_a_server_killed_mid_sweep_resumes_it_with_every_trial_once(tmp_path: Pa
             assert sorted(t["params"]["x"] for t in shown["trials"]) == [0, 1, 2, 3]
             jobs = c2.get("/jobs", params={"tag": f"sweep-{sweep_id}", "limit": 100}).json()["jobs"]
             assert sorted(j["id"] for j in jobs) == sorted(t["job_id"] for t in shown["trials"])  # one job each
-            assert all(j["state"] == "succeeded" and j["attempt"] == 1 for j in jobs)
+            assert all(j["state"] == "succeeded" and j["attempt"] == 1 and j["sweep_id"] == sweep_id for j in jobs)
+            assert sorted(j["trial"] for j in jobs) == [0, 1, 2, 3]
             assert shown["best"]["params"] == {"x": 2} and shown["best"]["value"] == 0.0
             assert shown["best_job_id"] == shown["best"]["job_id"]
 
-        show = cli(["sweep", "show", str(sweep_id)], {**cli_env, "COLUMNS": "200"})
-        assert show.returncode == 0, show.stderr
+        show = cli(["sweep", "show", str(sweep_id)], cli_env)
+        assert show.exit_code == 0, show.output
         assert f"sweep {sweep_id} e2e: succeeded" in show.stdout
         assert f"best: trial {shown['best']['number']} (job {shown['best_job_id']}), loss = 0, x=2" in show.stdout
-        listed = cli(["sweeps"], {**cli_env, "COLUMNS": "200"})
-        assert listed.returncode == 0 and "e2e" in listed.stdout and "succeeded" in listed.stdout
+        listed = cli(["sweeps"], cli_env)
+        assert listed.exit_code == 0 and "e2e" in listed.stdout and "succeeded" in listed.stdout
 
         import httpx
         with httpx.Client(base_url=restarted.url, timeout=30) as browser:
@@ -339,5 +347,7 @@ def test_a_server_killed_mid_sweep_resumes_it_with_every_trial_once(tmp_path: Pa
             assert browser.get(f"/ui/sweeps/{sweep_id}", params={"format": "json"}).json()["trials"] == shown["trials"]
             assert f'href="/ui/sweeps/{sweep_id}"' in browser.get("/ui/sweeps").text
             assert browser.get("/ui/sweeps/999999").status_code == 404
+            trial_page = browser.get(f"/ui/jobs/{shown['best_job_id']}").text
+            assert f'<a href="/ui/sweeps/{sweep_id}">trial {shown["best"]["number"]} of sweep {sweep_id}</a>' in trial_page
     finally:
         restarted.stop()

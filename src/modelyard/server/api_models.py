@@ -65,6 +65,8 @@ class JobOut(Out):
     queued_at: str | None
     started_at: str | None
     ended_at: str | None
+    sweep_id: int | None = None  # the sweep it is a trial of, and the trial's number
+    trial: int | None = None
 
 
 class JobList(Out):

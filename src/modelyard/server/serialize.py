@@ -56,6 +56,7 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "created_at": iso(job.created_at), "queued_at": iso(job.queued_at),
         "started_at": iso(job.started_at), "ended_at": iso(job.ended_at),
         "removed_at": iso(job.removed_at),  # set: removed, only its final/ kept (README "Removing jobs")
+        "sweep_id": job.sweep_id, "trial": job.trial,  # a sweep's trial (README "Sweeps")
     }
 
 

@@ -349,5 +349,21 @@ def test_a_server_killed_mid_sweep_resumes_it_with_every_trial_once(tmp_path: Pa
             assert browser.get("/ui/sweeps/999999").status_code == 404
             trial_page = browser.get(f"/ui/jobs/{shown['best_job_id']}").text
             assert f'<a href="/ui/sweeps/{sweep_id}">trial {shown["best"]["number"]} of sweep {sweep_id}</a>' in trial_page
+
+        from browser import CHROMIUM, CHROMIUM_ARGS, sign_in
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as pw:
+            chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = sign_in(chromium, restarted, restarted.token)
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(f"{restarted.url}/ui/sweeps/{sweep_id}")
+                page.wait_for_selector("html[data-ready=true]")
+                # one scatter (the one parameter), a point for each trial, at its x and objective
+                drawn = page.evaluate("window.modelyard.sweepCharts.map((u) => u.data)")
+                assert drawn == [[[0, 1, 2, 3], [4, 1, 0, 1]]] and not errors
+            finally:
+                chromium.close()
     finally:
         restarted.stop()

@@ -171,9 +171,12 @@ class SweepDriver:
         with self.lock:
             study = self._studies.get(sweep.id)
             if study is None:
-                study = optuna.create_study(
-                    storage=self.storage, study_name=sweep.study, load_if_exists=True,
-                    direction=sweep.spec.metric.goal, sampler=sampler_of(sweep.spec), pruner=pruner_of(sweep.spec))
+                how = {"storage": self.storage, "study_name": sweep.study, "sampler": sampler_of(sweep.spec),
+                       "pruner": pruner_of(sweep.spec)}
+                try:
+                    study = optuna.load_study(**how)
+                except KeyError:  # not made yet: a new sweep, or a restart right after its row was written
+                    study = optuna.create_study(**how, direction=sweep.spec.metric.goal, load_if_exists=True)
                 if sweep.state == "running":
                     self._studies[sweep.id] = study
             return study

@@ -122,6 +122,12 @@ def test_spec_errors_name_the_field() -> None:
         with pytest.raises(ValueError) as e:
             SweepSpec.from_yaml(json.dumps(data))
         assert str(e.value) == message
+    bad_file = Path(__file__).parent / "data" / "no-such-sweep.yaml"
+    from typer.testing import CliRunner
+
+    from modelyard.cli.main import app
+    result = CliRunner().invoke(app, ["sweep", "-f", str(bad_file)])
+    assert result.exit_code == 1 and f"error: file: cannot read {bad_file}" in result.output
     ok = SweepSpec.from_yaml("job: {command: 'python t.py --lr {lr}'}\nmetric: {name: loss}\nmethod: grid\n"
                              "parameters:\n  lr: {low: 0.1, high: 0.3, step: 0.1}\n  n: {low: 1, high: 3}\n")
     assert ok.grid() == {"lr": [0.1, 0.2, 0.3], "n": [1, 2, 3]} and ok.trial_limit() == 9

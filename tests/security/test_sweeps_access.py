@@ -75,3 +75,19 @@ def test_a_sweeps_trials_obey_its_owners_queue_quota(ip: InProc, tokens: dict[st
     assert len(jobs) == 2 and jobs[waiting[0]["number"]].spec.params == waiting[0]["params"]
     assert sum(j.state is JobState.QUEUED for j in jobs.values()) == 1
     assert all(j.user_id == store_jobs.get_job(ip.platform.db, job.id).user_id for j in jobs.values())
+
+
+def test_a_bad_sweep_is_refused_naming_what_is_wrong(ip: InProc, tokens: dict[str, str]) -> None:
+    for over, field, words in (
+        ({"parameters": {"x": {"low": 5, "high": 1}}}, "spec.parameters.x", "low (5) must not be above high (1)"),
+        ({"parallel": 0}, "spec.parallel", "greater than or equal to 1"),
+        ({"job": {"command": ["python"], "secrets": {"TOKEN": "inline-value"}}}, "spec.job", "stored secrets only"),
+        ({"job": {"command": ["python"], "resources": {"gpus": 64}}}, "job.resources.gpus", "asks for 64 gpu"),
+        ({"parameters": {"bad name": {"values": [1]}}}, "spec.parameters", "parameter name 'bad name'"),
+    ):
+        r = ip.client.post("/api/v1/sweeps", json={"spec": {**SWEEP, **over}}, headers=ip.auth(tokens["alice"]))
+        assert r.status_code == 422, r.text
+        error = r.json()["error"]
+        assert words in error["message"].lower() or words in error["message"], error
+        assert field in error["field"], error
+        assert "inline-value" not in r.text

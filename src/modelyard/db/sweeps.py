@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from modelyard.errors import not_found
 from modelyard.jobs import JobState
+from modelyard.jobs.spec import STORED
 from modelyard.jobs.sweep import SweepSpec
 from modelyard.db.engine import Database
 from modelyard.db.records import Job, User, job_from_row
@@ -43,7 +44,7 @@ def _query() -> sa.Select[Any]:
 def _sweep(row: sa.Row[Any]) -> Sweep:
     m = row._mapping
     return Sweep(id=m["id"], user_id=m["user_id"], owner=m["owner"], name=m["name"], state=m["state"],
-                 spec=SweepSpec.model_validate(orjson.loads(m["spec"])), study=m["study"],
+                 spec=SweepSpec.model_validate(orjson.loads(m["spec"]), context=STORED), study=m["study"],
                  snapshot_key=m["snapshot_key"], best_job_id=m["best_job_id"], message=m["message"],
                  created_at=m["created_at"], ended_at=m["ended_at"])
 

@@ -13,7 +13,7 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from modelyard.jobs.spec import JobSpec, check_param_name
 
@@ -148,14 +148,24 @@ class SweepSpec(BaseModel):
     early_stopping: EarlyStopping | None = None
     seed: int | None = None
 
+    @field_validator("parameters")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            check_param_name(name)
+        return v
+
+    @field_validator("job")
+    @classmethod
+    def _no_inline_secrets(cls, v: JobSpec) -> JobSpec:
+        inline = [n for n, value in v.secrets.items() if value is not None]
+        if inline:
+            raise ValueError(f"secret {inline[0]} is given inline; a sweep's job names stored secrets only "
+                             f"(modelyard secret set {inline[0]}), so the sweep keeps no secret value")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "SweepSpec":
-        for name in self.parameters:
-            check_param_name(name)
-        inline = [n for n, v in self.job.secrets.items() if v is not None]
-        if inline:
-            raise ValueError(f"job.secrets: {inline[0]} is given inline; a sweep's job names stored secrets only "
-                             f"(modelyard secret set {inline[0]}), so its spec holds no secret value")
         if self.method == "grid":
             missing = [n for n, p in self.parameters.items() if p.grid() is None]
             if missing:

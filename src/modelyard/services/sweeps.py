@@ -29,9 +29,13 @@ def create(p: Platform, user: User, spec: SweepSpec, *, snapshot: str | None) ->
     """Start a sweep; its first trials are queued by the driver's next pass (at once: it is woken).
     A trial's job that could never be queued (too big, a bad snapshot, ...) is refused here; its
     dataset is pinned to the version it names now."""
-    check_trials(spec, lambda job: p.check_submittable(user, job, snapshot=snapshot))
-    if spec.job.dataset:  # pinned now: every trial reads the same version, whatever is added meanwhile
-        pinned = p.pin_dataset(spec.job.dataset, user).ref
+    try:
+        check_trials(spec, lambda job: p.check_submittable(user, job, snapshot=snapshot))
+        pinned = p.pin_dataset(spec.job.dataset, user).ref if spec.job.dataset else None
+    except ModelyardError as e:  # about the trials' job: its fields are under the sweep's `job`
+        field = e.field if e.field in (None, "snapshot") else f"job.{e.field}"
+        raise ModelyardError(e.code, e.message, field=field) from None
+    if pinned:  # pinned now: every trial reads the same version, whatever is added meanwhile
         spec = spec.model_copy(update={"job": spec.job.model_copy(update={"dataset": pinned})})
     sweep = store_sweeps.create_sweep(p.db, user=user, spec=spec, snapshot_key=snapshot)
     p.sweeps.study(sweep)  # made now, so a bad storage is the request's error, not a silent pass

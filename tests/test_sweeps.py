@@ -25,7 +25,7 @@ from modelyard.jobs import JobState, TerminationReason
 from modelyard.jobs.sweep import SweepSpec
 from modelyard.server.platform import Platform
 from modelyard.services import sweeps as sweeps_service
-from modelyard.services.sweep_driver import optuna_sqlite_url
+from modelyard.services.sweep_engine import optuna_sqlite_url
 from modelyard.db import jobs as store_jobs
 from modelyard.db import runs
 from modelyard.db.engine import MIGRATIONS, script_heads

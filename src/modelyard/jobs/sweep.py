@@ -198,6 +198,11 @@ class SweepSpec(BaseModel):
         data["name"] = f"{self.name} #{number}"
         return JobSpec.model_validate(data)
 
+    def first_trial(self) -> JobSpec:
+        """A trial's job at each parameter's first value: what every trial's job is but for its values."""
+        first = {name: p.values[0] if isinstance(p, CategoricalParam) else p.low for name, p in self.parameters.items()}
+        return self.trial_spec(0, 0, first)
+
     @classmethod
     def from_yaml(cls, text: str) -> "SweepSpec":
         """A sweep file; ValueError names what is wrong."""

@@ -9,20 +9,17 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from optuna.trial import TrialState
-
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.sweep import SweepSpec
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import iso
-from modelyard.services.sweep_driver import check_trials
 from modelyard.db import reports
 from modelyard.db import sweeps as store_sweeps
 from modelyard.db.records import User
 from modelyard.db.sweeps import Sweep
 
-TRIAL_STATES = {TrialState.RUNNING: "running", TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-                TrialState.FAIL: "failed", TrialState.WAITING: "waiting"}
+# Optuna's trial states (by name: Optuna is imported once there is a sweep) as a sweep's trials show
+TRIAL_STATES = {"RUNNING": "running", "COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "WAITING": "waiting"}
 
 
 def create(p: Platform, user: User, spec: SweepSpec, *, snapshot: str | None) -> dict[str, Any]:
@@ -30,7 +27,7 @@ def create(p: Platform, user: User, spec: SweepSpec, *, snapshot: str | None) ->
     A trial's job that could never be queued (too big, a bad snapshot, ...) is refused here; its
     dataset is pinned to the version it names now."""
     try:
-        check_trials(spec, lambda job: p.check_submittable(user, job, snapshot=snapshot))
+        p.check_submittable(user, spec.first_trial(), snapshot=snapshot)
         pinned = p.pin_dataset(spec.job.dataset, user).ref if spec.job.dataset else None
     except ModelyardError as e:  # about the trials' job: its fields are under the sweep's `job`
         field = e.field if e.field in (None, "snapshot") else f"job.{e.field}"
@@ -77,7 +74,7 @@ def view(p: Platform, s: Sweep) -> dict[str, Any]:
         job = jobs.get(t.number)
         last = latest.get(job.id, {}).get("value") if job else None
         trials.append({
-            "number": t.number, "job_id": job.id if job else None, "state": TRIAL_STATES.get(t.state, t.state.name),
+            "number": t.number, "job_id": job.id if job else None, "state": TRIAL_STATES.get(t.state.name, t.state.name.lower()),
             "job_state": job.state.value if job else None, "params": dict(t.params),
             "value": _number(t.value), "last": _number(last), "steps": len(t.intermediate_values),
             "message": job.message if job else None,

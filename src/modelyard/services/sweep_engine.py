@@ -51,7 +51,7 @@ def optuna_storage(db: Database) -> optuna.storages.RDBStorage:
     if db.is_sqlite:
         return optuna.storages.RDBStorage(optuna_sqlite_url(db.url), engine_kwargs={"connect_args": {"timeout": 30}})
     with db.write() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))  # a constant: DDL takes no bound names
     return optuna.storages.RDBStorage(db.url, engine_kwargs={
         "connect_args": {"options": f"-c search_path={OPTUNA_SCHEMA}"}, "pool_pre_ping": True})
 
@@ -228,6 +228,7 @@ class SweepEngine:
         elif prune:
             trial.set_user_attr("pruned_at", last_step)
             study.tell(t.number, state=TrialState.PRUNED)  # recorded before the job is stopped
+            self._cursors.pop(job.id, None)
             try:
                 self._stop_job(owner, job.id)
             except ModelyardError as e:

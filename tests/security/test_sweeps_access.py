@@ -91,3 +91,17 @@ def test_a_bad_sweep_is_refused_naming_what_is_wrong(ip: InProc, tokens: dict[st
         assert words in error["message"].lower() or words in error["message"], error
         assert field in error["field"], error
         assert "inline-value" not in r.text
+
+
+def test_a_sweeps_job_gets_nothing_a_submit_would_not(ip: InProc, tokens: dict[str, str]) -> None:
+    """The trials' job is checked as a submit's is, before the sweep starts: a plain user's job may not
+    run in a folder of the server, nor in another user's private environment."""
+    r = ip.client.post("/api/v1/environments", json={"name": "alices-env", "image": "localhost/alice:1"},
+                       headers=ip.auth(tokens["alice"]))
+    assert r.status_code == 201, r.text
+    before = ip.client.get("/api/v1/sweeps", headers=ip.auth(tokens["bob"])).json()["total"]
+    for job, status, field in (({"command": ["python"], "workdir": "/etc"}, 403, "job.workdir"),
+                               ({"command": ["python"], "environment": "alices-env"}, 404, "job.environment")):
+        r = ip.client.post("/api/v1/sweeps", json={"spec": {**SWEEP, "job": job}}, headers=ip.auth(tokens["bob"]))
+        assert r.status_code == status and r.json()["error"]["field"] == field, r.text
+    assert ip.client.get("/api/v1/sweeps", headers=ip.auth(tokens["bob"])).json()["total"] == before  # none made

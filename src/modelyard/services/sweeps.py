@@ -61,7 +61,7 @@ def stop(p: Platform, user: User, sweep_id: int) -> dict[str, Any]:
 def summary(s: Sweep) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "owner": s.owner, "state": s.state, "method": s.spec.method,
             "metric": s.spec.metric.model_dump(), "max_trials": s.spec.trial_limit(), "parallel": s.spec.parallel,
-            "best_job_id": s.best_job_id, "message": s.message, "created_at": iso(s.created_at),
+            "best_job_id": s.best_job_id, "message": s.message, "study": s.study, "created_at": iso(s.created_at),
             "ended_at": iso(s.ended_at)}
 
 

@@ -133,6 +133,12 @@ def revoke_token(db: Database, ref: str, *, user: User) -> Token:
     return token_from_row(rows[0])
 
 
+def remove_named_tokens(db: Database, user_id: int, name: str) -> int:
+    """Delete ``user_id``'s tokens named ``name`` (a console's, when its job ends); how many."""
+    with db.write() as conn:
+        return conn.execute(tokens.delete().where(tokens.c.user_id == user_id, tokens.c.name == name)).rowcount
+
+
 def webhook_secret(db: Database, user_id: int, *, rotate: bool = False) -> str:
     """The user's webhook signing secret, made on first use (or replaced, with ``rotate``)."""
     try:

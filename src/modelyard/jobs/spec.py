@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelyard.jobs.console import Console
 from modelyard.jobs.nodes import check_label, parse_labels
 from modelyard.jobs.notebook import notebook_path
 from modelyard.jobs.patterns import MAX_PATTERNS, check_pattern
@@ -134,6 +135,8 @@ class JobSpec(BaseModel):
     # metrics read from the text the command prints (README "Metrics from text lines", jobs/patterns.py):
     # regexes with named groups, or preset names (keras, hf-trainer, pytorch-examples, lightning)
     metric_patterns: list[str] = Field(default_factory=list, description=f"at most {MAX_METRIC_PATTERNS}")
+    # set: a JupyterLab console (jobs/console.py), which only POST /api/v1/consoles creates
+    console: Console | None = None
 
     @field_validator("command")
     @classmethod
@@ -182,6 +185,12 @@ class JobSpec(BaseModel):
     def _dump_secrets(self, v: dict[str, SecretStr | None], info: SerializationInfo) -> dict[str, str | None]:
         reveal = bool(info.context and info.context.get("reveal_secrets"))
         return {k: None if s is None else s.get_secret_value() if reveal else MASK for k, s in v.items()}
+
+    @model_validator(mode="after")
+    def _console_one_node(self) -> "JobSpec":
+        if self.console is not None and self.nodes != 1:
+            raise ValueError("a notebook console runs on one node; --nodes must be 1")
+        return self
 
     @model_validator(mode="after")
     def _secrets_not_in_env(self) -> "JobSpec":

@@ -19,6 +19,7 @@ from modelyard.jobs.launch import Distributed, Environment, LaunchSpec, RunAs, S
 from modelyard.jobs.nodes import NodeSlice
 from modelyard.jobs.params import command_argv, params_env
 from modelyard.jobs.run_token import run_token
+from modelyard.scheduler.console import console_variables
 from modelyard.secrets import SecretBox
 from modelyard.db import secrets as store_secrets
 from modelyard.db.engine import Database
@@ -98,8 +99,12 @@ def build_launch(ctx: LaunchContext, job: Job, attempt: Attempt, token: str) -> 
     the defaults: an executor that spreads ranks over machines sets them (executors/ray.py)."""
     slices = attempt.slices
     secrets = job_secrets(ctx, job)  # opened now, not at submit (README "Secrets")
+    extra_env: dict[str, str] = {}
+    if job.spec.console is not None:
+        extra_env, console_secrets = console_variables(job, attempt, token, server_url=ctx.server_url, db=ctx.db)
+        secrets = {**secrets, **console_secrets}
     resume = resume_from(ctx, job, attempt.number)
-    specs = tuple(_rank_spec(ctx, job, attempt, token, rank, s, len(slices), secrets, resume)
+    specs = tuple(_rank_spec(ctx, job, attempt, token, rank, s, len(slices), secrets, resume, extra_env)
                   for rank, s in enumerate(slices))
     return Launch(specs[0], ranks=specs if len(specs) > 1 else ())
 
@@ -116,7 +121,8 @@ def resume_from(ctx: LaunchContext, job: Job, attempt: int) -> str | None:
 
 
 def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank: int, where: NodeSlice,
-               nnodes: int, secrets: dict[str, str], resume: str | None) -> LaunchSpec:
+               nnodes: int, secrets: dict[str, str], resume: str | None,
+               extra_env: dict[str, str]) -> LaunchSpec:
     spec = job.spec
     return LaunchSpec(
         job_id=str(job.id),
@@ -135,7 +141,8 @@ def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank:
         log_key=log_key(job.id, attempt.number, rank),
         run_dir=ctx.settings.runs_dir / run_dir_name(job.id, attempt.number, rank),
         argv=command_argv(spec.argv(), spec.params),  # {NAME} filled in here, as run --local does
-        env={**spec.env, **params_env(spec.params)},
+        # a name both in env and secrets is the platform's secret (a console's token): the spec's value goes
+        env={k: v for k, v in {**spec.env, **params_env(spec.params), **extra_env}.items() if k not in secrets},
         secrets=secrets,
         gpus=list(where.gpus),
         max_runtime=spec.max_runtime,  # every rank's supervisor enforces it itself

@@ -24,6 +24,7 @@ from modelyard.executors.choose import executor_for
 from modelyard.jobs import JobSpec, JobState
 from modelyard.jobs.spec import MASK, check_secret_name, check_secret_value, parse_params
 from modelyard.scheduler import policy
+from modelyard.scheduler.console import revoke_console_token
 from modelyard.scheduler.launch import LaunchContext
 from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.secrets import SecretBox
@@ -319,9 +320,16 @@ class Platform:
         self.notices.job_event(job_id, "started")
 
     def job_ended(self, job_id: int, state: JobState) -> None:
-        """After a job's final state is stored: room for the next job, and its owner's emails and webhooks."""
+        """After a job's final state is stored: room for the next job, a console's token revoked, and its
+        owner's emails and webhooks."""
         self.scheduler.wake()
         self.sweeps.wake()  # a trial's end: its objective, and room for the next trial
+        try:
+            job = store_jobs.get_job(self.db, job_id)
+        except ModelyardError:
+            job = None  # removed meanwhile
+        if job is not None and job.spec.console is not None:
+            revoke_console_token(self.db, job)
         event = EVENT_OF_STATE.get(state)
         if event is not None:
             self.notices.job_event(job_id, event)

@@ -233,6 +233,16 @@ class Client:
     def stop_sweep(self, sweep_id: int) -> dict[str, Any]:
         return self._request("POST", f"/sweeps/{sweep_id}/stop")
 
+    def create_console(self, spec: Mapping[str, Any], *, idle_timeout: float | str | None = None,
+                       snapshot: str | None = None) -> dict[str, Any]:
+        """Queue a notebook console job (``spec``: any job's fields but the command); the job."""
+        return self._request("POST", "/consoles", json={"spec": dict(spec), "idle_timeout": idle_timeout,
+                                                         "snapshot": snapshot})
+
+    def console_status(self, job_id: int) -> dict[str, Any]:
+        """``{"job_id", "state", "ready", "path", "idle_timeout"}``: ``ready`` once JupyterLab answers."""
+        return self._request("GET", f"/jobs/{job_id}/console")
+
     def list_jobs(
         self, *, state: str | list[str] | None = None, q: str | None = None, limit: int = 50, offset: int = 0,
         all_users: bool = False, filters: list[str] | None = None, tags: list[str] | None = None,

@@ -4,7 +4,8 @@ from __future__ import annotations
 import typer
 
 from modelyard.cli import (
-    admin, cleanup, compare, datasets, environments, jobs, nodes, notices, observe, secrets, submit, sweeps, tokens,
+    admin, cleanup, compare, datasets, environments, jobs, nodes, notebook, notices, observe, secrets, submit, sweeps,
+    tokens,
 )
 from modelyard.cli import users  # registers `user list`, `user quota`, `user admin` on admin.user_app
 from modelyard.cli.errors import ModelyardGroup
@@ -32,6 +33,7 @@ app.command("stop")(jobs.stop)
 app.command("restart")(jobs.restart)
 app.command("clone")(jobs.clone)  # ID comes first, so options may follow it; the command goes after --
 app.command("wait")(jobs.wait)
+app.command("notebook")(notebook.notebook)
 app.command("tag")(jobs.tag)
 app.command("rm")(cleanup.rm)
 app.command("download")(observe.download)

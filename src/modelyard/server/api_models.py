@@ -57,6 +57,7 @@ class JobOut(Out):
     webhooks: list[str]
     webhook_events: list[str] = []
     metric_patterns: list[str] = []
+    console: dict[str, Any] | None = None  # {"idle_timeout"}: a notebook console (POST /consoles)
     snapshot: str | None
     resume_from: int | None
     dataset: str | None

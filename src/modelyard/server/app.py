@@ -27,9 +27,9 @@ from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.server import (
-    auth, routes_cleanup, routes_compare, routes_datasets, routes_environments, routes_jobs, routes_mlflow,
-    routes_mlflow_artifacts, routes_notices, routes_secrets, routes_streams, routes_sweeps, routes_system, routes_tokens,
-    routes_ui_api, routes_users, web,
+    auth, routes_cleanup, routes_compare, routes_consoles, routes_datasets, routes_environments, routes_jobs,
+    routes_mlflow, routes_mlflow_artifacts, routes_notices, routes_secrets, routes_streams, routes_sweeps, routes_system,
+    routes_tokens, routes_ui_api, routes_users, web,
 )
 from modelyard.server.api_schema import AUTHED, errors
 from modelyard.server.body_limit import BodyLimit
@@ -54,7 +54,7 @@ def create_app(platform: Platform) -> FastAPI:
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.platform = platform
     for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_environments,
-                   routes_notices, routes_users, routes_cleanup, routes_compare, routes_sweeps):
+                   routes_notices, routes_users, routes_cleanup, routes_compare, routes_sweeps, routes_consoles):
         app.include_router(module.router, prefix="/api/v1")
     # the secret and token routes declare no statuses of their own yet: every one they can answer
     app.include_router(routes_secrets.router, prefix="/api/v1", responses=errors(*AUTHED, 404))

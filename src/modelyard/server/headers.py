@@ -5,9 +5,12 @@ JavaScript is modules under /ui/static, htmx and uPlot are vendored, and
 htmx's own indicator <style> is turned off in base.html), so the policy is
 "self" only and no framing. FastAPI's /api/v1/docs page is the exception:
 Swagger UI comes from a CDN and starts with an inline script, so that one
-page gets a policy that allows exactly those.
+page gets a policy that allows exactly those. A notebook console's JupyterLab keeps the policy it
+sends itself.
 """
 from __future__ import annotations
+
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,9 +20,14 @@ DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.j
             "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
             "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 DOCS_PATH = "/api/v1/docs"
+# a notebook console's JupyterLab, proxied (server/web/consoles.py): its pages bring their own policy
+CONSOLE_PATH = re.compile(r"/ui/jobs/[0-9]+/lab(/|$)")
 
 
 def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    if CONSOLE_PATH.match(path):
+        # JupyterLab needs inline styles, eval'd extensions and frames of its own; its CSP says what
+        return [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin")]
     csp = DOCS_CSP if path == DOCS_PATH else CSP
     return [
         (b"content-security-policy", csp.encode()),

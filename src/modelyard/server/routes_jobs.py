@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobSpec
 from modelyard.jobs.spec import MAX_NAME, MAX_TAGS
 from modelyard.services import job_query as job_query_service
@@ -53,6 +54,9 @@ class CloneBody(BaseModel):
 
 @router.post("/jobs", status_code=201, response_model=JobOut, responses=errors(*AUTHED, 404, 409))
 def submit(body: SubmitBody, p: PlatformDep, user: UserDep) -> dict[str, Any]:
+    if body.spec.console is not None:
+        raise ModelyardError(ErrorCode.INVALID, "a notebook console is started with POST /api/v1/consoles "
+                             "(modelyard notebook), which sets its command", field="spec.console")
     return jobs_service.full(p, p.submit(user, body.spec, snapshot=body.snapshot, resume_from=body.resume_from))
 
 

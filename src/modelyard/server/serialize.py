@@ -48,6 +48,7 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
         "webhook_events": s.webhook_events,  # empty: the owner's choices (modelyard notify), every end by default
         "metric_patterns": s.metric_patterns,
+        "console": s.console.model_dump() if s.console else None,  # set: a notebook console (README)
         "secrets": {name: MASK for name in s.secrets},  # names only: a value is never shown back
         "snapshot": job.snapshot_key, "resume_from": job.resume_from,
         "dataset": job.dataset, "dataset_requested": s.dataset,

@@ -1,8 +1,8 @@
 """The web UI: server-rendered pages (Jinja2 + htmx) and uPlot charts over the /api/v1 JSON API.
 
 ``install(app)`` is the one hook the server calls: it adds the page routes
-(``pages.py``, with sign-in and its session cookie from ``session.py``) and the
-static files.
+(``pages.py``, with sign-in and its session cookie from ``session.py``), the proxy to
+notebook consoles (``consoles.py``) and the static files.
 
 Nomenclature: a *page* is a full HTML document under ``/ui``; a *partial* is
 a fragment of one (templates whose names start with ``_``) that htmx swaps in
@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from modelyard.server.web import notebook_pages, sweeps_pages, users_pages
+from modelyard.server.web import consoles, notebook_pages, sweeps_pages, users_pages
 from modelyard.server.web.pages import SignInRequired, router, signin_redirect
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -29,4 +29,5 @@ def install(app: FastAPI) -> None:
     app.include_router(users_pages.router)
     app.include_router(notebook_pages.router)
     app.include_router(sweeps_pages.router)
+    app.include_router(consoles.router)  # a notebook console's JupyterLab, for its owner
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="static")

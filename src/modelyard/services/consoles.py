@@ -1,0 +1,143 @@
+"""Notebook consoles (README "Notebook consoles"): creating one, and what the proxy may reach.
+
+Decided here, for the API and the pages alike: a console is reached by its job's owner only (anyone
+else, admins too, gets 404, as for a job that does not exist), while its attempt runs, at the address
+jobs/console.py derives from that attempt (never one the job reports), with the console token the
+browser never sees. Which request headers go to JupyterLab and which of its answers come back:
+never our session or CSRF cookie, our Authorization, or a cookie of ours set by the console.
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from modelyard.errors import ErrorCode, ModelyardError, not_found
+from modelyard.jobs import JobSpec, JobState, console
+from modelyard.server.platform import Platform
+from modelyard.db import consoles as store_consoles
+from modelyard.db import jobs as store_jobs
+from modelyard.db.records import Job, User
+
+OUR_COOKIES = frozenset({"modelyard_session", "modelyard_csrf"})
+# hop-by-hop (RFC 9110 7.6.1), and what speaks for us rather than for the browser
+_DROP_REQUEST = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
+    "upgrade", "host", "authorization", "cookie", "origin", "referer", "x-modelyard-ui", "forwarded",
+    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "sec-websocket-key", "sec-websocket-version",
+    "sec-websocket-extensions", "sec-websocket-protocol", "sec-websocket-accept",
+})
+_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "trailer", "upgrade"})
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where one console answers: its JupyterLab, and the header that signs the proxy in."""
+    job_id: int
+    port: int
+    token: str
+
+    def http_url(self, path: str, query: str = "") -> str:
+        return f"http://{console.HOST}:{self.port}{path}" + (f"?{query}" if query else "")
+
+    def ws_url(self, path: str, query: str = "") -> str:
+        return f"ws://{console.HOST}:{self.port}{path}" + (f"?{query}" if query else "")
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+
+def create(p: Platform, user: User, spec: Mapping[str, Any], *, idle_timeout: float | str | None,
+           snapshot: str | None = None) -> Job:
+    """Queue a console job: ``spec`` is any job's, less the command, which is the platform's."""
+    if "command" in spec or "console" in spec:
+        field = "command" if "command" in spec else "console"
+        raise ModelyardError(ErrorCode.INVALID, f"a console's {field} is the platform's; leave it out",
+                             field=f"spec.{field}")
+    if p.executor.name != "local":
+        raise ModelyardError(ErrorCode.INVALID, f"notebook consoles run on the local executor only, not "
+                             f"{p.executor.name}: the proxy reaches JupyterLab on this machine", field="spec")
+    in_python = not (spec.get("image") or spec.get("requirements") or spec.get("environment"))
+    # the server's own Python when it runs bare; an image's or virtualenv's own `python` otherwise
+    command = [sys.executable if in_python else "python", "-m", console.MODULE]
+    settings = {} if idle_timeout is None else {"idle_timeout": idle_timeout}
+    data = {"name": "notebook console", **spec, "command": command, "console": settings}
+    return p.submit(user, JobSpec.model_validate(data), snapshot=snapshot, reason="console submitted")
+
+
+def console_job(p: Platform, user: User, job_id: int) -> Job:
+    """The user's own console job; another's (an admin's view too) is not found, as one nobody has."""
+    try:
+        job = store_jobs.get_job(p.db, job_id)
+    except ModelyardError:
+        job = None
+    if job is None or job.user_id != user.id:
+        raise not_found(f"job {job_id}")
+    if job.spec.console is None:
+        raise ModelyardError(ErrorCode.CONFLICT, f"job {job_id} is not a notebook console (modelyard notebook)")
+    return job
+
+
+def upstream(p: Platform, user: User, job_id: int) -> Upstream:
+    """Where the user's running console ``job_id`` answers; CONFLICT while it is not running."""
+    job = console_job(p, user, job_id)
+    found = store_consoles.running_attempt(p.db, job_id) if job.state is JobState.RUNNING else None
+    if found is None:
+        raise ModelyardError(ErrorCode.CONFLICT, f"the console of job {job_id} is not running "
+                             f"(the job is {job.state.value})")
+    attempt, digest = found
+    return Upstream(job_id, console.console_port(attempt.id, digest), console.console_token(attempt.id, digest))
+
+
+def status(p: Platform, user: User, job_id: int) -> dict[str, Any]:
+    """The console's state and link; ``ready``: JupyterLab answers (what `modelyard notebook` waits for)."""
+    job = console_job(p, user, job_id)
+    ready = False
+    if job.state is JobState.RUNNING:
+        try:
+            up = upstream(p, user, job_id)
+            r = httpx.get(up.http_url(console.base_url(job_id) + "api/status"), headers=up.auth, timeout=5)
+            ready = r.status_code == 200
+        except (ModelyardError, httpx.HTTPError):
+            ready = False
+    assert job.spec.console is not None
+    return {"job_id": job.id, "state": job.state.value, "ready": ready, "path": console.base_url(job.id) + "lab",
+            "idle_timeout": job.spec.console.idle_timeout}
+
+
+def request_headers(headers: Iterable[tuple[str, str]], up: Upstream) -> list[tuple[str, str]]:
+    """The browser's headers as JupyterLab gets them: ours removed, the console token added."""
+    out = [(k, v) for k, v in headers if k.lower() not in _DROP_REQUEST]
+    cookie = "; ".join(c for c in _their_cookies(headers))
+    if cookie:
+        out.append(("cookie", cookie))
+    out.extend(up.auth.items())
+    return out
+
+
+def _their_cookies(headers: Iterable[tuple[str, str]]) -> list[str]:
+    found = []
+    for k, v in headers:
+        if k.lower() == "cookie":
+            for part in v.split(";"):
+                name = part.split("=", 1)[0].strip()
+                if name and name not in OUR_COOKIES:
+                    found.append(part.strip())
+    return found
+
+
+def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """JupyterLab's answer headers, its CSP included, less hop-by-hop ones and any cookie of ours."""
+    out = []
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        if name in _DROP_RESPONSE:
+            continue
+        if name == "set-cookie" and v.decode("latin-1").split("=", 1)[0].strip() in OUR_COOKIES:
+            continue
+        out.append((name.encode(), v))
+    return out

@@ -1,0 +1,205 @@
+"""A notebook console's proxy (README "Notebook consoles") tried from the outside: by another user, by an
+admin, by the job itself, and for what it forwards.
+
+In-process (inproc.py: the real app, no scheduler): alice's console job is placed and reported running
+through the real store functions, and a real HTTP and websocket server listens where jobs/console.py
+says her console does, echoing what reaches it, so each test sees exactly what JupyterLab would get.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from auth_helpers import sign_in
+from inproc import InProc, in_process
+from starlette.testclient import WebSocketDenialResponse
+
+from conftest import wait_for
+from modelyard.db import jobs as store_jobs
+from modelyard.db import reports
+from modelyard.db.users import hash_token
+from modelyard.jobs import console
+from modelyard.scheduler.launch import LaunchContext, build_launch
+
+ATTEMPT_TOKEN = "attempt-token-of-alices-console"
+
+
+class Echo:
+    """What the console's address received: each request's path, query and headers."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        self.seen.append({"path": scope["path"], "headers": headers})
+        body = json.dumps({"path": scope["path"], "headers": headers}).encode()
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            message = await receive()
+            await send({"type": "websocket.send", "text": f"echo {message.get('text')}"})
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-security-policy", b"frame-ancestors 'self'"),
+            (b"set-cookie", b"modelyard_session=forged; Path=/"), (b"set-cookie", b"_xsrf=theirs; Path=/")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    with in_process(tmp_path_factory.mktemp("console") / "home") as app:
+        alice, bob = app.new_user("alice"), app.new_user("bob")
+        r = app.client.post("/api/v1/consoles", json={"spec": {"name": "lab"}, "idle_timeout": "10m"},
+                            headers=app.auth(alice))
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        job, attempt = store_jobs.place(app.platform.db, job_id, token=ATTEMPT_TOKEN, executor="local")
+        launch = build_launch(LaunchContext(settings=app.platform.settings, server_url="http://127.0.0.1:1",
+                                            db=app.platform.db), job, attempt, ATTEMPT_TOKEN)
+        reports.apply_report(app.platform.db, attempt, {"seq": 1, "events": [{"type": "started", "t": 1.0}]})
+        port = console.console_port(attempt.id, hash_token(ATTEMPT_TOKEN))
+        echo = Echo()
+        server = uvicorn.Server(uvicorn.Config(echo, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_for(lambda: server.started, timeout=10, what="the stand-in console")
+        assert launch.spec.env[console.PORT_VAR] == str(port)
+        yield {"app": app, "alice": alice, "bob": bob, "job_id": job_id, "attempt": attempt, "echo": echo}
+        server.should_exit = True
+        thread.join(10)
+
+
+def _signed_in(app: InProc, token: str) -> Any:
+    c = app.client
+    c.cookies.clear()
+    assert sign_in(c, token).status_code in (200, 303)
+    return c
+
+
+def test_the_owner_reaches_it_with_the_console_token_and_none_of_ours(world: dict[str, Any]) -> None:
+    app, echo, job_id = world["app"], world["echo"], world["job_id"]
+    c = _signed_in(app, world["alice"])
+    c.cookies.set("_xsrf", "jupyters-own")
+    r = c.get(f"/ui/jobs/{job_id}/lab/api/status", headers={"Authorization": "Bearer " + world["alice"],
+                                                            "X-Modelyard-UI": "1"})
+    assert r.status_code == 200, r.text
+    got = r.json()["headers"]
+    attempt = world["attempt"]
+    assert got["authorization"] == f"token {console.console_token(attempt.id, hash_token(ATTEMPT_TOKEN))}"
+    assert "modelyard_session" not in got.get("cookie", "") and "_xsrf=jupyters-own" in got["cookie"]
+    assert world["alice"] not in json.dumps(got) and "x-modelyard-ui" not in got
+    assert got["host"].startswith("127.0.0.1:")
+    # its own policy, not the UI's; and it cannot set our session cookie
+    assert r.headers["content-security-policy"] == "frame-ancestors 'self'"
+    set_cookies = r.headers.get_list("set-cookie")
+    assert any(s.startswith("_xsrf=") for s in set_cookies)
+    assert not any(s.startswith("modelyard_session") for s in set_cookies)
+    # the UI's own pages keep their strict policy
+    assert "script-src 'self'" in c.get("/ui/jobs").headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("who", ["bob", "admin"])
+def test_another_user_and_an_admin_get_404(world: dict[str, Any], who: str) -> None:
+    app, job_id = world["app"], world["job_id"]
+    c = _signed_in(app, world["bob"] if who == "bob" else app.admin)
+    before = len(world["echo"].seen)
+    for method in ("GET", "POST", "PUT", "DELETE"):
+        r = c.request(method, f"/ui/jobs/{job_id}/lab/api/contents/x.ipynb")
+        assert r.status_code == 404, (method, r.text)
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with c.websocket_connect(f"/ui/jobs/{job_id}/lab/api/kernels/k/channels"):
+            pass
+    assert denied.value.status_code == 404
+    assert c.get(f"/api/v1/jobs/{job_id}/console").status_code == 404
+    assert len(world["echo"].seen) == before  # nothing reached the console
+
+
+def test_signed_out_and_api_tokens_do_not_open_it(world: dict[str, Any]) -> None:
+    app, job_id = world["app"], world["job_id"]
+    app.client.cookies.clear()
+    before = len(world["echo"].seen)
+    r = app.client.get(f"/ui/jobs/{job_id}/lab/lab", headers=app.auth(world["alice"]), follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with app.client.websocket_connect(f"/ui/jobs/{job_id}/lab/api/events/subscribe", headers=app.auth(world["alice"])):
+            pass
+    assert denied.value.status_code == 401
+    assert len(world["echo"].seen) == before
+
+
+def test_the_owners_websocket_is_bridged_without_our_cookie(world: dict[str, Any]) -> None:
+    app, job_id = world["app"], world["job_id"]
+    c = _signed_in(app, world["alice"])
+    with c.websocket_connect(f"/ui/jobs/{job_id}/lab/api/kernels/k/channels") as ws:
+        ws.send_text("hello")
+        assert ws.receive_text() == "echo hello"
+    got = world["echo"].seen[-1]
+    assert got["path"] == f"/ui/jobs/{job_id}/lab/api/kernels/k/channels"
+    assert "modelyard_session" not in got["headers"].get("cookie", "")
+    assert got["headers"]["authorization"].startswith("token ")
+
+
+@pytest.mark.parametrize("path", ["..%2f..%2f..%2fapi/v1/me", "//evil.example/x", "@evil.example/x", "%2e%2e/%2e%2e/"])
+def test_the_proxy_cannot_be_pointed_elsewhere(world: dict[str, Any], path: str) -> None:
+    """Whatever the path, the request goes to the console's own address (the echo sees it)."""
+    app, job_id = world["app"], world["job_id"]
+    c = _signed_in(app, world["alice"])
+    before = len(world["echo"].seen)
+    r = c.get(f"/ui/jobs/{job_id}/lab/{path}")
+    assert r.status_code in (200, 404), r.text
+    if r.status_code == 200:
+        assert len(world["echo"].seen) == before + 1 and r.json()["headers"]["host"].startswith("127.0.0.1:")
+
+
+def test_a_job_cannot_choose_its_console_or_address(world: dict[str, Any]) -> None:
+    app, alice = world["app"], world["alice"]
+    r = app.client.post("/api/v1/jobs", json={"spec": {"command": ["python", "-c", "1"], "console": {}}},
+                        headers=app.auth(alice))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "spec.console"
+    r = app.client.post("/api/v1/consoles", json={"spec": {"command": ["nc", "-l", "8080"]}}, headers=app.auth(alice))
+    assert r.status_code == 422 and "command" in r.json()["error"]["message"]
+    # the port is the platform's, derived from the attempt, whatever the job's own env says
+    forged = {console.PORT_VAR: "5432", console.TOKEN_VAR: "chosen", console.BASE_URL_VAR: "/elsewhere/"}
+    r = app.client.post("/api/v1/consoles", json={"spec": {"env": forged}}, headers=app.auth(alice))
+    assert r.status_code == 201, r.text
+    job, attempt = store_jobs.place(app.platform.db, r.json()["id"], token="t-forged", executor="local")
+    ctx = LaunchContext(settings=app.platform.settings, server_url="http://127.0.0.1:1", db=app.platform.db)
+    launch = build_launch(ctx, job, attempt, "t-forged").spec
+    assert launch.env[console.PORT_VAR] == str(console.console_port(attempt.id, hash_token("t-forged")))
+    assert launch.env[console.BASE_URL_VAR] == f"/ui/jobs/{job.id}/lab/"
+    assert launch.secrets[console.TOKEN_VAR] == console.console_token(attempt.id, hash_token("t-forged"))
+    assert console.TOKEN_VAR not in launch.env  # given as a secret: shown as *** in its log
+
+
+def test_the_console_token_is_revoked_when_the_job_ends(tmp_path: Path) -> None:
+    with in_process(tmp_path / "home") as app:
+        carol = app.new_user("carol")
+        job_id = app.client.post("/api/v1/consoles", json={"spec": {}}, headers=app.auth(carol)).json()["id"]
+        job, attempt = store_jobs.place(app.platform.db, job_id, token="t1", executor="local")
+        ctx = LaunchContext(settings=app.platform.settings, server_url="http://127.0.0.1:1", db=app.platform.db)
+        spec = build_launch(ctx, job, attempt, "t1").spec
+        token = spec.secrets["MODELYARD_TOKEN"]
+        assert spec.env["MODELYARD_URL"] == "http://127.0.0.1:1"
+        assert app.client.get("/api/v1/me", headers=app.auth(token)).json()["name"] == "carol"
+        names = [t["name"] for t in app.client.get("/api/v1/tokens", headers=app.auth(carol)).json()["tokens"]]
+        assert f"console job {job_id}" in names
+        # it ends as an idle console does: its supervisor reports the exit, through the real route
+        for batch in ({"seq": 1, "events": [{"type": "started", "t": 1.0}]},
+                      {"seq": 2, "events": [{"type": "exited", "reason": "exit_zero", "exit_code": 0}], "final": True}):
+            r = app.client.post(f"/api/v1/attempts/{attempt.id}/report", json=batch, headers=app.auth("t1"))
+            assert r.status_code == 200, r.text
+        assert store_jobs.get_job(app.platform.db, job_id).state.value == "succeeded"
+        assert app.client.get("/api/v1/me", headers=app.auth(token)).status_code == 401

@@ -56,6 +56,7 @@ OPEN_TO_USERS = {
     ("PATCH", "/api/v1/profile"),
     ("GET", "/api/v1/me/usage"),  # the caller's own quota and usage
     ("POST", "/api/v1/sweeps"), ("GET", "/api/v1/sweeps"),  # a new sweep is the caller's; the listing their own
+    ("POST", "/api/v1/consoles"),  # a new console is the caller's own job
     # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
     ("GET", "/api/v1/events/stream"),
 }

@@ -6,6 +6,9 @@ running a cell, and the idle timeout ending the job with its notebooks in its ou
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -125,7 +128,14 @@ def test_the_browser_opens_jupyterlab_from_the_job_page_and_runs_a_cell(
 
 
 def test_an_idle_console_ends_with_its_notebooks_in_its_outputs(server: ServerProcess, web: httpx.Client) -> None:  # noqa: F811
-    job = start_console(server, "3s", name="idle")
+    # started with the CLI, which returns once JupyterLab answers
+    cli = subprocess.run([sys.executable, "-m", "modelyard", "notebook", "--idle-timeout", "3s", "--name", "idle",
+                          "--json"], env={**os.environ, "MODELYARD_URL": server.url, "MODELYARD_TOKEN": server.token},
+                         capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    job = {"id": json.loads(cli.stdout)["job_id"]}
+    assert json.loads(cli.stdout)["ready"] is True
+    assert json.loads(cli.stdout)["url"] == f"{server.url}/ui/jobs/{job['id']}/lab/lab"
     notebook = {"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
     saved = web.put(f"/ui/jobs/{job['id']}/lab/api/contents/kept.ipynb", json=notebook)
     assert saved.status_code in (200, 201), saved.text

@@ -35,9 +35,11 @@ def notebook(
 ) -> None:
     """Start JupyterLab as a job and print its link, which its owner opens signed in to the web UI.
 
-    Notebooks live in the job's outputs (notebooks/), synced while it runs and at its end; after
-    --idle-timeout with no activity its kernels stop, then it does (the job succeeds). In a cell,
-    MODELYARD_URL and MODELYARD_TOKEN are set, so modelyard.submit(...) and the CLI queue jobs as you.
+    Notebooks live in the job's outputs (notebooks/), synced while it runs and at its end.
+
+    After --idle-timeout with no activity its kernels stop, then it does (the job succeeds).
+
+    In a cell MODELYARD_URL and MODELYARD_TOKEN are set: modelyard.submit(...) and the CLI queue jobs as you.
 
     Example: modelyard notebook --gpus 1 --dataset digits --idle-timeout 30m
     """

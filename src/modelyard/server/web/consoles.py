@@ -80,7 +80,7 @@ async def lab_websocket(websocket: WebSocket, job_id: int) -> None:
         return await _deny(websocket, ModelyardError(ErrorCode.UNAUTHENTICATED, "sign in first"))
     except ModelyardError as exc:
         return await _deny(websocket, exc)
-    headers = [(k, v) for k, v in consoles.request_headers(websocket.headers.items(), up)]
+    headers = consoles.request_headers(websocket.headers.items(), up)
     try:
         upstream = await connect(up.ws_url(websocket.url.path, websocket.url.query), additional_headers=headers,
                                  subprotocols=websocket.scope.get("subprotocols") or None,  # type: ignore[arg-type]

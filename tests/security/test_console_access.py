@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,3 +206,53 @@ def test_the_console_token_is_revoked_when_the_job_ends(tmp_path: Path) -> None:
             assert r.status_code == 200, r.text
         assert store_jobs.get_job(app.platform.db, job_id).state.value == "succeeded"
         assert app.client.get("/api/v1/me", headers=app.auth(token)).status_code == 401
+
+
+def squat(port: int, uid: int = 65534) -> tuple[int, Any]:
+    """A process of ``uid`` listening on ``port`` that writes the first line of each connection to a pipe:
+    (its pid, the pipe's reading end). Forked, not run: the test's Python may not be readable by ``uid``."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: nothing but a socket from here on
+        try:
+            os.close(read_fd)
+            os.setgid(uid)
+            os.setuid(uid)
+            s = socket.socket()
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            os.write(write_fd, b"listening\n")
+            while True:
+                c, _ = s.accept()
+                os.write(write_fd, c.recv(200).split(b"\n")[0].strip() + b"\n")
+                c.close()
+        finally:
+            os._exit(1)
+    os.close(write_fd)
+    return pid, os.fdopen(read_fd)
+
+
+def test_a_port_another_uid_holds_gets_nothing(world: dict[str, Any]) -> None:
+    """Another user's process that took the console's port first (its console then cannot start) gets
+    neither the owner's browser nor the console token: the proxy checks the listener's uid."""
+    app, alice = world["app"], world["alice"]
+    job_id = app.client.post("/api/v1/consoles", json={"spec": {}}, headers=app.auth(alice)).json()["id"]
+    job, attempt = store_jobs.place(app.platform.db, job_id, token="t-squatted", executor="local")
+    reports.apply_report(app.platform.db, attempt, {"seq": 1, "events": [{"type": "started", "t": 1.0}]})
+    port = console.console_port(attempt.id, hash_token("t-squatted"))
+    pid, lines = squat(port)
+    try:
+        assert lines.readline().strip() == "listening"
+        c = _signed_in(app, alice)
+        r = c.get(f"/ui/jobs/{job_id}/lab/api/status")
+        assert r.status_code == 409 and "another user" in r.json()["error"]["message"]
+        with pytest.raises(WebSocketDenialResponse):
+            with c.websocket_connect(f"/ui/jobs/{job_id}/lab/api/kernels/k/channels"):
+                pass
+        with socket.create_connection(("127.0.0.1", port)) as sentinel:
+            sentinel.sendall(b"sentinel\n")
+        assert lines.readline().strip() == "sentinel"  # the first connection it ever got
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        lines.close()

@@ -11,7 +11,9 @@ report-token hash, which the server stores and the job's uid never reads (as job
 so the server computes them again for every request with no table of its own, and a job cannot move
 the proxy to another port or host: the proxy connects to 127.0.0.1 at the derived port, nothing else.
 The port lies in ``PORTS`` (below Linux's ephemeral range, so no client socket holds it); two live
-consoles share one with a chance of 1 in ``len(PORTS)``, and the second then fails at its start.
+consoles share one with a chance of 1 in ``len(PORTS)``, and the second then fails at its start. A
+port is a machine's, not a job's: another user's process could take it first, so the proxy also
+checks that whoever listens there is the job's own uid (services/consoles.py ``check_listener``).
 """
 from __future__ import annotations
 

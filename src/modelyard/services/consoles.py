@@ -3,14 +3,17 @@
 Decided here, for the API and the pages alike: a console is reached by its job's owner only (anyone
 else, admins too, gets 404, as for a job that does not exist), while its attempt runs, at the address
 jobs/console.py derives from that attempt (never one the job reports), with the console token the
-browser never sees. Which request headers go to JupyterLab and which of its answers come back:
+browser never sees, and only while that port is held by the job's own uid. Which request headers go to JupyterLab and which of its answers come back:
 never our session or CSRF cookie, our Authorization, or a cookie of ours set by the console.
 """
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +23,12 @@ from modelyard.jobs import JobSpec, JobState, console
 from modelyard.server.platform import Platform
 from modelyard.db import consoles as store_consoles
 from modelyard.db import jobs as store_jobs
+from modelyard.db import users as store_users
 from modelyard.db.records import Job, User
 
+log = logging.getLogger("modelyard.consoles")
+PROC_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+LISTEN = "0A"  # a socket's state in /proc/net/tcp
 OUR_COOKIES = frozenset({"modelyard_session", "modelyard_csrf"})
 # hop-by-hop (RFC 9110 7.6.1), and what speaks for us rather than for the browser
 _DROP_REQUEST = frozenset({
@@ -30,7 +37,9 @@ _DROP_REQUEST = frozenset({
     "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "sec-websocket-key", "sec-websocket-version",
     "sec-websocket-extensions", "sec-websocket-protocol", "sec-websocket-accept",
 })
-_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "trailer", "upgrade"})
+# and what would reach past the console's path: a service worker for the whole site, clearing our storage
+_DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "trailer", "upgrade",
+                            "service-worker-allowed", "clear-site-data"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,50 @@ def upstream(p: Platform, user: User, job_id: int) -> Upstream:
         raise ModelyardError(ErrorCode.CONFLICT, f"the console of job {job_id} is not running "
                              f"(the job is {job.state.value})")
     attempt, digest = found
-    return Upstream(job_id, console.console_port(attempt.id, digest), console.console_token(attempt.id, digest))
+    port = console.console_port(attempt.id, digest)
+    check_listener(port, job_uid(p, job))
+    return Upstream(job_id, port, console.console_token(attempt.id, digest))
+
+
+def job_uid(p: Platform, job: Job) -> int:
+    """The uid the job's command runs as: its owner's on a shared server, else the server's own."""
+    if p.settings.job_uids is None:
+        return os.getuid()
+    return store_users.job_uid(p.db, job.user_id, p.settings.job_uids)
+
+
+def check_listener(port: int, uid: int) -> None:
+    """Refuse a port that another uid holds: a job of someone else that bound the console's port before
+    it (squatting) must not get the owner's browser, nor the console token the proxy would send it."""
+    owners = listener_uids(port)
+    if owners is None:  # no /proc/net (not Linux): fine while every job runs as the server's own user
+        if uid != os.getuid():
+            raise ModelyardError(ErrorCode.UNAVAILABLE, "cannot tell who listens on the console's port here")
+        return
+    if not owners:
+        raise ModelyardError(ErrorCode.CONFLICT, "the console is not listening yet; try again in a moment")
+    if owners != {uid}:
+        log.warning("console port %s is held by uid(s) %s, not the job's %s: refused", port, sorted(owners), uid)
+        raise ModelyardError(ErrorCode.CONFLICT, "the console's port is held by another user's process; "
+                             "restart the console")
+
+
+def listener_uids(port: int, tables: tuple[Path, ...] = PROC_TCP) -> set[int] | None:
+    """The uids of every socket listening on ``port`` (any address: a wildcard one takes 127.0.0.1's
+    connections too), from Linux's /proc/net/tcp{,6}; None where there is no such table."""
+    found: set[int] = set()
+    seen_table = False
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        seen_table = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 7 and fields[3] == LISTEN and fields[1].rpartition(":")[2] == f"{port:04X}":
+                found.add(int(fields[7]))
+    return found if seen_table else None
 
 
 def status(p: Platform, user: User, job_id: int) -> dict[str, Any]:

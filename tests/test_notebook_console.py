@@ -136,7 +136,10 @@ def test_an_idle_console_ends_with_its_notebooks_in_its_outputs(server: ServerPr
     job = {"id": json.loads(cli.stdout)["job_id"]}
     assert json.loads(cli.stdout)["ready"] is True
     assert json.loads(cli.stdout)["url"] == f"{server.url}/ui/jobs/{job['id']}/lab/lab"
-    notebook = {"type": "notebook", "content": {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
+    # over the API's 1 MiB body limit, as a notebook with a few plots is: the proxy streams it to JupyterLab
+    plot = {"output_type": "display_data", "metadata": {}, "data": {"text/plain": "x" * 1_500_000}}
+    cell = {"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {}, "outputs": [plot], "source": "plot()"}
+    notebook = {"type": "notebook", "content": {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}}
     saved = web.put(f"/ui/jobs/{job['id']}/lab/api/contents/kept.ipynb", json=notebook)
     assert saved.status_code in (200, 201), saved.text
     with server.client() as c:

@@ -1,7 +1,8 @@
 """The request-body limit: a JSON body over ``MAX_JSON_BODY`` is refused with 413 before it is read whole.
 
 The routes that stream their body to disk (code snapshots, dataset uploads, MLflow artifacts) and the
-supervisors' report batches have their own limits and are left out (``STREAMED``).
+supervisors' report batches have their own limits and are left out (``STREAMED``), as is a notebook
+console's proxy, whose JupyterLab has its own.
 Starlette's own ``RequestBodyLimitMiddleware`` answers plain text, not our error
 form, and exists only in recent Starlette releases, hence this small one.
 """
@@ -17,8 +18,9 @@ from modelyard.jobs.units import format_size
 from modelyard.server.mlflow_auth import MLFLOW_PREFIXES
 
 MAX_JSON_BODY = 1024 * 1024
+# a notebook console's requests go to its JupyterLab streamed, and a saved notebook with plots is megabytes
 STREAMED = re.compile(r"^(/api/v1/(snapshots(/upload)?|datasets/uploads|attempts/[^/]+/report)$"
-                      r"|/(api|ajax-api)/2\.0/mlflow-artifacts/artifacts/)")
+                      r"|/(api|ajax-api)/2\.0/mlflow-artifacts/artifacts/|/ui/jobs/[0-9]+/lab/)")
 
 
 def too_large_message(limit: int) -> str:

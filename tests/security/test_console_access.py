@@ -256,3 +256,25 @@ def test_a_port_another_uid_holds_gets_nothing(world: dict[str, Any]) -> None:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         lines.close()
+
+
+@pytest.mark.parametrize("headers", [{"Origin": "http://evil.testserver"}, {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "null"}])
+def test_another_sites_pages_cannot_drive_the_owners_console(world: dict[str, Any], headers: dict[str, str]) -> None:
+    """A sibling subdomain is the same site, so the Strict session cookie comes with its requests: the
+    proxy refuses its websockets and unsafe requests, which JupyterLab's own XSRF check would have."""
+    app, job_id = world["app"], world["job_id"]
+    c = _signed_in(app, world["alice"])
+    before = len(world["echo"].seen)
+    assert c.post(f"/ui/jobs/{job_id}/lab/api/kernels", headers=headers).status_code == 403
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with c.websocket_connect(f"/ui/jobs/{job_id}/lab/api/kernels/k/channels", headers=headers):
+            pass
+    assert denied.value.status_code == 403
+    assert len(world["echo"].seen) == before
+    # its own pages, which say where they come from, go through
+    own = {"Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}
+    assert c.post(f"/ui/jobs/{job_id}/lab/api/kernels", headers=own).status_code == 200
+    with c.websocket_connect(f"/ui/jobs/{job_id}/lab/api/kernels/k/channels", headers=own) as ws:
+        ws.send_text("hi")
+        assert ws.receive_text() == "echo hi"

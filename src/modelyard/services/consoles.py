@@ -161,6 +161,18 @@ def status(p: Platform, user: User, job_id: int) -> dict[str, Any]:
             "idle_timeout": job.spec.console.idle_timeout}
 
 
+def check_same_origin(headers: Mapping[str, str], scheme: str, netloc: str) -> None:
+    """Refuse a request another site's page made with the owner's browser (a sibling subdomain is the
+    same *site*, so the SameSite=Strict session cookie comes along): JupyterLab's own guard, its origin
+    check and XSRF cookie, is what the proxy's token header skips. Browsers send ``Origin`` with every
+    websocket and every unsafe request, ``Sec-Fetch-Site`` with every request."""
+    ours = f"{'https' if scheme in ('https', 'wss') else 'http'}://{netloc}"
+    origin, site = headers.get("origin"), headers.get("sec-fetch-site", "same-origin")
+    if (origin is not None and origin != ours) or site not in ("same-origin", "none"):
+        raise ModelyardError(ErrorCode.FORBIDDEN, "a notebook console takes requests from its own pages only, "
+                             f"not from {origin or site}")
+
+
 def request_headers(headers: Iterable[tuple[str, str]], up: Upstream) -> list[tuple[str, str]]:
     """The browser's headers as JupyterLab gets them: ours removed, the console token added."""
     out = [(k, v) for k, v in headers if k.lower() not in _DROP_REQUEST]

@@ -29,6 +29,7 @@ from modelyard.db.sessions import session_user
 
 router = APIRouter(include_in_schema=False)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # another site may link to a console page, not change it
 LAB = "/ui/jobs/{job_id}/lab/{path:path}"
 # JupyterLab's answers may take long (a big download) but must connect at once: it is on this machine
 TIMEOUT = httpx.Timeout(3600.0, connect=5.0)
@@ -49,6 +50,8 @@ def _reach(p: Platform, cookies: dict[str, str], job_id: int) -> consoles.Upstre
 @router.api_route(LAB, methods=METHODS)
 async def lab_http(request: Request, job_id: int) -> Response:
     p: Platform = request.app.state.platform
+    if request.method not in SAFE:
+        consoles.check_same_origin(request.headers, request.url.scheme, request.url.netloc)
     up = await run_in_threadpool(_reach, p, request.cookies, job_id)
     client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
     body = request.stream() if request.method not in ("GET", "HEAD") else None
@@ -75,6 +78,7 @@ async def lab_http(request: Request, job_id: int) -> Response:
 async def lab_websocket(websocket: WebSocket, job_id: int) -> None:
     p: Platform = websocket.app.state.platform
     try:
+        consoles.check_same_origin(websocket.headers, websocket.url.scheme, websocket.url.netloc)
         up = await run_in_threadpool(_reach, p, websocket.cookies, job_id)
     except SignInRequired:
         return await _deny(websocket, ModelyardError(ErrorCode.UNAUTHENTICATED, "sign in first"))

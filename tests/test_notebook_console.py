@@ -149,3 +149,10 @@ def test_an_idle_console_ends_with_its_notebooks_in_its_outputs(server: ServerPr
         assert "notebooks/kept.ipynb" in paths
         assert f"console job {job['id']}" not in [t["name"] for t in c.get("/tokens").json()["tokens"]]
     assert web.get(f"/ui/jobs/{job['id']}/lab/api/status").status_code == 409  # no longer running
+    # a restart is a new attempt (its own port and token) that starts from the notebooks the last one kept
+    with server.client() as c:
+        assert c.post(f"/jobs/{job['id']}/restart").status_code == 200
+        wait_for(lambda: c.get(f"/jobs/{job['id']}/console").json()["ready"], timeout=60, what="the restarted console")
+        kept = web.get(f"/ui/jobs/{job['id']}/lab/api/contents/kept.ipynb")
+        assert kept.status_code == 200 and kept.json()["content"]["cells"][0]["source"] == "plot()"
+        c.post(f"/jobs/{job['id']}/stop")

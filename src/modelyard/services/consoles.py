@@ -3,8 +3,9 @@
 Decided here, for the API and the pages alike: a console is reached by its job's owner only (anyone
 else, admins too, gets 404, as for a job that does not exist), while its attempt runs, at the address
 jobs/console.py derives from that attempt (never one the job reports), with the console token the
-browser never sees, and only while that port is held by the job's own uid. Which request headers go to JupyterLab and which of its answers come back:
-never our session or CSRF cookie, our Authorization, or a cookie of ours set by the console.
+browser never sees, and only while that port is held by the job's own uid. Which request headers go
+to JupyterLab and which of its answers come back: never our session or CSRF cookie, our
+Authorization, or a cookie of ours set by the console.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import httpx
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState, console
+from modelyard.server.auth import COOKIE
 from modelyard.server.platform import Platform
 from modelyard.db import consoles as store_consoles
 from modelyard.db import jobs as store_jobs
@@ -29,7 +31,7 @@ from modelyard.db.records import Job, User
 log = logging.getLogger("modelyard.consoles")
 PROC_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 LISTEN = "0A"  # a socket's state in /proc/net/tcp
-OUR_COOKIES = frozenset({"modelyard_session", "modelyard_csrf"})
+OUR_COOKIES = frozenset({COOKIE, "modelyard_csrf"})  # the session's, and the sign-in form's (web/session.py)
 # hop-by-hop (RFC 9110 7.6.1), and what speaks for us rather than for the browser
 _DROP_REQUEST = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
@@ -175,6 +177,7 @@ def check_same_origin(headers: Mapping[str, str], scheme: str, netloc: str) -> N
 
 def request_headers(headers: Iterable[tuple[str, str]], up: Upstream) -> list[tuple[str, str]]:
     """The browser's headers as JupyterLab gets them: ours removed, the console token added."""
+    headers = list(headers)
     out = [(k, v) for k, v in headers if k.lower() not in _DROP_REQUEST]
     cookie = "; ".join(c for c in _their_cookies(headers))
     if cookie:

@@ -246,6 +246,8 @@ def test_a_port_another_uid_holds_gets_nothing(world: dict[str, Any]) -> None:
         c = _signed_in(app, alice)
         r = c.get(f"/ui/jobs/{job_id}/lab/api/status")
         assert r.status_code == 409 and "another user" in r.json()["error"]["message"]
+        page = c.get(f"/ui/jobs/{job_id}/lab/lab", headers={"Accept": "text/html"})  # a person, told so
+        assert page.status_code == 503 and "another user" in page.text and page.headers["retry-after"] == "2"
         with pytest.raises(WebSocketDenialResponse):
             with c.websocket_connect(f"/ui/jobs/{job_id}/lab/api/kernels/k/channels"):
                 pass

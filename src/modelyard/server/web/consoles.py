@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 from typing import Any
 
 import httpx
 import websockets
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -52,7 +53,12 @@ async def lab_http(request: Request, job_id: int) -> Response:
     p: Platform = request.app.state.platform
     if request.method not in SAFE:
         consoles.check_same_origin(request.headers, request.url.scheme, request.url.netloc)
-    up = await run_in_threadpool(_reach, p, request.cookies, job_id)
+    try:
+        up = await run_in_threadpool(_reach, p, request.cookies, job_id)
+    except ModelyardError as exc:
+        if exc.code is ErrorCode.CONFLICT and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            return _waiting_page(job_id, exc.message)
+        raise
     client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
     body = request.stream() if request.method not in ("GET", "HEAD") else None
     upstream_request = client.build_request(
@@ -72,6 +78,15 @@ async def lab_http(request: Request, job_id: int) -> Response:
     response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code, background=BackgroundTask(close))
     response.raw_headers = consoles.response_headers(answer.headers.raw)
     return response
+
+
+def _waiting_page(job_id: int, why: str) -> HTMLResponse:
+    """For a person who opened the link a moment early: it reloads itself until JupyterLab answers."""
+    page = (f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>Console of job '
+            f'{job_id}</title><p>{html.escape(why)}. This page reloads by itself; '
+            f'<a href="/ui/jobs/{job_id}">back to job {job_id}</a>.</p>')
+    return HTMLResponse(page, status_code=503, headers={"Retry-After": "2", "Cache-Control": "no-store",
+                                                          "Content-Security-Policy": "default-src 'none'"})
 
 
 @router.websocket(LAB)

@@ -1,6 +1,6 @@
 """Notebook consoles end to end (README "Notebook consoles"): a real JupyterLab as a job of a real server,
-reached only through the server's proxy: HTTP, a kernel's websocket running ``1+1``, the CLI from a cell
-with the console's own MODELYARD_URL and MODELYARD_TOKEN, a browser following the job page's link and
+reached only through the server's proxy: HTTP, a kernel's websocket running ``1+1``, the CLI and
+``modelyard.submit`` from a cell with the console's own MODELYARD_URL and MODELYARD_TOKEN, a browser following the job page's link and
 running a cell, and the idle timeout ending the job with its notebooks in its outputs.
 """
 from __future__ import annotations
@@ -78,13 +78,23 @@ def test_a_kernel_runs_over_the_proxied_websocket(lab: dict[str, Any], web: http
     assert kernel.status_code == 201, kernel.text
     cookie = "; ".join(f"{k}={v}" for k, v in web.cookies.items())
     url = f"ws://127.0.0.1:{server.port}{base}/api/kernels/{kernel.json()['id']}/channels?session_id={uuid.uuid4().hex}"
-    with connect(url, additional_headers={"Cookie": cookie}, open_timeout=20) as ws:
+    with connect(url, additional_headers={"Cookie": cookie}, open_timeout=20) as ws:  # no subprotocol: JSON frames
         assert execute(ws, "1+1") == "2"
         # the console's own server and user token, as modelyard.submit in a cell reads them
         code = ("import subprocess, sys, json\n"
                 "r = subprocess.run([sys.executable, '-m', 'modelyard', 'jobs', '--json'], capture_output=True, text=True)\n"
                 "[j['id'] for j in json.loads(r.stdout)['jobs']]")
         assert str(lab["id"]) in execute(ws, code, timeout=60)
+        # and the SDK turns a cell's work into a background job of the console's owner
+        code = ("import modelyard, sys, tempfile\n"
+                "j = modelyard.submit([sys.executable, '-c', 'print(6 * 7)'], workdir=tempfile.mkdtemp(), name='from-a-cell')\n"
+                "j.id")
+        submitted = int(execute(ws, code, timeout=60))
+    with server.client() as c:
+        wait_for(lambda: c.get(f"/jobs/{submitted}").json()["state"] in ENDED, timeout=60, what="the cell's job")
+        ran = c.get(f"/jobs/{submitted}").json()
+        assert (ran["name"], ran["owner"], ran["state"]) == ("from-a-cell", lab["owner"], "succeeded")
+        assert "42" in c.get(f"/jobs/{submitted}/logs").text
     web.delete(f"{base}/api/kernels/{kernel.json()['id']}")
 
 

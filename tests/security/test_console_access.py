@@ -46,8 +46,9 @@ class Echo:
             await send({"type": "lifespan.shutdown.complete"})
             return
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.seen.append({"path": scope["path"], "headers": headers})
-        body = json.dumps({"path": scope["path"], "headers": headers}).encode()
+        seen = {"path": scope["path"], "query": scope.get("query_string", b"").decode(), "headers": headers}
+        self.seen.append(seen)
+        body = json.dumps(seen).encode()
         if scope["type"] == "websocket":
             await receive()
             await send({"type": "websocket.accept"})
@@ -280,3 +281,13 @@ def test_another_sites_pages_cannot_drive_the_owners_console(world: dict[str, An
     with c.websocket_connect(f"/ui/jobs/{job_id}/lab/api/kernels/k/channels", headers=own) as ws:
         ws.send_text("hi")
         assert ws.receive_text() == "echo hi"
+
+
+def test_a_path_reaches_the_console_as_the_browser_encoded_it(world: dict[str, Any]) -> None:
+    """A notebook named ``a?b #1.ipynb`` is that file, not ``a`` with a query."""
+    app, job_id = world["app"], world["job_id"]
+    c = _signed_in(app, world["alice"])
+    r = c.get(f"/ui/jobs/{job_id}/lab/api/contents/a%3Fb%20%231.ipynb?content=1")
+    assert r.status_code == 200, r.text
+    assert r.json()["path"] == f"/ui/jobs/{job_id}/lab/api/contents/a?b #1.ipynb" and r.json()["query"] == "content=1"
+    assert c.get("/ui/jobs/99999999999999999999/lab/api/status").status_code == 422  # a bounded id, not a 500

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import httpx
 import websockets
 from fastapi import APIRouter, Request, WebSocket
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
@@ -22,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.services import consoles
+from modelyard.server.api_schema import MAX_ID
 from modelyard.server.auth import COOKIE, session_policy
 from modelyard.server.platform import Platform
 from modelyard.server.web.pages import SignInRequired
@@ -34,6 +38,16 @@ SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # another site may link to a conso
 LAB = "/ui/jobs/{job_id}/lab/{path:path}"
 # JupyterLab's answers may take long (a big download) but must connect at once: it is on this machine
 TIMEOUT = httpx.Timeout(3600.0, connect=5.0)
+
+
+JobIdPath = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+
+
+def _target(scope: Mapping[str, Any]) -> str:
+    """The path as the browser sent it, still percent-encoded: decoded, a file named ``a?b`` would end
+    its path at the ``?``."""
+    raw = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else quote(scope["path"])
 
 
 def _user(p: Platform, cookies: dict[str, str]) -> User | None:
@@ -49,7 +63,7 @@ def _reach(p: Platform, cookies: dict[str, str], job_id: int) -> consoles.Upstre
 
 
 @router.api_route(LAB, methods=METHODS)
-async def lab_http(request: Request, job_id: int) -> Response:
+async def lab_http(request: Request, job_id: JobIdPath) -> Response:
     p: Platform = request.app.state.platform
     if request.method not in SAFE:
         consoles.check_same_origin(request.headers, request.url.scheme, request.url.netloc)
@@ -62,7 +76,7 @@ async def lab_http(request: Request, job_id: int) -> Response:
     client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
     body = request.stream() if request.method not in ("GET", "HEAD") else None
     upstream_request = client.build_request(
-        request.method, up.http_url(request.url.path, request.url.query),
+        request.method, up.http_url(_target(request.scope), request.url.query),
         headers=consoles.request_headers(request.headers.items(), up), content=body)
     try:
         answer = await client.send(upstream_request, stream=True)
@@ -90,7 +104,7 @@ def _waiting_page(job_id: int, why: str) -> HTMLResponse:
 
 
 @router.websocket(LAB)
-async def lab_websocket(websocket: WebSocket, job_id: int) -> None:
+async def lab_websocket(websocket: WebSocket, job_id: JobIdPath) -> None:
     p: Platform = websocket.app.state.platform
     try:
         consoles.check_same_origin(websocket.headers, websocket.url.scheme, websocket.url.netloc)
@@ -101,7 +115,7 @@ async def lab_websocket(websocket: WebSocket, job_id: int) -> None:
         return await _deny(websocket, exc)
     headers = consoles.request_headers(websocket.headers.items(), up)
     try:
-        upstream = await connect(up.ws_url(websocket.url.path, websocket.url.query), additional_headers=headers,
+        upstream = await connect(up.ws_url(_target(websocket.scope), websocket.url.query), additional_headers=headers,
                                  subprotocols=websocket.scope.get("subprotocols") or None,  # type: ignore[arg-type]
                                  max_size=None, open_timeout=10, compression=None)
     except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:

@@ -188,8 +188,8 @@ def test_a_job_cannot_choose_its_console_or_address(world: dict[str, Any]) -> No
     assert console.TOKEN_VAR not in launch.env  # given as a secret: shown as *** in its log
 
 
-def test_the_console_token_is_revoked_when_the_job_ends(tmp_path: Path) -> None:
-    with in_process(tmp_path / "home") as app:
+def test_the_console_token_is_revoked_when_the_job_ends(tmp_path: Path, database_url: str) -> None:
+    with in_process(tmp_path / "home", database_url) as app:
         carol = app.new_user("carol")
         job_id = app.client.post("/api/v1/consoles", json={"spec": {}}, headers=app.auth(carol)).json()["id"]
         job, attempt = store_jobs.place(app.platform.db, job_id, token="t1", executor="local")

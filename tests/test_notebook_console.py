@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser import browser, playwright, server, sign_in  # noqa: F401  (fixtures: a server and Chromium per module)
+from browser import ARTIFACTS, browser, playwright, server, sign_in  # noqa: F401 (fixtures)
 from playwright.sync_api import Browser, expect
 from websockets.sync.client import connect
 
@@ -133,6 +133,8 @@ def test_the_browser_opens_jupyterlab_from_the_job_page_and_runs_a_cell(
         expect(editor).to_have_text("print(6 * 7)")
         editor.press("Shift+Enter")
         expect(page.locator(".jp-OutputArea-output").first).to_have_text("42", timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "console.png"))
     finally:
         page.context.close()
 

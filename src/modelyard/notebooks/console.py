@@ -61,6 +61,8 @@ def server_argv(env: Mapping[str, str]) -> list[str]:
         f"--MappingKernelManager.cull_interval={cull_every}",
         "--MappingKernelManager.cull_connected=True",
         "--ServerApp.allow_root=True",  # a job runs as whom the platform chose; root too, on a machine of one
+        # nothing of a job's browser page reaches out of the platform: no news feed, no update check
+        "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
 
 

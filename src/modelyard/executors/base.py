@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from modelyard.executors.capacity import Capacity
 from modelyard.jobs.launch import LaunchSpec
@@ -68,6 +68,23 @@ class Executor(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsoleListener:
+    """Where a console's JupyterLab answers, as its executor found it on its node."""
+
+    host: str  # the node's address, from the cluster's own node table
+    uids: frozenset[int]  # of every socket listening on the console's port there
+    job_uid: int  # whom the job's command runs as there
+
+
+@runtime_checkable
+class ConsoleNodes(Protocol):
+    """An executor whose consoles run on other machines (jobs/console.py): it says where one listens,
+    and who holds its port there, asked of a trusted party on that node."""
+
+    def console_listener(self, attempt: Attempt, port: int) -> ConsoleListener: ...
 
 
 class Found(str, Enum):

@@ -15,6 +15,10 @@ Capacity is what Ray reports of its alive nodes (``ray.nodes()``, read at most
 every ``CAPACITY_TTL`` seconds): GPUs as Ray counts them, CPUs, memory, and
 labels from the node's custom resources (``gpu_h100: 1`` is ``gpu_h100=1``)
 and its Ray labels (``ray start --labels``; Ray's own ``ray.io/`` ones left out).
+
+A notebook console (jobs/console.py) listens on its node's address from that
+table, written into its launch here; the proxy asks the attempt's actor who
+listens on the console's port on that node (``console_listener``).
 """
 from __future__ import annotations
 
@@ -28,8 +32,9 @@ import orjson
 
 from modelyard.config import Settings
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.executors.base import Found, Launch, Recovery
+from modelyard.executors.base import ConsoleListener, Found, Launch, Recovery
 from modelyard.executors.capacity import Capacity, GpuInfo, Node
+from modelyard.jobs import console
 from modelyard.jobs.launch import LaunchSpec
 from modelyard.jobs.nodes import LOCAL_NODE
 from modelyard.jobs.spec import Resources
@@ -43,6 +48,8 @@ CAPACITY_TTL = 1.0  # seconds a read of the cluster's nodes is reused (the loop 
 START_TIMEOUT = 60.0  # for the actors to be placed and their workers up (a worker is a fresh interpreter)
 CONNECT_TIMEOUT = 5.0  # for the head's GCS port to accept a connection
 CALL_TIMEOUT = 15.0  # for a call to a running actor (kill waits for the processes to be gone)
+LISTENER_TIMEOUT = 5.0  # for an actor to say who listens on its console's port (the proxy waits on it)
+MAX_HANDLES = 256  # console actors' handles kept, so a proxied request costs one call, not a name lookup too
 # Resources Ray keeps for itself: anything else a node declares is a label
 _BUILTIN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 _BUILTIN_PREFIXES = ("node:", "accelerator_type:")
@@ -110,6 +117,7 @@ class RayExecutor:
         self._actor_class = ray.remote(SupervisorActor)
         self._capacity: Capacity | None = None
         self._read_at = 0.0
+        self._handles: dict[tuple[int, int], Any] = {}
 
     # -- capacity -----------------------------------------------------------------------------
 
@@ -130,7 +138,7 @@ class RayExecutor:
     # -- start ---------------------------------------------------------------------------------
 
     def start(self, launch: Launch) -> str:
-        specs = launch.specs
+        specs = tuple(self._console_host(s) for s in launch.specs)
         group = self._reserve(specs) if len(specs) > 1 else None
         names = [actor_name(s.job_id, s.attempt, s.distributed.node_rank) for s in specs]
         actors: list[Any] = []
@@ -146,6 +154,48 @@ class RayExecutor:
             self._end(actors, group)
             raise
         return orjson.dumps({"actors": names, "group": group_name}).decode()
+
+    def _console_host(self, spec: LaunchSpec) -> LaunchSpec:
+        """A console's launch with its node's address to listen on: the one the proxy will connect to."""
+        if console.HOST_VAR not in spec.env:
+            return spec
+        if spec.distributed.node_id == LOCAL_NODE:
+            raise ModelyardError(ErrorCode.INVALID, "a console on Ray needs a placement on a named node")
+        host = self.node_address(spec.distributed.node_id)
+        return spec.model_copy(update={"env": {**spec.env, console.HOST_VAR: host}})
+
+    def node_address(self, node_id: str) -> str:
+        """The node's address in Ray's node table (``NodeManagerAddress``)."""
+        for attempt in range(2):  # a node added since the last read is in a fresh one
+            if attempt:
+                self._read_at = 0.0
+            for node in self.capacity().nodes:
+                if node.id == node_id and node.address:
+                    return node.address
+        raise ModelyardError(ErrorCode.UNAVAILABLE, f"Ray node {node_id} is not among the cluster's alive nodes")
+
+    def console_listener(self, attempt: Attempt, port: int) -> ConsoleListener:
+        """Where the attempt's console listens (its node's address) and who holds ``port`` there, asked
+        of its actor: the server cannot read another machine's /proc."""
+        node = attempt.slices[0].node if attempt.slices else LOCAL_NODE
+        if node == LOCAL_NODE:
+            raise ModelyardError(ErrorCode.UNAVAILABLE, f"job {attempt.job_id}'s console has no Ray node recorded")
+        host = self.node_address(node)
+        key = (attempt.job_id, attempt.number)
+        try:
+            actor = self._handles.get(key)
+            if actor is None:
+                if len(self._handles) >= MAX_HANDLES:
+                    self._handles.clear()
+                actor = self._handles[key] = self.ray.get_actor(actor_name(*key, 0), namespace=NAMESPACE)
+            found = self.ray.get(actor.listeners.remote(port), timeout=LISTENER_TIMEOUT)
+        except Exception as e:  # the actor gone (ValueError), dead, or its node unreachable
+            self._handles.pop(key, None)
+            raise ModelyardError(ErrorCode.UNAVAILABLE, f"cannot ask the node of job {attempt.job_id} who listens "
+                                 f"on its console's port: {type(e).__name__}") from None
+        if found["uids"] is None:
+            raise ModelyardError(ErrorCode.UNAVAILABLE, "cannot tell who listens on the console's port on its node")
+        return ConsoleListener(host=host, uids=frozenset(found["uids"]), job_uid=int(found["job_uid"]))
 
     def _create(self, spec: LaunchSpec, name: str, group: Any, index: int) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy

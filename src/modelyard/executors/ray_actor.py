@@ -10,6 +10,9 @@ when the actor is gone, so nothing runs on a dead actor's node unaccounted.
 A node has its own disk: the run folder and the caches are rewritten from the
 server's home to this node's (``MODELYARD_HOME`` in the raylet's environment,
 else ``~/.modelyard``), and a node rank above 0 gets a folder of its own.
+A console's proxy cannot read this node's /proc from the server, so it asks
+the actor (``listeners``): the actor runs the platform's code as the
+platform's user, not as the job's uid (jobs/console.py).
 This module is imported on the nodes; it imports ray, which they have.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ import ray
 from modelyard.config import Settings
 from modelyard.supervisor.config import free_port
 # the local executor's kill, run here on the node: the same process-group and container rules
+from modelyard.executors.listeners import listener_uids
 from modelyard.executors.local import _job_group, _kill_group, _remove_container, supervisor_env
 from modelyard.jobs.launch import LaunchSpec
 
@@ -66,6 +70,7 @@ class SupervisorActor:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
         self.run_dir: Path | None = None
+        self.spec: LaunchSpec | None = None
         # set by kill(): the driver ray.kills this actor once kill() answered, so the actor must not
         # kill itself first as the supervisor dies (the answer would be lost, kill() seen as failed)
         self.killing = False
@@ -97,7 +102,7 @@ class SupervisorActor:
                 [sys.executable, "-m", "modelyard.supervisor", str(config)], stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, cwd=spec.run_dir, env=env, start_new_session=True,
                 close_fds=True)
-        self.run_dir = spec.run_dir
+        self.run_dir, self.spec = spec.run_dir, spec
         threading.Thread(target=self._exit_after, args=(self.proc, group, others or []), daemon=True).start()
         return self.pids()
 
@@ -121,6 +126,13 @@ class SupervisorActor:
         """The supervisor's pid and run folder (None before ``start``)."""
         return {"supervisor": self.proc.pid if self.proc else None,
                 "run_dir": str(self.run_dir) if self.run_dir else None, "actor": os.getpid()}
+
+    def listeners(self, port: int) -> dict[str, Any]:
+        """Who listens on ``port`` on this node (uids; None: cannot tell), and whom the command runs as."""
+        uids = listener_uids(port)
+        run_as = self.spec.sandbox.run_as if self.spec is not None else None
+        return {"uids": sorted(uids) if uids is not None else None,
+                "job_uid": run_as.uid if run_as is not None else os.getuid()}
 
     def terminate(self) -> None:
         """Stop as a user asked: SIGTERM to the supervisor, which ends its command and reports."""

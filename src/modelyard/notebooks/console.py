@@ -1,7 +1,7 @@
 """The process a notebook console job runs (``python -m modelyard.notebooks.console``): JupyterLab.
 
-It serves on 127.0.0.1 at the port, under the path, and with the token the platform gave it
-(jobs/console.py says how the server derives all three, so none is read back from the job), from
+It serves at the address (127.0.0.1, or its Ray node's), the port, under the path, and with the token
+the platform gave it (jobs/console.py says how the server derives them, so none is read back from the job), from
 ``$MODELYARD_OUTPUT_DIR/notebooks``, so the supervisor syncs the notebooks into the job's outputs
 while it runs and once more at its end. After ``MODELYARD_CONSOLE_IDLE_TIMEOUT`` seconds with no
 activity its kernels are culled (connected ones too) and then the server shuts itself down: the
@@ -52,7 +52,7 @@ def server_argv(env: Mapping[str, str]) -> list[str]:
     idle = float(env.get(console.IDLE_VAR) or console.DEFAULT_IDLE_TIMEOUT)
     cull_every = max(1, min(60, int(idle / 4)))
     return [
-        f"--ServerApp.ip={console.HOST}", f"--ServerApp.port={int(env[console.PORT_VAR])}",
+        f"--ServerApp.ip={env.get(console.HOST_VAR) or console.HOST}", f"--ServerApp.port={int(env[console.PORT_VAR])}",
         "--ServerApp.port_retries=0",  # the proxy knows this port only
         f"--ServerApp.base_url={env[console.BASE_URL_VAR]}",
         f"--ServerApp.root_dir={notebook_dir(env)}", "--ServerApp.open_browser=False",

@@ -23,7 +23,8 @@ def console_variables(job: Job, attempt: Attempt, token: str, *, server_url: str
     """The console's variables: (env, secrets). Secrets are shown as *** wherever a job's are."""
     assert job.spec.console is not None
     digest = hash_token(token)
-    env = {console.PORT_VAR: str(console.console_port(attempt.id, digest)),
+    # the host is the platform's too: loopback here, a node's address where the Ray executor launches it
+    env = {console.PORT_VAR: str(console.console_port(attempt.id, digest)), console.HOST_VAR: console.HOST,
            console.BASE_URL_VAR: console.base_url(job.id),
            console.IDLE_VAR: str(job.spec.console.idle_timeout)}
     secrets = {console.TOKEN_VAR: console.console_token(attempt.id, digest)}

@@ -3,7 +3,8 @@
 Decided here, for the API and the pages alike: a console is reached by its job's owner only (anyone
 else, admins too, gets 404, as for a job that does not exist), while its attempt runs, at the address
 jobs/console.py derives from that attempt (never one the job reports), with the console token the
-browser never sees, and only while that port is held by the job's own uid. Which request headers go
+browser never sees, and only while that port is held by the job's own uid (on the local executor read
+here, on Ray asked of the attempt's actor on its node: jobs/console.py). Which request headers go
 to JupyterLab and which of its answers come back: never our session or CSRF cookie, our
 Authorization, or a cookie of ours set by the console.
 """
@@ -14,12 +15,13 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
+from modelyard.executors.base import ConsoleNodes
+from modelyard.executors.listeners import listener_uids
 from modelyard.jobs import JobSpec, JobState, console
 from modelyard.server.auth import COOKIE
 from modelyard.server.platform import Platform
@@ -29,8 +31,6 @@ from modelyard.db import users as store_users
 from modelyard.db.records import Job, User
 
 log = logging.getLogger("modelyard.consoles")
-PROC_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
-LISTEN = "0A"  # a socket's state in /proc/net/tcp
 OUR_COOKIES = frozenset({COOKIE, "modelyard_csrf"})  # the session's, and the sign-in form's (web/session.py)
 # hop-by-hop (RFC 9110 7.6.1), and what speaks for us rather than for the browser
 _DROP_REQUEST = frozenset({
@@ -50,12 +50,13 @@ class Upstream:
     job_id: int
     port: int
     token: str
+    host: str = console.HOST
 
     def http_url(self, path: str, query: str = "") -> str:
-        return f"http://{console.HOST}:{self.port}{path}" + (f"?{query}" if query else "")
+        return f"http://{console.authority(self.host, self.port)}{path}" + (f"?{query}" if query else "")
 
     def ws_url(self, path: str, query: str = "") -> str:
-        return f"ws://{console.HOST}:{self.port}{path}" + (f"?{query}" if query else "")
+        return f"ws://{console.authority(self.host, self.port)}{path}" + (f"?{query}" if query else "")
 
     @property
     def auth(self) -> dict[str, str]:
@@ -69,9 +70,10 @@ def create(p: Platform, user: User, spec: Mapping[str, Any], *, idle_timeout: fl
         field = "command" if "command" in spec else "console"
         raise ModelyardError(ErrorCode.INVALID, f"a console's {field} is the platform's; leave it out",
                              field=f"spec.{field}")
-    if p.executor.name != "local":
-        raise ModelyardError(ErrorCode.INVALID, f"notebook consoles run on the local executor only, not "
-                             f"{p.executor.name}: the proxy reaches JupyterLab on this machine", field="spec")
+    if p.executor.name != "local" and not isinstance(p.executor, ConsoleNodes):
+        raise ModelyardError(ErrorCode.INVALID, f"notebook consoles run on the local and Ray executors, not "
+                             f"{p.executor.name}: the proxy could not check who listens on the console's port",
+                             field="spec")
     in_python = not (spec.get("image") or spec.get("requirements") or spec.get("environment"))
     # the server's own Python when it runs bare; an image's or virtualenv's own `python` otherwise
     command = [sys.executable if in_python else "python", "-m", console.MODULE]
@@ -102,8 +104,17 @@ def upstream(p: Platform, user: User, job_id: int) -> Upstream:
                              f"(the job is {job.state.value})")
     attempt, digest = found
     port = console.console_port(attempt.id, digest)
-    check_listener(port, job_uid(p, job))
-    return Upstream(job_id, port, console.console_token(attempt.id, digest))
+    host = console.HOST
+    if p.executor.name == "local":
+        check_listener(port, job_uid(p, job))
+    elif isinstance(p.executor, ConsoleNodes):  # on another machine: its node's trusted party tells
+        where = p.executor.console_listener(attempt, port)
+        check_owners(port, set(where.uids), where.job_uid)
+        host = where.host
+    else:
+        raise ModelyardError(ErrorCode.UNAVAILABLE, f"the {p.executor.name} executor cannot tell who listens on "
+                             "the console's port")
+    return Upstream(job_id, port, console.console_token(attempt.id, digest), host)
 
 
 def job_uid(p: Platform, job: Job) -> int:
@@ -121,30 +132,17 @@ def check_listener(port: int, uid: int) -> None:
         if uid != os.getuid():
             raise ModelyardError(ErrorCode.UNAVAILABLE, "cannot tell who listens on the console's port here")
         return
+    check_owners(port, owners, uid)
+
+
+def check_owners(port: int, owners: set[int], uid: int) -> None:
+    """Refuse unless every socket listening on ``port`` is ``uid``'s, and one is."""
     if not owners:
         raise ModelyardError(ErrorCode.CONFLICT, "the console is not listening yet; try again in a moment")
     if owners != {uid}:
         log.warning("console port %s is held by uid(s) %s, not the job's %s: refused", port, sorted(owners), uid)
         raise ModelyardError(ErrorCode.CONFLICT, "the console's port is held by another user's process; "
                              "restart the console")
-
-
-def listener_uids(port: int, tables: tuple[Path, ...] = PROC_TCP) -> set[int] | None:
-    """The uids of every socket listening on ``port`` (any address: a wildcard one takes 127.0.0.1's
-    connections too), from Linux's /proc/net/tcp{,6}; None where there is no such table."""
-    found: set[int] = set()
-    seen_table = False
-    for table in tables:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except OSError:
-            continue
-        seen_table = True
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 7 and fields[3] == LISTEN and fields[1].rpartition(":")[2] == f"{port:04X}":
-                found.add(int(fields[7]))
-    return found if seen_table else None
 
 
 def status(p: Platform, user: User, job_id: int) -> dict[str, Any]:

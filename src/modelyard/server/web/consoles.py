@@ -36,7 +36,8 @@ router = APIRouter(include_in_schema=False)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # another site may link to a console page, not change it
 LAB = "/ui/jobs/{job_id}/lab/{path:path}"
-# JupyterLab's answers may take long (a big download) but must connect at once: it is on this machine
+# JupyterLab's answers may take long (a big download) but must connect at once: it is on this machine or
+# a node of the cluster
 TIMEOUT = httpx.Timeout(3600.0, connect=5.0)
 
 

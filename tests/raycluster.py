@@ -28,7 +28,7 @@ SYSTEM_CONFIG = {"health_check_period_ms": 500, "health_check_failure_threshold"
 @dataclass
 class RayCluster:
     cluster: Any  # ray.cluster_utils.Cluster
-    gpu_node: Any  # its ray._private.node.Node
+    gpu_node: Any  # its ray._private.node.Node (None: a cluster of the head alone)
 
     @property
     def address(self) -> str:
@@ -56,7 +56,8 @@ def _raylets(session_dir: str) -> set[int]:
 
 
 @contextmanager
-def ray_cluster(env: Mapping[str, str]) -> Iterator[RayCluster]:
+def ray_cluster(env: Mapping[str, str], *, gpu_node: bool = True) -> Iterator[RayCluster]:
+    """The cluster; without ``gpu_node`` the head alone (a raylet fewer to start, for a test that needs no second node)."""
     from ray.cluster_utils import Cluster
 
     saved = {k: os.environ.get(k) for k in env}
@@ -64,7 +65,7 @@ def ray_cluster(env: Mapping[str, str]) -> Iterator[RayCluster]:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": HEAD_CPUS, "_system_config": SYSTEM_CONFIG})
     session_dir = cluster.head_node.get_session_dir_path()
     try:
-        gpu = cluster.add_node(**GPU_NODE)
+        gpu = cluster.add_node(**GPU_NODE) if gpu_node else None
         cluster.wait_for_nodes()
         yield RayCluster(cluster, gpu)
     finally:

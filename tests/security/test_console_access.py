@@ -176,7 +176,8 @@ def test_a_job_cannot_choose_its_console_or_address(world: dict[str, Any]) -> No
     r = app.client.post("/api/v1/consoles", json={"spec": {"command": ["nc", "-l", "8080"]}}, headers=app.auth(alice))
     assert r.status_code == 422 and "command" in r.json()["error"]["message"]
     # the port is the platform's, derived from the attempt, whatever the job's own env says
-    forged = {console.PORT_VAR: "5432", console.TOKEN_VAR: "chosen", console.BASE_URL_VAR: "/elsewhere/"}
+    forged = {console.PORT_VAR: "5432", console.TOKEN_VAR: "chosen", console.BASE_URL_VAR: "/elsewhere/",
+              console.HOST_VAR: "0.0.0.0"}
     r = app.client.post("/api/v1/consoles", json={"spec": {"env": forged}}, headers=app.auth(alice))
     assert r.status_code == 201, r.text
     job, attempt = store_jobs.place(app.platform.db, r.json()["id"], token="t-forged", executor="local")
@@ -184,6 +185,7 @@ def test_a_job_cannot_choose_its_console_or_address(world: dict[str, Any]) -> No
     launch = build_launch(ctx, job, attempt, "t-forged").spec
     assert launch.env[console.PORT_VAR] == str(console.console_port(attempt.id, hash_token("t-forged")))
     assert launch.env[console.BASE_URL_VAR] == f"/ui/jobs/{job.id}/lab/"
+    assert launch.env[console.HOST_VAR] == console.HOST  # not every address of the machine
     assert launch.secrets[console.TOKEN_VAR] == console.console_token(attempt.id, hash_token("t-forged"))
     assert console.TOKEN_VAR not in launch.env  # given as a secret: shown as *** in its log
 
@@ -209,7 +211,7 @@ def test_the_console_token_is_revoked_when_the_job_ends(tmp_path: Path, database
         assert app.client.get("/api/v1/me", headers=app.auth(token)).status_code == 401
 
 
-def squat(port: int, uid: int = 65534) -> tuple[int, Any]:
+def squat(port: int, uid: int = 65534, host: str = "127.0.0.1") -> tuple[int, Any]:
     """A process of ``uid`` listening on ``port`` that writes the first line of each connection to a pipe:
     (its pid, the pipe's reading end). Forked, not run: the test's Python may not be readable by ``uid``."""
     read_fd, write_fd = os.pipe()
@@ -220,7 +222,7 @@ def squat(port: int, uid: int = 65534) -> tuple[int, Any]:
             os.setgid(uid)
             os.setuid(uid)
             s = socket.socket()
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
             s.listen()
             os.write(write_fd, b"listening\n")
             while True:

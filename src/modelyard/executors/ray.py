@@ -157,17 +157,16 @@ class RayExecutor:
 
     def _console_host(self, spec: LaunchSpec) -> LaunchSpec:
         """A console's launch with its node's address to listen on: the one the proxy will connect to."""
-        if console.HOST_VAR not in spec.env:
+        # no node named: it stays on loopback, where the proxy (console_listener) will not go
+        if console.HOST_VAR not in spec.env or spec.distributed.node_id == LOCAL_NODE:
             return spec
-        if spec.distributed.node_id == LOCAL_NODE:
-            raise ModelyardError(ErrorCode.INVALID, "a console on Ray needs a placement on a named node")
         host = self.node_address(spec.distributed.node_id)
         return spec.model_copy(update={"env": {**spec.env, console.HOST_VAR: host}})
 
     def node_address(self, node_id: str) -> str:
         """The node's address in Ray's node table (``NodeManagerAddress``)."""
-        for attempt in range(2):  # a node added since the last read is in a fresh one
-            if attempt:
+        for fresh in (False, True):  # a node added since the last read is in a fresh one
+            if fresh:
                 self._read_at = 0.0
             for node in self.capacity().nodes:
                 if node.id == node_id and node.address:

@@ -22,7 +22,7 @@ import psutil
 import modelyard
 from bench import containers, raycluster
 from bench import scenarios as sc
-from bench import venvs
+from bench import mlflow_client, venvs
 from bench.ours import Server
 from bench.peers import PINS, PeerAgent
 
@@ -30,7 +30,7 @@ RESULTS = Path(__file__).parent / "results" / "latest.json"
 NAMES = ["submit_to_running", "submit_to_running_venv", "throughput_50_jobs", "ingest_sqlite", "read_1m_downsampled",
          "read_100k_series", "log_to_stream", "ingest_postgresql", "server_start", "scheduling_pass", "schedule_nodes",
          "digits_demo", "memory", "submit_to_first_line_image", "training_image",
-         "ray_submit_to_running", "ray_two_node_start"]
+         "ray_submit_to_running", "ray_two_node_start", "mlflow_client"]
 
 
 def machine() -> dict[str, Any]:
@@ -91,6 +91,7 @@ class Run:
         if self.wanted("submit_to_running_venv"):
             with Server() as server:
                 self.do("submit_to_running_venv", lambda: venvs.submit_to_running_venv(ctx, server))
+        self.do("mlflow_client", lambda: mlflow_client.mlflow_client(ctx))
         if self.wanted("ingest_postgresql"):
             self.do("ingest_postgresql", self._postgres)
         self.do("server_start", lambda: sc.server_start(ctx))

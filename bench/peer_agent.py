@@ -14,6 +14,15 @@ stay up across repetitions and their imports are not timed. Requests:
     {"op": "mlflow_log_metric", "n": N}       -> {"value": points per second}
     {"op": "mlflow_seed_history", "n": N}     -> {"run_id": ...}
     {"op": "mlflow_read_history", "run_id": R, "n": N} -> {"value": seconds}
+    {"op": "fml_start"} -> {"url": ..., "started_in": seconds} / {"op": "fml_stop"}
+    {"op": "client_log", "url": U, "token": T, "n": N, "names": K, "per_call": false}
+                                              -> {"run_id": ..., "value": seconds}
+    {"op": "client_read", "url": U, "token": T, "run_id": R, "n": N, "names": K} -> {"value": seconds}
+    {"op": "client_version"}                  -> {"mlflow": version}
+
+The ``client_*`` ops are one MLflow client against any tracking server (ours, ``mlflow server``,
+FastTrackML's ``fml server``); they import nothing but MLflow, so the bench also runs them under
+its own interpreter (mlflow-skinny, the same version) when the peers are not installed.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -65,6 +75,8 @@ class Agent:
         self.ray_client = None
         self.mlflow_proc: subprocess.Popen | None = None
         self.mlflow = None
+        self.fml_proc: subprocess.Popen | None = None
+        self.clients: dict[str, tuple] = {}  # tracking URL -> (MlflowClient, experiment id)
 
     # -- Ray Jobs -------------------------------------------------------------
 
@@ -234,7 +246,102 @@ class Agent:
             raise RuntimeError(f"MLflow returned {len(points)} points, expected {n}")
         return {"value": elapsed}
 
+    # -- FastTrackML -----------------------------------------------------------
+
+    def fml_start(self) -> dict:
+        """FastTrackML's own server (the Go binary its wheel installs) on a fresh SQLite database."""
+        self.fml_stop()
+        home = Path(tempfile.mkdtemp(dir=self.tmp))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.perf_counter()
+        self.fml_proc = subprocess.Popen(
+            [str(BIN / "fml"), "server", "--listen-address", f"127.0.0.1:{port}",
+             "--database-uri", f"sqlite://{home}/fasttrackml.db", "--default-artifact-root", str(home / "artifacts")],
+            stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True, cwd=home)
+        wait_until(lambda: not self._fml_died(home) and healthy(f"{url}/health"),
+                   300, 0.01, f"fml server ({home}/server.log)")
+        return {"url": url, "started_in": time.perf_counter() - t0}
+
+    def _fml_died(self, home: Path) -> bool:
+        if self.fml_proc is not None and self.fml_proc.poll() is not None:
+            raise RuntimeError(f"fml server exited: {(home / 'server.log').read_text()[-2000:]}")
+        return False
+
+    def fml_stop(self) -> dict:
+        if self.fml_proc is not None and self.fml_proc.poll() is None:
+            os.killpg(self.fml_proc.pid, signal.SIGTERM)
+            try:
+                self.fml_proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.fml_proc.pid, signal.SIGKILL)
+        self.fml_proc = None
+        return {}
+
+    # -- one MLflow client, any tracking server ---------------------------------
+
+    def client_version(self) -> dict:
+        import mlflow
+        return {"mlflow": mlflow.__version__}
+
+    def _client(self, url: str, token: str | None):
+        # the client reads its token from the environment on every request (MLflow's documented way)
+        if token:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        else:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        if url not in self.clients:
+            from mlflow import MlflowClient
+            client = MlflowClient(tracking_uri=url)
+            self.clients[url] = (client, client.create_experiment(f"bench-{uuid.uuid4().hex[:8]}"))
+        return self.clients[url]
+
+    @staticmethod
+    def _points(n: int, names: int) -> list[tuple[str, float, int, int]]:
+        """A training loop's points: ``names`` series stepped together, (name, value, timestamp ms, step)."""
+        base = 1_700_000_000_000
+        return [(f"m{i % names}", 1.0 / (i + 1), base + i // names, i // names) for i in range(n)]
+
+    def client_log(self, url: str, token: str | None, n: int, names: int, per_call: bool = False) -> dict:
+        """A fresh run gets ``n`` points: log_batch calls of 1,000 (MLflow's limit per call, as autolog
+        and async logging send them), or one log_metric call per point. Timed from the first call to the
+        last answer; the Metric objects are built before."""
+        from mlflow.entities import Metric
+        client, experiment = self._client(url, token)
+        run_id = client.create_run(experiment).info.run_id
+        points = self._points(n, names)
+        if per_call:
+            t0 = time.perf_counter()
+            for name, value, ts, step in points:
+                client.log_metric(run_id, name, value, timestamp=ts, step=step)
+        else:
+            batches = [[Metric(name, value, ts, step) for name, value, ts, step in points[i:i + 1000]]
+                       for i in range(0, n, 1000)]
+            t0 = time.perf_counter()
+            for batch in batches:
+                client.log_batch(run_id, metrics=batch)
+        return {"run_id": run_id, "value": time.perf_counter() - t0}
+
+    def client_read(self, url: str, token: str | None, run_id: str, n: int, names: int) -> dict:
+        """Every series of the run back with get_metric_history (as many pages as the server makes), then
+        checked point by point against what was logged: step, value, and timestamp."""
+        client, _ = self._client(url, token)
+        t0 = time.perf_counter()
+        got = {f"m{k}": client.get_metric_history(run_id, f"m{k}") for k in range(min(names, n))}
+        elapsed = time.perf_counter() - t0
+        want: dict[str, list] = {}
+        for name, value, ts, step in self._points(n, names):
+            want.setdefault(name, []).append((step, value, ts))
+        for name, points in want.items():
+            have = sorted((m.step, m.value, m.timestamp) for m in got[name])
+            if have != points:
+                bad = next((f"{w} logged, {h} read" for w, h in zip(points, have) if w != h),
+                           f"{len(points)} points logged, {len(have)} read")
+                raise RuntimeError(f"{url}: series {name} of run {run_id} came back different: {bad}")
+        return {"value": elapsed}
+
     def close(self) -> None:
+        self.fml_stop()
         self.mlflow_stop()
         if self.ray_client is not None:
             self.ray_stop()

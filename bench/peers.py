@@ -1,4 +1,4 @@
-"""The peers: pinned MLflow and Ray in their own virtualenv, driven through ``peer_agent``.
+"""The peers: pinned MLflow, Ray and FastTrackML in their own virtualenv, driven through ``peer_agent``.
 
 The virtualenv (``bench/.peers-venv``, gitignored) is created with the resolved
 interpreter on first use and reinstalled only when the pins change.
@@ -13,7 +13,10 @@ from typing import Any
 
 HERE = Path(__file__).parent
 VENV = HERE / ".peers-venv"
-PINS = ["mlflow==3.17.2", "ray[default]==2.60.0", "psycopg[binary]>=3.2"]
+PINS = ["mlflow==3.17.2", "ray[default]==2.60.0", "psycopg[binary]>=3.2", "fasttrackml==0.6.0"]
+# FastTrackML's wheel is wanted for its server binary (``fml``) only: its own Python package asks for
+# mlflow<3, but the client every server is measured with is the MLflow pinned above
+NO_DEPS = {"fasttrackml==0.6.0"}
 STAMP = VENV / ".bench-pins"
 
 
@@ -29,16 +32,17 @@ def ensure_installed(log: Any = sys.stderr) -> Path:
     print(f"bench: installing the peers into {VENV}: {' '.join(PINS)}", file=log)
     if not python().exists():
         subprocess.run([base, "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(python()), "-m", "pip", "install", "-q", *PINS], check=True)
+    subprocess.run([str(python()), "-m", "pip", "install", "-q", *(p for p in PINS if p not in NO_DEPS)], check=True)
+    subprocess.run([str(python()), "-m", "pip", "install", "-q", "--no-deps", *NO_DEPS], check=True)
     STAMP.write_text(wanted)
     return python()
 
 
 class PeerAgent:
-    """``peer_agent.py`` under the peers' interpreter; ``call`` sends one request."""
+    """``peer_agent.py`` under the peers' interpreter (or ``python``); ``call`` sends one request."""
 
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([str(ensure_installed()), str(HERE / "peer_agent.py")],
+    def __init__(self, python: str | Path | None = None) -> None:
+        self.proc = subprocess.Popen([str(python or ensure_installed()), str(HERE / "peer_agent.py")],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:

@@ -28,9 +28,11 @@ class _Target:
     def __init__(self, label: str, url: str, token: str | None, calls: int, note: str | None = None) -> None:
         self.label, self.url, self.token, self.calls = label, url, token, calls
         self.batch = Side(label, lambda: 0.0, note=note)
-        self.batch_s: list[float] = []
         self.read = Side(label, lambda: 0.0, note=note)
         self.per_call = Side(label, lambda: 0.0, note=note)
+        # seconds per sample: the whole log, and the parts inside HTTP exchanges (the server's share)
+        self.log_s: list[float] = []
+        self.http: dict[str, list[float]] = {"log_batch": [], "log_metric": [], "read": []}
 
 
 def mlflow_client(ctx: Context) -> list[dict[str, Any]]:
@@ -53,13 +55,17 @@ def mlflow_client(ctx: Context) -> list[dict[str, Any]]:
             sides = []
             for t in targets:
                 def batch(t: _Target = t) -> float:
-                    log_s, read_s = _log_and_read(agent, t, n, per_call=False)
-                    t.batch_s.append(log_s)
-                    t.read.samples.append(read_s)
-                    return n / log_s
+                    logged, back = _log_and_read(agent, t, n, per_call=False)
+                    t.log_s.append(logged["value"])
+                    t.http["log_batch"].append(logged["http"])
+                    t.read.samples.append(back["value"])
+                    t.http["read"].append(back["http"])
+                    return n / logged["value"]
 
                 def per_call(t: _Target = t) -> float:
-                    return t.calls / _log_and_read(agent, t, t.calls, per_call=True)[0]
+                    logged, _ = _log_and_read(agent, t, t.calls, per_call=True)
+                    t.http["log_metric"].append(logged["http"] / t.calls)
+                    return t.calls / logged["value"]
                 t.batch.measure, t.per_call.measure = batch, per_call
                 sides += [t.batch, t.per_call]
             alternate(sides, sz.repeat)
@@ -77,7 +83,7 @@ def mlflow_client(ctx: Context) -> list[dict[str, Any]]:
                 [p.batch for p in peers], higher_is_better=True, met=lambda s, p: _ahead(p),
                 notes=f"{how}, {n:,} points in log_batch calls of 1,000 (MLflow's most per call, as autolog and "
                       "async logging send them); first call -> last answer")
-    batch["log_s"] = {t.label: summary(t.batch_s) for t in targets}
+    batch["log_s"] = {t.label: summary(t.log_s) for t in targets}
     per = row("mlflow_client_log_metric", "points/s", "ahead of mlflow server and FastTrackML", ours.per_call,
               [p.per_call for p in peers], higher_is_better=True, met=lambda s, p: _ahead(p),
               notes=f"{how}, {calls:,} points one log_metric call each (fewer to mlflow server, as its note "
@@ -87,13 +93,18 @@ def mlflow_client(ctx: Context) -> list[dict[str, Any]]:
                notes=f"{how}: the {n:,} points just logged read back with get_metric_history, one call per "
                      "series (each following the server's pages), then every point checked (step, value, "
                      "timestamp)")
+    for r, key, what in ((batch, "log_batch", f"the {n:,} points"), (per, "log_metric", "a call"),
+                         (read, "read", f"the {n:,} points")):
+        r["http_s"] = {t.label: summary(t.http[key]) for t in targets}
+        r["notes"] += (f"; http_s: seconds of {what} inside the client's HTTP exchanges (the server's share "
+                       "and the wire; the rest is the client's own work, alike for every server)")
     return [batch, per, read]
 
 
-def _log_and_read(agent: PeerAgent, t: _Target, n: int, *, per_call: bool) -> tuple[float, float]:
+def _log_and_read(agent: PeerAgent, t: _Target, n: int, *, per_call: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     logged = agent.call("client_log", url=t.url, token=t.token, n=n, names=NAMES, per_call=per_call)
     read = agent.call("client_read", url=t.url, token=t.token, run_id=logged["run_id"], n=n, names=NAMES)
-    return logged["value"], read["value"]
+    return logged, read
 
 
 def _version(agent: PeerAgent) -> str:

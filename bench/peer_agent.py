@@ -16,8 +16,9 @@ stay up across repetitions and their imports are not timed. Requests:
     {"op": "mlflow_read_history", "run_id": R, "n": N} -> {"value": seconds}
     {"op": "fml_start"} -> {"url": ..., "started_in": seconds} / {"op": "fml_stop"}
     {"op": "client_log", "url": U, "token": T, "n": N, "names": K, "per_call": false}
-                                              -> {"run_id": ..., "value": seconds}
-    {"op": "client_read", "url": U, "token": T, "run_id": R, "n": N, "names": K} -> {"value": seconds}
+                                              -> {"run_id": ..., "value": seconds, "http": seconds}
+    {"op": "client_read", "url": U, "token": T, "run_id": R, "n": N, "names": K}
+                                              -> {"value": seconds, "http": seconds}
     {"op": "client_version"}                  -> {"mlflow": version}
 
 The ``client_*`` ops are one MLflow client against any tracking server (ours, ``mlflow server``,
@@ -284,6 +285,26 @@ class Agent:
         import mlflow
         return {"mlflow": mlflow.__version__}
 
+    http_s = 0.0  # wall time inside the client's HTTP exchanges (request out -> whole reply in)
+
+    @classmethod
+    def _time_http(cls) -> None:
+        """Split the client's time: what it spends waiting on the server (and the wire) against its own
+        work (protobuf, JSON), which is the same whichever server it talks to."""
+        import requests
+        if getattr(requests.Session.send, "_bench", False):
+            return
+        send = requests.Session.send
+
+        def timed(session, request, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return send(session, request, **kwargs)  # reads the whole body unless stream=True
+            finally:
+                cls.http_s += time.perf_counter() - t0
+        timed._bench = True
+        requests.Session.send = timed
+
     def _client(self, url: str, token: str | None):
         # the client reads its token from the environment on every request (MLflow's documented way)
         if token:
@@ -291,6 +312,7 @@ class Agent:
         else:
             os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
         if url not in self.clients:
+            self._time_http()
             from mlflow import MlflowClient
             client = MlflowClient(tracking_uri=url)
             self.clients[url] = (client, client.create_experiment(f"bench-{uuid.uuid4().hex[:8]}"))
@@ -310,6 +332,7 @@ class Agent:
         client, experiment = self._client(url, token)
         run_id = client.create_run(experiment).info.run_id
         points = self._points(n, names)
+        http0 = Agent.http_s
         if per_call:
             t0 = time.perf_counter()
             for name, value, ts, step in points:
@@ -320,15 +343,17 @@ class Agent:
             t0 = time.perf_counter()
             for batch in batches:
                 client.log_batch(run_id, metrics=batch)
-        return {"run_id": run_id, "value": time.perf_counter() - t0}
+        return {"run_id": run_id, "value": time.perf_counter() - t0, "http": Agent.http_s - http0}
 
     def client_read(self, url: str, token: str | None, run_id: str, n: int, names: int) -> dict:
         """Every series of the run back with get_metric_history (as many pages as the server makes), then
         checked point by point against what was logged: step, value, and timestamp."""
         client, _ = self._client(url, token)
+        http0 = Agent.http_s
         t0 = time.perf_counter()
         got = {f"m{k}": client.get_metric_history(run_id, f"m{k}") for k in range(min(names, n))}
         elapsed = time.perf_counter() - t0
+        http = Agent.http_s - http0
         want: dict[str, list] = {}
         for name, value, ts, step in self._points(n, names):
             want.setdefault(name, []).append((step, value, ts))
@@ -338,7 +363,7 @@ class Agent:
                 bad = next((f"{w} logged, {h} read" for w, h in zip(points, have) if w != h),
                            f"{len(points)} points logged, {len(have)} read")
                 raise RuntimeError(f"{url}: series {name} of run {run_id} came back different: {bad}")
-        return {"value": elapsed}
+        return {"value": elapsed, "http": http}
 
     def close(self) -> None:
         self.fml_stop()

@@ -46,9 +46,17 @@ class PeerAgent:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
 
     def call(self, op: str, **args: Any) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.send(op, **args)
+        return self.reply(op)
+
+    def send(self, op: str, **args: Any) -> None:
+        """A request without waiting: the agent works on it while the caller does something else."""
+        assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"op": op, **args}) + "\n")
         self.proc.stdin.flush()
+
+    def reply(self, op: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the peer agent exited during {op}")

@@ -54,7 +54,7 @@ FULL = Sizes(repeat=3)
 QUICK = Sizes(repeat=1, submit_jobs=3, throughput_jobs=5, ingest_points=20_000, mlflow_batch_points=2_000,
               mlflow_metric_points=20, read_points=5_000, stream_lines=5, queued_jobs=500, passes=2,
               demo_epochs=None, running_jobs=3, image_jobs=2, image_loop=200_000, two_node_jobs=1,
-              mlflow_client_points=2_000, mlflow_client_calls=50)
+              mlflow_client_points=2_000, mlflow_client_calls=20)
 
 
 class Context:

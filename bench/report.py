@@ -41,7 +41,11 @@ def line(r: dict[str, Any]) -> str:
         ours += f"; its own (USS) {fmt(r['uss_mb']['median'], 'MB')}"
     if r.get("points_layout"):
         ours += f"; as point objects {fmt(r['points_layout']['median'], 's')}"
+    took = r.get("log_s") or {}  # the MLflow client rows: how long the points took, beside the rate
+    if took.get("modelyard"):
+        ours += f"; logged in {fmt(took['modelyard']['median'], 's')}"
     peers = "; ".join(f"{p['name']}: {fmt(p.get('median'), r['unit'])}"
+                      + (f" (logged in {fmt(took[p['name']]['median'], 's')})" if took.get(p["name"]) else "")
                       + (f" → **{p['ratio']}x**" if p.get("ratio") is not None else "") for p in r["peers"]) or "—"
     if (r.get("peer_split") or {}).get("driver_up"):
         peers += f"; its driver up {fmt(r['peer_split']['driver_up']['median'], 's')}"

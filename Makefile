@@ -3,7 +3,7 @@
 #   make install   .venv with modelyard (editable) and the demo's PyTorch
 #   make test      everything the tests need (Python and Debian packages, PostgreSQL), then pytest
 #   make demo      train the digits example as a job through the CLI
-#   make bench     the benchmarks, side by side with MLflow and Ray Jobs (BENCH_ARGS='--only ingest_sqlite')
+#   make bench     the benchmarks, side by side with MLflow, FastTrackML and Ray Jobs (BENCH_ARGS='--only ingest_sqlite')
 #   make gpu-check on a machine with an NVIDIA GPU: the GPU paths, in at most 5 minutes (prints JSON)
 #   make gpu-wheels  wheels/ for gpu-check on a machine with no network (carry the folder along)
 #
@@ -58,7 +58,7 @@ demo: install
 	$(VPY) examples/digits-cnn/demo.py
 
 # Not part of `make test` (tests/test_bench_smoke.py runs a tiny version there).
-# The peers (pinned MLflow and Ray) install into bench/.peers-venv on first use.
+# The peers (pinned MLflow, Ray and FastTrackML) install into bench/.peers-venv on first use.
 bench: install postgres
 	$(VPY) -m bench $(BENCH_ARGS)
 

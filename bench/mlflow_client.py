@@ -39,9 +39,11 @@ def mlflow_client(ctx: Context) -> list[dict[str, Any]]:
     sz = ctx.sizes
     n, calls = sz.mlflow_client_points, sz.mlflow_client_calls
     agent = ctx.peers or PeerAgent(python=sys.executable)
+    agent.send("client_reset")
     agent.send("client_version")  # the client's imports, while our server starts
     try:
         with Server() as server:
+            agent.reply("client_reset")
             version = str(agent.reply("client_version")["mlflow"])
             targets = [_Target("modelyard", server.url, (server.home / "token").read_text().strip(), calls)]
             if ctx.peers:

@@ -20,6 +20,7 @@ stay up across repetitions and their imports are not timed. Requests:
     {"op": "client_read", "url": U, "token": T, "run_id": R, "n": N, "names": K}
                                               -> {"value": seconds, "http": seconds}
     {"op": "client_version"}                  -> {"mlflow": version}
+    {"op": "client_reset"}                    -> {} (forget the clients: a new server may reuse a port)
 
 The ``client_*`` ops are one MLflow client against any tracking server (ours, ``mlflow server``,
 FastTrackML's ``fml server``); they import nothing but MLflow, so the bench also runs them under
@@ -284,6 +285,10 @@ class Agent:
     def client_version(self) -> dict:
         import mlflow
         return {"mlflow": mlflow.__version__}
+
+    def client_reset(self) -> dict:
+        self.clients.clear()
+        return {}
 
     http_s = 0.0  # wall time inside the client's HTTP exchanges (request out -> whole reply in)
 

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.executors.base import ConsoleNodes
@@ -150,6 +149,8 @@ def status(p: Platform, user: User, job_id: int) -> dict[str, Any]:
     job = console_job(p, user, job_id)
     ready = False
     if job.state is JobState.RUNNING:
+        import httpx  # here, not at server start
+
         try:
             up = upstream(p, user, job_id)
             r = httpx.get(up.http_url(console.base_url(job_id) + "api/status"), headers=up.auth, timeout=5)

@@ -11,17 +11,14 @@ import asyncio
 import contextlib
 import html
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
-import httpx
-import websockets
 from fastapi import APIRouter, Request, WebSocket
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
-from websockets.asyncio.client import ClientConnection, connect
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.services import consoles
@@ -32,13 +29,18 @@ from modelyard.server.web.pages import SignInRequired
 from modelyard.db.records import User
 from modelyard.db.sessions import session_user
 
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
+# httpx and websockets are imported by the first request to a console, not at server start (its budget)
+
 router = APIRouter(include_in_schema=False)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})  # another site may link to a console page, not change it
 LAB = "/ui/jobs/{job_id}/lab/{path:path}"
 # JupyterLab's answers may take long (a big download) but must connect at once: it is on this machine or
 # a node of the cluster
-TIMEOUT = httpx.Timeout(3600.0, connect=5.0)
+TIMEOUT = (3600.0, 5.0)  # httpx.Timeout(read..., connect=...)
 
 
 JobIdPath = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -74,7 +76,9 @@ async def lab_http(request: Request, job_id: JobIdPath) -> Response:
         if exc.code is ErrorCode.CONFLICT and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
             return _waiting_page(job_id, exc.message)
         raise
-    client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
+    import httpx
+
+    client = httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT[0], connect=TIMEOUT[1]), follow_redirects=False)
     body = request.stream() if request.method not in ("GET", "HEAD") else None
     upstream_request = client.build_request(
         request.method, up.http_url(_target(request.scope), request.url.query),
@@ -115,6 +119,9 @@ async def lab_websocket(websocket: WebSocket, job_id: JobIdPath) -> None:
     except ModelyardError as exc:
         return await _deny(websocket, exc)
     headers = consoles.request_headers(websocket.headers.items(), up)
+    import websockets
+    from websockets.asyncio.client import connect
+
     try:
         upstream = await connect(up.ws_url(_target(websocket.scope), websocket.url.query), additional_headers=headers,
                                  subprotocols=websocket.scope.get("subprotocols") or None,  # type: ignore[arg-type]
@@ -136,6 +143,7 @@ async def _deny(websocket: WebSocket, exc: ModelyardError) -> None:
 
 async def _bridge(websocket: WebSocket, upstream: ClientConnection) -> None:
     """Frames both ways until either side closes; then the other is closed with its code."""
+    import websockets
 
     async def from_browser() -> None:
         while True:

@@ -103,9 +103,12 @@ class Run:
             with Server() as server:
                 self.do("submit_to_first_line_image", lambda: containers.submit_to_first_line(ctx, server, image))
                 self.do("training_image", lambda: containers.training(ctx, server, image))
-        # each with a Ray head of its own, or both with the peers' head, stopped after them
-        self.do("ray_submit_to_running", lambda: raycluster.ray_submit_to_running(ctx))
-        self.do("ray_two_node_start", lambda: raycluster.ray_two_node_start(ctx))
+        # both on one cluster of two raylets of ours (with a head of its own, or the peers' head) and one
+        # server, stopped after them
+        if self.wanted("ray_submit_to_running", "ray_two_node_start"):
+            with raycluster.ray_rig(ctx) as rig:
+                self.do("ray_submit_to_running", lambda: raycluster.ray_submit_to_running(ctx, rig))
+                self.do("ray_two_node_start", lambda: raycluster.ray_two_node_start(ctx, rig))
         ctx.ray_done()
         if self.wanted("digits_demo"):  # last: minutes of training, and no peer
             with Server() as server:

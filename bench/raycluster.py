@@ -1,19 +1,16 @@
 """The Ray scenarios: modelyard's Ray executor against Ray Jobs on the same cluster.
 
-``ray_submit_to_running``: submit -> running of a one-node job.
+Both rows run on one rig (``ray_rig``): two raylets of this interpreter's Ray (which has modelyard: an
+actor's worker is the raylet's Python), each with the custom resource ``modelyard: 1``, and one server
+(``MODELYARD_EXECUTOR=ray``) that places its jobs there with ``--node-label modelyard=1``. With the
+peers, both raylets join the peers' Ray head (bench/peer_agent.py: ``ray[default]``, with the
+dashboard and job agent Ray Jobs needs), which takes Ray Jobs' submissions; with ``--no-peers`` the
+first raylet is a head of ours. A run pays for the raylets and the server's Ray driver once.
 
-The peers' Ray head (bench/peer_agent.py: ``ray[default]``, with the dashboard
-and job agent Ray Jobs needs) takes Ray Jobs' submissions; a second node joins
-it from this interpreter's Ray, which has modelyard (an actor's worker is the
-raylet's Python), with the custom resource ``modelyard: 1``, and our server
-(``MODELYARD_EXECUTOR=ray``) places its jobs there with ``--node-label
-modelyard=1``. One cluster, two raylets, both sides' jobs ``true`` with no CPU.
-With ``--no-peers`` the cluster is one head of this interpreter's Ray, ours alone.
+``ray_submit_to_running``: submit -> running of a one-node job; both sides' jobs ``true`` with no CPU.
 
-``ray_two_node_start``: a ``--nodes 2`` job from submit until both node ranks
-run. Both ranks need modelyard, so two nodes of this interpreter's Ray join the
-peers' head (``--no-peers``: a head of ours and one node), each with
-``modelyard: 1``; the peer's two ranks are placed on the same two nodes.
+``ray_two_node_start``: a ``--nodes 2`` job from submit until both node ranks run, one on each raylet;
+the peer's two ranks are placed on the same two nodes.
 """
 from __future__ import annotations
 
@@ -83,13 +80,59 @@ def stop_ray_start(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
+@dataclass
+class RayRig:
+    """Two raylets of this interpreter's Ray, each with ``modelyard: 1`` (joined to the peers' head, or
+    the first is the head with --no-peers), and one server whose Ray executor places jobs on them:
+    both Ray rows run on it, so the run pays for its raylets and the server's driver once."""
+    first: RayNode
+    second: RayNode
+    server: Server
+    ranks: "RankRows"
+    node_home: Path  # the nodes' run folders, not ~/.modelyard
+
+    def joined(self) -> bool:
+        for node in (self.first, self.second):
+            node.check()
+        seen = self.server.http.get("/capacity").json().get("nodes") or []
+        return sum(n["labels"].get("modelyard") == "1" for n in seen) == 2
+
+
+@contextmanager
+def ray_rig(ctx: Any) -> Iterator[RayRig]:
+    head = ctx.ray_head["address"] if ctx.ray() is not None else None
+    node_home = Path(tempfile.mkdtemp(prefix="modelyard-bench-nodes-"))
+    node_env = {"MODELYARD_HOME": str(node_home)}
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, node_home, ignore_errors=True)  # last, once the nodes have stopped
+        first = stack.enter_context(ray_node(head, node_env))
+        server = stack.enter_context(
+            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": first.address}))
+        ranks = RankRows(server.home)
+        stack.callback(ranks.close)
+
+        def first_joined() -> bool:  # a node may join after the server is up
+            first.check()
+            seen = server.http.get("/capacity").json().get("nodes") or []
+            return any(n["labels"].get("modelyard") == "1" for n in seen)
+
+        wait_until(first_joined, timeout=120, interval=0.2, what="the first modelyard node in /capacity")
+        # the second joins once the first has: two raylets starting at once on a busy machine can miss
+        # the registration deadline (30 s)
+        second = stack.enter_context(ray_node(first.address, node_env))
+        rig = RayRig(first, second, server, ranks, node_home)
+        wait_until(rig.joined, timeout=120, interval=0.2, what="both modelyard nodes in /capacity")
+        yield rig
+
+
+def ray_submit_to_running(ctx: Any, rig: RayRig | None = None) -> dict[str, Any]:
     from bench.scenarios import _peer_ratio_ok, row
 
     n = ctx.sizes.submit_jobs
-    head = ctx.ray_head["address"] if ctx.ray() is not None else None
-    with ray_node(head) as node, \
-            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": node.address}) as server:
+    with ExitStack() as stack:
+        rig = rig or stack.enter_context(ray_rig(ctx))
+        server = rig.server
+
         def submit() -> int:
             assert server.client is not None
             spec = {"command": ["true"], "resources": {"cpus": 0}, "node_labels": {"modelyard": "1"}}
@@ -105,20 +148,14 @@ def ray_submit_to_running(ctx: Any) -> dict[str, Any]:
                 server.wait_state(job_id, TERMINAL, interval=0.02)
             return out
 
-        def joined() -> bool:  # the node may join after the server is up
-            node.check()
-            nodes = server.http.get("/capacity").json().get("nodes") or []
-            return any(n["labels"].get("modelyard") == "1" for n in nodes)
-
-        wait_until(joined, timeout=120, interval=0.2, what="the modelyard node in /capacity")
         server.wait_state(submit(), TERMINAL)  # warm-up, as the peer got one
         mine = Side("modelyard (ray executor)", ours)
         peers = [Side("ray jobs", lambda: ctx.peers.call("ray_submit_latency", n=n)["samples"])] if ctx.peers else []
         alternate([mine, *peers], ctx.sizes.repeat)
     return row("ray_submit_to_running", "s", ">= 10x faster than Ray Jobs on the same cluster", mine, peers,
                higher_is_better=False, met=lambda s, p: _peer_ratio_ok(p, 10),
-               notes=f"{n} trivial jobs (`true`, no CPU) one after another per repetition on a two-raylet cluster "
-                     "(2 CPUs each); time from the submit call until the job first shows running or later, polled "
+               notes=f"{n} trivial jobs (`true`, no CPU) one after another per repetition on two raylets of ours "
+                     "(2 CPUs each; with the peers, joined to their head), the cluster the two-node row uses; time from the submit call until the job first shows running or later, polled "
                      "every 5 ms. Each side starts a Ray actor per job (ours: the supervisor's; Ray Jobs': its "
                      "JobSupervisor), each a fresh worker process")
 
@@ -145,25 +182,18 @@ class RankRows:
         self.conn.close()
 
 
-def ray_two_node_start(ctx: Any) -> dict[str, Any]:
+def ray_two_node_start(ctx: Any, rig: RayRig | None = None) -> dict[str, Any]:
     from bench.scenarios import _peer_ratio_ok, row
 
     n = ctx.sizes.two_node_jobs
-    head = ctx.ray_head["address"] if ctx.ray() is not None else None
-    node_home = Path(tempfile.mkdtemp(prefix="modelyard-bench-nodes-"))  # the nodes' run folders, not ~/.modelyard
-    node_env = {"MODELYARD_HOME": str(node_home)}
     # the split of our start, per job: submit -> placed (the attempt row), -> both actors up (each actor writes
     # its supervisor's config once Ray started its worker and the executor called start), -> both ranks running
     placed: list[float] = []
     actors_up: list[float] = []
     peer_driver: list[float] = []
     with ExitStack() as stack:
-        stack.callback(shutil.rmtree, node_home, ignore_errors=True)  # last, once the nodes have stopped
-        first = stack.enter_context(ray_node(head, node_env))
-        server = stack.enter_context(
-            Server(env={"MODELYARD_EXECUTOR": "ray", "MODELYARD_RAY_ADDRESS": first.address}))
-        ranks = RankRows(server.home)
-        stack.callback(ranks.close)
+        rig = rig or stack.enter_context(ray_rig(ctx))
+        server, ranks, node_home = rig.server, rig.ranks, rig.node_home
         assert server.client is not None
         client = server.client
 
@@ -195,22 +225,11 @@ def ray_two_node_start(ctx: Any) -> dict[str, Any]:
             server.wait_state(job_id, TERMINAL, interval=0.02)
             return took
 
-        def joined(nodes: list[RayNode]) -> bool:  # a node may join after the server is up
-            for node in nodes:
-                node.check()
-            seen = server.http.get("/capacity").json().get("nodes") or []
-            return sum(n["labels"].get("modelyard") == "1" for n in seen) == len(nodes)
-
         def peer() -> list[float]:
             got = ctx.peers.call("ray_two_node_latency", n=n, resources={"modelyard": 0.001})
             peer_driver.extend(got["driver"])
             return got["samples"]
 
-        wait_until(lambda: joined([first]), timeout=120, interval=0.2, what="the first modelyard node in /capacity")
-        # the second joins once the first has: two raylets starting at once on a busy machine can miss
-        # the registration deadline (30 s)
-        second = stack.enter_context(ray_node(first.address, node_env))
-        wait_until(lambda: joined([first, second]), timeout=120, interval=0.2, what="both modelyard nodes in /capacity")
         one(timed=False)  # warm-up, as the peer gets one
         mine = Side("modelyard (ray executor)", lambda: [one(timed=True) for _ in range(n)])
         peers = [Side("ray jobs, STRICT_SPREAD group of 2", peer)] if ctx.peers else []

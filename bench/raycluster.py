@@ -38,6 +38,10 @@ class RayNode:
     proc: subprocess.Popen[bytes]  # its ray start --block
     log: Path
 
+    def started(self) -> bool:
+        self.check()
+        return b"Ray runtime started." in self.log.read_bytes()
+
     def check(self) -> None:
         """A node whose ray start gave up (a join that timed out) fails the scenario now, with its log."""
         if self.proc.poll() is not None:
@@ -59,7 +63,11 @@ def ray_node(address: str | None, env: dict[str, str] | None = None) -> Iterator
         env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        yield RayNode(address or f"127.0.0.1:{port}", proc, temp / "node.log")
+        node = RayNode(address or f"127.0.0.1:{port}", proc, temp / "node.log")
+        # ray start forks the GCS and raylet and says so once they answer: a server started before
+        # then finds its head's port closed and (rightly) refuses to start
+        wait_until(node.started, timeout=120, interval=0.1, what=f"ray start (log {node.log})")
+        yield node
     finally:
         stop_ray_start(proc)
         log.close()

@@ -213,6 +213,30 @@ def test_an_ended_attempts_log_leaves_the_db_and_reads_the_same(app: App) -> Non
     assert whole["lines"][1]["stream"] == "stdout" and whole["lines"][0]["t"] == 0.0
 
 
+def test_a_page_read_while_the_archiver_moves_the_lines_still_has_them(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The archiver runs between the reader's look for db rows and its read of them: the reader
+    must find the lines in the archive, not an empty page (a one-shot reader would see no log)."""
+    from modelyard.services import cleanup as cleanup_module
+
+    p = app.platform
+    looked = cleanup_module.store_removals.has_log_rows
+    monkeypatch.setattr(p.cleanup, "_archive_scan_at", p.cleanup._archive_scan_at)  # put back after
+
+    def look_then_archive(db: Any, attempt_id: int) -> bool:
+        there = looked(db, attempt_id)
+        p.cleanup._archive_scan_at = -float("inf")  # a whole scan
+        assert p.cleanup.archive_logs() >= 1 and not looked(db, attempt_id)
+        return there
+
+    monkeypatch.setattr(cleanup_module.store_removals, "has_log_rows", look_then_archive)
+    for params in ({"limit": 100}, {"limit": 100, "node": 0}):
+        job = _submit(app, app.alice)
+        _run(p, job["id"], lines=30)
+        got = app.client.get(f"/api/v1/jobs/{job['id']}/logs", params=params, headers=app.h(app.alice)).json()
+        assert [x["text"] for x in got["lines"]] == [f"line {i}" for i in range(30)] and got["done"], params
+
+
 def test_an_archive_pages_by_node_rank_as_the_db_does(tmp_path: Path) -> None:
     from modelyard.artifacts.store import ArtifactStore
 

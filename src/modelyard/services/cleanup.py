@@ -262,10 +262,14 @@ class CleanupService:
 
     def read_log(self, attempt: Attempt, *, offset: int, limit: int, node: int | None) -> reports.LogPage:
         """A page of an attempt's log: from the db while its lines are there (a live attempt's always
-        are), else from its archive in the artifact store. A page read as the archive takes the lines
-        comes back empty short of the attempt's count, so a reader asks again and finds the archive."""
-        if not attempt.state.is_terminal() or store_removals.has_log_rows(self.db, attempt.id):
-            return reports.read_logs(self.db, attempt.id, offset=offset, limit=limit, node=node)
+        are), else from its archive in the artifact store."""
+        ended = attempt.state.is_terminal()
+        if not ended or store_removals.has_log_rows(self.db, attempt.id):
+            page = reports.read_logs(self.db, attempt.id, offset=offset, limit=limit, node=node)
+            if page.lines or not ended or offset >= attempt.log_count:
+                return page
+            # Empty short of the count: the archiver moved the lines between the look and the read
+            # (it writes the archive whole before it purges), so they are in the archive now.
         if not logarchive.has_archive(self.storage, attempt.job_id, attempt.number):
             # removed (retention's logs=): nothing is left to read, and a follower must see the end
             return reports.LogPage([], max(offset, attempt.log_count))

@@ -46,6 +46,8 @@ def test_flags_override_the_yaml_file() -> None:
     ({"command": ["x"], "retries": -1}, "retries"),
     ({"command": ["x"], "webhooks": ["ftp://x"]}, "webhooks"),
     ({"command": ["x"], "colour": "red"}, "colour"),
+    ({"command": ["x"], "experiment": " "}, "experiment"),
+    ({"command": ["x"], "experiment": "e" * 501}, "experiment"),
 ])
 def test_bad_specs_name_the_field(data: dict, field: str) -> None:
     with pytest.raises(ValidationError) as info:

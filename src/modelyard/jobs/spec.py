@@ -47,6 +47,9 @@ MAX_PARAMS = 200  # parameters of one job
 MAX_PARAM_VALUE = 1000  # characters of one parameter's value
 MAX_TAGS = 50  # tags of one job
 MAX_METRIC_PATTERNS = MAX_PATTERNS  # metric patterns of one job (each at most MAX_PATTERN characters)
+MAX_EXPERIMENT_NAME = 500  # characters of an MLflow experiment's name (MLflow's limit)
+# what the MLflow client reads to choose an experiment; in a job's env they choose its run's (README "MLflow")
+EXPERIMENT_NAME_VAR, EXPERIMENT_ID_VAR = "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"
 # A parameter's name is what ``{NAME}`` in the command and a filter ``NAME>=x`` name.
 _PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/+\-]{0,63}")
@@ -137,6 +140,9 @@ class JobSpec(BaseModel):
     metric_patterns: list[str] = Field(default_factory=list, description=f"at most {MAX_METRIC_PATTERNS}")
     # set: a JupyterLab console (jobs/console.py), which only POST /api/v1/consoles creates
     console: Console | None = None
+    # the owner's MLflow experiment (by name) its run starts in, created at submit if missing; None: Default
+    # unless env names one (MLFLOW_EXPERIMENT_NAME or MLFLOW_EXPERIMENT_ID), or its script does (README "MLflow")
+    experiment: str | None = None
 
     @field_validator("command")
     @classmethod
@@ -259,6 +265,26 @@ class JobSpec(BaseModel):
         """Processes per node: as asked, else one per GPU, else one."""
         return self.nproc_per_node or max(self.resources.gpus, 1)
 
+    @field_validator("experiment")
+    @classmethod
+    def _experiment(cls, v: str | None) -> str | None:
+        return None if v is None else check_experiment_name(v)
+
+    @model_validator(mode="after")
+    def _one_experiment(self, info: ValidationInfo) -> "JobSpec":
+        if _stored(info):  # a job kept before these checks still loads
+            return self
+        named = self.env.get(EXPERIMENT_NAME_VAR)
+        if named is not None:
+            check_experiment_name(named, f"env {EXPERIMENT_NAME_VAR}")
+        if named is not None and self.experiment is not None and named != self.experiment:
+            raise ValueError(f"experiment {self.experiment!r} and env {EXPERIMENT_NAME_VAR} {named!r} name "
+                             "different experiments; give one")
+        given_id = self.env.get(EXPERIMENT_ID_VAR)
+        if given_id is not None and (not (given_id.isascii() and given_id.isdigit()) or len(given_id) > 18):
+            raise ValueError(f"env {EXPERIMENT_ID_VAR} is an experiment's id (digits), not {given_id[:40]!r}")
+        return self
+
     @field_validator("dataset")
     @classmethod
     def _dataset(cls, v: str | None) -> str | None:
@@ -368,6 +394,14 @@ def check_param_name(name: str) -> str:
     if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
         raise ValueError(f"parameter name {name!r}: use letters, digits, _, . and -, starting with a letter or _ "
                          "(at most 100)")
+    return name
+
+
+def check_experiment_name(name: str, what: str = "experiment") -> str:
+    if not name.strip():
+        raise ValueError(f"{what}: an experiment's name is not empty (leave it out for Default)")
+    if len(name) > MAX_EXPERIMENT_NAME:
+        raise ValueError(f"{what}: an experiment's name is at most {MAX_EXPERIMENT_NAME} characters, not {len(name)}")
     return name
 
 

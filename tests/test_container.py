@@ -139,3 +139,6 @@ def test_a_containers_mlflow_client_logs_into_its_own_job() -> None:
     argv = run_argv("podman", s, name="n", mounts=MOUNTS, env_names=list(inside))
     assert "MLFLOW_TRACKING_TOKEN" in pairs(argv, "--env") and not any("myrun." in a for a in argv)  # by name only
     assert pairs(argv, "--network") == ["host"]  # the server's 127.0.0.1 is the host's
+    assert "MLFLOW_EXPERIMENT_ID" not in inside  # its run is in Default
+    into = SupervisorConfig(**spec(run_token="myrun.3.abc", experiment_id="5").model_dump())
+    assert container_env(into, job_env(into, base={}), MOUNTS)["MLFLOW_EXPERIMENT_ID"] == "5"

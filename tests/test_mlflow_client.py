@@ -5,9 +5,11 @@ the job. One server for the module.
 """
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import mlflow
@@ -267,3 +269,61 @@ def test_a_jobs_own_start_run_logs_into_the_job(server: ServerProcess, alice: st
         ui_sign_in(browser, alice)
         page = browser.get(f"/ui/jobs/{job_id}").text
         assert 'data-run-tag="model"' in page and 'id="no-log"' not in page and "no process" not in page
+
+
+def test_a_jobs_unchanged_script_names_its_experiment_and_a_job_is_submitted_into_one(
+        server: ServerProcess, alice: str, tmp_path: Path) -> None:
+    names = (  # as most MLflow scripts start
+        "import mlflow, os\n"
+        "mlflow.set_experiment('mnist')\n"
+        "with mlflow.start_run() as run:\n"
+        "    assert run.info.run_id == os.environ['MODELYARD_JOB_ID']\n"
+        "    mlflow.log_param('lr', 0.1)\n"
+        "    mlflow.log_metric('acc', 0.9, step=1)\n"
+    )
+    submitted = (  # submitted into "vision": told so, and naming it too goes on
+        "import mlflow, os\n"
+        "exp = mlflow.set_experiment('vision')\n"
+        "assert exp.experiment_id == os.environ['MLFLOW_EXPERIMENT_ID'], dict(os.environ)\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_metric('acc', 0.5)\n"
+    )
+    from_env = (  # MLFLOW_EXPERIMENT_NAME in its env: the client's own reading of it agrees with the run
+        "import mlflow, os\n"
+        "with mlflow.start_run():\n"
+        "    mlflow.log_metric('acc', 0.7)\n"
+        "    found = mlflow.search_runs(output_format='list')\n"
+        "    assert [r.info.run_id for r in found] == [os.environ['MODELYARD_JOB_ID']], found\n"
+    )
+    ids = {}
+    with server.client(alice) as c:
+        for name, spec in (("mnist", {"command": [PY, "-c", names]}),
+                           ("audio", {"command": [PY, "-c", from_env], "env": {"MLFLOW_EXPERIMENT_NAME": "audio"}})):
+            r = c.post("/jobs", json={"spec": spec})
+            assert r.status_code == 201, r.text
+            ids[name] = r.json()["id"]
+            assert (r.json()["experiment_id"] is None) == (name == "mnist")  # its script names one, later
+        done = cli(["submit", "--json", "--experiment", "vision", "--", PY, "-c", submitted],
+                   clean_env(server.home, MODELYARD_URL=server.url, MODELYARD_TOKEN=alice), cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        ids["vision"] = json.loads(done.stdout)["id"]
+        r = c.post("/jobs", json={"spec": {"command": ["true"], "experiment": ""}})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "spec.experiment", r.text
+
+        def ended(job_id: int) -> dict | None:
+            job = c.get(f"/jobs/{job_id}").json()
+            return job if job["state"] in ("succeeded", "failed") else None
+
+        for name, job_id in ids.items():
+            job = wait_for(lambda: ended(job_id), timeout=60, what=f"job {job_id} to end")
+            logs = [x["text"] for x in c.get(f"/jobs/{job_id}/logs").json()["lines"]]
+            assert job["state"] == "succeeded", (name, logs)
+    with tracking(server, alice) as client:
+        for name, job_id in ids.items():
+            exp = client.get_experiment_by_name(name)
+            assert exp is not None
+            assert client.get_run(str(job_id)).info.experiment_id == exp.experiment_id, name
+            assert [r.info.run_id for r in client.search_runs([exp.experiment_id])] == [str(job_id)], name
+        got = client.get_run(str(ids["mnist"]))
+        assert got.data.params == {"lr": "0.1"} and got.data.metrics == {"acc": 0.9}
+        assert client.get_run(str(ids["vision"])).data.metrics == {"acc": 0.5}

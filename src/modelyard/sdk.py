@@ -78,14 +78,15 @@ def submit(
     requirements: str | os.PathLike[str] | Sequence[str] | None = None, env: Mapping[str, str] | None = None,
     secrets: Mapping[str, str | None] | Sequence[str] | None = None, max_runtime: str | float | None = None,
     retries: int | None = None, nodes: int | None = None, metric_patterns: str | Iterable[str] | None = None,
-    priority: int | None = None, client: Client | None = None, **fields: Any,
+    priority: int | None = None, experiment: str | None = None, client: Client | None = None, **fields: Any,
 ) -> "Job":
     """Snapshot ``workdir`` (minus .gitignore'd files), upload it and queue ``command`` as a job.
 
     ``command``: an argv list, or one string run by the shell when it holds a space (else it is the
     program, as in the CLI); ``{NAME}`` in it is ``params[NAME]``.
     ``requirements``: a requirements file's path, or a list of requirement lines. ``secrets``:
-    ``{NAME: value}``, or ``NAME`` (``None``) for your stored secret. Other job fields
+    ``{NAME: value}``, or ``NAME`` (``None``) for your stored secret. ``experiment``: the MLflow
+    experiment of yours its run starts in, created if missing. Other job fields
     (``sync_interval``, ``webhooks``, ``node_labels``, ...) go in as keywords."""
     overrides = {
         **fields, "command": _command(command), "name": name,
@@ -94,6 +95,7 @@ def submit(
         "requirements": _requirements(requirements), "env": dict(env) if env else None,
         "secrets": _secrets(secrets), "max_runtime": max_runtime, "retries": retries, "nodes": nodes,
         "metric_patterns": _strings(metric_patterns), "priority": priority, "workdir": os.fspath(workdir),
+        "experiment": experiment,
     }
     spec = build_spec(None, overrides)
     client = client or default_client()

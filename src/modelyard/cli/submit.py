@@ -54,6 +54,7 @@ def submit(
     image: Image = None,
     requirements: Requirements = None,
     environment: Annotated[Optional[str], typer.Option(metavar="NAME", help="a named environment (modelyard environment ls)")] = None,
+    experiment: Annotated[Optional[str], typer.Option(metavar="NAME", help="the MLflow experiment of yours the job's run starts in (created if missing; MLFLOW_EXPERIMENT_ID in its env)")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", "-f", help="a job YAML file; flags override it")] = None,
     follow: Annotated[bool, typer.Option("--follow", help="print the log until the job ends; exit with its code")] = False,
     as_json: Json = False,
@@ -78,7 +79,7 @@ def submit(
         "priority": priority, "nodes": nodes, "nproc_per_node": nproc_per_node, "node_labels": node_label or None,
         "max_runtime": max_runtime, "sync_interval": sync_interval, "retries": retries, "webhooks": webhook or None,
         "webhook_events": webhook_event or None,
-        "dataset": dataset, "image": image, "environment": environment,
+        "dataset": dataset, "image": image, "environment": environment, "experiment": experiment,
         "requirements": read_requirements(requirements) if requirements else None,
     }
     spec = build_spec(load_job_file(file), overrides)

@@ -64,6 +64,22 @@ def create(db: Database, user_id: int, name: str, tags: Mapping[str, str], *, no
         raise ExperimentExists(name) from None
 
 
+def ensure(db: Database, user_id: int, name: str, *, now: float | None = None) -> Experiment:
+    """The user's experiment ``name``, created (with no tags) if they have none: MLflow's
+    ``set_experiment``, for a job submitted into it. Two at once make one; both get it."""
+    for _ in range(2):
+        found = by_name(db, user_id, name)
+        if found is not None:
+            return found
+        try:
+            create(db, user_id, name, {}, now=now)
+        except ExperimentExists:
+            pass  # the other one's: read it
+    found = by_name(db, user_id, name)
+    assert found is not None, name  # experiments are never removed, only marked deleted
+    return found
+
+
 def _id_by_name(conn: sa.Connection, user_id: int, name: str) -> int | None:
     c = experiments.c
     return conn.execute(sa.select(c.id).where(c.user_id == user_id, c.name == name)).scalar()

@@ -88,11 +88,13 @@ def create_job(
     now: float | None = None, sealed_secrets: str | None = None,
     environment: str | None = None, actor: str | None = None, reason: str = "submitted",
     queue_check: Callable[[sa.Connection], object] | None = None, trial_of: tuple[int, int] | None = None,
+    experiment_id: int | None = None,
 ) -> Job:
     """Queue a job; ``trial_of``: (sweep id, trial number) of the sweep trial it runs, at most one
     job per trial (CONFLICT for a second); ``dataset`` is the pinned version ("name:version") it will read;
     ``sealed_secrets`` its inline secrets' values, sealed (the spec keeps only their names);
-    ``actor`` and ``reason`` go into its first event.
+    ``actor`` and ``reason`` go into its first event; ``experiment_id`` is the MLflow experiment its run
+    starts in (None: the owner's Default).
 
     ``dataset_check`` (raising if the version is gone) runs under that dataset's
     lock in the job's own transaction, so a removal cannot slip in between the
@@ -104,7 +106,7 @@ def create_job(
         job_id = _insert_job(db, user=user, spec=spec, snapshot_key=snapshot_key, resume_from=resume_from,
                              dataset=dataset, dataset_check=dataset_check, now=now, sealed_secrets=sealed_secrets,
                              environment=environment, actor=actor, reason=reason, queue_check=queue_check,
-                             trial_of=trial_of)
+                             trial_of=trial_of, experiment_id=experiment_id)
     except sa.exc.IntegrityError:
         if trial_of is None:
             raise
@@ -117,7 +119,7 @@ def _insert_job(
     db: Database, *, user: User, spec: JobSpec, snapshot_key: str | None, resume_from: int | None,
     dataset: str | None, dataset_check: Callable[[], object] | None, now: float, sealed_secrets: str | None,
     environment: str | None, actor: str | None, reason: str, queue_check: Callable[[sa.Connection], object] | None,
-    trial_of: tuple[int, int] | None,
+    trial_of: tuple[int, int] | None, experiment_id: int | None,
 ) -> int:
     r = spec.resources
     sweep_id, trial = trial_of or (None, None)
@@ -132,7 +134,7 @@ def _insert_job(
             resume_from=resume_from, retries_left=spec.retries, attempt=0,
             created_at=now, queued_at=now, dataset=dataset, secrets=sealed_secrets,
             environment=environment, nodes=spec.nodes, node_labels=format_labels(spec.node_labels),
-            sweep_id=sweep_id, trial=trial,
+            sweep_id=sweep_id, trial=trial, experiment_id=experiment_id,
         ).returning(jobs.c.id)).scalar_one()
         job_query.write_params(conn, job_id, spec.params, spec.tags)
         conn.execute(events.insert().values(
@@ -529,6 +531,14 @@ def create_run(db: Database, *, user: User, spec: JobSpec, experiment_id: int | 
         if tags:
             run_data.set_tags(conn, job_id, tags)
     return job_id
+
+
+def join_experiment(db: Database, job_id: int, experiment_id: int) -> bool:
+    """Put a job's run, still in its owner's Default, into ``experiment_id`` (its script named it:
+    README "MLflow"). Compare-and-set: a run already in an experiment stays there; False then."""
+    with db.write() as conn:
+        return bool(conn.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.experiment_id.is_(None))
+                                 .values(experiment_id=experiment_id)).rowcount)
 
 
 def end_run(db: Database, job_id: int, state: JobState, *, now: float | None = None, ended_at: float | None = None,

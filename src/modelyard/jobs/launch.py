@@ -104,6 +104,8 @@ class LaunchSpec(_Frozen):
     token: str = ""
     # the job's own MLflow client token (jobs/run_token.py): MLFLOW_TRACKING_TOKEN, with MLFLOW_RUN_ID = job_id
     run_token: str = ""
+    # the MLflow experiment the job's run is in at launch (MLFLOW_EXPERIMENT_ID); "": its owner's Default
+    experiment_id: str = ""
     storage_url: str | None = None  # None: nothing synced (local mode)
     snapshot_key: str | None = None
     workdir: Path | None = None  # run in place here (no snapshot); None with no snapshot: an empty folder

@@ -132,6 +132,7 @@ def _rank_spec(ctx: LaunchContext, job: Job, attempt: Attempt, token: str, rank:
         server_file=ctx.server_file,
         token=token,
         run_token=run_token(attempt.id, hash_token(token)) if token and ctx.server_url else "",
+        experiment_id=str(job.experiment_id or ""),
         storage_url=ctx.settings.storage_url,
         snapshot_key=job.snapshot_key,
         # in place only when there is no snapshot and a folder was named; else an empty folder of its own

@@ -3,7 +3,8 @@
 The MLflow client sends ``MLFLOW_TRACKING_TOKEN`` as ``Authorization: Bearer``, or
 ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` as Basic (the password is then the token).
 The token is a user's API token, or a job's run token (jobs/run_token.py), which speaks for that
-job's own run and nothing else; the web UI's session cookie stands in as it does for ``/api/v1``.
+job's own run (and finds or creates its owner's experiment to put that run in, as
+``mlflow.set_experiment`` does) and nothing else; the web UI's session cookie stands in as it does for ``/api/v1``.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class Caller:
             raise ModelyardError(ErrorCode.NOT_FOUND, f"run {job_id} not found")
 
     def check_user_call(self, what: str) -> None:
-        """What only a user may do (create runs and experiments, search them all)."""
+        """What only a user may do (create runs; rename, delete, restore or tag experiments). A job's
+        token finds and creates its owner's experiments only to put its run in one (services/experiments.py)."""
         if self.job_id is not None:
             raise ModelyardError(ErrorCode.FORBIDDEN, f"a job's run token may not {what}; it logs to its own run "
                                  f"(run {self.job_id}) only")

@@ -30,6 +30,7 @@ from modelyard.scheduler.loop import SchedulerLoop
 from modelyard.secrets import SecretBox
 from modelyard.services.cleanup import CleanupService
 from modelyard.services.datasets import DatasetService
+from modelyard.services import job_experiments
 from modelyard.server.isolation import check_new_user, protect_home
 from modelyard.services.outputs import OutputService
 from modelyard.services.run_artifacts import RunArtifactService
@@ -150,10 +151,12 @@ class Platform:
         if snapshot is not None and (not is_snapshot_key(snapshot) or not self.storage.exists(snapshot)):
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
         dataset = self.pin_dataset(spec.dataset, user).ref if spec.dataset else None
+        experiment = job_experiments.for_submit(self.db, user, spec)  # last: it may create the experiment
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
                                     dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset, user),
                                     sealed_secrets=sealed, environment=environment, actor=user.name,
-                                    reason=reason, queue_check=queue_check, trial_of=trial_of)
+                                    reason=reason, queue_check=queue_check, trial_of=trial_of,
+                                    experiment_id=experiment)
         self.scheduler.wake()
         return job
 

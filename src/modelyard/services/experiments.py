@@ -1,7 +1,10 @@
 """MLflow experiments as the tracking API serves them (server/routes_mlflow.py, README "MLflow").
 
 A user reaches their own experiments only; another's answers as one that does not exist. A job's
-run token reads only its own run's experiment and changes none.
+run token speaks for its owner's experiments only as ``mlflow.set_experiment`` needs: it finds one by
+name and creates one, which puts its run there while the run is still in Default
+(services/job_experiments.py); by id it reads only its own run's experiment, and it changes,
+searches past or tags none.
 """
 from __future__ import annotations
 
@@ -12,12 +15,12 @@ from typing import Any
 import orjson
 
 from modelyard.db import experiments as store
-from modelyard.db import jobs as store_jobs
 from modelyard.db.experiments import ACTIVE, DELETED, Experiment
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.mlflow_search import EXPERIMENT_ATTRIBUTES, parse_filter, parse_order_by
 from modelyard.server.mlflow_auth import Caller
 from modelyard.server.platform import Platform
+from modelyard.services import job_experiments
 
 MAX_NAME = 500  # MLflow's
 VIEW_STAGES = {"ACTIVE_ONLY": (ACTIVE,), "DELETED_ONLY": (DELETED,), "ALL": (ACTIVE, DELETED)}
@@ -45,8 +48,7 @@ def get(p: Platform, caller: Caller, text: str | None) -> Experiment:
 
 
 def _job_experiment(p: Platform, caller: Caller) -> int:
-    assert caller.job_id is not None
-    return store_jobs.get_job(p.db, caller.job_id).experiment_id or 0
+    return job_experiments.current(p.db, _job_id(caller))
 
 
 def to_dict(e: Experiment) -> dict[str, Any]:
@@ -66,14 +68,42 @@ def check_name(name: Any) -> str:
 
 
 def create(p: Platform, caller: Caller, name: Any, tags: dict[str, str]) -> dict[str, Any]:
-    caller.check_user_call("create experiments")
-    return {"experiment_id": str(store.create(p.db, caller.user.id, check_name(name), tags))}
+    """A new experiment of the caller's; a job's token makes one only to put its run, still in Default, there."""
+    name = check_name(name)
+    if caller.is_job:
+        _check_in_default(p, caller, name)
+    exp_id = store.create(p.db, caller.user.id, name, tags)
+    if caller.is_job:
+        made = store.get(p.db, caller.user.id, exp_id)
+        assert made is not None  # experiments are never removed, only marked deleted
+        job_experiments.join(p.db, _job_id(caller), made)
+    return {"experiment_id": str(exp_id)}
+
+
+def _job_id(caller: Caller) -> int:
+    assert caller.job_id is not None
+    return caller.job_id
+
+
+def _check_in_default(p: Platform, caller: Caller, name: str) -> None:
+    own = _job_experiment(p, caller)
+    if own == store.DEFAULT_ID:
+        return
+    current = store.get(p.db, caller.user.id, own)
+    now = current.name if current is not None else str(own)
+    raise ModelyardError(ErrorCode.CONFLICT, f"run {caller.job_id} is in experiment {now!r} (id {own}), where it "
+                         f"stays, so its run token creates no experiment {name!r}: set_experiment({now!r}), or "
+                         f"submit the job with --experiment {name!r}", field="name")
 
 
 def by_name(p: Platform, caller: Caller, name: Any) -> dict[str, Any]:
+    """The caller's experiment ``name``. A job's script naming it (``set_experiment``) puts its run there,
+    if the run is still in Default; a run elsewhere stays, and the client says the two differ."""
     found = store.by_name(p.db, caller.user.id, check_name(name))
-    if found is None or (caller.is_job and found.id != _job_experiment(p, caller)):
+    if found is None:
         raise ModelyardError(ErrorCode.NOT_FOUND, f"no experiment named {name!r}", field="experiment_name")
+    if caller.is_job:
+        job_experiments.join(p.db, _job_id(caller), found)
     return {"experiment": to_dict(found)}
 
 

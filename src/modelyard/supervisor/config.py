@@ -167,12 +167,17 @@ def job_env(
 
 
 def mlflow_env(config: SupervisorConfig) -> dict[str, str]:
-    """Where the job's MLflow client logs (README "MLflow"): its server, its own run, its run token.
-    None in local mode (``run --local``): the client keeps its own default there."""
+    """Where the job's MLflow client logs (README "MLflow"): its server, its own run, its run token, and
+    the experiment that run is in (none for Default), so ``set_experiment`` of that name and the client's
+    own reading of MLFLOW_EXPERIMENT_ID agree with the run. None in local mode (``run --local``): the
+    client keeps its own default there."""
     if config.server_url is None or not config.run_token:
         return {}
-    return {"MLFLOW_TRACKING_URI": config.server_url.rstrip("/"), "MLFLOW_RUN_ID": config.job_id,
-            "MLFLOW_TRACKING_TOKEN": config.run_token}
+    out = {"MLFLOW_TRACKING_URI": config.server_url.rstrip("/"), "MLFLOW_RUN_ID": config.job_id,
+           "MLFLOW_TRACKING_TOKEN": config.run_token}
+    if config.experiment_id:
+        out["MLFLOW_EXPERIMENT_ID"] = config.experiment_id
+    return out
 
 
 def runner_file() -> str:

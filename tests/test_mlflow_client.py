@@ -281,32 +281,29 @@ def test_a_jobs_unchanged_script_names_its_experiment_and_a_job_is_submitted_int
         "    mlflow.log_param('lr', 0.1)\n"
         "    mlflow.log_metric('acc', 0.9, step=1)\n"
     )
-    submitted = (  # submitted into "vision": told so, and naming it too goes on
+    submitted = (  # submitted into "vision": told so, and the client's readings of it agree with its run
         "import mlflow, os\n"
+        "found = mlflow.search_runs(output_format='list')\n"  # by MLFLOW_EXPERIMENT_NAME and _ID, as the client reads them
+        "assert [r.info.run_id for r in found] == [os.environ['MODELYARD_JOB_ID']], found\n"
         "exp = mlflow.set_experiment('vision')\n"
         "assert exp.experiment_id == os.environ['MLFLOW_EXPERIMENT_ID'], dict(os.environ)\n"
         "with mlflow.start_run():\n"
         "    mlflow.log_metric('acc', 0.5)\n"
     )
-    from_env = (  # MLFLOW_EXPERIMENT_NAME in its env: the client's own reading of it agrees with the run
-        "import mlflow, os\n"
-        "with mlflow.start_run():\n"
-        "    mlflow.log_metric('acc', 0.7)\n"
-        "    found = mlflow.search_runs(output_format='list')\n"
-        "    assert [r.info.run_id for r in found] == [os.environ['MODELYARD_JOB_ID']], found\n"
-    )
     ids = {}
     with server.client(alice) as c:
-        for name, spec in (("mnist", {"command": [PY, "-c", names]}),
-                           ("audio", {"command": [PY, "-c", from_env], "env": {"MLFLOW_EXPERIMENT_NAME": "audio"}})):
-            r = c.post("/jobs", json={"spec": spec})
-            assert r.status_code == 201, r.text
-            ids[name] = r.json()["id"]
-            assert (r.json()["experiment_id"] is None) == (name == "mnist")  # its script names one, later
-        done = cli(["submit", "--json", "--experiment", "vision", "--", PY, "-c", submitted],
+        r = c.post("/jobs", json={"spec": {"command": [PY, "-c", names]}})
+        assert r.status_code == 201 and r.json()["experiment_id"] is None, r.text  # its script names one, later
+        ids["mnist"] = r.json()["id"]
+        done = cli(["submit", "--json", "--experiment", "vision", "-e", "MLFLOW_EXPERIMENT_NAME=vision", "--",
+                    PY, "-c", submitted],
                    clean_env(server.home, MODELYARD_URL=server.url, MODELYARD_TOKEN=alice), cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         ids["vision"] = json.loads(done.stdout)["id"]
+        # MLFLOW_EXPERIMENT_NAME alone in its env chooses as --experiment does
+        r = c.post("/jobs", json={"spec": {"command": ["true"], "env": {"MLFLOW_EXPERIMENT_NAME": "audio"}}})
+        assert r.status_code == 201 and r.json()["experiment_id"] is not None, r.text
+        ids["audio"] = r.json()["id"]
         r = c.post("/jobs", json={"spec": {"command": ["true"], "experiment": ""}})
         assert r.status_code == 422 and r.json()["error"]["field"] == "spec.experiment", r.text
 
@@ -327,3 +324,15 @@ def test_a_jobs_unchanged_script_names_its_experiment_and_a_job_is_submitted_int
         got = client.get_run(str(ids["mnist"]))
         assert got.data.params == {"lr": "0.1"} and got.data.metrics == {"acc": 0.9}
         assert client.get_run(str(ids["vision"])).data.metrics == {"acc": 0.5}
+        # what cannot be chosen at submit is refused there, naming it
+        client.delete_experiment(client.create_experiment("retired"))
+        mnist = client.get_experiment_by_name("mnist").experiment_id
+    with server.client(alice) as c:
+        for spec, field, text in (
+            ({"experiment": "retired"}, "experiment", "'retired' is deleted"),
+            ({"env": {"MLFLOW_EXPERIMENT_ID": "999999"}}, "env.MLFLOW_EXPERIMENT_ID", "no experiment 999999"),
+            ({"experiment": "vision", "env": {"MLFLOW_EXPERIMENT_ID": mnist}}, "env.MLFLOW_EXPERIMENT_ID", "'mnist'"),
+        ):
+            r = c.post("/jobs", json={"spec": {"command": ["true"], **spec}})
+            error = r.json()["error"]
+            assert r.status_code == 422 and error["field"] == field and text in error["message"], r.text

@@ -315,6 +315,9 @@ def test_a_jobs_unchanged_script_names_its_experiment_and_a_job_is_submitted_int
             job = wait_for(lambda: ended(job_id), timeout=60, what=f"job {job_id} to end")
             logs = [x["text"] for x in c.get(f"/jobs/{job_id}/logs").json()["lines"]]
             assert job["state"] == "succeeded", (name, logs)
+        listed = [j["id"] for j in c.get("/jobs", params={"experiment": "vision"}).json()["jobs"]]
+        assert listed == [ids["vision"]]  # the jobs list by experiment
+        assert ids["vision"] not in [j["id"] for j in c.get("/jobs", params={"experiment": "Default"}).json()["jobs"]]
     with tracking(server, alice) as client:
         for name, job_id in ids.items():
             exp = client.get_experiment_by_name(name)

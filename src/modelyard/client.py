@@ -247,14 +247,14 @@ class Client:
         self, *, state: str | list[str] | None = None, q: str | None = None, limit: int = 50, offset: int = 0,
         all_users: bool = False, filters: list[str] | None = None, tags: list[str] | None = None,
         owner: str | None = None, dataset: str | None = None, environment: str | None = None,
-        since: str | None = None, until: str | None = None, sort: str | None = None,
+        since: str | None = None, until: str | None = None, sort: str | None = None, experiment: str | None = None,
     ) -> dict[str, Any]:
         """``{"jobs": [...], "total": n, "param_names": [...]}``, newest first unless ``sort`` says
         otherwise; ``filters`` are parameter expressions (``lr>=0.01``), all of which must hold."""
         params: dict[str, Any] = {"limit": limit, "offset": offset, "all": str(all_users).lower()}
         given = {"state": [state] if isinstance(state, str) else state, "q": q, "param": filters, "tag": tags,
                  "owner": owner, "dataset": dataset, "environment": environment, "since": since, "until": until,
-                 "sort": sort}
+                 "sort": sort, "experiment": experiment}
         params.update({k: v for k, v in given.items() if v})
         return self._request("GET", "/jobs", params=params)
 

@@ -32,12 +32,13 @@ def jobs(
     owner: Annotated[Optional[str], typer.Option(metavar="USER", help="only this user's jobs (an admin sees anyone's)")] = None,
     dataset: Annotated[Optional[str], typer.Option(metavar="NAME[:VERSION]", help="only jobs that read this dataset")] = None,
     environment: Annotated[Optional[str], typer.Option(metavar="NAME", help="only jobs of this named environment")] = None,
+    experiment: Annotated[Optional[str], typer.Option(metavar="NAME", help="only jobs whose run is in this MLflow experiment of their owner's (Default: in none)")] = None,
     since: Annotated[Optional[str], typer.Option(metavar="WHEN", help="created at or after: an ISO date (2026-12-01) or Unix seconds")] = None,
     until: Annotated[Optional[str], typer.Option(metavar="WHEN", help="created before: an ISO date or Unix seconds")] = None,
     sort: Annotated[Optional[str], typer.Option(metavar="KEY", help="id, created, name, state, owner or param:NAME; -KEY descending (default -id)")] = None,
     as_json: Json = False,
 ) -> None:
-    """List jobs, newest first, filtered by state, tags, parameters, owner, dataset, environment or date.
+    """List jobs, newest first, filtered by state, tags, parameters, owner, dataset, environment, experiment or date.
 
     MLflow runs with no process (made by a script outside any job) are listed too, their resources
     shown as "MLflow run, no process".
@@ -47,12 +48,13 @@ def jobs(
     with get_client() as client:
         page = client.list_jobs(state=[s.value for s in state or ()], limit=limit, all_users=all_users, tags=tag,
                                 filters=filter, owner=owner, dataset=dataset, environment=environment,
-                                since=since, until=until, sort=sort)
+                                experiment=experiment, since=since, until=until, sort=sort)
     if as_json:
         return print_json(page)
     if not page["jobs"]:
         note("no jobs" + (f" in state {', '.join(s.value for s in state)}" if state else "")
-             + (" matching" if tag or filter or owner or dataset or environment or since or until else ""))
+             + (" matching" if tag or filter or owner or dataset or environment or experiment or since or until
+                else ""))
         return
     console.print(jobs_table(page["jobs"], params=param or ()))
     if page.get("total", 0) > len(page["jobs"]):

@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from modelyard.db.schema import job_params, job_tags, jobs, users
+from modelyard.db.experiments import DEFAULT_NAME
+from modelyard.db.schema import experiments, job_params, job_tags, jobs, users
 from modelyard.jobs.params import ParamValue, param_num
 from modelyard.jobs.query import JobQuery, ParamFilter, Sort
 from modelyard.jobs.spec import MAX_TAGS
@@ -83,6 +84,11 @@ def conditions(q: JobQuery) -> list[sa.ColumnElement[bool]]:
         cond.append(jobs.c.dataset == ref if ":" in ref else jobs.c.dataset.startswith(f"{ref}:", autoescape=True))
     if q.environment:
         cond.append(jobs.c.environment == q.environment)
+    if q.experiment == DEFAULT_NAME:
+        cond.append(jobs.c.experiment_id.is_(None))
+    elif q.experiment:  # each job's owner's experiment of that name (an admin lists many owners)
+        e = experiments.c
+        cond.append(jobs.c.experiment_id.in_(sa.select(e.id).where(e.name == q.experiment, e.user_id == jobs.c.user_id)))
     if q.since is not None:
         cond.append(jobs.c.created_at >= q.since)
     if q.until is not None:

@@ -65,6 +65,7 @@ class JobQuery:
     states: tuple[JobState, ...] = ()  # any of them
     dataset: str | None = None  # a name (any of its versions) or "name:version"
     environment: str | None = None
+    experiment: str | None = None  # the name of its owner's MLflow experiment its run is in ("Default": none)
     since: float | None = None  # created at or after (Unix seconds)
     until: float | None = None  # created before
     text: str | None = None  # in the name

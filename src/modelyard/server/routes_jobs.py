@@ -76,6 +76,8 @@ def list_jobs(
     owner: Annotated[str | None, Query(max_length=100)] = None,
     dataset: Annotated[str | None, Query(max_length=200, description="NAME (any version) or NAME:VERSION")] = None,
     environment: Annotated[str | None, Query(max_length=100)] = None,
+    experiment: Annotated[str | None, Query(max_length=500, description="the name of its MLflow experiment "
+                                            "(Default: in none)")] = None,
     since: Annotated[str | None, Query(max_length=40, description="created at or after: ISO date or Unix seconds")] = None,
     until: Annotated[str | None, Query(max_length=40, description="created before: ISO date or Unix seconds")] = None,
     sort: Annotated[str | None, Query(max_length=120, description="id, created, name, state, owner or param:NAME; "
@@ -83,7 +85,7 @@ def list_jobs(
 ) -> dict[str, Any]:
     query = job_query_service.build_query(
         params=param or (), tags=tag or (), owner=owner, states=state or (), dataset=dataset,
-        environment=environment, since=since, until=until, sort=sort, text=q)
+        environment=environment, experiment=experiment, since=since, until=until, sort=sort, text=q)
     return job_query_service.list_jobs(p, user, query, limit=limit, offset=offset, all_users=all)
 
 

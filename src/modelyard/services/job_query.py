@@ -21,7 +21,7 @@ from modelyard.server.serialize import job_to_dict
 def build_query(
     *, params: Sequence[str] = (), tags: Sequence[str] = (), owner: str | None = None,
     states: Sequence[str] = (), dataset: str | None = None, environment: str | None = None,
-    since: str | None = None, until: str | None = None, sort: str | None = None, text: str | None = None,
+    experiment: str | None = None, since: str | None = None, until: str | None = None, sort: str | None = None, text: str | None = None,
     search: str | None = None,
 ) -> JobQuery:
     """A query from the API's parameters (``text``: in the name), and the table's search box (``search``)."""
@@ -29,7 +29,7 @@ def build_query(
         q = JobQuery(
             params=tuple(parse_filter(f) for f in params), tags=tuple(parse_tag(t) for t in tags),
             owner=owner or None, states=tuple(parse_state(s) for s in states), dataset=dataset or None,
-            environment=environment or None, text=text or None,
+            environment=environment or None, experiment=experiment or None, text=text or None,
             since=parse_time(since, "since") if since else None, until=parse_time(until, "until") if until else None,
         )
         if sort:

@@ -300,6 +300,7 @@ def test_a_jobs_unchanged_script_names_its_experiment_and_a_job_is_submitted_int
                    clean_env(server.home, MODELYARD_URL=server.url, MODELYARD_TOKEN=alice), cwd=tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         ids["vision"] = json.loads(done.stdout)["id"]
+        assert json.loads(done.stdout)["experiment"] == "vision"
         # MLFLOW_EXPERIMENT_NAME alone in its env chooses as --experiment does
         r = c.post("/jobs", json={"spec": {"command": ["true"], "env": {"MLFLOW_EXPERIMENT_NAME": "audio"}}})
         assert r.status_code == 201 and r.json()["experiment_id"] is not None, r.text

@@ -49,6 +49,7 @@ class JobOut(Out):
     kind: Literal["job", "run"] = "job"  # "run": an MLflow run with no process (README "MLflow")
     has_process: bool = True
     experiment_id: int | None = None  # its MLflow experiment; None: the owner's Default ("0")
+    experiment: str | None = None  # the experiment's name it was submitted into (spec "experiment"), if any
     max_runtime: float
     sync_interval: float
     retries: int

@@ -177,6 +177,7 @@ class Platform:
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
         if spec.dataset:
             self.pin_dataset(spec.dataset, user)
+        job_experiments.for_submit(self.db, user, spec, create=False)
 
     def stop(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)

@@ -43,7 +43,7 @@ def job_to_dict(job: Job, attempts: list[Attempt] | None = None) -> dict[str, An
         # as they are now: the spec's, and those its MLflow client logged; tags editable after submit
         "params": dict(job.params), "tags": list(job.tags),
         "kind": job.kind, "has_process": job.has_process,  # "run": an MLflow run with no process
-        "experiment_id": job.experiment_id,
+        "experiment_id": job.experiment_id, "experiment": s.experiment,  # its run's now; the name it was submitted into
         "max_runtime": s.max_runtime, "sync_interval": s.sync_interval, "retries": s.retries,
         "retries_left": job.retries_left, "env": s.env, "webhooks": s.webhooks,
         "webhook_events": s.webhook_events,  # empty: the owner's choices (modelyard notify), every end by default

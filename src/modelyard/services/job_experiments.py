@@ -19,8 +19,9 @@ from modelyard.jobs import JobSpec
 from modelyard.jobs.spec import EXPERIMENT_ID_VAR, EXPERIMENT_NAME_VAR
 
 
-def for_submit(db: Database, user: User, spec: JobSpec) -> int | None:
-    """The experiment a job submitted as ``spec`` starts in (None: Default); INVALID names what is wrong."""
+def for_submit(db: Database, user: User, spec: JobSpec, *, create: bool = True) -> int | None:
+    """The experiment a job submitted as ``spec`` starts in (None: Default); INVALID names what is wrong.
+    ``create`` False: only the checks (a sweep's, before its trials), so a missing name is no experiment yet."""
     given = spec.env.get(EXPERIMENT_ID_VAR)
     by_id = _by_id(db, user, int(given)) if given is not None else None
     name = spec.experiment or spec.env.get(EXPERIMENT_NAME_VAR)
@@ -31,7 +32,8 @@ def for_submit(db: Database, user: User, spec: JobSpec) -> int | None:
         if by_id is not None and by_id.name != name:
             raise ModelyardError(ErrorCode.INVALID, f"env {EXPERIMENT_ID_VAR} is experiment {by_id.id} "
                                  f"({by_id.name!r}), not {name!r}; give one of them", field=f"env.{EXPERIMENT_ID_VAR}")
-        chosen = store.ensure(db, user.id, name)  # after every check that could refuse the job
+        # after every check that could refuse the job
+        chosen = store.ensure(db, user.id, name) if create else store.by_name(db, user.id, name)
     if chosen is not None and chosen.lifecycle_stage != ACTIVE:
         raise ModelyardError(ErrorCode.INVALID, f"experiment {chosen.name!r} is deleted; restore it "
                              "(MlflowClient().restore_experiment) or name another",

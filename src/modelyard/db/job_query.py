@@ -88,7 +88,8 @@ def conditions(q: JobQuery) -> list[sa.ColumnElement[bool]]:
         cond.append(jobs.c.experiment_id.is_(None))
     elif q.experiment:  # each job's owner's experiment of that name (an admin lists many owners)
         e = experiments.c
-        cond.append(jobs.c.experiment_id.in_(sa.select(e.id).where(e.name == q.experiment, e.user_id == jobs.c.user_id)))
+        named = sa.select(e.id).where(e.name == q.experiment, e.user_id == jobs.c.user_id)
+        cond.append(jobs.c.experiment_id.in_(named))
     if q.since is not None:
         cond.append(jobs.c.created_at >= q.since)
     if q.until is not None:

@@ -21,8 +21,8 @@ from modelyard.server.serialize import job_to_dict
 def build_query(
     *, params: Sequence[str] = (), tags: Sequence[str] = (), owner: str | None = None,
     states: Sequence[str] = (), dataset: str | None = None, environment: str | None = None,
-    experiment: str | None = None, since: str | None = None, until: str | None = None, sort: str | None = None, text: str | None = None,
-    search: str | None = None,
+    experiment: str | None = None, since: str | None = None, until: str | None = None, sort: str | None = None,
+    text: str | None = None, search: str | None = None,
 ) -> JobQuery:
     """A query from the API's parameters (``text``: in the name), and the table's search box (``search``)."""
     try:

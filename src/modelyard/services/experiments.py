@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from modelyard.db import experiments as store
-from modelyard.db.experiments import ACTIVE, DELETED, Experiment
+from modelyard.db.experiments import ACTIVE, DELETED, Experiment, ExperimentExists
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs.mlflow_search import EXPERIMENT_ATTRIBUTES, parse_filter, parse_order_by
 from modelyard.server.mlflow_auth import Caller
@@ -71,6 +71,10 @@ def create(p: Platform, caller: Caller, name: Any, tags: dict[str, str]) -> dict
     """A new experiment of the caller's; a job's token makes one only to put its run, still in Default, there."""
     name = check_name(name)
     if caller.is_job:
+        if store.by_name(p.db, caller.user.id, name) is not None:
+            # as anyone is answered, so the client reads it by name: another process of the same job
+            # (a rank of a multi-node job) may have made it, and put the run in it, a moment ago
+            raise ExperimentExists(name)
         _check_in_default(p, caller, name)
     exp_id = store.create(p.db, caller.user.id, name, tags)
     if caller.is_job:

@@ -48,6 +48,7 @@ def test_flags_override_the_yaml_file() -> None:
     ({"command": ["x"], "colour": "red"}, "colour"),
     ({"command": ["x"], "experiment": " "}, "experiment"),
     ({"command": ["x"], "experiment": "e" * 501}, "experiment"),
+    ({"command": ["x"], "experiment": "a\0b"}, "experiment"),
 ])
 def test_bad_specs_name_the_field(data: dict, field: str) -> None:
     with pytest.raises(ValidationError) as info:

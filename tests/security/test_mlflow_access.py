@@ -156,6 +156,8 @@ def test_a_jobs_token_names_experiments_of_its_owner_only_and_moves_its_own_run_
     got = call(job, "/experiments/get", {"experiment_id": mine}, get=True).json()["experiment"]
     assert got["name"] == "mnist" and got["tags"] == []
     assert store_jobs.get_job(platform.db, job_id).experiment_id == int(mine)
+    r = call(second, "/experiments/create", {"name": "a\0b"})  # no column holds a NUL: refused, not a 500
+    assert r.status_code == 400 and "NUL" in r.json()["message"], r.text
     r = call(job, "/experiments/create", {"name": "mnist"})  # as another rank of the job, a moment late
     assert r.status_code == 400 and r.json()["error_code"] == "RESOURCE_ALREADY_EXISTS", r.text
     assert call(job, "/runs/get", {"run_id": str(job_id)}, get=True).json()["run"]["info"]["experiment_id"] == mine

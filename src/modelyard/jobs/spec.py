@@ -402,6 +402,8 @@ def check_experiment_name(name: str, what: str = "experiment") -> str:
         raise ValueError(f"{what}: an experiment's name is not empty (leave it out for Default)")
     if len(name) > MAX_EXPERIMENT_NAME:
         raise ValueError(f"{what}: an experiment's name is at most {MAX_EXPERIMENT_NAME} characters, not {len(name)}")
+    if "\0" in name:  # no PostgreSQL text column holds one
+        raise ValueError(f"{what}: an experiment's name holds a NUL byte")
     return name
 
 

@@ -64,6 +64,8 @@ def check_name(name: Any) -> str:
     if len(name) > MAX_NAME:
         raise ModelyardError(ErrorCode.INVALID, f"an experiment's name is at most {MAX_NAME} characters, "
                              f"not {len(name)}", field="name")
+    if "\0" in name:  # no PostgreSQL text column holds one
+        raise ModelyardError(ErrorCode.INVALID, "an experiment's name holds a NUL byte", field="name")
     return name
 
 

@@ -11,7 +11,8 @@ from modelyard.db import users as U
 from modelyard.db.records import Job, User
 from modelyard.db.schema import job_params
 from modelyard.jobs import JobSpec, JobState
-from modelyard.jobs.query import JobQuery, QueryError, parse_filter, parse_search, parse_sort, parse_time
+from modelyard.db import experiments as E
+from modelyard.jobs.query import JobQuery, QueryError, check_text, parse_filter, parse_search, parse_sort, parse_time
 
 
 @pytest.fixture
@@ -91,6 +92,17 @@ def test_tags_change_after_the_fact(db: Database) -> None:
     assert J.get_job(db, job.id).tags == ("b", "c")  # all or nothing
 
 
+def test_the_experiment_filter_is_each_owners_own(db: Database) -> None:
+    alice, bob = (U.create_user(db, n)[0] for n in ("alice", "bob"))
+    theirs = {u.id: J.create_job(db, user=u, spec=JobSpec(command=["true"]), snapshot_key=None,
+                                 experiment_id=E.create(db, u.id, "x", {})).id for u in (alice, bob)}
+    default = submit(db, alice).id
+    root = U.create_user(db, "root", admin=True)[0]
+    assert sorted(ids(db, root, experiment="x")) == sorted(theirs.values())  # every owner's, each in their own "x"
+    assert ids(db, alice, experiment="x") == [theirs[alice.id]]
+    assert ids(db, alice, experiment="Default") == [default] and ids(db, alice, experiment="y") == []
+
+
 def test_bad_queries_name_what_is_wrong() -> None:
     for text, field in [("lr>>1", "param"), ("lr<adam", "param"), ("=3", "param"), ("lr=", "param"),
                         ("9lr=3", "param")]:
@@ -103,6 +115,11 @@ def test_bad_queries_name_what_is_wrong() -> None:
         parse_time("yesterday", "since")
     with pytest.raises(QueryError, match="unknown state 'done'"):
         parse_search("state:done")
+    for query, field in ((JobQuery(experiment="a\0b"), "experiment"), (parse_search("owner:a\0b"), "owner"),
+                         (JobQuery(text="x\0"), "q")):
+        with pytest.raises(QueryError, match="NUL") as e:  # no PostgreSQL text holds one
+            check_text(query)
+        assert e.value.field == field
     assert parse_time("2026-12-01", "since") == parse_time("1796083200", "since") == 1796083200.0
     assert parse_time("2026-12-01T01:00+01:00", "until") == 1796083200.0
     assert parse_filter("lr >= 1e-3").value == 0.001 and parse_filter("lr==2").op == "="

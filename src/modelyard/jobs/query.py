@@ -156,6 +156,15 @@ def parse_search(text: str, base: JobQuery | None = None) -> JobQuery:
     return replace(q, text=" ".join(names) or q.text)
 
 
+def check_text(q: JobQuery) -> JobQuery:
+    """``q``, if none of its words holds a NUL byte, which no PostgreSQL text holds (nor any name)."""
+    for name, param in (("owner", "owner"), ("dataset", "dataset"), ("environment", "environment"),
+                        ("experiment", "experiment"), ("text", "q")):
+        if "\0" in (getattr(q, name) or ""):
+            raise QueryError(param, f"{param} holds a NUL byte, which no name holds")
+    return q
+
+
 def _with_word(q: JobQuery, field: str, value: str) -> JobQuery:
     if field == "tags":
         return replace(q, tags=(*q.tags, parse_tag(value)))

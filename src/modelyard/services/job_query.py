@@ -12,8 +12,8 @@ from typing import Any
 from modelyard.db import jobs as store_jobs
 from modelyard.db.records import User
 from modelyard.errors import ErrorCode, ModelyardError
-from modelyard.jobs.query import JobQuery, QueryError, parse_filter, parse_search, parse_sort, parse_state, \
-    parse_tag, parse_time
+from modelyard.jobs.query import JobQuery, QueryError, check_text, parse_filter, parse_search, parse_sort, \
+    parse_state, parse_tag, parse_time
 from modelyard.server.platform import Platform
 from modelyard.server.serialize import job_to_dict
 
@@ -34,7 +34,7 @@ def build_query(
         )
         if sort:
             q = replace(q, sort=parse_sort(sort))
-        return parse_search(search, q) if search else q
+        return check_text(parse_search(search, q) if search else q)
     except QueryError as e:
         raise ModelyardError(ErrorCode.INVALID, str(e), field=e.field) from None
 

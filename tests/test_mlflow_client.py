@@ -283,7 +283,8 @@ def test_a_jobs_unchanged_script_names_its_experiment_and_a_job_is_submitted_int
     )
     submitted = (  # submitted into "vision": told so, and the client's readings of it agree with its run
         "import mlflow, os\n"
-        "found = mlflow.search_runs(output_format='list')\n"  # by MLFLOW_EXPERIMENT_NAME and _ID, as the client reads them
+        # the client finds the experiment by MLFLOW_EXPERIMENT_NAME and checks MLFLOW_EXPERIMENT_ID against it
+        "found = mlflow.search_runs(output_format='list')\n"
         "assert [r.info.run_id for r in found] == [os.environ['MODELYARD_JOB_ID']], found\n"
         "exp = mlflow.set_experiment('vision')\n"
         "assert exp.experiment_id == os.environ['MLFLOW_EXPERIMENT_ID'], dict(os.environ)\n"

@@ -170,6 +170,38 @@ experiments = sa.Table(
     sa.UniqueConstraint("user_id", "name", name="uq_experiments_owner_name"),
 )
 
+# MLflow 3's logged models (``mlflow.<flavor>.log_model``, README "MLflow"): each kept with the run
+# that logged it (``job_id``), removed with it; its files lie with that run's MLflow artifacts, in the
+# attempt that was the run's when it was created (``attempt``; NULL: a run with no process).
+logged_models = sa.Table(
+    "logged_models", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # MLflow's form, "m-" and 32 hex digits
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("experiment_id", sa.Integer),  # NULL: its owner's Default ("0"), as jobs.experiment_id
+    sa.Column("attempt", sa.Integer),
+    sa.Column("name", sa.String(250), nullable=False),
+    sa.Column("model_type", sa.String(250)),
+    sa.Column("status", sa.String(16), nullable=False),  # PENDING, READY, UPLOAD_FAILED
+    sa.Column("status_message", sa.Text),
+    sa.Column("params", sa.Text, nullable=False, default="{}"),  # key -> value as JSON, each logged once
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),  # key -> value as JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("deleted_at", sa.Float),  # MLflow's delete: gone from get and search, its files kept
+    # search is by owner and experiment; the runs:/ lookup by run and name
+    sa.Index("ix_logged_models_owner", "user_id", "experiment_id"),
+    sa.Index("ix_logged_models_job", "job_id", "name"),
+)
+
+# ``log_outputs``: the runs a logged model is an output of, at which step (the run's ``outputs``).
+logged_model_outputs = sa.Table(
+    "logged_model_outputs", metadata,
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("model_id", sa.String(40), sa.ForeignKey("logged_models.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("step", sa.BigInteger, nullable=False, default=0),
+)
+
 # A search over parameters whose trials are ordinary jobs (README "Sweeps"); its Optuna study lives
 # in Optuna's own tables (scheduler or services/sweeps.py), named ``study``.
 sweeps = sa.Table(

@@ -5,6 +5,7 @@
     jobs/ID/attempts/N/log.jsonl, log.idx      an ended attempt's log once it left the db (artifacts/logarchive.py)
     jobs/ID/attempts/N/outputs/...             attempt N's outputs; .../outputs/final/ is the job's model
     jobs/ID/attempts/N/mlflow/...              what attempt N's MLflow client uploaded (the output sync never writes here)
+    jobs/ID/attempts/N/mlflow/models/M-ID/...  the files of logged model M-ID, created while attempt N ran
     jobs/ID/outputs                            a job's outputs before they were kept per attempt (read only),
                                                and the MLflow artifacts of a run with no process
     datasets/NAME/VERSION/...                  a dataset version's manifest and files

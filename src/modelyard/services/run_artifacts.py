@@ -1,11 +1,13 @@
 """A run's artifacts as the MLflow client sees them (``mlflow-artifacts:/runs/ID/artifacts``): list, read, write, delete.
 
-Nomenclature: an *artifact path* is what the client names, ``runs/ID/artifacts[/REST]``; REST is
-relative to the run's artifact root. Where a run's artifacts lie in the store is decided in
-artifacts/keys.py (``run_artifact_key``): for a job, beside its latest attempt's outputs (listed among
-them under ``mlflow/``, artifacts/outputs.py); for a run with no process, among the job's outputs.
-This module owns who reaches them (the run's owner, or an admin; a job's run token its own run
-only: anything else is a run not found), which paths are allowed, and the size of one upload.
+Nomenclature: an *artifact path* is what the client names, ``runs/ID/artifacts[/REST]``, or a
+logged model's ``models/M-ID/artifacts[/REST]`` (services/logged_models.py: its files lie in its run's
+artifacts under ``models/M-ID/``, of the attempt it was created in); REST is relative to that root.
+Where a run's artifacts lie in the store is decided in artifacts/keys.py (``run_artifact_key``): for
+a job, beside its latest attempt's outputs (listed among them under ``mlflow/``, artifacts/outputs.py);
+for a run with no process, among the job's outputs. This module owns who reaches them (the run's
+owner, or an admin; a job's run token its own run only: anything else is a run not found), which
+paths are allowed, and the size of one upload.
 """
 from __future__ import annotations
 
@@ -17,18 +19,27 @@ from typing import IO, Any
 from modelyard.artifacts.keys import run_artifact_key
 from modelyard.artifacts.store import PARTIAL, ArtifactStore
 from modelyard.db import jobs as store_jobs
+from modelyard.db import logged_models as store_models
 from modelyard.db.engine import Database
 from modelyard.db.records import Job, User
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs.units import format_size
 
 _ROOT = re.compile(r"runs/(\d{1,18})/artifacts(?:/(.*))?", re.S)
+_MODEL_ROOT = re.compile(r"models/(m-[0-9a-f]{32})/artifacts(?:/(.*))?", re.S)
+MODELS = "models"  # the folder of a run's artifacts its logged models' files lie in
 MAX_PATH = 1024
 
 
 def artifact_uri(job_id: int) -> str:
     """The ``artifact_uri`` of job ``job_id``'s run, as the tracking API gives it to the client."""
     return f"mlflow-artifacts:/runs/{job_id}/artifacts"
+
+
+def model_artifact_uri(model_id: str) -> str:
+    """The ``artifact_location`` of a logged model (services/logged_models.py): its own root, so its
+    files stay where they were written when its run gets another attempt."""
+    return f"mlflow-artifacts:/{MODELS}/{model_id}/artifacts"
 
 
 @dataclass(frozen=True)
@@ -53,13 +64,16 @@ class RunArtifactService:
             raise _invalid(f"artifact path {artifact_path!r} has a NUL or a backslash")
         if artifact_path.startswith("/"):
             raise _invalid(f"artifact path {artifact_path!r} is absolute; it must be runs/<run id>/artifacts/<path>")
-        match = _ROOT.fullmatch(artifact_path)
+        match = _ROOT.fullmatch(artifact_path) or _MODEL_ROOT.fullmatch(artifact_path)
         if match is None:
-            raise _invalid(f"artifact path {artifact_path!r} is not runs/<run id>/artifacts/<path>")
+            raise _invalid(f"artifact path {artifact_path!r} is not runs/<run id>/artifacts/<path> "
+                           "or models/<model id>/artifacts/<path>")
         rest = match.group(2) or ""
         if folder and rest.endswith("/"):
             rest = rest[:-1]
         _check_path(rest, artifact_path, root_ok=True)
+        if match.re is _MODEL_ROOT:
+            return self._at_model(user, match.group(1), rest, only_run)
         return self._at(user, int(match.group(1)), rest, only_run)
 
     def listing(self, user: User, artifact_path: str, *, only_run: int | None = None) -> list[dict[str, Any]]:
@@ -116,6 +130,21 @@ class RunArtifactService:
             raise
         attempt = job.attempt if job.has_process and job.attempt else None
         return Located(job, attempt, rest, run_artifact_key(job.id, attempt, rest))
+
+    def _at_model(self, user: User, model_id: str, rest: str, only_run: int | None) -> Located:
+        """A logged model's files: in its run's MLflow artifacts, under ``models/ID/``, of the attempt
+        that was the run's when the model was created. Reached as its run is (a deleted model: not)."""
+        model = store_models.get(self.db, model_id)
+        if model is None or model.deleted_at is not None:
+            raise not_found(f"logged model {model_id}")
+        try:
+            at = self._at(user, model.job_id, "", only_run)
+        except ModelyardError as e:
+            if e.code == ErrorCode.NOT_FOUND:
+                raise not_found(f"logged model {model_id}") from None
+            raise
+        path = f"{MODELS}/{model_id}/{rest}" if rest else f"{MODELS}/{model_id}"
+        return Located(at.job, model.attempt, path, run_artifact_key(model.job_id, model.attempt, path))
 
     def _children(self, at: Located) -> list[dict[str, Any]]:
         if at.path and self.storage.is_file(at.key):

@@ -32,6 +32,11 @@ RUN_ATTRIBUTES = {"run_id": "run_id", "run_uuid": "run_id", "run_name": "run_nam
 NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
 EXPERIMENT_ATTRIBUTES = {"name": "name", "creation_time": "creation_time", "last_update_time": "last_update_time",
                          "experiment_id": "experiment_id"}
+# a logged model's own fields (services/logged_models.py); the times compare as numbers, as a run's
+MODEL_ATTRIBUTES = {"name": "name", "model_id": "model_id", "status": "status", "source_run_id": "source_run_id",
+                    "model_type": "model_type", "experiment_id": "experiment_id",
+                    "creation_timestamp": "creation_time", "creation_time": "creation_time",
+                    "last_updated_timestamp": "last_update_time"}
 NUMBER_OPS = frozenset({"=", "!=", "<", "<=", ">", ">="})
 STRING_OPS = frozenset({"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"})
 ALL_OPS = NUMBER_OPS | STRING_OPS

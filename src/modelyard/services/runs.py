@@ -20,6 +20,7 @@ from sqlalchemy import exc as sa_exc
 
 from modelyard.db import experiments as store_experiments
 from modelyard.db import jobs as store_jobs
+from modelyard.db import logged_models as store_models
 from modelyard.db import reports
 from modelyard.db import run_query
 from modelyard.db import runs as ingest
@@ -100,8 +101,10 @@ def run_dict(p: Platform, job: Job, data: run_query.RunData, *, inputs: bool = F
     if inputs:
         with p.db.read() as conn:
             found = ingest.inputs_of(conn, job.id)
+            outputs = store_models.outputs_of(conn, job.id)
         out["inputs"] = {"dataset_inputs": [
             {"dataset": orjson.loads(d.dataset), "tags": orjson.loads(d.tags)} for d in found]}
+        out["outputs"] = {"model_outputs": [{"model_id": m, "step": step} for m, step in outputs]}
     return out
 
 
@@ -312,6 +315,19 @@ def _pairs(items: Sequence[Any], what: str, key_limit: int, value_limit: int) ->
 
 def check_tags(tags: dict[str, Any]) -> dict[str, str]:
     return _pairs([{"key": k, "value": v} for k, v in tags.items()], "tags", MAX_TAG_KEY, MAX_TAG_VALUE)
+
+
+def check_pairs(items: Sequence[Any], what: str) -> dict[str, str]:
+    """``[{key, value}, ...]`` of ``what`` ("params" or "tags") under a run's limits, as a dict."""
+    if len(items) > MAX_PARAMS_TAGS:
+        raise _too_many(what, len(items), MAX_PARAMS_TAGS)
+    if what == "params":
+        return _pairs(items, what, MAX_PARAM_KEY, MAX_PARAM_VALUE)
+    return _pairs(items, what, MAX_TAG_KEY, MAX_TAG_VALUE)
+
+
+def check_tag_key(key: Any) -> str:
+    return _key(key, "tags", MAX_TAG_KEY)
 
 
 def delete_tag(p: Platform, caller: Caller, run_id: Any, key: Any) -> None:

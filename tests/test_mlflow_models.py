@@ -1,11 +1,9 @@
-"""MLflow 3's logged models with the real client: ``log_model``, autolog's model, ``load_model`` by
-``models:/`` and ``runs:/``, ``search_logged_models``, and a job's model among its outputs (README
-"MLflow"). The module server and fixtures of test_mlflow_client.py."""
+"""MLflow 3's logged models with the real client: ``log_model``, ``load_model`` by ``models:/`` and
+``runs:/``, ``search_logged_models``, and sklearn autolog's model in a real job, among its outputs
+(README "MLflow models"). The module server and fixtures of test_mlflow_client.py."""
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 
 import httpx
 import mlflow
@@ -71,37 +69,26 @@ def test_log_model_and_load_it_back_by_model_and_run(server: ServerProcess, alic
         with pytest.raises(MlflowException) as e:
             client.get_logged_model(info.model_id)
         assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+        r = httpx.get(f"{server.url}/api/2.0/mlflow/logged-models/{info.model_id}", headers=auth,
+                      params={"allow_deleted": "true"})
+        assert r.json()["model"]["info"]["name"] == "model", r.text
+        with pytest.raises(MlflowException) as e:  # outside any run: modelyard has no run to keep it with
+            mlflow.sklearn.log_model(fitted, name="loose", **AS)
+        assert e.value.error_code == "INVALID_PARAMETER_VALUE" and "mlflow.start_run()" in e.value.message
 
 
-def test_sklearn_autolog_logs_a_model(server: ServerProcess, alice: str,  # noqa: F811
-                                     caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="mlflow")
-    with tracking(server, alice) as client:
-        mlflow.sklearn.autolog(log_input_examples=False, log_model_signatures=False, log_datasets=False,
-                               silent=False)
-        try:
-            with warnings.catch_warnings(record=True) as caught, mlflow.start_run() as run:
-                warnings.simplefilter("always")
-                LogisticRegression().fit(X, Y)
-        finally:
-            mlflow.sklearn.autolog(disable=True)
-        said = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
-        assert not [text for text in said if "logged-models" in text or "ENDPOINT_NOT_FOUND" in text], said
-        (found,) = client.search_logged_models([run.info.experiment_id],
-                                               filter_string=f"source_run_id = '{run.info.run_id}'")
-        assert found.status == LoggedModelStatus.READY
-        assert mlflow.sklearn.load_model(f"models:/{found.model_id}").predict(X).shape == (16,)
-
-
-def test_a_jobs_model_lies_among_its_outputs(server: ServerProcess, alice: str) -> None:  # noqa: F811
+def test_a_jobs_autolog_logs_a_model_among_its_outputs(server: ServerProcess, alice: str) -> None:  # noqa: F811
+    """sklearn autolog in a real job: its model is logged (no warning), in the job's outputs, and goes with it."""
     code = (
-        "import mlflow, mlflow.sklearn, numpy as np\n"
+        "import logging, warnings, mlflow, mlflow.sklearn, numpy as np\n"
         "from sklearn.linear_model import LogisticRegression\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "warnings.simplefilter('always')\n"
+        "mlflow.sklearn.autolog(log_model_signatures=False, log_datasets=False, silent=False)\n"
         "X = np.array([[0.0, 0.0], [1.0, 1.0]] * 4); y = np.array([0, 1] * 4)\n"
         "with mlflow.start_run():\n"
-        "    info = mlflow.sklearn.log_model(LogisticRegression().fit(X, y), name='model',\n"
-        "                                    pip_requirements=['scikit-learn'], serialization_format='cloudpickle')\n"
-        "print('MODEL', info.model_id)\n"
+        "    LogisticRegression().fit(X, y)\n"
+        "print('MODEL', mlflow.last_logged_model().model_id)\n"
     )
     with server.client(alice) as c:
         r = c.post("/jobs", json={"spec": {"command": [sys.executable, "-c", code], "name": "logs-a-model"}})
@@ -115,6 +102,7 @@ def test_a_jobs_model_lies_among_its_outputs(server: ServerProcess, alice: str) 
         job = wait_for(ended, timeout=90, what=f"job {job_id} to end")
         logs = [x["text"] for x in c.get(f"/jobs/{job_id}/logs").json()["lines"]]
         assert job["state"] == "succeeded", logs
+        assert not [line for line in logs if "logged-models" in line or "ENDPOINT_NOT_FOUND" in line], logs
         model_id = next(line.split()[1] for line in logs if line.startswith("MODEL "))
         files = [f["path"] for f in c.get(f"/jobs/{job_id}/outputs").json()["files"]]
         assert f"mlflow/models/{model_id}/MLmodel" in files, files

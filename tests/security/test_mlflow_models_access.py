@@ -88,8 +88,11 @@ def test_another_users_model_is_a_ghost(app: InProc, world: dict) -> None:
     # nor can he hang a model of his on her run
     _refused(app.client.post(f"{API}/logged-models", json={"experiment_id": "0", "source_run_id": world["run"]},
                              headers=bob))
-    # hers is untouched
+    # hers is untouched (and found by her, a page at a time)
     alice = app.auth(world["alice"])
+    page = _ok(app.client.post(f"{API}/logged-models/search", json={"experiment_ids": ["0"], "max_results": 1,
+                               "filter": f"source_run_id = '{world['run']}' AND name = 'model'"}, headers=alice))
+    assert [m["info"]["model_id"] for m in page["models"]] == [model] and "next_page_token" not in page
     got = _ok(app.client.get(f"{API}/logged-models/{model}", headers=alice))["model"]
     assert got["info"]["tags"] == [] and got["data"]["params"] == []
     assert app.client.get(f"{ART}/models/{model}/artifacts/MLmodel", headers=alice).content == b"alice's"

@@ -189,9 +189,10 @@ def search(p: Platform, caller: Caller, *, experiment_ids: Sequence[Any], filter
     if not experiment_ids:
         raise ModelyardError(ErrorCode.INVALID, "missing value for required parameter 'experiment_ids'",
                              field="experiment_ids")
-    limit = MAX_SEARCH if max_results is None else max_results
-    if not 1 <= limit <= MAX_SEARCH:
-        raise ModelyardError(ErrorCode.INVALID, f"max_results is 1 to {MAX_SEARCH}, not {limit}", field="max_results")
+    if max_results is not None and max_results < 1:
+        raise ModelyardError(ErrorCode.INVALID, f"max_results is at least 1, not {max_results}", field="max_results")
+    # more than a page asked for: a page, and its token (the client's search_logged_models reads on)
+    limit = min(max_results or MAX_SEARCH, MAX_SEARCH)
     ids = [experiments.get(p, caller, None if e is None else str(e)).id for e in experiment_ids]
     try:
         clauses = parse_filter(filter_text, attributes=MODEL_ATTRIBUTES)

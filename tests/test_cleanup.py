@@ -300,6 +300,18 @@ def test_a_new_job_never_takes_a_removed_jobs_id(app: App) -> None:
     assert _submit(app, app.alice)["id"] > job["id"]  # SQLite would reuse the largest id, newly free
 
 
+def test_events_after_a_removal_of_the_newest_job_come_after_every_cursor(app: App) -> None:
+    """Event ids are cursors (queue view, event streams): the removed job's were the newest, and a
+    reader whose cursor stands at them must still see every event that follows."""
+    job = _submit(app, app.alice)
+    _run(app.platform, job["id"])
+    cursor = store_jobs.last_event_id(app.platform.db)
+    assert app.client.delete(f"/api/v1/jobs/{job['id']}", headers=app.h(app.alice)).status_code == 200
+    later = _submit(app, app.alice)
+    seen = store_jobs.events_since(app.platform.db, cursor)
+    assert [e.job_id for e in seen] == [later["id"]], "an event id given twice hides the event from cursors"
+
+
 def test_retention_of_metrics_empties_a_chart_already_read(tmp_path: Path) -> None:
     client, p, admin = _app(tmp_path / "home", MODELYARD_RETENTION="metrics=1s")
     try:

@@ -320,6 +320,8 @@ events = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("actor", sa.String(100)),  # the user who asked for the change; NULL: the platform itself
     sa.Index("ix_events_job", "job_id", "id"),
+    # ids are cursors (the queue view, event streams): SQLite must never give a removed job's again
+    sqlite_autoincrement=True,
 )
 
 # A user's stored secrets (`modelyard secret set`), each value sealed with the server's key;

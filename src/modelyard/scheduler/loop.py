@@ -252,18 +252,10 @@ class QueueView:
         self.jobs: dict[int, policy.QueuedJob] = {}
         self.cursor: int | None = None  # the newest event applied
         self.synced_at = 0.0
-        self.stale = False
-
-    def invalidate(self) -> None:
-        """Read the queue whole on the next refresh: events were deleted (a job removed), and SQLite
-        gives their ids again, so newer events can lie behind the cursor. Any thread may call it: the
-        scheduler's own thread reads the flag at its next refresh."""
-        self.stale = True
 
     def refresh(self, now: float) -> list[policy.QueuedJob]:
         due = self.cursor is None or now - self.synced_at > self.RESYNC_EVERY or now < self.synced_at
-        if self.stale or due:
-            self.stale = False  # before the read: a removal meanwhile asks for another
+        if due:
             self._resync(now)
         else:
             self._apply_events()

@@ -91,7 +91,6 @@ class Platform:
             heartbeat_timeout=settings.heartbeat_timeout, on_final=self.job_ended, interval=scheduler_interval,
             housekeeping=self.cleanup.housekeeping,
         )
-        self.cleanup.on_removed = self.scheduler.queue.invalidate
         self.sweeps = SweepDriver(self.db, submit=self.submit, stop=self.stop, interval=scheduler_interval)
 
     @property

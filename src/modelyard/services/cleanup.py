@@ -74,9 +74,6 @@ class CleanupService:
         self._disk: tuple[float, dict[str, Any]] | None = None
         self._disk_lock = threading.Lock()
         self._retention_at = 0.0
-        # called once a job's rows are gone: SQLite gives deleted event ids to the next events, behind
-        # the scheduler's queue cursor, so the platform makes it read the queue whole (QueueView.invalidate)
-        self.on_removed: Any = lambda: None
         self._archive_scan_at = -float("inf")  # the last look at every ended attempt for lines in the db
 
     # -- rm ----------------------------------------------------------------------------------
@@ -114,7 +111,6 @@ class CleanupService:
                                  f"({len(keys.final)} files)", reason, actor))
         rows = [r for r in out if r is not None]
         store_removals.record(self.db, rows, now=self.clock())
-        self.on_removed()
         log.info("job %s removed (%s, by %s): %d bytes", job.id, reason, actor or "the platform",
                  sum(r["bytes"] for r in rows))
         return rows

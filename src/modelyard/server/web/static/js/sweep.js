@@ -1,25 +1,30 @@
-// Sweep page: one scatter per parameter, its value (x) against each finished trial's objective (y);
-// a categorical parameter's values are placed at 0, 1, 2... in the order the sweep names them.
-// While the sweep runs the page is fetched again (as JSON) every few seconds and redrawn.
+// Sweep page: the parallel coordinates of every trial (pcoords.js), and one scatter per parameter,
+// its value (x) against each finished trial's objective (y); a categorical parameter's values are
+// placed at 0, 1, 2... in the order the sweep names them.
+// While the sweep runs the page is fetched again (as JSON) every few seconds and both are redrawn.
+import { drawParallel } from "./pcoords.js";
+
 const POLL_MS = 4000;
 const HEIGHT = 220;
 
 export function start() {
   const root = document.getElementById("sweep");
   if (!root) return;
-  draw(root, JSON.parse(root.dataset.trials), JSON.parse(root.dataset.parameters), root.dataset.metric);
+  const space = JSON.parse(root.dataset.space);
+  draw(root, JSON.parse(root.dataset.trials), JSON.parse(root.dataset.parameters), root.dataset.metric, space, root.dataset.goal);
   if (root.dataset.state === "running") {
     const timer = setInterval(async () => {
       const res = await fetch(`${location.pathname}?format=json`, { credentials: "same-origin" });
       if (!res.ok) return;
       const s = await res.json();
       if (s.state !== "running") { clearInterval(timer); location.reload(); return; }
-      draw(root, s.trials, s.parameters, s.metric.name);
+      draw(root, s.trials, s.parameters, s.metric.name, s.spec.parameters, s.metric.goal);
     }, POLL_MS);
   }
 }
 
-function draw(root, trials, parameters, metric) {
+function draw(root, trials, parameters, metric, space, goal) {
+  drawParallel(document.getElementById("pcoords"), { trials, parameters, space, metric, goal });
   const box = document.getElementById("scatter");
   const done = trials.filter((t) => t.value !== null && t.value !== undefined);
   window.modelyard.sweepCharts = [];

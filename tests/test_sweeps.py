@@ -374,7 +374,61 @@ def test_a_server_killed_mid_sweep_resumes_it_with_every_trial_once(tmp_path: Pa
                 # one scatter (the one parameter), a point for each trial, at its x and objective
                 drawn = page.evaluate("window.modelyard.sweepCharts.map((u) => u.data)")
                 assert drawn == [[[0, 1, 2, 3], [4, 1, 0, 1]]] and not errors
+                _check_parallel_coordinates(page, restarted.url, shown)
+                assert not errors
             finally:
                 chromium.close()
     finally:
         restarted.stop()
+
+
+def _check_parallel_coordinates(page: Any, url: str, shown: dict[str, Any]) -> None:
+    """The sweep page's parallel coordinates (static/js/pcoords.js), on the page the e2e test opened:
+    an axis per parameter and the objective's last, a line per finished trial linking to its job,
+    the better end of the objective on top; then the module itself on a space with a log and a string
+    parameter, a goal to maximise and a pruned and a failed trial; and a phone's width."""
+    svg = page.locator("#pcoords svg.pcoords")
+    assert svg.get_attribute("role") == "img" and "4 finished trials" in (svg.get_attribute("aria-label") or "")
+    assert page.eval_on_selector_all("#pcoords g.axis", "gs => gs.map((g) => g.dataset.axis)") == ["x", "loss"]
+    lines = page.eval_on_selector_all("#pcoords a[data-trial]", """as => as.map((a) => [Number(a.dataset.trial),
+        a.getAttribute('href'), a.querySelector('path').classList.contains('best'),
+        Number(a.querySelector('path').getAttribute('d').split(',').pop()), a.querySelector('title').textContent])""")
+    by_trial = {n: (href, best, y, title) for n, href, best, y, title in lines}
+    assert len(lines) == len(by_trial) == 4
+    for t in shown["trials"]:
+        href, best, _, title = by_trial[t["number"]]
+        assert href == f"/ui/jobs/{t['job_id']}" and best == (t["number"] == shown["best"]["number"])
+        assert title == f"trial {t['number']}: x = {t['params']['x']}, loss = {t['value']:g}"
+    # minimised: the lower the loss, the higher its line ends (a smaller y), the best at the very top
+    ends = sorted((t["value"], by_trial[t["number"]][2]) for t in shown["trials"])
+    assert ends[0][1] < ends[1][1] == ends[2][1] < ends[3][1]
+    page.click(f"#pcoords a[data-trial='{shown['best']['number']}'] path")
+    page.wait_for_url(f"{url}/ui/jobs/{shown['best_job_id']}")
+
+    made = page.evaluate("""async () => {
+        const { drawParallel } = await import('/ui/static/js/pcoords.js');
+        const box = document.createElement('div');
+        document.body.append(box);
+        const t = (number, state, value, lr, opt) => ({ number, state, value, job_id: 100 + number, params: { lr, opt } });
+        const svg = drawParallel(box, { metric: 'acc', goal: 'maximize', parameters: ['lr', 'opt'],
+          space: { lr: { type: 'float', low: 1e-4, high: 1e-2, log: true }, opt: { type: 'categorical', values: ['sgd', 'adam', 'rms'] } },
+          trials: [t(0, 'complete', 0.5, 1e-3, 'adam'), t(1, 'complete', 0.9, 1e-2, 'rms'), t(2, 'pruned', null, 1e-4, 'sgd'),
+                   t(3, 'failed', null, 1e-3, 'sgd'), t(4, 'running', null, 1e-3, 'sgd')] });
+        const ys = (n) => svg.querySelector(`a[data-trial="${n}"] path`).getAttribute('d').slice(1).split('L').map((p) => Number(p.split(',')[1]));
+        const lines = [...svg.querySelectorAll('a[data-trial]')].map((a) => [Number(a.dataset.trial), a.querySelector('path').getAttribute('class')]);
+        const ticks = [...svg.querySelectorAll('g.axis')].map((g) => [...g.querySelectorAll('.tick-label')].map((e) => e.textContent));
+        box.remove();
+        return { lines, ticks, y0: ys(0), y1: ys(1), y2: ys(2), note: svg.querySelector('.axis-note').textContent };
+    }""")
+    # the faint ones first (under the rest), then worst to best; a running trial is not drawn
+    assert made["lines"] == [[2, "faint"], [3, "faint"], [0, "trial"], [1, "trial best"]]
+    assert made["ticks"][:2] == [["0.0001", "0.001", "0.01"], ["sgd", "adam", "rms"]]
+    top, bottom = made["y1"][0], made["y2"][0]  # lr's axis, log scale: 1e-3 halfway between 1e-4 and 1e-2
+    assert made["y0"][0] == pytest.approx((top + bottom) / 2, abs=0.2) and made["y0"][1] == made["y0"][0]
+    assert made["y1"][2] < made["y0"][2] and made["note"] == "highest on top"  # maximised: the best on top
+    assert len(made["y2"]) == 2  # a pruned trial has no objective: its line stops at the last parameter
+
+    page.set_viewport_size({"width": 390, "height": 800})  # and at a phone's width
+    page.go_back()
+    page.wait_for_selector("#pcoords svg.pcoords")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing spills sideways

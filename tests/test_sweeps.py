@@ -411,18 +411,22 @@ def _check_parallel_coordinates(page: Any, url: str, shown: dict[str, Any]) -> N
         document.body.append(box);
         const t = (number, state, value, lr, opt) => ({ number, state, value, job_id: 100 + number, params: { lr, opt } });
         const svg = drawParallel(box, { metric: 'acc', goal: 'maximize', parameters: ['lr', 'opt'],
-          space: { lr: { type: 'float', low: 1e-4, high: 1e-2, log: true }, opt: { type: 'categorical', values: ['sgd', 'adam', 'rms'] } },
-          trials: [t(0, 'complete', 0.5, 1e-3, 'adam'), t(1, 'complete', 0.9, 1e-2, 'rms'), t(2, 'pruned', null, 1e-4, 'sgd'),
+          space: { lr: { type: 'float', low: 1e-4, high: 1e-2, log: true }, opt: { type: 'categorical', values: ['sgd', 'adam', '<img src=x onerror=alert(1)>'] } },
+          trials: [t(0, 'complete', 0.5, 1e-3, 'adam'), t(1, 'complete', 0.9, 1e-2, '<img src=x onerror=alert(1)>'), t(2, 'pruned', null, 1e-4, 'sgd'),
                    t(3, 'failed', null, 1e-3, 'sgd'), t(4, 'running', null, 1e-3, 'sgd')] });
         const ys = (n) => svg.querySelector(`a[data-trial="${n}"] path`).getAttribute('d').slice(1).split('L').map((p) => Number(p.split(',')[1]));
         const lines = [...svg.querySelectorAll('a[data-trial]')].map((a) => [Number(a.dataset.trial), a.querySelector('path').getAttribute('class')]);
         const ticks = [...svg.querySelectorAll('g.axis')].map((g) => [...g.querySelectorAll('.tick-label')].map((e) => e.textContent));
         box.remove();
-        return { lines, ticks, y0: ys(0), y1: ys(1), y2: ys(2), note: svg.querySelector('.axis-note').textContent };
+        const title = svg.querySelector('a[data-trial="1"] title').textContent;
+        return { lines, ticks, title, img: svg.querySelector('img') !== null, y0: ys(0), y1: ys(1), y2: ys(2),
+                 note: svg.querySelector('.axis-note').textContent };
     }""")
     # the faint ones first (under the rest), then worst to best; a running trial is not drawn
     assert made["lines"] == [[2, "faint"], [3, "faint"], [0, "trial"], [1, "trial best"]]
-    assert made["ticks"][:2] == [["0.0001", "0.001", "0.01"], ["sgd", "adam", "rms"]]
+    assert made["ticks"][:2] == [["0.0001", "0.001", "0.01"], ["sgd", "adam", "<img src=…"]]
+    # a categorical value is text, never markup
+    assert made["title"] == "trial 1: lr = 0.01, opt = <img src=x onerror=alert(1)>, acc = 0.9" and not made["img"]
     top, bottom = made["y1"][0], made["y2"][0]  # lr's axis, log scale: 1e-3 halfway between 1e-4 and 1e-2
     assert made["y0"][0] == pytest.approx((top + bottom) / 2, abs=0.2) and made["y0"][1] == made["y0"][0]
     assert made["y1"][2] < made["y0"][2] and made["note"] == "highest on top"  # maximised: the best on top

@@ -202,6 +202,43 @@ logged_model_outputs = sa.Table(
     sa.Column("step", sa.BigInteger, nullable=False, default=0),
 )
 
+# The MLflow model registry (README "MLflow model registry"): a registered model is its owner's, its
+# name unique per owner; ``aliases`` (alias -> version) and ``tags`` as JSON. Its ids are never given
+# twice (AUTOINCREMENT on SQLite): a version's files lie in the store under the model's id.
+registered_models = sa.Table(
+    "registered_models", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(250), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),
+    sa.Column("aliases", sa.Text, nullable=False, default="{}"),
+    sa.Column("last_version", sa.Integer, nullable=False, default=0),  # versions are numbered once, never again
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("user_id", "name", name="uq_registered_models_owner_name"),
+    sqlite_autoincrement=True,
+)
+
+# A registered model's version: a copy of its source's files made when it was registered (under
+# registry/ID/versions/N in the store), so removing the run or job it came from leaves it whole;
+# ``job_id`` and ``model_id`` say where it came from and are kept after that run is gone.
+model_versions = sa.Table(
+    "model_versions", metadata,
+    sa.Column("registered_model_id", sa.Integer, sa.ForeignKey("registered_models.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("job_id", sa.Integer),  # its source run, not a foreign key: the version outlives it
+    sa.Column("model_id", sa.String(40)),  # its logged model, likewise
+    sa.Column("description", sa.Text),
+    sa.Column("stage", sa.String(16), nullable=False, default="None"),  # MLflow's deprecated stages
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_model_versions_job", "job_id"),
+)
+
 # A search over parameters whose trials are ordinary jobs (README "Sweeps"); its Optuna study lives
 # in Optuna's own tables (scheduler or services/sweeps.py), named ``study``.
 sweeps = sa.Table(

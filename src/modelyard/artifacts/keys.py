@@ -9,6 +9,7 @@
     jobs/ID/outputs                            a job's outputs before they were kept per attempt (read only),
                                                and the MLflow artifacts of a run with no process
     datasets/NAME/VERSION/...                  a dataset version's manifest and files
+    registry/ID/versions/N/...                 registered model ID's version N: a copy of its source's files
 """
 from __future__ import annotations
 
@@ -112,3 +113,9 @@ def is_final_key(key: str, job_id: int, attempts: int) -> bool:
 
 def dataset_version_prefix(name: str, version: str) -> str:
     return f"datasets/{name}/{version}"
+
+
+def registry_prefix(registered_model_id: int, version: int | None = None) -> str:
+    """A registered model's versions' files (``version``: that one's), copied there when registered."""
+    base = f"registry/{registered_model_id}"
+    return base if version is None else f"{base}/versions/{version}"

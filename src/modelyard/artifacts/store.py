@@ -109,6 +109,14 @@ class ArtifactStore:
     def put_bytes(self, data: bytes, key: str) -> int:
         return self.put_stream(io.BytesIO(data), key)
 
+    def copy_prefix(self, src: str, dst: str) -> int:
+        """Copy every file under ``src`` to the same path under ``dst``, streamed; returns the bytes."""
+        total = 0
+        for e in self.list(src):
+            with self.open(f"{src}/{e.path}") as f:
+                total += self.put_stream(f, f"{dst}/{e.path}")
+        return total
+
     def delete_prefix(self, prefix: str) -> None:
         """Remove everything under ``prefix`` (a key or a folder); absent is fine."""
         path = self.path(prefix)

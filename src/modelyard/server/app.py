@@ -28,8 +28,8 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.server import (
     auth, routes_cleanup, routes_compare, routes_consoles, routes_datasets, routes_environments, routes_jobs,
-    routes_mlflow, routes_mlflow_artifacts, routes_mlflow_models, routes_notices, routes_secrets, routes_streams,
-    routes_sweeps, routes_system, routes_tokens, routes_ui_api, routes_users, web,
+    routes_mlflow, routes_mlflow_artifacts, routes_mlflow_models, routes_mlflow_registry, routes_notices,
+    routes_secrets, routes_streams, routes_sweeps, routes_system, routes_tokens, routes_ui_api, routes_users, web,
 )
 from modelyard.server.api_schema import AUTHED, errors
 from modelyard.server.body_limit import BodyLimit
@@ -62,6 +62,7 @@ def create_app(platform: Platform) -> FastAPI:
     for prefix in routes_mlflow.PREFIXES:  # the MLflow client's tracking API (README "MLflow")
         app.include_router(routes_mlflow.router, prefix=prefix)
         app.include_router(routes_mlflow_models.router, prefix=prefix)  # its logged models
+        app.include_router(routes_mlflow_registry.router, prefix=prefix)  # its model registry
     app.include_router(routes_mlflow_artifacts.router)  # its artifacts (README "MLflow artifacts"): before the fallback
     web.install(app)  # the browser UI under /ui: pages, static files, the cookie session
     for prefix in routes_mlflow.PREFIXES:  # last: any other route under the prefixes is served before it

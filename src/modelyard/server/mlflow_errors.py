@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelyard.db.experiments import ExperimentExists
+from modelyard.db.registry import RegisteredModelExists
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.throttle import Throttled
 
@@ -36,7 +37,7 @@ MLFLOW_CODES: dict[ErrorCode, tuple[str, int]] = {
 
 def mlflow_error(exc: ModelyardError) -> JSONResponse:
     code, status = MLFLOW_CODES.get(exc.code, ("INTERNAL_ERROR", 500))
-    if isinstance(exc, ExperimentExists):
+    if isinstance(exc, (ExperimentExists, RegisteredModelExists)):
         code = "RESOURCE_ALREADY_EXISTS"
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
     return JSONResponse({"error_code": code, "message": exc.message}, status_code=status, headers=headers)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from collections.abc import Callable
 from typing import IO, Any
 
-from modelyard.artifacts.keys import run_artifact_key
+from modelyard.artifacts.keys import registry_prefix, run_artifact_key
 from modelyard.artifacts.store import PARTIAL, ArtifactStore
 from modelyard.db import jobs as store_jobs
 from modelyard.db import logged_models as store_models
+from modelyard.db import registry as store_registry
 from modelyard.db.engine import Database
 from modelyard.db.records import Job, User
 from modelyard.errors import ErrorCode, ModelyardError, not_found
@@ -27,6 +28,7 @@ from modelyard.jobs.units import format_size
 
 _ROOT = re.compile(r"runs/(\d{1,18})/artifacts(?:/(.*))?", re.S)
 _MODEL_ROOT = re.compile(r"models/(m-[0-9a-f]{32})/artifacts(?:/(.*))?", re.S)
+_VERSION_ROOT = re.compile(r"registry/(\d{1,18})/versions/(\d{1,9})(?:/(.*))?", re.S)
 MODELS = "models"  # the folder of a run's artifacts its logged models' files lie in
 MAX_PATH = 1024
 
@@ -45,7 +47,7 @@ def model_artifact_uri(model_id: str) -> str:
 @dataclass(frozen=True)
 class Located:
     """Where one artifact path of a run lies: the job, its attempt that keeps its artifacts, the store key."""
-    job: Job
+    job: Job | None  # None: a registered model version's files (read only)
     attempt: int | None  # None: the run has no attempt; its artifacts lie among the job's outputs
     path: str  # relative to the run's artifact root; "": the root
     key: str
@@ -64,16 +66,19 @@ class RunArtifactService:
             raise _invalid(f"artifact path {artifact_path!r} has a NUL or a backslash")
         if artifact_path.startswith("/"):
             raise _invalid(f"artifact path {artifact_path!r} is absolute; it must be runs/<run id>/artifacts/<path>")
-        match = _ROOT.fullmatch(artifact_path) or _MODEL_ROOT.fullmatch(artifact_path)
+        match = _ROOT.fullmatch(artifact_path) or _MODEL_ROOT.fullmatch(artifact_path) \
+            or _VERSION_ROOT.fullmatch(artifact_path)
         if match is None:
             raise _invalid(f"artifact path {artifact_path!r} is not runs/<run id>/artifacts/<path> "
                            "or models/<model id>/artifacts/<path>")
-        rest = match.group(2) or ""
+        rest = match.group(match.re.groups) or ""
         if folder and rest.endswith("/"):
             rest = rest[:-1]
         _check_path(rest, artifact_path, root_ok=True)
         if match.re is _MODEL_ROOT:
             return self._at_model(user, match.group(1), rest, only_run)
+        if match.re is _VERSION_ROOT:
+            return self._at_version(user, int(match.group(1)), int(match.group(2)), rest, only_run)
         return self._at(user, int(match.group(1)), rest, only_run)
 
     def listing(self, user: User, artifact_path: str, *, only_run: int | None = None) -> list[dict[str, Any]]:
@@ -85,7 +90,7 @@ class RunArtifactService:
         """The store key and size of one artifact file."""
         at = self.locate(user, artifact_path, only_run=only_run)
         if not at.path or not self.storage.is_file(at.key):
-            raise not_found(f"artifact {at.path or '/'!r} of run {at.job.id}")
+            raise not_found(f"artifact {at.path or '/'!r}" + (f" of run {at.job.id}" if at.job else ""))
         return at.key, self.storage.size(at.key)
 
     def upload(self, user: User, artifact_path: str, body: IO[bytes], *, only_run: int | None = None,
@@ -95,6 +100,8 @@ class RunArtifactService:
         at = self.locate(user, artifact_path, only_run=only_run)
         if not at.path:
             raise _invalid(f"artifact path {artifact_path!r} names no file")
+        if at.job is None:
+            raise _read_only()
         if at.attempt is None and at.job.has_process:
             raise ModelyardError(ErrorCode.CONFLICT, f"job {at.job.id} has not started: its artifacts are kept with "
                                  "an attempt's outputs, so log them once it runs")
@@ -105,6 +112,8 @@ class RunArtifactService:
     def delete(self, user: User, artifact_path: str, *, only_run: int | None = None) -> None:
         """Remove one artifact, or a folder of them (the root: all the run's artifacts)."""
         at = self.locate(user, artifact_path, only_run=only_run, folder=True)
+        if at.job is None:
+            raise _read_only()
         if at.attempt is None and at.job.has_process:
             return  # nothing can be there yet
         self.storage.delete_prefix(at.key)
@@ -117,6 +126,7 @@ class RunArtifactService:
         _check_path(rest, path or "", root_ok=True)
         at = self._at(user, int(run_id), rest, only_run)
         files = [{**f, "path": f"{rest}/{f['path']}" if rest else f["path"]} for f in self._children(at)]
+        assert at.job is not None  # a run's root, never a registered version's
         return {"root_uri": artifact_uri(at.job.id), "files": files}
 
     def _at(self, user: User, job_id: int, rest: str, only_run: int | None) -> Located:
@@ -146,10 +156,20 @@ class RunArtifactService:
         path = f"{MODELS}/{model_id}/{rest}" if rest else f"{MODELS}/{model_id}"
         return Located(at.job, model.attempt, path, run_artifact_key(model.job_id, model.attempt, path))
 
+    def _at_version(self, user: User, model_id: int, version: int, rest: str, only_run: int | None) -> Located:
+        """A registered model version's files (services/registry.py): its owner's (an admin's), read
+        only; a job's token reads none (it may only register its own run's models)."""
+        model = store_registry.get_model_by_id(self.db, model_id)
+        if only_run is not None or model is None or (model.user_id != user.id and not user.is_admin) \
+                or store_registry.get_version(self.db, model_id, version) is None:
+            raise not_found(f"model version {version} of registered model {model_id}")
+        key = registry_prefix(model_id, version)
+        return Located(None, None, rest, f"{key}/{rest}" if rest else key)
+
     def _children(self, at: Located) -> list[dict[str, Any]]:
         if at.path and self.storage.is_file(at.key):
             return []  # MLflow lists a file as nothing
-        if at.attempt is None and at.job.has_process:
+        if at.attempt is None and at.job is not None and at.job.has_process:
             return []
         children: dict[str, dict[str, Any]] = {}
         for e in self.storage.list(at.key):
@@ -180,6 +200,11 @@ def _check_path(rest: str, whole: str, *, root_ok: bool) -> None:
             raise _invalid(f"artifact path {whole!r} has an empty, '.' or '..' segment")
         if PARTIAL in segment:
             raise _invalid(f"artifact path {whole!r}: {PARTIAL!r} is reserved for uploads in progress")
+
+
+def _read_only() -> ModelyardError:
+    return ModelyardError(ErrorCode.FORBIDDEN, "a registered model version's files are read only: register "
+                          "a new version, or delete this one with delete_model_version")
 
 
 def _invalid(message: str) -> ModelyardError:

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from modelyard.server.mlflow_errors import MlflowRoute
-from modelyard.server.routes_mlflow import CallerDep, FieldsDep, PlatformDep, ok
+from modelyard.server.mlflow_fields import CallerDep, FieldsDep, PlatformDep, ok
 from modelyard.services import logged_models as models
 
 router = APIRouter(route_class=MlflowRoute, include_in_schema=False)

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from modelyard.server.mlflow_errors import MlflowRoute
-from modelyard.server.routes_mlflow import CallerDep, Fields, FieldsDep, PlatformDep, ok
+from modelyard.server.mlflow_fields import CallerDep, Fields, FieldsDep, PlatformDep, ok
 from modelyard.services import registry
 
 router = APIRouter(route_class=MlflowRoute, include_in_schema=False)

@@ -78,13 +78,15 @@ def test_log_model_and_load_it_back_by_model_and_run(server: ServerProcess, alic
 
 
 def test_a_jobs_autolog_logs_a_model_among_its_outputs(server: ServerProcess, alice: str) -> None:  # noqa: F811
-    """sklearn autolog in a real job: its model is logged (no warning), in the job's outputs, and goes with it."""
+    """sklearn autolog in a real job: its model is logged (no warning), in the job's outputs, and goes
+    with it; registered by the job's token, its version outlives the job."""
     code = (
         "import logging, warnings, mlflow, mlflow.sklearn, numpy as np\n"
         "from sklearn.linear_model import LogisticRegression\n"
         "logging.basicConfig(level=logging.WARNING)\n"
         "warnings.simplefilter('always')\n"
-        "mlflow.sklearn.autolog(log_model_signatures=False, log_datasets=False, silent=False)\n"
+        "mlflow.sklearn.autolog(log_model_signatures=False, log_datasets=False, silent=False,\n"
+        "                       registered_model_name='autologged')\n"
         "X = np.array([[0.0, 0.0], [1.0, 1.0]] * 4); y = np.array([0, 1] * 4)\n"
         "with mlflow.start_run():\n"
         "    LogisticRegression().fit(X, y)\n"
@@ -112,6 +114,10 @@ def test_a_jobs_autolog_logs_a_model_among_its_outputs(server: ServerProcess, al
         assert mlflow.sklearn.load_model(f"runs:/{job_id}/model").predict(X).shape == (16,)
     with server.client(alice) as c:  # removed with its job
         assert c.delete(f"/jobs/{job_id}").status_code == 200
-    with tracking(server, alice) as client, pytest.raises(MlflowException) as e:
-        client.get_logged_model(model_id)
-    assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    with tracking(server, alice) as client:
+        with pytest.raises(MlflowException) as e:
+            client.get_logged_model(model_id)
+        assert e.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+        # the version the job's token registered keeps its copy (README "MLflow model registry")
+        assert client.get_model_version("autologged", "1").run_id == str(job_id)
+        assert mlflow.sklearn.load_model("models:/autologged/1").predict(X).shape == (16,)

@@ -76,6 +76,16 @@ def test_list_and_delete_prefix(store: ArtifactStore) -> None:
     store.delete_prefix("p")  # absent is fine
 
 
+def test_copy_prefix_copies_every_file_and_leaves_the_source(store: ArtifactStore) -> None:
+    """A registered version's files are copied so (services/registry.py)."""
+    store.put_bytes(b"1", "src/MLmodel")
+    store.put_bytes(b"22", "src/deep/model.pkl")
+    store.put_bytes(b"x", "src-other/z")  # a sibling whose name starts alike is not under src/
+    assert store.copy_prefix("src", "dst/versions/1") == 3
+    assert [(e.path, e.size) for e in store.list("dst/versions/1")] == [("MLmodel", 1), ("deep/model.pkl", 2)]
+    assert store.read_bytes("src/deep/model.pkl") == b"22"
+
+
 def test_keys_cannot_escape_the_root(store: ArtifactStore) -> None:
     for key in ("../x", "a/../../x", "/etc/passwd"):
         with pytest.raises(ModelyardError) as e:

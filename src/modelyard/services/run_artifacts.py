@@ -2,7 +2,9 @@
 
 Nomenclature: an *artifact path* is what the client names, ``runs/ID/artifacts[/REST]``, or a
 logged model's ``models/M-ID/artifacts[/REST]`` (services/logged_models.py: its files lie in its run's
-artifacts under ``models/M-ID/``, of the attempt it was created in); REST is relative to that root.
+artifacts under ``models/M-ID/``, of the attempt it was created in), or a registered model version's
+``registry/RM-ID/versions/N[/REST]`` (services/registry.py: its copy, read only, its owner's; a job's
+token reads none); REST is relative to that root.
 Where a run's artifacts lie in the store is decided in artifacts/keys.py (``run_artifact_key``): for
 a job, beside its latest attempt's outputs (listed among them under ``mlflow/``, artifacts/outputs.py);
 for a run with no process, among the job's outputs. This module owns who reaches them (the run's

@@ -46,7 +46,8 @@ def test_register_alias_load_search_rename(server: ServerProcess, alice: str) ->
         assert got.aliases == {"champion": "1"} and got.tags == {"team": "vision"}
         assert [v.version for v in got.latest_versions] == ["2"]
         client.transition_model_version_stage("digits", "2", "Production")  # deprecated in MLflow; still served
-        assert [v.version for v in client.get_latest_versions("digits", stages=["Production"])] == ["2"]
+        with pytest.warns(FutureWarning, match="deprecated"):
+            assert [v.version for v in client.get_latest_versions("digits", stages=["Production"])] == ["2"]
         client.update_registered_model("digits", description="digit classifier")
         client.rename_registered_model("digits", "digits-v2")
         assert client.get_registered_model("digits-v2").description == "digit classifier"

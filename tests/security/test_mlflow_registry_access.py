@@ -11,8 +11,10 @@ import pytest
 from inproc import InProc, in_process
 
 from modelyard.db import jobs as store_jobs
-from modelyard.db.users import hash_token
+from modelyard.db.users import get_user_by_name, hash_token
 from modelyard.jobs.run_token import run_token
+from modelyard.server.mlflow_auth import Caller
+from modelyard.services import registry
 
 API = "/api/2.0/mlflow"
 ART = "/api/2.0/mlflow-artifacts/artifacts"
@@ -184,3 +186,31 @@ def test_odd_registry_paths_and_names_are_refused(app: InProc, world: dict, path
         r = app.client.post(f"{API}/registered-models/alias", json={"name": "digits", "alias": alias, "version": "1"},
                             headers=alice)
         assert "invalid alias" in _refused(r, 400, "INVALID_PARAMETER_VALUE")
+
+
+def test_two_registrations_at_once_get_two_numbers(app: InProc, world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second registration runs while the first copies its files (the seam where they overlap):
+    each gets its own number and its own copy, so no version's files are another's."""
+    alice = app.auth(world["alice"])
+    body = {"name": "raced", "source": f"models:/{world['model']}"}
+    _ok(app.client.post(f"{API}/registered-models/create", json={"name": "raced"}, headers=alice))
+    storage, copy, inner, started = app.platform.storage, app.platform.storage.copy_prefix, [], []
+
+    caller = Caller(get_user_by_name(app.platform.db, "alice"))  # type: ignore[arg-type]
+
+    def copy_while_another_registers(src: str, dst: str) -> int:
+        if not started:  # the same call the route makes, from inside the first one's copy
+            started.append(True)
+            inner.append(registry.create_version(app.platform, caller, name="raced", source=body["source"],
+                                                 run_id=None, model_id=None, tags=[], description=None))
+        return copy(src, dst)
+
+    monkeypatch.setattr(storage, "copy_prefix", copy_while_another_registers)
+    outer = _ok(app.client.post(f"{API}/model-versions/create", json=body, headers=alice))
+    assert (outer["model_version"]["version"], inner[0]["model_version"]["version"]) == ("1", "2")
+    found = _ok(app.client.get(f"{API}/model-versions/search", params={"filter": "name = 'raced'"}, headers=alice))
+    assert [v["version"] for v in found["model_versions"]] == ["2", "1"]
+    for n in ("1", "2"):
+        uri = _ok(app.client.get(f"{API}/model-versions/get-download-uri", params={"name": "raced", "version": n},
+                                 headers=alice))["artifact_uri"].removeprefix("mlflow-artifacts:/")
+        assert app.client.get(f"{ART}/{uri}/MLmodel", headers=alice).content == b"flavors: {}"

@@ -9,10 +9,13 @@ from __future__ import annotations
 import ast
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from modelyard.db import auth_cache
+from modelyard.db.auth_cache import AuthCache
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -42,15 +45,18 @@ class Database:
             self.reader = self.writer
         # one writer at a time inside this process: SQLite would serialise anyway
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self.auth_cache = AuthCache()
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        if self._write_lock is None:
-            with self.writer.begin() as conn:
-                yield conn
-            return
-        with self._write_lock, self.writer.begin() as conn:
-            yield conn
+        with self._write_lock or nullcontext(), self.writer.connect() as conn:
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                # after the commit, not before: a token lookup between the two would keep the old answer
+                if conn.invalidated or conn.info.pop(auth_cache.CHANGED, False):
+                    self.auth_cache.clear()
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from modelyard.db import auth_cache
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.jobs import JobSpec, JobState, Resources, TerminationReason
 from modelyard.jobs.notify import EVENT_OF_STATE
@@ -69,10 +70,13 @@ def _attempt_transition(conn: sa.Connection, attempt_id: int, src: JobState, dst
     """Move an attempt from ``src`` to ``dst`` if it is still in ``src`` (compare-and-set)."""
     if not attempt_can_transition(src, dst):
         raise ModelyardError(ErrorCode.CONFLICT, f"an attempt cannot go from {src.value} to {dst.value}")
-    return conn.execute(
+    moved = conn.execute(
         attempts.update().where(attempts.c.id == attempt_id, attempts.c.state == src.value)
         .values(state=dst.value, **values)
     ).rowcount == 1
+    if moved and dst.is_terminal():
+        auth_cache.changed(conn)  # its run token dies with it, kept or not
+    return moved
 
 
 def _route(src: JobState, dst: JobState) -> list[JobState]:

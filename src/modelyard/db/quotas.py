@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from modelyard.db import auth_cache
 from modelyard.errors import ErrorCode, ModelyardError, not_found
 from modelyard.db.engine import Database
 from modelyard.db.schema import attempts, jobs, users
@@ -76,6 +77,7 @@ def set_admin(db: Database, name: str, admin: bool) -> UserRow:
                 raise ModelyardError(ErrorCode.CONFLICT, f"{name} is the only admin; make another user an admin "
                                      "first", field="admin")
         conn.execute(users.update().where(users.c.id == row.id).values(is_admin=admin))
+        auth_cache.changed(conn)  # a kept token of theirs says what they were
     return get_user(db, name)
 
 

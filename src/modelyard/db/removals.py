@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from modelyard.db import auth_cache
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.jobs import JobState
 from modelyard.jobs.states import TERMINAL
@@ -137,6 +138,7 @@ def delete_job_row(db: Database, job_id: int) -> None:
             conn.execute(attempt_ranks.delete().where(attempt_ranks.c.attempt_id.in_(ids)))
             conn.execute(log_lines.delete().where(log_lines.c.attempt_id.in_(ids)))
         conn.execute(attempts.delete().where(attempts.c.job_id == job_id))
+        auth_cache.changed(conn)  # a kept run token of its attempts names them
         conn.execute(events.delete().where(events.c.job_id == job_id))
         conn.execute(job_params.delete().where(job_params.c.job_id == job_id))
         conn.execute(job_tags.delete().where(job_tags.c.job_id == job_id))

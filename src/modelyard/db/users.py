@@ -15,6 +15,7 @@ import time
 import sqlalchemy as sa
 
 from modelyard.errors import ErrorCode, ModelyardError, not_found
+from modelyard.db import auth_cache
 from modelyard.db.engine import Database
 from modelyard.db.records import Token, User, token_from_row
 from modelyard.db.schema import jobs, tokens, users, webhook_secrets
@@ -91,14 +92,19 @@ def user_for_token(db: Database, token: str, *, now: float | None = None) -> Use
 
 
 def live_token(db: Database, token: str, *, now: float | None = None) -> tuple[User, Token] | None:
-    """A live token's user and listing entry (a sign-in ties its session to it)."""
+    """A live token's user and listing entry (a sign-in ties its session to it); kept a moment in
+    ``db.auth_cache`` (db/auth_cache.py says when it is dropped)."""
     now = time.time() if now is None else now
-    with db.read() as conn:
-        row = conn.execute(
-            _listing().add_columns(users.c.is_admin).where(tokens.c.token_hash == hash_token(token))
-            .where(sa.or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > now))
-        ).first()
-    return (User(row.user_id, row.owner, bool(row.is_admin)), token_from_row(row)) if row else None
+    token_hash = hash_token(token)
+
+    def load() -> tuple[tuple[User, Token], float | None] | None:
+        with db.read() as conn:
+            row = conn.execute(
+                _listing().add_columns(users.c.is_admin).where(tokens.c.token_hash == token_hash)
+                .where(sa.or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > now))
+            ).first()
+        return ((User(row.user_id, row.owner, bool(row.is_admin)), token_from_row(row)), row.expires_at) if row else None
+    return db.auth_cache.lookup(("user", token_hash), load, now=now)
 
 
 def _listing() -> sa.Select:
@@ -130,12 +136,14 @@ def revoke_token(db: Database, ref: str, *, user: User) -> Token:
             raise ModelyardError(ErrorCode.CONFLICT, f"{len(rows)} tokens start with {ref!r}; name one by its id",
                                  field="token")
         conn.execute(tokens.delete().where(tokens.c.id == rows[0].id))
+        auth_cache.changed(conn)
     return token_from_row(rows[0])
 
 
 def remove_named_tokens(db: Database, user_id: int, name: str) -> int:
     """Delete ``user_id``'s tokens named ``name`` (a console's, when its job ends); how many."""
     with db.write() as conn:
+        auth_cache.changed(conn)
         return conn.execute(tokens.delete().where(tokens.c.user_id == user_id, tokens.c.name == name)).rowcount
 
 
@@ -191,13 +199,17 @@ def user_for_run_token(db: Database, token: str) -> tuple[User, int, int] | None
     if attempt_id is None:
         return None
     a = attempts.c
-    with db.read() as conn:
-        row = conn.execute(
-            sa.select(a.job_id, a.state, a.token_hash, users.c.id, users.c.name, users.c.is_admin)
-            .join(jobs, jobs.c.id == a.job_id).join(users, users.c.id == jobs.c.user_id)
-            .where(a.id == attempt_id)).first()
-    if row is None or not check_run_token(token, attempt_id, row.token_hash):
-        return None
-    if JobState(row.state).is_terminal():
-        return None
-    return User(id=row.id, name=row.name, is_admin=False), row.job_id, attempt_id
+
+    def load() -> tuple[tuple[User, int, int], None] | None:
+        with db.read() as conn:
+            row = conn.execute(
+                sa.select(a.job_id, a.state, a.token_hash, users.c.id, users.c.name, users.c.is_admin)
+                .join(jobs, jobs.c.id == a.job_id).join(users, users.c.id == jobs.c.user_id)
+                .where(a.id == attempt_id)).first()
+        if row is None or not check_run_token(token, attempt_id, row.token_hash):
+            return None
+        if JobState(row.state).is_terminal():
+            return None
+        return (User(id=row.id, name=row.name, is_admin=False), row.job_id, attempt_id), None
+    # kept a moment, as a user's token is; an attempt's end drops it (db/jobs.py _attempt_transition)
+    return db.auth_cache.lookup(("run", hash_token(token)), load)

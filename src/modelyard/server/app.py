@@ -53,16 +53,18 @@ def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(title="modelyard", version=modelyard.__version__, lifespan=lifespan,
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.platform = platform
+    # the MLflow client's tracking API (README "MLflow") first: a loop's log_metric calls are the
+    # busiest requests, and its paths share no prefix with /api/v1's or the UI's, so it shadows none
+    for prefix in routes_mlflow.PREFIXES:
+        app.include_router(routes_mlflow.router, prefix=prefix)
+        app.include_router(routes_mlflow_models.router, prefix=prefix)  # its logged models
+        app.include_router(routes_mlflow_registry.router, prefix=prefix)  # its model registry
     for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_environments,
                    routes_notices, routes_users, routes_cleanup, routes_compare, routes_sweeps, routes_consoles):
         app.include_router(module.router, prefix="/api/v1")
     # the secret and token routes declare no statuses of their own yet: every one they can answer
     app.include_router(routes_secrets.router, prefix="/api/v1", responses=errors(*AUTHED, 404))
     app.include_router(routes_tokens.router, prefix="/api/v1", responses=errors(*AUTHED, 403, 404, 409))
-    for prefix in routes_mlflow.PREFIXES:  # the MLflow client's tracking API (README "MLflow")
-        app.include_router(routes_mlflow.router, prefix=prefix)
-        app.include_router(routes_mlflow_models.router, prefix=prefix)  # its logged models
-        app.include_router(routes_mlflow_registry.router, prefix=prefix)  # its model registry
     app.include_router(routes_mlflow_artifacts.router)  # its artifacts (README "MLflow artifacts"): before the fallback
     web.install(app)  # the browser UI under /ui: pages, static files, the cookie session
     for prefix in routes_mlflow.PREFIXES:  # last: any other route under the prefixes is served before it

@@ -46,13 +46,18 @@ class AuthCache:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
+    def kept(self, key: Hashable, *, now: float | None = None) -> Any:
+        """The kept answer for ``key``, or None: no database, so an async caller may ask on its loop."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > (time.time() if now is None else now) else None
+
     def lookup(self, key: Hashable, load: Callable[[], tuple[T, float | None] | None], *,
                now: float | None = None) -> T | None:
         """The kept answer for ``key``, else ``load()``'s: ``(value, expires_at)``, kept if not None."""
         now = time.time() if now is None else now
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] > now:
-            return entry[1]  # type: ignore[no-any-return]
+        hit = self.kept(key, now=now)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
         epoch = self.epoch
         found = load()
         if found is None:

@@ -91,6 +91,17 @@ def user_for_token(db: Database, token: str, *, now: float | None = None) -> Use
     return found[0] if found else None
 
 
+def kept_token_user(db: Database, token: str) -> User | None:
+    """The user a token was just found to speak for (db/auth_cache.py), else None: ask ``user_for_token``."""
+    found = db.auth_cache.kept(("user", hash_token(token)))
+    return found[0] if found else None
+
+
+def kept_run_token(db: Database, token: str) -> tuple[User, int, int] | None:
+    """``user_for_run_token``'s answer if it was just given (db/auth_cache.py), else None: ask it."""
+    return db.auth_cache.kept(("run", hash_token(token)))  # type: ignore[no-any-return]
+
+
 def live_token(db: Database, token: str, *, now: float | None = None) -> tuple[User, Token] | None:
     """A live token's user and listing entry (a sign-in ties its session to it); kept a moment in
     ``db.auth_cache`` (db/auth_cache.py says when it is dropped)."""

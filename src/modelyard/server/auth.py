@@ -26,7 +26,8 @@ UI_HEADER = "x-modelyard-ui"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
+    # async: a sync dependency would cost every request a hop to the threadpool and back
     return request.app.state.platform
 
 

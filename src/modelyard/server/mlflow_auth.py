@@ -13,6 +13,7 @@ import binascii
 from dataclasses import dataclass
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.server.auth import (
@@ -20,7 +21,7 @@ from modelyard.server.auth import (
 )
 from modelyard.server.platform import Platform
 from modelyard.db.records import User
-from modelyard.db.users import user_for_run_token
+from modelyard.db.users import kept_run_token, kept_token_user, user_for_run_token
 from modelyard.jobs.run_token import PREFIX as RUN_TOKEN_PREFIX
 
 # where the MLflow client's tracking API is served (server/routes_mlflow.py)
@@ -69,8 +70,24 @@ def mlflow_token(request: Request) -> str | None:
                          "(MLFLOW_TRACKING_TOKEN) or Basic with the token as password")
 
 
-def mlflow_caller(request: Request, platform: Platform = Depends(get_platform)) -> Caller:
+async def mlflow_caller(request: Request, platform: Platform = Depends(get_platform)) -> Caller:
+    """The caller; a token just verified is answered on the loop (an MLflow loop's next call), any
+    other lookup goes to the threadpool, as it reads the database."""
     token = mlflow_token(request)
+    if token is not None:
+        throttle(request).check(client_address(request))
+        if token.startswith(RUN_TOKEN_PREFIX):
+            found = kept_run_token(platform.db, token)
+            if found is not None:
+                return Caller(*found)
+        else:
+            user = kept_token_user(platform.db, token)
+            if user is not None:
+                return Caller(user)
+    return await run_in_threadpool(_mlflow_caller, request, platform, token)
+
+
+def _mlflow_caller(request: Request, platform: Platform, token: str | None) -> Caller:
     if token is None:
         return Caller(current_user(request, platform))  # the session cookie, or a clear 401
     if token.startswith(RUN_TOKEN_PREFIX):

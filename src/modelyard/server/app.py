@@ -241,8 +241,11 @@ def serve(*, host: str = "127.0.0.1", port: int = 8765, embedded: bool = False,
     log.info("modelyard %s listening on %s (home %s)", modelyard.__version__, url, settings.home)
     import uvicorn  # here, not at the top: importing the app (the CLI, tests) needs no server and its click
 
+    from modelyard.server.one_write import OneWriteH11Protocol  # uvicorn's h11 protocol, one write a reply
+
     # X-Forwarded-For/-Proto are believed only from the admin's proxy: otherwise anyone could
     # name their own address (and dodge the sign-in throttle) or claim https
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3,
+    config = uvicorn.Config(app, http=OneWriteH11Protocol, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=3,
                             proxy_headers=settings.behind_tls_proxy, forwarded_allow_ips=settings.trusted_proxies)
     uvicorn.Server(config).run(sockets=[sock])

@@ -27,6 +27,14 @@ def app(tmp_path: Path, database_url: str) -> Iterator[App]:
     made[1].close()
 
 
+@pytest.fixture
+def sqlite_app(tmp_path: Path) -> Iterator[App]:
+    """For what does not depend on the database: the cache's own rules."""
+    made = make_app(tmp_path)
+    yield made
+    made[1].close()
+
+
 def kept(app: App, kind: str, token: str) -> bool:
     return (kind, hash_token(token)) in app[1].db.auth_cache
 
@@ -58,7 +66,8 @@ def test_a_revoked_token_is_refused_on_the_next_request_though_kept(app: App) ->
     assert alice.get("/api/v1/me").status_code == 401
 
 
-def test_a_wrong_token_is_never_kept(app: App) -> None:
+def test_a_wrong_token_is_never_kept(sqlite_app: App) -> None:
+    app = sqlite_app
     fastapi_app, platform = app
     user(platform, "alice")
     for wrong in ("my_" + "x" * 43, "myrun.1.deadbeef"):
@@ -77,7 +86,8 @@ def test_a_demoted_admin_is_no_admin_on_the_next_request(app: App) -> None:
     assert carol.get("/api/v1/me").json()["is_admin"] is False
 
 
-def test_a_token_expiring_while_kept_is_refused_from_its_expiry(app: App) -> None:
+def test_a_token_expiring_while_kept_is_refused_from_its_expiry(sqlite_app: App) -> None:
+    app = sqlite_app
     _fastapi_app, platform = app
     user(platform, "alice")
     alice = get_user_by_name(platform.db, "alice")
@@ -89,32 +99,33 @@ def test_a_token_expiring_while_kept_is_refused_from_its_expiry(app: App) -> Non
     assert user_for_token(platform.db, token, now=now + 1) is None
 
 
-@pytest.mark.parametrize("end", ["exit", "stop", "remove"])
-def test_an_ended_attempts_run_token_is_refused_on_the_next_request_though_kept(app: App, end: str) -> None:
+def test_an_ended_attempts_run_token_is_refused_on_the_next_request_though_kept(app: App) -> None:
+    """Three jobs of alice's, each attempt ending its own way: its command exits; a stop, then the
+    supervisor's word that the command has gone; the job removed."""
     fastapi_app, platform = app
     user(platform, "alice")
-    job_id, attempt_id, token = running_job(app, "alice")
-    job = client(fastapi_app, token=token)
-    metric = {"run_id": str(job_id), "key": "loss", "value": 1, "timestamp": 1000, "step": 0}
-    assert call(job, "/runs/get", {"run_id": str(job_id)}, get=True).status_code == 200
-    assert kept(app, "run", token)
-
-    attempt = store_jobs.get_attempt(platform.db, attempt_id)
-    assert attempt is not None
-    if end == "exit":
-        store_jobs.end_attempt(platform.db, attempt, TerminationReason.EXIT_ZERO, exit_code=0)
-    elif end == "stop":  # a stop asked for, then the supervisor's word that the command has gone
-        alice = get_user_by_name(platform.db, "alice")
-        assert alice is not None
-        platform.stop(alice, job_id)
-        assert call(job, "/runs/get", {"run_id": str(job_id)}, get=True).status_code == 200  # stopping, not ended
+    alice = get_user_by_name(platform.db, "alice")
+    assert alice is not None
+    for end in ("exit", "stop", "remove"):
+        job_id, attempt_id, token = running_job(app, "alice")
+        job = client(fastapi_app, token=token)
+        metric = {"run_id": str(job_id), "key": "loss", "value": 1, "timestamp": 1000, "step": 0}
+        assert call(job, "/runs/get", {"run_id": str(job_id)}, get=True).status_code == 200
+        assert kept(app, "run", token)
         attempt = store_jobs.get_attempt(platform.db, attempt_id)
         assert attempt is not None
-        store_jobs.end_attempt(platform.db, attempt, TerminationReason.STOPPED_BY_USER, exit_code=None)
-    else:
-        removals.delete_job_row(platform.db, job_id)
-    r = call(job, "/runs/log-metric", metric)
-    assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED", r.text
+        if end == "exit":
+            store_jobs.end_attempt(platform.db, attempt, TerminationReason.EXIT_ZERO, exit_code=0)
+        elif end == "stop":
+            platform.stop(alice, job_id)
+            assert call(job, "/runs/get", {"run_id": str(job_id)}, get=True).status_code == 200  # stopping, not ended
+            attempt = store_jobs.get_attempt(platform.db, attempt_id)
+            assert attempt is not None
+            store_jobs.end_attempt(platform.db, attempt, TerminationReason.STOPPED_BY_USER, exit_code=None)
+        else:
+            removals.delete_job_row(platform.db, job_id)
+        r = call(job, "/runs/log-metric", metric)
+        assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED", (end, r.text)
 
 
 def test_a_lookup_racing_a_revocation_keeps_nothing(app: App, monkeypatch: pytest.MonkeyPatch) -> None:

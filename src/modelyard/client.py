@@ -233,6 +233,14 @@ class Client:
     def stop_sweep(self, sweep_id: int) -> dict[str, Any]:
         return self._request("POST", f"/sweeps/{sweep_id}/stop")
 
+    def list_models(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        """The caller's registered models (README "MLflow model registry"), the most recently changed first."""
+        return self._request("GET", "/models", params={"limit": limit, "offset": offset})
+
+    def get_model(self, name: str, *, owner: str | None = None) -> dict[str, Any]:
+        """A registered model with its versions; ``owner``: an admin's look at another user's."""
+        return self._request("GET", f"/models/{quote(name, safe='')}", params={"owner": owner} if owner else None)
+
     def create_console(self, spec: Mapping[str, Any], *, idle_timeout: float | str | None = None,
                        snapshot: str | None = None) -> dict[str, Any]:
         """Queue a notebook console job (``spec``: any job's fields but the command); the job."""

@@ -6,9 +6,12 @@ SQLite; every refusal in MLflow's error form."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from fastapi.testclient import TestClient
 from inproc import InProc, in_process
+from servers import ui_sign_in
 
 from modelyard.db import jobs as store_jobs
 from modelyard.db.users import get_user_by_name, hash_token
@@ -214,3 +217,47 @@ def test_two_registrations_at_once_get_two_numbers(app: InProc, world: dict, mon
         uri = _ok(app.client.get(f"{API}/model-versions/get-download-uri", params={"name": "raced", "version": n},
                                  headers=alice))["artifact_uri"].removeprefix("mlflow-artifacts:/")
         assert app.client.get(f"{ART}/{uri}/MLmodel", headers=alice).content == b"flavors: {}"
+
+
+@contextmanager
+def _browser(app: InProc, token: str) -> Iterator[TestClient]:
+    """A signed-in browser of its own, so the module client's cookie jar stays without a session
+    (not entered as a context: that would start the platform's loops)."""
+    c = TestClient(app.client.app, raise_server_exceptions=False, follow_redirects=False)
+    try:
+        assert ui_sign_in(c, token).status_code == 303
+        yield c
+    finally:
+        c.close()
+
+
+def test_the_registry_pages_and_api_answer_another_users_model_as_none(app: InProc, world: dict) -> None:
+    """/ui/models, /api/v1/models (what `modelyard models` reads) and the pages' download links: Alice's
+    model is not Bob's to see or download, even named with ?owner=alice; an admin opens it with ?owner=."""
+    alice = app.auth(world["alice"])
+    _ok(app.client.post(f"{API}/registered-models/create", json={"name": "alice-secret"}, headers=alice))
+    _ok(app.client.post(f"{API}/model-versions/create", json={"name": "alice-secret",
+                                                              "source": f"models:/{world['model']}"}, headers=alice))
+    mine = app.client.get("/api/v1/models/alice-secret", headers=alice)
+    assert mine.status_code == 200, mine.text
+    link = f"/api/2.0/mlflow-artifacts/artifacts/{mine.json()['versions'][0]['artifact_path']}/MLmodel"
+    with _browser(app, world["alice"]) as hers:
+        assert link in hers.get("/ui/models/alice-secret").text and hers.get(link).content == b"flavors: {}"
+    bob = app.auth(world["bob"])
+    for query in ("", "?owner=alice"):
+        for path in ("alice-secret", "nothing"):
+            r = app.client.get(f"/api/v1/models/{path}{query}", headers=bob)
+            assert r.status_code == 404 and r.json()["error"]["message"] == f"registered model {path!r} not found"
+    assert "alice-secret" not in app.client.get("/api/v1/models", headers=bob).text
+    with _browser(app, world["bob"]) as his:
+        for query in ("", "?owner=alice"):
+            page = his.get(f"/ui/models/alice-secret{query}")
+            assert page.status_code == 404 and "alice-secret&#39; not found" in page.text, page.text[:300]
+        assert "alice-secret" not in his.get("/ui/models").text
+        assert his.get(link).status_code == 404  # her version's files, through the page's download path
+        assert his.get(f"/ui/jobs/{world['run']}").status_code == 404  # the job page that would link it
+    with _browser(app, app.admin) as admin:
+        assert admin.get("/ui/models/alice-secret").status_code == 404  # no such model of the admin's own
+        page = admin.get("/ui/models/alice-secret?owner=alice")
+        assert page.status_code == 200 and link in page.text
+    assert app.client.get("/api/v1/models/alice-secret?owner=alice", headers=app.auth(app.admin)).status_code == 200

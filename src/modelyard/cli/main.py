@@ -4,8 +4,8 @@ from __future__ import annotations
 import typer
 
 from modelyard.cli import (
-    admin, cleanup, compare, datasets, environments, jobs, nodes, notebook, notices, observe, secrets, submit, sweeps,
-    tokens,
+    admin, cleanup, compare, datasets, environments, jobs, models, nodes, notebook, notices, observe, secrets, submit,
+    sweeps, tokens,
 )
 from modelyard.cli import users  # registers `user list`, `user quota`, `user admin` on admin.user_app
 from modelyard.cli.errors import ModelyardGroup
@@ -48,6 +48,7 @@ app.add_typer(secrets.secret_app, name="secret")
 app.add_typer(tokens.token_app, name="token")
 app.add_typer(sweeps.sweep_app, name="sweep")
 app.command("sweeps")(sweeps.sweeps)
+app.add_typer(models.models_app, name="models")
 app.command("webhook-secret")(tokens.webhook_secret)
 app.command("server")(admin.server)
 app.command("notices")(notices.notices)

@@ -208,3 +208,14 @@ def delete_version(db: Database, model_id: int, version: int) -> None:
                                             .where(registered_models.c.id == model_id)).scalar() or "{}")
         gone = {a: None for a, v in aliases.items() if v == version}
         _change_json(conn, db, registered_models, registered_models.c.id == model_id, "aliases", gone)
+
+
+def versions_of_job(db: Database, job_id: int) -> list[tuple[RegisteredModel, ModelVersion]]:
+    """The versions registered from job ``job_id``'s run, with their registered models, by name and number."""
+    with db.read() as conn:
+        rows = conn.execute(sa.select(model_versions).where(model_versions.c.job_id == job_id)).all()
+        ids = sorted({r.registered_model_id for r in rows})
+        models = {r.id: _model(r) for r in
+                  conn.execute(sa.select(registered_models).where(registered_models.c.id.in_(ids))).all()}
+    pairs = [(models[r.registered_model_id], _version(r)) for r in rows if r.registered_model_id in models]
+    return sorted(pairs, key=lambda x: (x[0].name, x[1].version))

@@ -162,3 +162,47 @@ class SnapshotUploadOut(SnapshotOut):
 class ReportAck(Out):
     stored: bool
     stop: bool
+
+
+class RegisteredModelOut(Out):
+    """One of the caller's registered models (README "MLflow model registry"), as /api/v1/models lists it."""
+    name: str
+    owner: str
+    description: str | None
+    latest_version: int | None
+    version_count: int
+    aliases: dict[str, int]  # alias -> version
+    tags: dict[str, str]
+    created_at: str
+    updated_at: str
+
+
+class RegisteredModelList(Out):
+    models: list[RegisteredModelOut]
+    total: int
+
+
+class ModelVersionFile(Out):
+    path: str  # relative to the version's artifact_path
+    size: int
+
+
+class ModelVersionOut(Out):
+    version: int
+    aliases: list[str]
+    status: str
+    stage: str  # MLflow's deprecated stages
+    job_id: int | None  # the job (run) it was registered from; kept after that job is removed
+    source: str
+    model_id: str | None
+    description: str | None
+    tags: dict[str, str]
+    created_at: str
+    updated_at: str
+    artifact_path: str  # its files: GET /api/2.0/mlflow-artifacts/artifacts/<artifact_path>/<path>
+    file_count: int
+    files: list[ModelVersionFile]
+
+
+class RegisteredModelDetail(RegisteredModelOut):
+    versions: list[ModelVersionOut]  # newest first

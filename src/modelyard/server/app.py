@@ -28,7 +28,7 @@ from modelyard.errors import ErrorCode, ModelyardError
 from modelyard.executors.base import Executor
 from modelyard.server import (
     auth, routes_cleanup, routes_compare, routes_consoles, routes_datasets, routes_environments, routes_jobs,
-    routes_mlflow, routes_mlflow_artifacts, routes_mlflow_models, routes_mlflow_registry, routes_notices,
+    routes_mlflow, routes_mlflow_artifacts, routes_mlflow_models, routes_mlflow_registry, routes_models, routes_notices,
     routes_secrets, routes_streams, routes_sweeps, routes_system, routes_tokens, routes_ui_api, routes_users, web,
 )
 from modelyard.server.api_schema import AUTHED, errors
@@ -60,7 +60,7 @@ def create_app(platform: Platform) -> FastAPI:
         app.include_router(routes_mlflow_models.router, prefix=prefix)  # its logged models
         app.include_router(routes_mlflow_registry.router, prefix=prefix)  # its model registry
     for module in (routes_system, routes_jobs, routes_streams, routes_ui_api, routes_datasets, routes_environments,
-                   routes_notices, routes_users, routes_cleanup, routes_compare, routes_sweeps, routes_consoles):
+                   routes_notices, routes_users, routes_cleanup, routes_compare, routes_sweeps, routes_consoles, routes_models):
         app.include_router(module.router, prefix="/api/v1")
     # the secret and token routes declare no statuses of their own yet: every one they can answer
     app.include_router(routes_secrets.router, prefix="/api/v1", responses=errors(*AUTHED, 404))

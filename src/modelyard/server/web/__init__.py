@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from modelyard.server.web import consoles, notebook_pages, sweeps_pages, users_pages
+from modelyard.server.web import consoles, models_pages, notebook_pages, sweeps_pages, users_pages
 from modelyard.server.web.pages import SignInRequired, router, signin_redirect
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -29,5 +29,6 @@ def install(app: FastAPI) -> None:
     app.include_router(users_pages.router)
     app.include_router(notebook_pages.router)
     app.include_router(sweeps_pages.router)
+    app.include_router(models_pages.router)
     app.include_router(consoles.router)  # a notebook console's JupyterLab, for its owner
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -32,6 +32,7 @@ from modelyard.server.web.render import render, respond
 from modelyard.services import environments as environments_service
 from modelyard.services import jobs as jobs_service
 from modelyard.services import notices
+from modelyard.services import registry_views
 from modelyard.services.queue import queue_view, waiting_reason
 from modelyard.services import compare as compare_service
 from modelyard.db.records import User
@@ -207,6 +208,7 @@ def job_data(p: Platform, user: User, job_id: int, outputs_attempt: int | None =
     waiting = waiting_reason(p, user, job_id) if job["state"] == JobState.QUEUED.value else None
     return {"job": job, "events": jobs_service.events(p, user, job_id)["events"], "outputs": files,
             "run_tags": jobs_service.run_tags(p, job_id),
+            "registered": registry_views.of_job(p, user, job_id, job["owner"]),  # "Registered as NAME vN"
             "model": [f for f in files if f["final"]], "other_outputs": [f for f in files if not f["final"]],
             "outputs_attempt": outputs["attempt"],
             "outputs_chosen": outputs_attempt, "outputs_attempts": outputs["attempts"], "waiting": waiting,

@@ -47,7 +47,8 @@ VERSION_ATTRIBUTES = {"name": "name", "version": "version", "version_number": "v
                       "last_updated_timestamp": "last_update_time"}
 
 
-def _no_model(name: str) -> ModelyardError:
+def no_model(name: str) -> ModelyardError:
+    """The one answer for a name the caller has no registered model of (another user's included)."""
     return ModelyardError(ErrorCode.NOT_FOUND, f"registered model {name[:250]!r} not found", field="name")
 
 
@@ -72,7 +73,7 @@ def reach(p: Platform, caller: Caller, name: Any) -> RegisteredModel:
     caller.check_user_call("read or change the model registry")
     found = store.get_model(p.db, caller.user.id, check_name(name))
     if found is None:
-        raise _no_model(name)
+        raise no_model(name)
     return found
 
 
@@ -266,7 +267,7 @@ def create_version(p: Platform, caller: Caller, *, name: Any, source: str | None
     check_name(name)
     model = store.get_model(p.db, caller.user.id, name)
     if model is None:
-        raise _no_model(name)
+        raise no_model(name)
     path, logged = _source_path(source, model_id)
     if logged is not None:
         logged = logged_models.reach(p, caller, logged).id  # a job's token: its own run's models only

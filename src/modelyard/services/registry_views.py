@@ -31,7 +31,7 @@ def _owner(p: Platform, user: User, owner: str | None, name: str) -> User:
         return user
     found = get_user_by_name(p.db, owner) if user.is_admin else None
     if found is None:
-        raise registry._no_model(name)
+        raise registry.no_model(name)
     return found
 
 

@@ -170,8 +170,16 @@ def test_stop_a_long_job_and_restart_it(client: Client, workdir: Path) -> None:
     assert job.wait(timeout=30) is JobState.STOPPED
     rest = list(lines)  # the stream ends with the job
     assert rest and all(line.startswith(NOTE) for line in rest), rest  # the supervisor's notes only
+    # The restart waits behind a job holding every core: following it must wait for attempt 2, not
+    # replay attempt 1's "started" while the job is still queued.
+    every = client.capacity()["total"]["cpus"]
+    blocker = modelyard.submit(f"{PY} -c \"import time; print('blocking', flush=True); time.sleep(600)\"", workdir,
+                               client=client, cpus=every, max_runtime="5m")
+    assert first_own_line(blocker.logs(follow=True)) == "blocking"
     job.restart()
     again = job.logs(follow=True)
+    assert job.refresh().state is JobState.QUEUED, job.data
+    blocker.stop()
     assert first_own_line(again) == "started" and job.refresh().data["attempt"] == 2, job.data
     job.stop()
     assert job.wait(timeout=30, poll=0.1) is JobState.STOPPED

@@ -21,8 +21,10 @@ class LogLines:
     reconnecting a dropped stream; ``every_attempt`` (with ``follow``): then each later attempt's,
     until the job ends, whose final JOB is then ``job``.
 
-    With no ``attempt``, the latest; for a job not placed yet, the first one to start. While
-    iterating, ``attempt`` is the attempt being read and ``nodes`` its node count."""
+    With no ``attempt``, the latest; for a job not placed yet, the first one to start. Following every
+    attempt of a job queued again (a restart, a retry), from its next one: the ended attempt is
+    history, not what is happening. While iterating, ``attempt`` is the attempt being read and
+    ``nodes`` its node count."""
 
     def __init__(self, client: Client, job_id: int, *, attempt: int | None = None, node: int | None = None,
                  follow: bool = False, every_attempt: bool = False) -> None:
@@ -32,9 +34,14 @@ class LogLines:
         self.job: dict[str, Any] | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        yield from self._attempt(self.attempt)
         if not (self.follow and self.every_attempt):
+            yield from self._attempt(self.attempt)
             return
+        job = self.client.get_job(self.job_id) if self.attempt is None else None
+        if job is not None and job["state"] == "queued" and job["attempt"]:
+            self.attempt = job["attempt"]  # the loop below waits for the next one
+        else:
+            yield from self._attempt(self.attempt)
         while True:
             job = self.client.get_job(self.job_id)
             if is_final(job):

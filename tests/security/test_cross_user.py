@@ -56,6 +56,7 @@ OPEN_TO_USERS = {
     ("PATCH", "/api/v1/profile"),
     ("GET", "/api/v1/me/usage"),  # the caller's own quota and usage
     ("POST", "/api/v1/sweeps"), ("GET", "/api/v1/sweeps"),  # a new sweep is the caller's; the listing their own
+    ("GET", "/api/v1/models"),  # the caller's own registered models; another's (?owner=) is admins' (403)
     ("POST", "/api/v1/consoles"),  # a new console is the caller's own job
     # never ends, so its answer cannot be read here; test_api checks it shows only one's own jobs
     ("GET", "/api/v1/events/stream"),
@@ -119,6 +120,14 @@ class World:
         assert r.status_code in (201, 409), r.text
         self.fill["environment_name"] = name
 
+    def ensure_model(self) -> None:
+        """Alice's registered model (made through the MLflow API, where the registry is written)."""
+        name = f"{SECRET}-model"
+        r = self.client.post("/api/2.0/mlflow/registered-models/create", headers=self.as_(self.alice),
+                             json={"name": name, "description": SECRET})
+        assert r.status_code == 200 or "RESOURCE_ALREADY_EXISTS" in r.text, r.text
+        self.fill["model_name"] = name
+
     def ensure_secret(self) -> None:
         """Alice's stored secret, again if a removal took it."""
         r = self.client.put(f"/api/v1/secrets/{SECRET_NAME}", json={"value": SECRET}, headers=self.as_(self.alice))
@@ -155,6 +164,7 @@ def _populate(w: World) -> Iterator[World]:
     w.ensure_dataset()
     w.ensure_secret()
     w.ensure_environment()
+    w.ensure_model()
     token = client.post("/api/v1/tokens", json={"name": f"{SECRET}-laptop"}, headers=w.as_(w.alice)).json()
     w.fill["ref"] = w.fill["token_id"] = str(token["id"])
     w.fill["user_name"] = "alice"
@@ -190,6 +200,8 @@ def _param(op: tuple[str, str], name: str) -> str:
         return "secret_name"
     if name == "name" and op[1].startswith("/api/v1/environments/"):
         return "environment_name"
+    if name == "name" and op[1].startswith("/api/v1/models/"):
+        return "model_name"
     if name == "name" and op[1].startswith("/api/v1/users/"):
         return "user_name"
     return name
@@ -200,7 +212,7 @@ GHOSTS = {"ref": "999999", "token_id": "999999", "user_name": "nobody-has-this",
           "attempt_id": "999999", "notice_id": "999999", "sweep_id": "999999", "name": "nobody-has-this",
           "tag": "nobody-has-this",
           "version": "abcdef123456",
-          "secret_name": "NOBODY_HAS_THIS", "environment_name": "nobody-has-this", "dataset_file": "all/data.csv", "output_file": "model.bin"}
+          "secret_name": "NOBODY_HAS_THIS", "environment_name": "nobody-has-this", "model_name": "nobody-has-this", "dataset_file": "all/data.csv", "output_file": "model.bin"}
 
 
 def _url(w: World, op: tuple[str, str], fill: dict[str, str] | None = None) -> str:
@@ -313,6 +325,8 @@ def _ensure(w: World, op: tuple[str, str]) -> None:
         w.ensure_secret()
     elif op[1].startswith("/api/v1/environments/"):
         w.ensure_environment()
+    elif op[1].startswith("/api/v1/models/"):
+        w.ensure_model()
     elif "{name}" in op[1]:
         w.ensure_dataset()
 

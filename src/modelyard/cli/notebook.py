@@ -12,8 +12,9 @@ from modelyard.cli.jobs import Json
 from modelyard.cli.options import parse_env, read_requirements
 from modelyard.cli.output import note, print_json, state_text
 from modelyard.client import Client
+from modelyard.jobs.states import TERMINAL
 
-ENDED = {"succeeded", "failed", "stopped", "timed_out", "lost"}
+ENDED = {s.value for s in TERMINAL}
 POLL = 0.5  # seconds between two looks at a starting console
 
 

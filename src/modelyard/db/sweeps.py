@@ -87,12 +87,15 @@ def running_sweeps(db: Database) -> list[Sweep]:
 
 def end_sweep(db: Database, sweep_id: int, state: str, *, best_job_id: int | None = None,
               message: str | None = None, now: float | None = None) -> bool:
-    """``running`` -> ``state``; False if it had already ended."""
+    """``running`` -> ``state``; False if it had already ended. ``best_job_id``: written if given, else
+    the best the driver kept stands (a row read earlier may predate it)."""
     assert state in SWEEP_STATES[1:]
+    values: dict[str, object] = {"state": state, "message": message, "ended_at": time.time() if now is None else now}
+    if best_job_id is not None:
+        values["best_job_id"] = best_job_id
     with db.write() as conn:
-        return conn.execute(sweeps.update().where(sweeps.c.id == sweep_id, sweeps.c.state == "running").values(
-            state=state, best_job_id=best_job_id, message=message, ended_at=time.time() if now is None else now,
-        )).rowcount == 1
+        return conn.execute(sweeps.update().where(sweeps.c.id == sweep_id, sweeps.c.state == "running")
+                            .values(**values)).rowcount == 1
 
 
 def set_best(db: Database, sweep_id: int, best_job_id: int | None) -> None:

@@ -135,21 +135,11 @@ class Platform:
         ``pinned_environment``: the name a clone's already-pinned image or requirements came from;
         ``reason``: its first event's."""
         spec, queue_check = self.users.check_submit(user, spec)  # the runtime cap, the queued-jobs quota
-        policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels,
-                                 quota=self.users.quota_of(user.id))
         if resume_from is not None:
             store_jobs.get_job(self.db, resume_from, user=user)  # only the outputs of a job the user can see
-        if spec.workdir is not None and snapshot is None and not user.is_admin:
-            # in place means in a folder of the server's disk, read and written as the server's user
-            raise ModelyardError(ErrorCode.FORBIDDEN, "running in place (workdir with no snapshot) is for admins "
-                                 "only; upload the folder as a snapshot instead (the CLI does)", field="workdir")
-        check_webhooks(spec.webhooks, self.webhook_allow)
-        spec, environment = self.pin_environment(user, spec) if spec.environment else (spec, pinned_environment)
-        self._check_stored_secrets(user, spec)
+        spec, environment, dataset = self._check_spec(user, spec, snapshot=snapshot,
+                                                      pinned_environment=pinned_environment)
         sealed = sealed_secrets if sealed_secrets is not None else self._seal_inline_secrets(spec)
-        if snapshot is not None and (not is_snapshot_key(snapshot) or not self.storage.exists(snapshot)):
-            raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
-        dataset = self.pin_dataset(spec.dataset, user).ref if spec.dataset else None
         experiment = job_experiments.for_submit(self.db, user, spec)  # last: it may create the experiment
         job = store_jobs.create_job(self.db, user=user, spec=spec, snapshot_key=snapshot, resume_from=resume_from,
                                     dataset=dataset, dataset_check=lambda: self.pin_dataset(dataset, user),
@@ -162,21 +152,26 @@ class Platform:
     def check_submittable(self, user: User, spec: JobSpec, *, snapshot: str | None) -> None:
         """What ``submit`` would refuse of ``spec`` whatever the moment (not the queue's room): a
         sweep's trials are checked so before the sweep starts."""
-        spec = self.users.check_runtime(spec)
+        spec, _environment, _dataset = self._check_spec(user, self.users.check_runtime(spec), snapshot=snapshot)
+        job_experiments.for_submit(self.db, user, spec, create=False)
+
+    def _check_spec(self, user: User, spec: JobSpec, *, snapshot: str | None,
+                    pinned_environment: str | None = None) -> tuple[JobSpec, str | None, str | None]:
+        """``submit``'s checks of ``spec`` that hold whatever the moment: ``(spec with its environment
+        pinned, the environment's name, the pinned dataset's ref)``, else a clear refusal."""
         policy.check_satisfiable(spec.resources, self.capacity, nodes=spec.nodes, labels=spec.node_labels,
                                  quota=self.users.quota_of(user.id))
         if spec.workdir is not None and snapshot is None and not user.is_admin:
+            # in place means in a folder of the server's disk, read and written as the server's user
             raise ModelyardError(ErrorCode.FORBIDDEN, "running in place (workdir with no snapshot) is for admins "
                                  "only; upload the folder as a snapshot instead (the CLI does)", field="workdir")
         check_webhooks(spec.webhooks, self.webhook_allow)
-        if spec.environment:
-            self.pin_environment(user, spec)
+        spec, environment = self.pin_environment(user, spec) if spec.environment else (spec, pinned_environment)
         self._check_stored_secrets(user, spec)
         if snapshot is not None and (not is_snapshot_key(snapshot) or not self.storage.exists(snapshot)):
             raise ModelyardError(ErrorCode.INVALID, f"no snapshot {snapshot!r}; upload it first", field="snapshot")
-        if spec.dataset:
-            self.pin_dataset(spec.dataset, user)
-        job_experiments.for_submit(self.db, user, spec, create=False)
+        dataset = self.pin_dataset(spec.dataset, user).ref if spec.dataset else None
+        return spec, environment, dataset
 
     def stop(self, user: User, job_id: int) -> Job:
         job = store_jobs.get_job(self.db, job_id, user=user)

@@ -56,9 +56,8 @@ def current(db: Database, job_id: int) -> int:
     return store_jobs.get_job(db, job_id).experiment_id or DEFAULT_ID
 
 
-def join(db: Database, job_id: int, experiment: Experiment) -> int:
+def join(db: Database, job_id: int, experiment: Experiment) -> None:
     """The job's script named ``experiment`` (one of its owner's): its run, while still in Default, goes
-    there if it is active. The experiment its run is in after."""
+    there if it is active."""
     if experiment.id != DEFAULT_ID and experiment.lifecycle_stage == ACTIVE:
         store_jobs.join_experiment(db, job_id, experiment.id)
-    return current(db, job_id)

@@ -127,13 +127,16 @@ def _latest(versions: Sequence[ModelVersion], stages: Sequence[str] | None = Non
     return sorted(newest.values(), key=lambda v: v.version)
 
 
-def model_to_dict(p: Platform, model: RegisteredModel, owner: str) -> dict[str, Any]:
-    """MLflow's RegisteredModel message."""
+def model_to_dict(p: Platform, model: RegisteredModel, owner: str,
+                  versions: list[ModelVersion] | None = None) -> dict[str, Any]:
+    """MLflow's RegisteredModel message; ``versions``: the model's, when the caller read them already."""
+    if versions is None:
+        versions = store.versions_of(p.db, [model.id])
     out: dict[str, Any] = {
         "name": model.name, "creation_timestamp": int(model.created_at * 1000),
         "last_updated_timestamp": int(model.updated_at * 1000), "user_id": owner, "tags": _pairs(model.tags),
         "aliases": [{"alias": a, "version": str(n)} for a, n in sorted(model.aliases.items())],
-        "latest_versions": [version_to_dict(model, v, owner) for v in _latest(store.versions_of(p.db, [model.id]))],
+        "latest_versions": [version_to_dict(model, v, owner) for v in _latest(versions)],
     }
     if model.description is not None:
         out["description"] = model.description
@@ -280,13 +283,14 @@ def create_version(p: Platform, caller: Caller, *, name: Any, source: str | None
         raise ModelyardError(ErrorCode.INVALID, f"source {(source or path)[:100]!r} has no files: log the model "
                              "before registering it", field="source")
     fresh = runs.check_pairs(tags, "tags")
+    description = _description(description)  # before a number is taken and the files copied
     number = store.next_version(p.db, model.id)
     key = registry_prefix(model.id, number)
     now = time.time()
     try:
         p.storage.copy_prefix(at.key, key)
         store.add_version(p.db, ModelVersion(model.id, number, source or f"models:/{logged}", at.job.id, logged,
-                                             _description(description), NONE_STAGE, now, now, fresh))
+                                             description, NONE_STAGE, now, now, fresh))
     except BaseException:
         p.storage.delete_prefix(key)
         raise
@@ -381,9 +385,12 @@ def _parsed(filter_text: str | None, order_by: Sequence[Any],
 
 
 def _sorted(items: list[Any], order: list[OrderKey], value: Any) -> list[Any]:
+    def sort_key(x: Any, k: OrderKey) -> tuple[bool, Any]:
+        v = value(x, k.entity, k.key)
+        return v is None, 0 if v is None else v  # an empty tag is "", never 0: no str against int
+
     for key in reversed(order):
-        items.sort(key=lambda x, k=key: (value(x, k.entity, k.key) is None, value(x, k.entity, k.key) or 0),
-                   reverse=not key.ascending)
+        items.sort(key=lambda x, k=key: sort_key(x, k), reverse=not key.ascending)
     return items
 
 
@@ -400,7 +407,11 @@ def search_models(p: Platform, caller: Caller, *, filter_text: str | None, order
     found = [m for m in store.models_of(p.db, caller.user.id)
              if all(_holds(_model_field(m, c.entity, c.key), c) for c in clauses)]
     page, token = _page(_sorted(found, order, _model_field), page_token, max_results, 100, MAX_SEARCH)
-    out: dict[str, Any] = {"registered_models": [model_to_dict(p, m, caller.user.name) for m in page]}
+    versions: dict[int, list[ModelVersion]] = {m.id: [] for m in page}
+    for v in store.versions_of(p.db, list(versions)) if page else []:  # one read for the page, not one a model
+        versions[v.registered_model_id].append(v)
+    out: dict[str, Any] = {"registered_models": [model_to_dict(p, m, caller.user.name, versions[m.id])
+                                                 for m in page]}
     if token:
         out["next_page_token"] = token
     return out

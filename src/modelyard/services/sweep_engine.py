@@ -276,7 +276,7 @@ class SweepEngine:
     def end(self, sweep: Sweep, user: User, state: str, *, message: str) -> bool:
         """End the sweep (``stopped`` or ``failed``): its trials' jobs are stopped, its running trials FAIL."""
         with self.lock:
-            if not store_sweeps.end_sweep(self.db, sweep.id, state, best_job_id=sweep.best_job_id, message=message):
+            if not store_sweeps.end_sweep(self.db, sweep.id, state, message=message):
                 return False
             for job in store_sweeps.trial_jobs(self.db, sweep.id).values():
                 if not job.state.is_terminal():
